@@ -1,0 +1,123 @@
+"""Per-environment settings, in one place.
+
+Every default is the paper's value (Ha & Schmidhuber 2018, arXiv 1803.10122, appendix A) or, where the paper is
+silent, the official code's (hardmaru/WorldModelsExperiments). The numbered scripts read these; their command-line
+flags override a few of them. Sizes are counts, times are environment steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+DATA_DIR = "./data"  # rollouts (01) and encoded sequences (03)
+VAE_DIR = "./vae"  # VAE weights (02)
+RNN_DIR = "./rnn"  # MDN-RNN weights (04)
+CONTROLLER_DIR = "./controller"  # CMA-ES state and best parameters (05)
+LOG_DIR = "./log"  # per-generation JSON history and training curves (05)
+VIDEO_DIR = "./video"  # MP4 recordings (model.py)
+
+FRAME_SIZE = 64  # V sees 64x64 RGB frames, stored as uint8
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    """Settings of one environment. Fields are documented where they are declared."""
+
+    name: str  # the name used on the command line and in file names
+    action_size: int  # width of the action vector the world model sees (a in z+a)
+    z_size: int  # VAE latent size (32 CarRacing, 64 Doom)
+    kl_tolerance: float  # free bits per latent dim: KL loss is max(KL, kl_tolerance * z_size)
+    rnn_size: int  # LSTM units of the MDN-RNN (256 CarRacing, 512 Doom)
+    num_mixtures: int  # Gaussians per latent dimension in the MDN head (5)
+    use_done: bool  # MDN-RNN also predicts episode end and takes the restart flag as input (Doom)
+    done_weight: float  # weight of positive examples in the done loss (x10 in the Doom model)
+    time_steps: int  # default length of a random rollout in 01 (300 CarRacing, 2100 Doom)
+    max_episode_length: int  # hard cap of an episode in the real env and in the dream
+    vae_learning_rate: float  # Adam, paper 1e-4
+    vae_batch_size: int  # frames per VAE minibatch, paper 100
+    rnn_learning_rate: float  # Adam, paper 1e-3
+    rnn_min_learning_rate: float  # final learning rate of the decay (equal to the start: no decay)
+    rnn_grad_clip: float  # gradient clipping by value, paper 1.0
+    rnn_batch_size: int  # sequences per MDN-RNN minibatch, paper 100
+    controller_uses_cell: bool  # controller input is [z, c, h] (Doom) instead of [z, h]
+    controller_bias: bool  # a = tanh(W x + b) (CarRacing) or tanh(W x) (Doom)
+    controller_outputs: int  # actions the controller emits (3 CarRacing, 1 Doom)
+    dream_temperature: float  # tau used when sampling dreams (0.7 view-only CarRacing, 1.15 Doom)
+
+    @property
+    def rnn_input_size(self) -> int:
+        """Width of one MDN-RNN input step: z, action and (Doom) the restart flag."""
+        return self.z_size + self.action_size + (1 if self.use_done else 0)
+
+    @property
+    def controller_input_size(self) -> int:
+        """Width of the controller's input: [z, h] or [z, c, h]."""
+        return self.z_size + self.rnn_size * (2 if self.controller_uses_cell else 1)
+
+    @property
+    def controller_param_count(self) -> int:
+        """867 for CarRacing (32+256 inputs x 3 outputs + 3 biases), 1,088 for Doom (64+512+512, no bias)."""
+        weights = self.controller_input_size * self.controller_outputs
+        return weights + (self.controller_outputs if self.controller_bias else 0)
+
+
+CAR_RACING = EnvConfig(
+    name="car_racing",
+    action_size=3,
+    z_size=32,
+    kl_tolerance=0.5,
+    rnn_size=256,
+    num_mixtures=5,
+    use_done=False,
+    done_weight=1.0,
+    time_steps=300,
+    max_episode_length=1000,
+    vae_learning_rate=1e-4,
+    vae_batch_size=100,
+    rnn_learning_rate=1e-3,
+    rnn_min_learning_rate=1e-3,
+    rnn_grad_clip=1.0,
+    rnn_batch_size=100,
+    controller_uses_cell=False,
+    controller_bias=True,
+    controller_outputs=3,
+    dream_temperature=0.7,
+)
+
+DOOM_TAKE_COVER = EnvConfig(
+    name="doom_take_cover",
+    action_size=1,
+    z_size=64,
+    kl_tolerance=0.5,
+    rnn_size=512,
+    num_mixtures=5,
+    use_done=True,
+    done_weight=10.0,
+    time_steps=2100,
+    max_episode_length=2100,
+    vae_learning_rate=1e-4,
+    vae_batch_size=100,
+    rnn_learning_rate=1e-3,
+    rnn_min_learning_rate=1e-5,
+    rnn_grad_clip=1.0,
+    rnn_batch_size=100,
+    controller_uses_cell=True,
+    controller_bias=False,
+    controller_outputs=1,
+    dream_temperature=1.15,
+)
+
+CONFIGS = {c.name: c for c in (CAR_RACING, DOOM_TAKE_COVER)}
+
+
+def get_config(env_name: str) -> EnvConfig:
+    """The settings of `env_name`; a ValueError lists the known names otherwise."""
+    try:
+        return CONFIGS[env_name]
+    except KeyError:
+        raise ValueError(f"unknown environment {env_name!r}; choose one of: {', '.join(CONFIGS)}") from None
+
+
+def data_file(kind: str, env_name: str, batch: int, data_dir: str = DATA_DIR) -> str:
+    """Path of one batch file, e.g. data_file("obs_data", "car_racing", 0) -> ./data/obs_data_car_racing_0.npy."""
+    return f"{data_dir}/{kind}_{env_name}_{batch}.npy"
