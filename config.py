@@ -121,3 +121,20 @@ def get_config(env_name: str) -> EnvConfig:
 def data_file(kind: str, env_name: str, batch: int, data_dir: str = DATA_DIR) -> str:
     """Path of one batch file, e.g. data_file("obs_data", "car_racing", 0) -> ./data/obs_data_car_racing_0.npy."""
     return f"{data_dir}/{kind}_{env_name}_{batch}.npy"
+
+
+def vae_weights_path(env_name: str, numpy_export: bool = False, vae_dir: str = VAE_DIR) -> str:
+    """./vae/<env>.weights.h5 (Keras, what 02 trains and resumes) or ./vae/<env>.npz (NumPy copy for rollouts)."""
+    return f"{vae_dir}/{env_name}.npz" if numpy_export else f"{vae_dir}/{env_name}.weights.h5"
+
+
+def rnn_weights_path(env_name: str, numpy_export: bool = False, rnn_dir: str = RNN_DIR) -> str:
+    """./rnn/<env>.weights.h5 (Keras, what 04 trains and resumes) or ./rnn/<env>.npz (NumPy copy for rollouts)."""
+    return f"{rnn_dir}/{env_name}.npz" if numpy_export else f"{rnn_dir}/{env_name}.weights.h5"
+
+
+# The commands that make each input, named in the error when the input is missing.
+MAKES_OBS_DATA = "python 01_generate_data.py {env} --total_episodes 2000 --start_batch 0 --time_steps 300"
+MAKES_VAE = "python 02_train_vae.py --env_name {env} --start_batch 0 --max_batch 9 --new_model"
+MAKES_RNN_DATA = "python 03_generate_rnn_data.py --env_name {env} --start_batch 0 --max_batch 9"
+MAKES_RNN = "python 04_train_rnn.py --env_name {env} --start_batch 0 --max_batch 9 --new_model"

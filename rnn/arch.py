@@ -1,0 +1,140 @@
+"""M: the MDN-RNN of the paper (appendix A.2), in Keras 3.
+
+Input per step: [z_t, a_t] (CarRacing, 35 values) or [z_t, a_t, restart_t] (Doom, 66). One LSTM layer (256 units
+CarRacing, 512 Doom) -> dense to 3 * K * z mixture parameters (K = 5 Gaussians per latent dimension; layout in
+rnn/mdn.py) predicting z_{t+1}; Doom adds a dense(1) logit predicting that the episode ends at this step.
+Parameter count: 422,368 CarRacing, 1,678,785 Doom.
+
+Loss: mean over valid steps and latent dimensions of -log sum_k pi_k N(z_{t+1} | mu_k, sigma_k) (computed with
+logsumexp); Doom adds binary cross-entropy on the done logit with positives weighted x10. Adam 1e-3, gradients
+clipped by value at 1.0; Doom's learning rate decays towards 1e-5.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from utils import quiet_tensorflow
+
+quiet_tensorflow()
+
+import keras  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+LOG_SQRT_TWO_PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def mdn_negative_log_likelihood(mdn_output, target, num_mixtures: int):
+    """-log p(target) per latent dimension: mdn_output (..., 3*K*z), target (..., z) -> (..., z)."""
+    leading = tuple(ops.shape(mdn_output)[:-1])
+    grouped = ops.reshape(mdn_output, leading + (target.shape[-1], 3 * num_mixtures))
+    log_pi, mu, log_sigma = ops.split(grouped, 3, axis=-1)
+    log_pi = log_pi - ops.logsumexp(log_pi, axis=-1, keepdims=True)
+    standardized = (ops.expand_dims(target, -1) - mu) * ops.exp(-log_sigma)
+    log_gaussian = -0.5 * ops.square(standardized) - log_sigma - LOG_SQRT_TWO_PI
+    return -ops.logsumexp(log_pi + log_gaussian, axis=-1)
+
+
+def weighted_done_loss(done_logit, done_target, positive_weight: float):
+    """Binary cross-entropy of the done logit, positives weighted `positive_weight`: (...,) x2 -> (...,)."""
+    log_p = -ops.softplus(-done_logit)  # log sigmoid(x)
+    log_not_p = -ops.softplus(done_logit)  # log (1 - sigmoid(x))
+    return -(positive_weight * done_target * log_p + (1.0 - done_target) * log_not_p)
+
+
+class DecayingLearningRate(keras.optimizers.schedules.LearningRateSchedule):
+    """lr(step) = (start - end) * decay ** step + end: the official Doom schedule (1e-3 towards 1e-5)."""
+
+    def __init__(self, start: float, end: float, decay: float = 0.99999):
+        self.start, self.end, self.decay = start, end, decay
+
+    def __call__(self, step):
+        return (self.start - self.end) * ops.power(self.decay, ops.cast(step, "float32")) + self.end
+
+    def get_config(self):
+        return {"start": self.start, "end": self.end, "decay": self.decay}
+
+
+class MDNRNN(keras.Model):
+    """The MDN-RNN; `fit()` takes (inputs, targets) with inputs (B, T, in) and targets = (z_next, mask, done).
+
+    mask (B, T) is 1 where z_next is a real next frame, done (B, T) is 1 at the step an episode ends (Doom) and
+    the done loss covers steps with done_mask (B, T) = 1 (every recorded step, including the last one).
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.z_size = config.z_size
+        self.num_mixtures = config.num_mixtures
+        self.use_done = config.use_done
+        self.done_weight = config.done_weight
+        self.input_size = config.rnn_input_size
+        self.lstm = layers.LSTM(config.rnn_size, return_sequences=True, return_state=True, name="lstm")
+        self.mdn = layers.Dense(3 * config.num_mixtures * config.z_size, name="mdn")
+        self.done_head = layers.Dense(1, name="done") if config.use_done else None
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.z_tracker = keras.metrics.Mean(name="z_loss")
+        self.done_tracker = keras.metrics.Mean(name="done_loss")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.z_tracker] + ([self.done_tracker] if self.use_done else [])
+
+    def call(self, inputs, initial_state=None, training=False):
+        """inputs (B, T, in) -> mdn (B, T, 3Kz), done logits (B, T) or None, final (h, c)."""
+        hidden, h, c = self.lstm(inputs, initial_state=initial_state)
+        done_logit = ops.squeeze(self.done_head(hidden), -1) if self.done_head is not None else None
+        return self.mdn(hidden), done_logit, (h, c)
+
+    def losses_of(self, inputs, z_next, mask, done, done_mask):
+        mdn_output, done_logit, _ = self(inputs, training=True)
+        z_nll = ops.mean(mdn_negative_log_likelihood(mdn_output, z_next, self.num_mixtures), axis=-1)
+        z_loss = ops.sum(z_nll * mask) / ops.maximum(ops.sum(mask), 1.0)
+        if not self.use_done:
+            return z_loss, z_loss, ops.zeros(())
+        done_terms = weighted_done_loss(done_logit, done, self.done_weight)
+        done_loss = ops.sum(done_terms * done_mask) / ops.maximum(ops.sum(done_mask), 1.0)
+        return z_loss + done_loss, z_loss, done_loss
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        inputs, (z_next, mask, done, done_mask) = data
+        with tf.GradientTape() as tape:
+            loss, z_loss, done_loss = self.losses_of(inputs, z_next, mask, done, done_mask)
+        gradients = tape.gradient(loss, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
+        self.loss_tracker.update_state(loss)
+        self.z_tracker.update_state(z_loss)
+        if self.use_done:
+            self.done_tracker.update_state(done_loss)
+        return {m.name: m.result() for m in self.metrics}
+
+    def build_all(self) -> "MDNRNN":
+        """Create every weight with one forward pass on a blank sequence."""
+        self(np.zeros((1, 1, self.input_size), dtype=np.float32))
+        return self
+
+    def numpy_weights(self) -> dict[str, np.ndarray]:
+        """Weights as float32 NumPy: 'lstm/kernel' (in, 4u), 'lstm/recurrent_kernel' (u, 4u), 'lstm/bias' (4u)
+        with Keras's gate order i, f, c, o; 'mdn/kernel', 'mdn/bias'; Doom also 'done/kernel', 'done/bias'."""
+        weights = {}
+        for layer in (self.lstm, self.mdn, self.done_head):
+            if layer is None:
+                continue
+            for variable in layer.weights:
+                weights[f"{layer.name}/{variable.name}"] = np.asarray(variable.numpy(), dtype=np.float32)
+        return weights
+
+
+def make_rnn(config) -> MDNRNN:
+    """The MDN-RNN for an EnvConfig, built and compiled with Adam and clipping by value."""
+    rnn = MDNRNN(config).build_all()
+    if config.rnn_min_learning_rate < config.rnn_learning_rate:
+        learning_rate = DecayingLearningRate(config.rnn_learning_rate, config.rnn_min_learning_rate)
+    else:
+        learning_rate = config.rnn_learning_rate
+    rnn.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipvalue=config.rnn_grad_clip))
+    return rnn
