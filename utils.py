@@ -43,6 +43,9 @@ def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
     os.makedirs(directory, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path) + "-", suffix=suffix)
     os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
     try:
         yield temporary
         os.replace(temporary, path)

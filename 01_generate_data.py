@@ -1,0 +1,161 @@
+"""Stage 01: random rollouts -> ./data/obs_data_<env>_<batch>.npy and action_data_<env>_<batch>.npy.
+
+    python 01_generate_data.py car_racing --total_episodes 2000 --start_batch 0 --time_steps 300
+
+Each batch file holds --batch_size episodes: obs (episodes, T, 64, 64, 3) uint8, actions (episodes, T, action_size)
+float32, plus length_data (episodes,) int32 and done_data (episodes, T) bool. An episode that ends before T steps
+(CarRacing: the car left the playfield or finished the lap) is recorded up to its end and padded with zeros; its
+length says where the real steps stop, and every later stage masks the padding. Episode k of the whole run is
+seeded with --seed + k, so the same flags give the same files whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from utils import UserError, run_cli, single_thread_blas  # noqa: E402
+
+single_thread_blas()
+
+import numpy as np  # noqa: E402
+
+from config import CONFIGS, DATA_DIR, FRAME_SIZE, data_file, get_config  # noqa: E402
+from utils import atomic_path, save_npy  # noqa: E402
+
+REAL_ENVS = ("car_racing",)  # environments with a real simulator here (--run_all_envs goes through these)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Collect random-policy rollouts for the world model.")
+    parser.add_argument("env_name", nargs="?", default="car_racing", choices=sorted(CONFIGS))
+    parser.add_argument("--total_episodes", type=int, default=2000, help="episodes to collect (default 2000)")
+    parser.add_argument("--start_batch", type=int, default=0, help="number of the first batch file to write")
+    parser.add_argument("--time_steps", type=int, default=None, help="steps per episode (default: 300 CarRacing)")
+    parser.add_argument("--batch_size", type=int, default=200, help="episodes per batch file (default 200)")
+    parser.add_argument("--render", action="store_true", help="show the episodes in a window (needs a display)")
+    parser.add_argument("--run_all_envs", action="store_true", help=f"collect for every env: {', '.join(REAL_ENVS)}")
+    parser.add_argument("--num_workers", type=int, default=os.cpu_count() or 1,
+                        help="parallel rollout processes (default: all cores)")
+    parser.add_argument("--seed", type=int, default=0, help="episode k of the run is seeded seed + k")
+    parser.add_argument("--data_dir", default=DATA_DIR)
+    args = parser.parse_args(argv)
+    for flag in ("total_episodes", "batch_size", "num_workers"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag} must be at least 1")
+    if args.time_steps is not None and args.time_steps < 2:
+        raise UserError("--time_steps must be at least 2")
+    if args.start_batch < 0:
+        raise UserError("--start_batch must be 0 or more")
+    return args
+
+
+# --- one episode ---------------------------------------------------------------------------------------------------
+_worker_env = {}
+
+
+def _env_for(env_name: str, render: bool):
+    """One environment per worker process, reused across its episodes."""
+    key = (env_name, render)
+    if key not in _worker_env:
+        from env import make_env
+
+        _worker_env[key] = make_env(env_name, render_mode="human" if render else None, max_episode_steps=10**9)
+    return _worker_env[key]
+
+
+def rollout(task):
+    """Play one random-policy episode: task = (env_name, seed, time_steps, render).
+
+    Returns (frames (T, 64, 64, 3) uint8, actions (T, A) float32, length, dones (T,) bool): frames[t] is the frame
+    the policy saw before taking actions[t]; steps at or after `length` are zero padding.
+    """
+    from env import RandomPolicy, process_frame
+
+    env_name, seed, time_steps, render = task
+    config = get_config(env_name)
+    env = _env_for(env_name, render)
+    policy = RandomPolicy(env_name, seed)
+    frames = np.zeros((time_steps, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
+    actions = np.zeros((time_steps, config.action_size), dtype=np.float32)
+    dones = np.zeros(time_steps, dtype=bool)
+    observation, _ = env.reset(seed=seed)
+    length = time_steps
+    for t in range(time_steps):
+        frames[t] = process_frame(observation, env_name)
+        actions[t] = policy()
+        observation, _, terminated, truncated, _ = env.step(actions[t])
+        if terminated or truncated:
+            dones[t] = terminated
+            length = t + 1
+            break
+    return frames, actions, length, dones
+
+
+# --- one batch file ------------------------------------------------------------------------------------------------
+def write_batch(pool, env_name: str, batch: int, first_episode: int, episodes: int, args, progress) -> None:
+    """Collect `episodes` episodes into the four files of one batch, each written whole."""
+    config = get_config(env_name)
+    time_steps = args.time_steps or config.time_steps
+    obs_path = data_file("obs_data", env_name, batch, args.data_dir)
+    tasks = [(env_name, args.seed + first_episode + i, time_steps, args.render) for i in range(episodes)]
+    actions = np.zeros((episodes, time_steps, config.action_size), dtype=np.float32)
+    lengths = np.zeros(episodes, dtype=np.int32)
+    dones = np.zeros((episodes, time_steps), dtype=bool)
+    # Frames go straight into a memory-mapped temporary .npy: a 200 x 300 batch (737 MB) never sits in memory.
+    with atomic_path(obs_path, suffix=".npy") as temporary:
+        frames = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8,
+                                           shape=(episodes, time_steps, FRAME_SIZE, FRAME_SIZE, 3))
+        results = pool.imap(rollout, tasks) if pool else map(rollout, tasks)
+        for i, (episode_frames, episode_actions, length, episode_dones) in enumerate(results):
+            frames[i], actions[i], lengths[i], dones[i] = episode_frames, episode_actions, length, episode_dones
+            progress.update(1)
+            progress.set_postfix(batch=batch, length=int(length))
+        frames.flush()
+        del frames
+    save_npy(data_file("action_data", env_name, batch, args.data_dir), actions)
+    save_npy(data_file("length_data", env_name, batch, args.data_dir), lengths)
+    save_npy(data_file("done_data", env_name, batch, args.data_dir), dones)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from tqdm import tqdm
+
+    if args.render and not os.environ.get("DISPLAY"):
+        print("--render needs a display (none found: DISPLAY is unset); collecting without a window", flush=True)
+        args.render = False
+    if not args.render:
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    env_names = REAL_ENVS if args.run_all_envs else (args.env_name,)
+    for env_name in env_names:
+        if env_name not in REAL_ENVS:
+            raise UserError(f"no real environment for {env_name!r} yet; available: {', '.join(REAL_ENVS)}")
+    workers = 1 if args.render else min(args.num_workers, args.total_episodes)
+    started = time.time()
+    context = multiprocessing.get_context("fork")
+    pool = context.Pool(workers) if workers > 1 else None
+    try:
+        for env_name in env_names:
+            with tqdm(total=args.total_episodes, desc=f"{env_name} rollouts", unit="ep") as progress:
+                done = 0
+                batch = args.start_batch
+                while done < args.total_episodes:
+                    episodes = min(args.batch_size, args.total_episodes - done)
+                    write_batch(pool, env_name, batch, batch * args.batch_size, episodes, args, progress)
+                    done += episodes
+                    batch += 1
+            print(f"{env_name}: wrote batches {args.start_batch}..{batch - 1} to {args.data_dir} "
+                  f"({args.total_episodes} episodes, {time.time() - started:.0f} s)")
+    finally:
+        if pool:
+            pool.terminate()
+
+
+if __name__ == "__main__":
+    run_cli(main)
