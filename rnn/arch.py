@@ -137,4 +137,5 @@ def make_rnn(config) -> MDNRNN:
     else:
         learning_rate = config.rnn_learning_rate
     rnn.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipvalue=config.rnn_grad_clip))
+    rnn.optimizer.build(rnn.trainable_variables)  # so saved weights carry Adam's moments and resume restores them
     return rnn

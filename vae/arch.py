@@ -136,8 +136,13 @@ class ConvVAE(keras.Model):
         return weights
 
 
-def make_vae(config, seed: int | None = None) -> ConvVAE:
-    """The VAE for an EnvConfig, built and compiled with the paper's Adam(1e-4)."""
+def make_vae(config, seed: int | None = None, learning_rate: float | None = None) -> ConvVAE:
+    """The VAE for an EnvConfig, built and compiled with Adam (paper: 1e-4).
+
+    The optimizer's slots are created up front, so `save_weights` stores Adam's moments and `load_weights` restores
+    them: a resumed run continues the same optimisation instead of restarting Adam.
+    """
     vae = ConvVAE(z_size=config.z_size, kl_tolerance=config.kl_tolerance, seed=seed).build_all()
-    vae.compile(optimizer=keras.optimizers.Adam(learning_rate=config.vae_learning_rate))
+    vae.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate or config.vae_learning_rate))
+    vae.optimizer.build(vae.trainable_variables)
     return vae

@@ -1,0 +1,111 @@
+"""Stage 02: train V, the convolutional VAE, on the frames of stage 01.
+
+    python 02_train_vae.py --start_batch 0 --max_batch 9 --new_model
+
+Reads ./data/obs_data_<env>_<batch>.npy for batches start..max (memory-mapped, uint8), trains batch file by batch
+file for --epochs passes, and after every batch file writes ./vae/<env>.weights.h5 and ./vae/<env>.npz whole, plus
+./vae/<env>.history.json and a loss curve ./vae/<env>.loss.png. Without --new_model it resumes from the saved
+weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from utils import UserError, run_cli  # noqa: E402
+
+
+def parse_args(argv=None):
+    from config import CONFIGS, DATA_DIR, VAE_DIR
+
+    parser = argparse.ArgumentParser(description="Train the VAE (V) on random-rollout frames.")
+    parser.add_argument("--env_name", default="car_racing", choices=sorted(CONFIGS))
+    parser.add_argument("--start_batch", type=int, default=0)
+    parser.add_argument("--max_batch", type=int, default=0)
+    parser.add_argument("--new_model", action="store_true", help="start from fresh weights instead of ./vae/")
+    parser.add_argument("--epochs", type=int, default=10, help="passes over all batch files (default 10)")
+    parser.add_argument("--batch_size", type=int, default=None, help="frames per minibatch (default: paper's 100)")
+    parser.add_argument("--learning_rate", type=float, default=None, help="Adam step (default: paper's 1e-4)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data_dir", default=DATA_DIR)
+    parser.add_argument("--vae_dir", default=VAE_DIR)
+    parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="fit() output: 1 = progress bar")
+    args = parser.parse_args(argv)
+    if args.epochs < 1:
+        raise UserError("--epochs must be at least 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # --- set-up: inputs checked before TensorFlow loads, so a missing file fails fast -----------------------------
+    from config import MAKES_OBS_DATA, data_file, get_config
+    from utils import batch_range_files, load_npy, save_json
+
+    config = get_config(args.env_name)
+    made_by = MAKES_OBS_DATA.format(env=args.env_name)
+    obs_paths = batch_range_files("obs_data", args.env_name, args.start_batch, args.max_batch, made_by, args.data_dir)
+    batches = []
+    for batch, path in obs_paths:
+        frames = load_npy(path, made_by, ndim=5, trailing_shape=(64, 64, 3), dtype="uint8")
+        length_path = data_file("length_data", args.env_name, batch, args.data_dir)
+        lengths = load_npy(length_path, made_by, mmap=False, ndim=1)
+        if len(lengths) != len(frames):
+            raise UserError(f"{length_path} has {len(lengths)} episodes but {path} has {len(frames)}; "
+                            f"remake them with: {made_by}")
+        batches.append((path, frames, lengths))
+
+    import keras
+
+    from plots import save_curves
+    from vae.arch import make_vae
+    from vae.train import FrameBatches, load_vae, save_vae, valid_frame_index
+    from config import vae_weights_path
+
+    keras.utils.set_random_seed(args.seed)
+    # --- model: new or resumed ---------------------------------------------------------------------------------------
+    weights_path = vae_weights_path(args.env_name, vae_dir=args.vae_dir)
+    learning_rate = args.learning_rate or config.vae_learning_rate
+    history_path = os.path.join(args.vae_dir, f"{args.env_name}.history.json")
+    if args.new_model or not os.path.exists(weights_path):
+        if not args.new_model:
+            print(f"no saved VAE at {weights_path}: starting a new model")
+        vae = make_vae(config, seed=args.seed, learning_rate=learning_rate)
+        history = []
+    else:
+        vae = load_vae(config, args.vae_dir, seed=args.seed, learning_rate=learning_rate)
+        print(f"resuming from {weights_path} (weights and Adam state)")
+        history = json.load(open(history_path)) if os.path.exists(history_path) else []
+    batch_size = args.batch_size or config.vae_batch_size
+    print(f"VAE for {args.env_name}: z = {config.z_size}, {vae.count_params():,} parameters; "
+          f"{len(batches)} batch files, {args.epochs} epochs, minibatch {batch_size}, Adam {learning_rate:g}")
+
+    # --- training loop: every epoch visits every batch file, saving after each -----------------------------------
+    started = time.time()
+    first_epoch = history[-1]["epoch"] + 1 if history else 1  # a resumed run continues the count
+    last_epoch = first_epoch + args.epochs - 1
+    for epoch in range(first_epoch, last_epoch + 1):
+        for path, frames, lengths in batches:
+            index = valid_frame_index(lengths, frames.shape[1])
+            dataset = FrameBatches(frames, index, batch_size, seed=args.seed * 1000 + epoch)
+            print(f"epoch {epoch}/{last_epoch}: {os.path.basename(path)} ({len(index):,} frames)")
+            result = vae.fit(dataset, epochs=1, verbose=args.verbose).history
+            history.append({"epoch": epoch, "file": os.path.basename(path), "frames": int(len(index)),
+                            "elapsed_s": round(time.time() - started, 1),
+                            **{name: float(values[-1]) for name, values in result.items()}})
+            save_vae(vae, args.env_name, args.vae_dir)
+            save_json(history_path, history, indent=1)
+            save_curves(os.path.join(args.vae_dir, f"{args.env_name}.loss.png"),
+                        {name: [row[name] for row in history] for name in ("loss", "reconstruction_loss", "kl_loss")},
+                        xlabel="batch file visited", ylabel="loss per frame", title=f"VAE training ({args.env_name})")
+    print(f"saved {weights_path} and its NumPy copy ({time.time() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    run_cli(main)

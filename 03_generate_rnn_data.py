@@ -1,0 +1,90 @@
+"""Stage 03: encode every recorded episode with the trained VAE, giving the MDN-RNN its training sequences.
+
+    python 03_generate_rnn_data.py --start_batch 0 --max_batch 9
+
+For each batch file of stage 01 it writes, whole, into ./data (E episodes, T steps, z latent size, A action size):
+  rnn_input_<env>_<b>.npy    (E, T, z + A [+ 1])  [z_t, a_t] (Doom adds restart_t = 1 at an episode's first step)
+  rnn_output_<env>_<b>.npy   (E, T, z)            z_{t+1}, the target (zero where there is no next frame)
+  rnn_mu_<env>_<b>.npy, rnn_logvar_<env>_<b>.npy  (E, T, z)  the encoder's Gaussian, so stage 04 can draw a fresh
+                                                   z every epoch as the paper does
+  rnn_initial_<env>_<b>.npy  (E, 2, z)            mu and logvar of each episode's first frame (dreams start there)
+  rnn_length_<env>_<b>.npy (E,) and rnn_done_<env>_<b>.npy (E, T): copies of stage 01's lengths and done flags.
+z here is one draw z = mu + exp(logvar / 2) * eps; padding after an episode's end is zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from utils import UserError, run_cli  # noqa: E402
+
+ENCODE_CHUNK = 1000  # frames encoded per forward pass
+
+
+def parse_args(argv=None):
+    from config import CONFIGS, DATA_DIR, VAE_DIR
+
+    parser = argparse.ArgumentParser(description="Encode the rollouts with the VAE into MDN-RNN training data.")
+    parser.add_argument("--env_name", default="car_racing", choices=sorted(CONFIGS))
+    parser.add_argument("--start_batch", type=int, default=0)
+    parser.add_argument("--max_batch", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the z draws written to rnn_input/output")
+    parser.add_argument("--data_dir", default=DATA_DIR)
+    parser.add_argument("--vae_dir", default=VAE_DIR)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from config import MAKES_OBS_DATA, data_file, get_config, vae_weights_path, MAKES_VAE
+    from utils import batch_range_files, load_npy, require_file, save_npy
+
+    config = get_config(args.env_name)
+    made_by = MAKES_OBS_DATA.format(env=args.env_name)
+    obs_paths = batch_range_files("obs_data", args.env_name, args.start_batch, args.max_batch, made_by, args.data_dir)
+    require_file(vae_weights_path(args.env_name, vae_dir=args.vae_dir), MAKES_VAE.format(env=args.env_name))
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from rnn.train import rnn_arrays
+    from vae.train import load_vae
+
+    vae = load_vae(config, args.vae_dir)
+    rng = np.random.default_rng(args.seed)
+    started = time.time()
+    for batch, obs_path in obs_paths:
+        frames = load_npy(obs_path, made_by, ndim=5, trailing_shape=(64, 64, 3), dtype="uint8")
+        inputs = {kind: load_npy(data_file(kind, args.env_name, batch, args.data_dir), made_by, mmap=False)
+                  for kind in ("action_data", "length_data", "done_data")}
+        actions, lengths, dones = inputs["action_data"], inputs["length_data"], inputs["done_data"]
+        episodes, time_steps = frames.shape[:2]
+        if actions.shape != (episodes, time_steps, config.action_size) or lengths.shape != (episodes,) \
+                or dones.shape != (episodes, time_steps):
+            raise UserError(f"batch {batch}: {obs_path} {frames.shape}, actions {actions.shape}, lengths "
+                            f"{lengths.shape} and dones {dones.shape} do not match; remake them with: {made_by}")
+        mu = np.zeros((episodes, time_steps, config.z_size), dtype=np.float32)
+        logvar = np.zeros_like(mu)
+        flat = frames.reshape((-1, 64, 64, 3))
+        for start in tqdm(range(0, len(flat), ENCODE_CHUNK), desc=f"encoding batch {batch}", unit="chunk"):
+            chunk_mu, chunk_logvar = vae.encode(np.asarray(flat[start:start + ENCODE_CHUNK]))
+            mu.reshape(-1, config.z_size)[start:start + ENCODE_CHUNK] = np.asarray(chunk_mu)
+            logvar.reshape(-1, config.z_size)[start:start + ENCODE_CHUNK] = np.asarray(chunk_logvar)
+        valid = (np.arange(time_steps)[None, :] < lengths[:, None])[..., None]
+        mu, logvar = np.where(valid, mu, 0.0).astype(np.float32), np.where(valid, logvar, 0.0).astype(np.float32)
+        rnn_input, rnn_output = rnn_arrays(mu, logvar, actions, lengths, config.use_done, rng)
+        outputs = {"rnn_input": rnn_input, "rnn_output": rnn_output, "rnn_mu": mu, "rnn_logvar": logvar,
+                   "rnn_initial": np.stack([mu[:, 0], logvar[:, 0]], axis=1), "rnn_length": lengths.astype(np.int32),
+                   "rnn_done": dones.astype(bool)}
+        for kind, array in outputs.items():
+            save_npy(data_file(kind, args.env_name, batch, args.data_dir), array)
+    print(f"wrote rnn_* files for {len(obs_paths)} batches to {args.data_dir} ({time.time() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,130 @@
+"""Stage 04: train M, the MDN-RNN, to predict the next latent frame from [z_t, a_t].
+
+    python 04_train_rnn.py --start_batch 0 --max_batch 9 --new_model
+
+Reads the rnn_mu / rnn_logvar / rnn_input / rnn_length / rnn_done files of stage 03 for batches start..max. Every
+epoch draws a fresh z = mu + exp(logvar / 2) * eps for every frame (as the paper does), so M never fits one noisy
+encoding. After every epoch it writes ./rnn/<env>.weights.h5 and ./rnn/<env>.npz whole, ./rnn/<env>.history.json
+and a loss curve ./rnn/<env>.loss.png. Without --new_model it resumes from the saved weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from utils import UserError, run_cli  # noqa: E402
+
+
+def parse_args(argv=None):
+    from config import CONFIGS, DATA_DIR, RNN_DIR
+
+    parser = argparse.ArgumentParser(description="Train the MDN-RNN (M) on VAE-encoded sequences.")
+    parser.add_argument("--env_name", default="car_racing", choices=sorted(CONFIGS))
+    parser.add_argument("--start_batch", type=int, default=0)
+    parser.add_argument("--max_batch", type=int, default=0)
+    parser.add_argument("--new_model", action="store_true", help="start from fresh weights instead of ./rnn/")
+    parser.add_argument("--epochs", type=int, default=20, help="passes over all sequences (default 20)")
+    parser.add_argument("--batch_size", type=int, default=None, help="sequences per minibatch (default: paper's 100)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data_dir", default=DATA_DIR)
+    parser.add_argument("--rnn_dir", default=RNN_DIR)
+    parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="fit() output: 1 = progress bar")
+    args = parser.parse_args(argv)
+    if args.epochs < 1:
+        raise UserError("--epochs must be at least 1")
+    return args
+
+
+def load_sequences(args, config):
+    """Concatenate the stage-03 files of every batch: mu, logvar (N, T, z), actions (N, T, A), lengths, dones."""
+    import numpy as np
+
+    from config import MAKES_RNN_DATA, data_file
+    from utils import batch_range_files, load_npy
+
+    made_by = MAKES_RNN_DATA.format(env=args.env_name)
+    parts = {"mu": [], "logvar": [], "actions": [], "lengths": [], "dones": []}
+    for batch, _ in batch_range_files("rnn_mu", args.env_name, args.start_batch, args.max_batch, made_by,
+                                      args.data_dir):
+        def load(kind, **checks):
+            return load_npy(data_file(kind, args.env_name, batch, args.data_dir), made_by, mmap=False, **checks)
+
+        mu = load("rnn_mu", ndim=3, trailing_shape=(config.z_size,), dtype="float32")
+        logvar = load("rnn_logvar", ndim=3, trailing_shape=(config.z_size,), dtype="float32")
+        rnn_input = load("rnn_input", ndim=3, trailing_shape=(config.rnn_input_size,), dtype="float32")
+        lengths, dones = load("rnn_length", ndim=1), load("rnn_done", ndim=2)
+        if not (mu.shape == logvar.shape and rnn_input.shape[:2] == mu.shape[:2] == dones.shape
+                and lengths.shape == mu.shape[:1]):
+            raise UserError(f"the rnn_* files of batch {batch} disagree in shape; remake them with: {made_by}")
+        parts["mu"].append(mu)
+        parts["logvar"].append(logvar)
+        parts["actions"].append(rnn_input[..., config.z_size:config.z_size + config.action_size])
+        parts["lengths"].append(lengths)
+        parts["dones"].append(dones)
+    time_steps = {m.shape[1] for m in parts["mu"]}
+    if len(time_steps) > 1:
+        raise UserError(f"batch files have different episode lengths {sorted(time_steps)}; train them separately")
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from config import get_config, rnn_weights_path
+
+    config = get_config(args.env_name)
+    data = load_sequences(args, config)
+
+    import keras
+    import numpy as np
+
+    from plots import save_curves
+    from rnn.arch import make_rnn
+    from rnn.train import load_rnn, rnn_arrays, save_rnn, training_masks
+    from utils import save_json
+
+    keras.utils.set_random_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    weights_path = rnn_weights_path(args.env_name, rnn_dir=args.rnn_dir)
+    history_path = os.path.join(args.rnn_dir, f"{args.env_name}.history.json")
+    if args.new_model or not os.path.exists(weights_path):
+        if not args.new_model:
+            print(f"no saved MDN-RNN at {weights_path}: starting a new model")
+        rnn, history = make_rnn(config), []
+    else:
+        rnn = load_rnn(config, args.rnn_dir)
+        print(f"resuming from {weights_path} (weights and Adam state)")
+        history = json.load(open(history_path)) if os.path.exists(history_path) else []
+    batch_size = args.batch_size or config.rnn_batch_size
+    episodes, time_steps = data["mu"].shape[:2]
+    print(f"MDN-RNN for {args.env_name}: LSTM {config.rnn_size}, {config.num_mixtures} Gaussians per latent, "
+          f"{rnn.count_params():,} parameters; {episodes} sequences of {time_steps} steps, {args.epochs} epochs, "
+          f"minibatch {batch_size}")
+
+    z_mask, done_target, done_mask = training_masks(data["lengths"], data["dones"], time_steps)
+    started = time.time()
+    first_epoch = len(history) + 1
+    for epoch in range(first_epoch, first_epoch + args.epochs):
+        inputs, z_next = rnn_arrays(data["mu"], data["logvar"], data["actions"], data["lengths"], config.use_done,
+                                    rng)
+        print(f"epoch {epoch} (fresh z draw)")
+        result = rnn.fit(inputs, (z_next, z_mask, done_target, done_mask), batch_size=batch_size, epochs=1,
+                         shuffle=True, verbose=args.verbose).history
+        history.append({"epoch": epoch, "elapsed_s": round(time.time() - started, 1),
+                        **{name: float(values[-1]) for name, values in result.items()}})
+        save_rnn(rnn, args.env_name, args.rnn_dir)
+        save_json(history_path, history, indent=1)
+        names = [n for n in ("loss", "z_loss", "done_loss") if n in history[-1]]
+        save_curves(os.path.join(args.rnn_dir, f"{args.env_name}.loss.png"),
+                    {name: [row[name] for row in history] for name in names},
+                    xlabel="epoch", ylabel="loss per step", title=f"MDN-RNN training ({args.env_name})")
+    print(f"saved {weights_path} and its NumPy copy ({time.time() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    run_cli(main)

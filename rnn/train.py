@@ -1,0 +1,78 @@
+"""Training plumbing for M: sequences rebuilt from the encoder's Gaussians, masks, and whole-file checkpoints.
+
+Files: ./rnn/<env>.weights.h5 (Keras weights, what training resumes from) and ./rnn/<env>.npz (NumPy copy for
+TensorFlow-free rollout and dream workers). Both are written whole (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from config import MAKES_RNN, rnn_weights_path
+from utils import UserError, atomic_path, save_npz
+
+
+def rnn_arrays(mu, logvar, actions, lengths, use_done: bool, rng):
+    """Build (rnn_input, rnn_output) from one batch's encodings (E, T, z), actions (E, T, A), lengths (E,).
+
+    rnn_input[e, t] = [z_t, a_t (, restart_t)], rnn_output[e, t] = z_{t+1}; both zero after the episode's end, and
+    rnn_output is zero at the last recorded step (no next frame). Stage 03 writes one draw; stage 04 makes a fresh
+    draw of z every epoch.
+    """
+    episodes, time_steps, _ = mu.shape
+    valid = (np.arange(time_steps)[None, :] < lengths[:, None])[..., None]
+    z = np.where(valid, mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape).astype(np.float32), 0.0)
+    parts = [z, np.where(valid, actions, 0.0)]
+    if use_done:
+        restart = np.zeros((episodes, time_steps, 1), dtype=np.float32)
+        restart[:, 0] = 1.0
+        parts.append(restart)
+    rnn_input = np.concatenate(parts, axis=-1).astype(np.float32)
+    has_next = (np.arange(time_steps)[None, :] < (lengths[:, None] - 1))[..., None]
+    rnn_output = np.zeros_like(z)
+    rnn_output[:, :-1] = z[:, 1:]
+    rnn_output = np.where(has_next, rnn_output, 0.0).astype(np.float32)
+    return rnn_input, rnn_output
+
+
+
+def training_masks(lengths, dones, time_steps: int):
+    """Masks for one batch of sequences: lengths (E,), dones (E, T) ->
+
+    z_mask (E, T): 1 where step t has a next frame (t < length - 1), so the MDN loss covers it;
+    done_target (E, T): 1 at the step where the episode ended by termination (Doom: the player died);
+    done_mask (E, T): 1 on every recorded step (t < length), so the done loss covers it.
+    """
+    steps = np.arange(time_steps)[None, :]
+    lengths = np.asarray(lengths)[:, None]
+    z_mask = (steps < lengths - 1).astype(np.float32)
+    done_mask = (steps < lengths).astype(np.float32)
+    return z_mask, np.asarray(dones, dtype=np.float32) * done_mask, done_mask
+
+
+def save_rnn(rnn, env_name: str, rnn_dir: str) -> str:
+    """Write ./rnn/<env>.weights.h5 and ./rnn/<env>.npz whole; returns the Keras weights path."""
+    path = rnn_weights_path(env_name, rnn_dir=rnn_dir)
+    with atomic_path(path, suffix=".weights.h5") as temporary:
+        rnn.save_weights(temporary)
+    save_npz(rnn_weights_path(env_name, numpy_export=True, rnn_dir=rnn_dir), **rnn.numpy_weights())
+    return path
+
+
+def load_rnn(config, rnn_dir: str):
+    """The trained MDN-RNN of `config`; a UserError names the command to run if its weights are missing or corrupt."""
+    from rnn.arch import make_rnn
+
+    path = rnn_weights_path(config.name, rnn_dir=rnn_dir)
+    made_by = MAKES_RNN.format(env=config.name)
+    if not os.path.exists(path):
+        raise UserError(f"{path} is missing; make it with: {made_by}")
+    rnn = make_rnn(config)
+    try:
+        rnn.load_weights(path)
+    except Exception as error:  # h5py/keras raise several types on truncated or foreign files
+        raise UserError(f"{path} is corrupt or not an MDN-RNN for {config.name} ({type(error).__name__}); "
+                        f"delete it and run: {made_by}") from None
+    return rnn
