@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` (the whole pipeline at a tiny size) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEMO_DIR ?= demo
+
+.PHONY: venv test demo bench clean-demo
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: venv
+	$(PY) -m pytest -q tests
+
+# The tiny preset: every stage runs for seconds to a few minutes on two cores, in ./$(DEMO_DIR) so that real
+# data in ./data, ./vae, ./rnn and ./controller is never touched.
+demo: venv
+	mkdir -p $(DEMO_DIR)
+	cd $(DEMO_DIR) && ../$(PY) ../01_generate_data.py car_racing --total_episodes 8 --batch_size 4 --time_steps 60
+	cd $(DEMO_DIR) && ../$(PY) ../02_train_vae.py --start_batch 0 --max_batch 1 --new_model --epochs 2 --verbose 2
+	cd $(DEMO_DIR) && ../$(PY) ../03_generate_rnn_data.py --start_batch 0 --max_batch 1
+	cd $(DEMO_DIR) && ../$(PY) ../04_train_rnn.py --start_batch 0 --max_batch 1 --new_model --epochs 3 --verbose 2
+
+bench: venv
+	$(PY) -m benchmarks.run
+
+clean-demo:
+	rm -rf $(DEMO_DIR)
