@@ -1,0 +1,162 @@
+"""V and M: parameter counts, losses against hand-computed values, sampling, checkpoint round trips, learning."""
+
+import math
+
+import numpy as np
+import pytest
+
+from config import CAR_RACING, DOOM_TAKE_COVER
+from rnn import mdn
+from rnn.arch import make_rnn, mdn_negative_log_likelihood, weighted_done_loss
+from rnn.train import load_rnn, save_rnn, training_masks
+from vae.arch import kl_divergence, make_vae, reconstruction_error
+from vae.train import load_vae, save_vae, valid_frame_index
+
+
+@pytest.mark.parametrize("config, vae_params, rnn_params, controller_params", [
+    (CAR_RACING, 4_348_547, 422_368, 867),
+    (DOOM_TAKE_COVER, 4_446_915, 1_678_785, 1_088),
+])
+def test_parameter_counts_match_the_paper(config, vae_params, rnn_params, controller_params):
+    assert make_vae(config).count_params() == vae_params
+    assert make_rnn(config).count_params() == rnn_params
+    assert config.controller_param_count == controller_params
+
+
+def test_kl_is_zero_for_the_prior_and_matches_the_closed_form():
+    zeros = np.zeros((2, 32), dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(kl_divergence(zeros, zeros)), 0.0, atol=1e-7)
+    mu = np.full((1, 4), 2.0, dtype=np.float32)
+    logvar = np.full((1, 4), math.log(3.0), dtype=np.float32)
+    per_dim = 0.5 * (3.0 + 4.0 - 1.0 - math.log(3.0))  # KL(N(2, 3) || N(0, 1))
+    np.testing.assert_allclose(np.asarray(kl_divergence(mu, logvar)), [4 * per_dim], rtol=1e-6)
+
+
+def test_reconstruction_error_is_a_sum_of_squares_over_pixels():
+    frames = np.zeros((2, 64, 64, 3), dtype=np.float32)
+    reconstruction = np.full((2, 64, 64, 3), 0.5, dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(reconstruction_error(frames, reconstruction)), [3072.0, 3072.0])
+
+
+def test_vae_kl_loss_has_the_free_bits_floor():
+    vae = make_vae(CAR_RACING, seed=0)
+    frames = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    total, reconstruction, kl = (float(x) for x in vae.losses_of(frames))
+    # A fresh encoder's posterior is close to the prior, so max(KL, 0.5 * 32) is the floor 16.
+    assert kl == pytest.approx(16.0)
+    assert total == pytest.approx(reconstruction + kl, rel=1e-6)
+
+
+def _hand_mixture_nll(params, target, k):
+    """-log sum_k pi_k N(target | mu_k, sigma_k) for one latent dimension, by the textbook formula."""
+    log_pi, mu, log_sigma = params[:k], params[k:2 * k], params[2 * k:]
+    weights = [math.exp(v) for v in log_pi]
+    weights = [w / sum(weights) for w in weights]
+    density = sum(w * math.exp(-0.5 * ((target - m) / math.exp(s)) ** 2) / (math.exp(s) * math.sqrt(2 * math.pi))
+                  for w, m, s in zip(weights, mu, log_sigma))
+    return -math.log(density)
+
+
+def test_mdn_loss_equals_the_hand_computed_mixture_density():
+    rng = np.random.default_rng(1)
+    k, z_size = 5, 3
+    output = rng.normal(size=(2, 4, 3 * k * z_size)).astype(np.float32)
+    target = rng.normal(size=(2, 4, z_size)).astype(np.float32)
+    keras_nll = np.asarray(mdn_negative_log_likelihood(output, target, k))
+    hand = np.array([[[_hand_mixture_nll(output[b, t, d * 3 * k:(d + 1) * 3 * k].astype(float), float(target[b, t, d]), k)
+                       for d in range(z_size)] for t in range(4)] for b in range(2)])
+    np.testing.assert_allclose(keras_nll, hand, rtol=1e-4)
+    log_pi, mu, log_sigma = mdn.split_mdn_params(output, k)
+    np.testing.assert_allclose(-mdn.mixture_log_density(log_pi, mu, log_sigma, target), hand, rtol=1e-4)
+
+
+def test_done_loss_weights_positives():
+    logits = np.array([0.3, -1.2], dtype=np.float32)
+    targets = np.array([1.0, 0.0], dtype=np.float32)
+    expected = [-10.0 * math.log(1 / (1 + math.exp(-0.3))), -math.log(1 - 1 / (1 + math.exp(1.2)))]
+    np.testing.assert_allclose(np.asarray(weighted_done_loss(logits, targets, 10.0)), expected, rtol=1e-5)
+
+
+def test_sampling_with_temperature_scales_sigma_by_sqrt_tau():
+    rng = np.random.default_rng(2)
+    n = 40000
+    log_pi = np.zeros((n, 1, 1))
+    mu = np.full((n, 1, 1), 1.5)
+    log_sigma = np.full((n, 1, 1), math.log(0.4))
+    for tau in (0.25, 1.0, 1.15):
+        z = mdn.sample_mdn(log_pi, mu, log_sigma, tau, rng)[:, 0]
+        assert z.mean() == pytest.approx(1.5, abs=0.02)
+        assert z.std() == pytest.approx(0.4 * math.sqrt(tau), rel=0.03)
+
+
+def test_sampling_with_low_temperature_picks_the_likeliest_component():
+    rng = np.random.default_rng(3)
+    log_pi = np.log(np.array([[[0.6, 0.4]]] * 2000))
+    mu = np.array([[[-5.0, 5.0]]] * 2000)
+    log_sigma = np.full_like(mu, math.log(0.01))
+    cold = mdn.sample_mdn(log_pi, mu, log_sigma, 0.01, rng)
+    assert np.all(cold < 0)
+    warm = mdn.sample_mdn(log_pi, mu, log_sigma, 1.0, rng)
+    assert np.mean(warm < 0) == pytest.approx(0.6, abs=0.04)
+
+
+def test_masks_cover_recorded_steps_only():
+    lengths = np.array([3, 5])
+    dones = np.zeros((2, 5), dtype=bool)
+    dones[0, 2] = True
+    z_mask, done_target, done_mask = training_masks(lengths, dones, 5)
+    np.testing.assert_array_equal(z_mask, [[1, 1, 0, 0, 0], [1, 1, 1, 1, 0]])
+    np.testing.assert_array_equal(done_mask, [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    np.testing.assert_array_equal(done_target, [[0, 0, 1, 0, 0], [0, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(valid_frame_index(lengths, 5), [0, 1, 2, 5, 6, 7, 8, 9])
+
+
+def test_vae_checkpoint_round_trip_is_exact(tmp_path):
+    vae = make_vae(CAR_RACING, seed=0)
+    frames = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    vae.fit(frames, batch_size=4, epochs=1, verbose=0)  # moves the weights and Adam's moments off their start
+    save_vae(vae, "car_racing", str(tmp_path))
+    loaded = load_vae(CAR_RACING, str(tmp_path))
+    for a, b in zip(vae.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for a, b in zip(vae.optimizer.variables, loaded.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    exported = np.load(tmp_path / "car_racing.npz")
+    np.testing.assert_array_equal(exported["enc_conv0/kernel"], vae.encoder.get_layer("enc_conv0").kernel.numpy())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["car_racing.npz", "car_racing.weights.h5"]
+
+
+def test_rnn_checkpoint_round_trip_is_exact(tmp_path):
+    rnn = make_rnn(DOOM_TAKE_COVER)
+    save_rnn(rnn, "doom_take_cover", str(tmp_path))
+    loaded = load_rnn(DOOM_TAKE_COVER, str(tmp_path))
+    for a, b in zip(rnn.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert set(np.load(tmp_path / "doom_take_cover.npz").files) == {
+        "lstm/kernel", "lstm/recurrent_kernel", "lstm/bias", "mdn/kernel", "mdn/bias", "done/kernel", "done/bias"}
+
+
+def test_corrupt_weights_are_named(tmp_path):
+    from utils import UserError
+
+    (tmp_path / "car_racing.weights.h5").write_bytes(b"not an hdf5 file")
+    with pytest.raises(UserError, match="car_racing.weights.h5 is corrupt.*02_train_vae.py"):
+        load_vae(CAR_RACING, str(tmp_path))
+    with pytest.raises(UserError, match="is missing.*04_train_rnn.py"):
+        load_rnn(CAR_RACING, str(tmp_path / "empty"))
+
+
+def test_mdn_rnn_learns_a_predictable_sequence():
+    """z_{t+1} = 0.9 z_t exactly: the MDN loss must fall well below its starting value."""
+    rng = np.random.default_rng(4)
+    rnn = make_rnn(CAR_RACING)
+    z = np.zeros((32, 20, 32), dtype=np.float32)
+    z[:, 0] = rng.normal(size=(32, 32))
+    for t in range(1, 20):
+        z[:, t] = 0.9 * z[:, t - 1]
+    inputs = np.concatenate([z, np.zeros((32, 20, 3), np.float32)], axis=-1)
+    targets = np.concatenate([z[:, 1:], np.zeros((32, 1, 32), np.float32)], axis=1)
+    mask, _, done_mask = training_masks(np.full(32, 20), np.zeros((32, 20)), 20)
+    history = rnn.fit(inputs, (targets, mask, np.zeros_like(mask), done_mask), batch_size=32, epochs=60,
+                      verbose=0).history["z_loss"]
+    assert history[-1] < history[0] - 1.0

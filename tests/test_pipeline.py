@@ -1,0 +1,145 @@
+"""Stages 01-04 run as the user runs them (subprocesses in a scratch folder), on real CarRacing episodes."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EPISODES, BATCH_SIZE, STEPS = 4, 2, 30
+
+
+def run(script, *args, cwd, check=True):
+    """Run a numbered script from `cwd`; returns the CompletedProcess (stdout and stderr as text)."""
+    result = subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=cwd,
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "SDL_VIDEODRIVER": "dummy", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def generate(cwd, *extra):
+    return run("01_generate_data.py", "car_racing", "--total_episodes", EPISODES, "--batch_size", BATCH_SIZE,
+               "--time_steps", STEPS, *extra, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """One tiny run of 01 -> 02 -> 03 -> 04; returns its folder."""
+    folder = tmp_path_factory.mktemp("pipeline")
+    generate(folder, "--num_workers", 2)
+    run("02_train_vae.py", "--start_batch", 0, "--max_batch", 1, "--new_model", "--epochs", 1, "--verbose", 0,
+        cwd=folder)
+    run("03_generate_rnn_data.py", "--start_batch", 0, "--max_batch", 1, cwd=folder)
+    run("04_train_rnn.py", "--start_batch", 0, "--max_batch", 1, "--new_model", "--epochs", 1, "--verbose", 0,
+        cwd=folder)
+    return folder
+
+
+def load(folder, name):
+    return np.load(folder / "data" / name)
+
+
+def test_rollout_files_have_the_documented_shapes_and_dtypes(pipeline):
+    for batch in (0, 1):
+        obs = load(pipeline, f"obs_data_car_racing_{batch}.npy")
+        actions = load(pipeline, f"action_data_car_racing_{batch}.npy")
+        lengths = load(pipeline, f"length_data_car_racing_{batch}.npy")
+        dones = load(pipeline, f"done_data_car_racing_{batch}.npy")
+        assert obs.shape == (BATCH_SIZE, STEPS, 64, 64, 3) and obs.dtype == np.uint8
+        assert actions.shape == (BATCH_SIZE, STEPS, 3) and actions.dtype == np.float32
+        assert lengths.shape == (BATCH_SIZE,) and dones.shape == (BATCH_SIZE, STEPS)
+        np.testing.assert_array_equal(lengths, STEPS)  # 30 steps never end a CarRacing episode
+        assert obs.std() > 10  # real frames: road, grass and car, not blank
+        # The data policy: full gas for the first 60 steps.
+        np.testing.assert_array_equal(actions[:, :STEPS], np.tile([0.0, 1.0, 0.0], (BATCH_SIZE, STEPS, 1)))
+
+
+def test_rnn_files_have_the_documented_shapes(pipeline):
+    mu = load(pipeline, "rnn_mu_car_racing_0.npy")
+    rnn_input = load(pipeline, "rnn_input_car_racing_0.npy")
+    rnn_output = load(pipeline, "rnn_output_car_racing_0.npy")
+    initial = load(pipeline, "rnn_initial_car_racing_0.npy")
+    assert mu.shape == (BATCH_SIZE, STEPS, 32) and mu.dtype == np.float32
+    assert load(pipeline, "rnn_logvar_car_racing_0.npy").shape == mu.shape
+    assert rnn_input.shape == (BATCH_SIZE, STEPS, 35) and rnn_output.shape == (BATCH_SIZE, STEPS, 32)
+    # The target of step t is the input z of step t + 1, and actions are carried over unchanged.
+    np.testing.assert_array_equal(rnn_output[:, :-1], rnn_input[:, 1:, :32])
+    np.testing.assert_array_equal(rnn_input[..., 32:], load(pipeline, "action_data_car_racing_0.npy"))
+    np.testing.assert_array_equal(initial[:, 0], mu[:, 0])
+    assert initial.shape == (BATCH_SIZE, 2, 32)
+
+
+def test_models_and_curves_are_saved(pipeline):
+    for folder in ("vae", "rnn"):
+        names = set(os.listdir(pipeline / folder))
+        assert {"car_racing.weights.h5", "car_racing.npz", "car_racing.history.json", "car_racing.loss.png"} <= names
+        assert not [n for n in names if n.startswith(".tmp")]
+    assert not [n for n in os.listdir(pipeline / "data") if n.startswith(".tmp")]
+
+
+def test_same_seed_gives_the_same_files_whatever_the_worker_count(pipeline, tmp_path):
+    generate(tmp_path, "--num_workers", 1)
+    for kind in ("obs_data", "action_data", "length_data", "done_data"):
+        for batch in (0, 1):
+            name = f"{kind}_car_racing_{batch}.npy"
+            np.testing.assert_array_equal(load(tmp_path, name), load(pipeline, name))
+
+
+def test_another_seed_gives_other_tracks(pipeline, tmp_path):
+    generate(tmp_path, "--num_workers", 1, "--seed", 1000)
+    assert not np.array_equal(load(tmp_path, "obs_data_car_racing_0.npy"),
+                              load(pipeline, "obs_data_car_racing_0.npy"))
+
+
+def test_training_resumes_from_saved_weights(pipeline):
+    vae_run = run("02_train_vae.py", "--start_batch", 0, "--max_batch", 0, "--epochs", 1, "--verbose", 0,
+                  cwd=pipeline)
+    assert "resuming from ./vae/car_racing.weights.h5" in vae_run.stdout
+    rnn_run = run("04_train_rnn.py", "--start_batch", 0, "--max_batch", 1, "--epochs", 1, "--verbose", 0,
+                  cwd=pipeline)
+    assert "resuming from ./rnn/car_racing.weights.h5" in rnn_run.stdout
+    assert "epoch 2" in rnn_run.stdout  # the epoch count continues
+
+
+@pytest.mark.parametrize("script, args, names", [
+    ("02_train_vae.py", ["--max_batch", 1], "01_generate_data.py"),
+    ("03_generate_rnn_data.py", ["--max_batch", 1], "01_generate_data.py"),
+    ("04_train_rnn.py", ["--max_batch", 1], "03_generate_rnn_data.py"),
+])
+def test_missing_inputs_name_the_command_that_makes_them(tmp_path, script, args, names):
+    result = run(script, *args, cwd=tmp_path, check=False)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and names in lines[-1]
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_vae_names_stage_02(pipeline, tmp_path):
+    (tmp_path / "data").mkdir()
+    os.symlink(pipeline / "data" / "obs_data_car_racing_0.npy", tmp_path / "data" / "obs_data_car_racing_0.npy")
+    result = run("03_generate_rnn_data.py", cwd=tmp_path, check=False)
+    assert result.returncode == 1 and "02_train_vae.py" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_corrupt_input_is_named(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "obs_data_car_racing_0.npy").write_bytes(b"\x93NUMPY garbage")
+    result = run("02_train_vae.py", cwd=tmp_path, check=False)
+    assert result.returncode == 1
+    assert "obs_data_car_racing_0.npy is corrupt" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_mis_shaped_input_is_named(tmp_path):
+    (tmp_path / "data").mkdir()
+    np.save(tmp_path / "data" / "obs_data_car_racing_0.npy", np.zeros((2, 5, 32, 32, 3), np.uint8))
+    result = run("02_train_vae.py", cwd=tmp_path, check=False)
+    assert result.returncode == 1 and "has shape (2, 5, 32, 32, 3)" in result.stderr
+
+
+def test_bad_flag_values_give_one_line(tmp_path):
+    result = run("01_generate_data.py", "car_racing", "--total_episodes", 0, cwd=tmp_path, check=False)
+    assert result.returncode == 1 and result.stderr.strip() == "error: --total_episodes must be at least 1"
