@@ -32,6 +32,8 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=10, help="passes over all batch files (default 10)")
     parser.add_argument("--batch_size", type=int, default=None, help="frames per minibatch (default: paper's 100)")
     parser.add_argument("--learning_rate", type=float, default=None, help="Adam step (default: paper's 1e-4)")
+    parser.add_argument("--steps_per_file", type=int, default=None,
+                        help="train on at most this many minibatches per batch file and epoch (default: all frames)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data_dir", default=DATA_DIR)
     parser.add_argument("--vae_dir", default=VAE_DIR)
@@ -93,9 +95,11 @@ def main(argv=None):
     for epoch in range(first_epoch, last_epoch + 1):
         for path, frames, lengths in batches:
             index = valid_frame_index(lengths, frames.shape[1])
-            dataset = FrameBatches(frames, index, batch_size, seed=args.seed * 1000 + epoch)
+            dataset = FrameBatches(frames, index, batch_size, seed=args.seed * 1000 + epoch,
+                                   max_batches=args.steps_per_file)
             print(f"epoch {epoch}/{last_epoch}: {os.path.basename(path)} ({len(index):,} frames)")
             result = vae.fit(dataset, epochs=1, verbose=args.verbose).history
+            dataset.close()
             history.append({"epoch": epoch, "file": os.path.basename(path), "frames": int(len(index)),
                             "elapsed_s": round(time.time() - started, 1),
                             **{name: float(values[-1]) for name, values in result.items()}})

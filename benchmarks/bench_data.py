@@ -1,0 +1,95 @@
+"""Benchmarks of stages 01 and 02: rollout frames per second per core, VAE training images per second, and the
+peak memory of 02_train_vae.py over ten batch files of 200 x 300 frames.
+
+    python -m benchmarks.bench_data            (part of `make bench`)
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+import numpy as np  # noqa: E402
+
+
+def rollout_rate(episodes: int = 4, steps: int = 150, workers: int = 1) -> float:
+    """Frames per second of stage 01 (random policy, frame processing included) with `workers` processes."""
+    import importlib
+
+    generate = importlib.import_module("01_generate_data")
+    tasks = [("car_racing", 10_000 + i, steps, False) for i in range(episodes)]
+    generate.rollout(tasks[0])  # warm-up: builds the env, imports Box2D and pygame
+    started = time.perf_counter()
+    if workers == 1:
+        frames = sum(generate.rollout(task)[2] for task in tasks)
+    else:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            frames = sum(result[2] for result in pool.map(generate.rollout, tasks))
+    return frames / (time.perf_counter() - started)
+
+
+def vae_training_rate(steps: int = 10) -> float:
+    """Images per second of one VAE training step at the paper's minibatch of 100 (after a warm-up step)."""
+    from config import CAR_RACING
+    from vae.arch import make_vae
+
+    vae = make_vae(CAR_RACING, seed=0)
+    frames = np.random.default_rng(0).integers(0, 256, (100 * (steps + 1), 64, 64, 3), dtype=np.uint8)
+    vae.fit(frames[:100], batch_size=100, epochs=1, verbose=0)
+    started = time.perf_counter()
+    vae.fit(frames[100:], batch_size=100, epochs=1, verbose=0)
+    return 100 * steps / (time.perf_counter() - started)
+
+
+def peak_memory_of_vae_training(files: int = 10, episodes: int = 200, steps: int = 300,
+                                steps_per_file: int = 3) -> tuple[float, float]:
+    """Peak resident memory (GB) of 02_train_vae.py over `files` batch files of episodes x steps frames, and the
+    size (GB) a float32 copy of those frames would take. The frames are synthetic: memory use does not depend on
+    what the pixels show, and rolling out 600,000 real frames would take an hour here."""
+    with tempfile.TemporaryDirectory(dir=ROOT) as folder:
+        os.makedirs(os.path.join(folder, "data"))
+        rng = np.random.default_rng(0)
+        for batch in range(files):
+            frames = np.lib.format.open_memmap(os.path.join(folder, "data", f"obs_data_car_racing_{batch}.npy"),
+                                               mode="w+", dtype=np.uint8, shape=(episodes, steps, 64, 64, 3))
+            for e in range(episodes):
+                frames[e] = rng.integers(0, 256, (steps, 64, 64, 3), dtype=np.uint8)
+            frames.flush()
+            del frames
+            np.save(os.path.join(folder, "data", f"length_data_car_racing_{batch}.npy"),
+                    np.full(episodes, steps, dtype=np.int32))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        subprocess.run([sys.executable, os.path.join(ROOT, "02_train_vae.py"), "--start_batch", "0", "--max_batch",
+                        str(files - 1), "--new_model", "--epochs", "1", "--steps_per_file", str(steps_per_file),
+                        "--verbose", "0"], cwd=folder, check=True, capture_output=True)
+        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        assert peak_kb >= before
+    float32_gb = files * episodes * steps * 64 * 64 * 3 * 4 / 1e9
+    return peak_kb / 1e6, float32_gb
+
+
+def main(quick: bool = False) -> None:
+    print("== stage 01: random rollouts (CarRacing, frame crop and resize included)")
+    one = rollout_rate(episodes=2 if quick else 4, steps=100 if quick else 200, workers=1)
+    two = rollout_rate(episodes=4 if quick else 8, steps=100 if quick else 200, workers=2)
+    print(f"  1 worker : {one:8.1f} frames/s (per core)")
+    print(f"  2 workers: {two:8.1f} frames/s ({two / one:.2f}x)")
+    print("== stage 02: VAE training (z = 32, minibatch 100, CPU)")
+    print(f"  {vae_training_rate(steps=3 if quick else 10):8.1f} images/s")
+    print("== stage 02: peak memory over ten batch files of 200 x 300 frames")
+    peak, float32 = peak_memory_of_vae_training(files=2 if quick else 10)
+    print(f"  peak resident memory {peak:.2f} GB; a float32 load of the same frames would need {float32:.1f} GB")
+
+
+if __name__ == "__main__":
+    main(quick="--quick" in sys.argv)
