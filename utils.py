@@ -126,17 +126,17 @@ def quiet_tensorflow() -> None:
 
 
 def batch_range_files(kind: str, env_name: str, start_batch: int, max_batch: int, made_by: str,
-                      data_dir: str) -> list[str]:
-    """Paths of batch files start..max (inclusive) that exist; a UserError names `made_by` if none do."""
+                      data_dir: str) -> list[tuple[int, str]]:
+    """(batch, path) of the batch files start..max (inclusive) that exist; a UserError names `made_by` if none do."""
     from config import data_file
 
     if max_batch < start_batch:
         raise UserError(f"--max_batch {max_batch} is below --start_batch {start_batch}")
-    paths = [data_file(kind, env_name, b, data_dir) for b in range(start_batch, max_batch + 1)]
-    present = [p for p in paths if os.path.exists(p)]
+    paths = [(b, data_file(kind, env_name, b, data_dir)) for b in range(start_batch, max_batch + 1)]
+    present = [(b, p) for b, p in paths if os.path.exists(p)]
     if not present:
         raise UserError(f"no {kind} files for batches {start_batch}..{max_batch} in {data_dir} "
-                        f"(looked for {paths[0]}); make them with: {made_by}")
+                        f"(looked for {paths[0][1]}); make them with: {made_by}")
     return present
 
 
