@@ -1,0 +1,136 @@
+"""The agent of the paper (figure 8): V encodes, C acts, M remembers, all in NumPy (no TensorFlow).
+
+One step of a rollout, in the paper's order (and the official code's):
+
+    z_t = V(frame_t)                      encode the 64x64 frame (env.process_frame)
+    a_t = C([z_t, h_t])                   act on the current observation and memory ([z_t, c_t, h_t] for Doom)
+    frame_{t+1}, r_t = env.step(a_t)
+    h_{t+1}, c_{t+1} = M([z_t, a_t], h_t, c_t)   then remember what was seen and done
+
+(The 2018 Keras port fed a_{t-1} to M here, so h was one action behind.) M's input action is the action the
+environment received (CarRacing [steer, gas, brake], as in the recorded data stage 03 encodes); Doom adds the
+restart flag, 1 on the first step of an episode.
+
+z_t is sampled, z = mu + exp(logvar / 2) * eps, as the official CarRacing code did during rollouts (the controller
+learns to act on a noisy code, which also regularises it). eps comes from a generator seeded with the episode seed,
+so the same seed and parameters give the same rollout; `sample_z=False` uses mu instead.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from config import MAKES_RNN, MAKES_VAE, RNN_DIR, VAE_DIR, rnn_weights_path, vae_weights_path
+from controller.controller import Controller
+from env import process_frame
+from rnn.numpy_rnn import NumpyMDNRNN
+from utils import UserError
+from vae.numpy_vae import NumpyVAE
+
+
+def weight_files(config, vae_dir: str = VAE_DIR, rnn_dir: str = RNN_DIR) -> list[tuple[str, str]]:
+    """[(path, command that makes it)] for the two NumPy weight files the agent needs."""
+    return [(vae_weights_path(config.name, numpy_export=True, vae_dir=vae_dir), MAKES_VAE.format(env=config.name)),
+            (rnn_weights_path(config.name, numpy_export=True, rnn_dir=rnn_dir), MAKES_RNN.format(env=config.name))]
+
+
+def check_weight_files(config, vae_dir: str = VAE_DIR, rnn_dir: str = RNN_DIR) -> None:
+    """Raise a UserError naming the command that makes the first missing weight file (cheap: no loading)."""
+    for path, made_by in weight_files(config, vae_dir, rnn_dir):
+        if not os.path.exists(path):
+            raise UserError(f"{path} is missing; make it with: {made_by}")
+
+
+class Agent:
+    """V + M + C for one EnvConfig. Per episode: reset(seed), then act(observation) / advance() each step."""
+
+    def __init__(self, config, vae: NumpyVAE, rnn: NumpyMDNRNN, controller: Controller, sample_z: bool = True):
+        self.config = config
+        self.vae, self.rnn, self.controller = vae, rnn, controller
+        self.sample_z = sample_z
+        self.reset(0)
+
+    @classmethod
+    def load(cls, config, params: np.ndarray | None = None, vae_dir: str = VAE_DIR, rnn_dir: str = RNN_DIR,
+             sample_z: bool = True) -> "Agent":
+        """Read ./vae/<env>.npz and ./rnn/<env>.npz; missing or corrupt files are UserErrors naming their maker."""
+        (vae_path, makes_vae), (rnn_path, makes_rnn) = weight_files(config, vae_dir, rnn_dir)
+        vae = NumpyVAE.load(vae_path, config.z_size, makes_vae)
+        rnn = NumpyMDNRNN.load(rnn_path, config, makes_rnn)
+        return cls(config, vae, rnn, Controller(config, params), sample_z)
+
+    def set_params(self, params: np.ndarray) -> None:
+        """New controller parameters (param_count,); V and M stay."""
+        self.controller.set_params(params)
+
+    def reset(self, seed: int) -> None:
+        """Start an episode: zero LSTM state, the z-noise generator seeded with `seed`."""
+        self.h, self.c = self.rnn.initial_state()
+        self.rng = np.random.default_rng(seed)
+        self.first_step = True
+        self.z = np.zeros(self.config.z_size, dtype=np.float32)
+        self.action = np.zeros(self.config.action_size, dtype=np.float32)
+
+    def encode(self, observation: np.ndarray) -> np.ndarray:
+        """z_t (z_size,) of one raw observation: crop and resize, then V's mu (+ sigma * eps when sampling)."""
+        mu, logvar = self.vae.encode(process_frame(observation, self.config.name))
+        if not self.sample_z:
+            return mu[0]
+        noise = self.rng.standard_normal(self.config.z_size, dtype=np.float32)
+        return mu[0] + np.exp(0.5 * logvar[0]) * noise
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        """a_t = C([z_t, h_t]) for the observation of step t; z_t and a_t are kept for advance()."""
+        self.z = self.encode(observation)
+        self.action = self.controller.act(self.z, self.h[0], self.c[0])
+        return self.action
+
+    def advance(self) -> None:
+        """h_{t+1}, c_{t+1} = M([z_t, a_t], h_t, c_t): call after stepping the environment with a_t."""
+        parts = [self.z, self.action]
+        if self.config.use_done:
+            parts.append(np.array([1.0 if self.first_step else 0.0], dtype=np.float32))
+        self.h, self.c = self.rnn.step(np.concatenate(parts)[None, :], self.h, self.c)
+        self.first_step = False
+
+
+def rollout(agent: Agent, env, seed: int, max_length: int, trace: list | None = None) -> tuple[float, int]:
+    """Run one episode of at most `max_length` steps from env.reset(seed=seed); return (total reward, steps).
+
+    With `trace`, one dict per step is appended: z, action, and the h and c the action was chosen with.
+    """
+    observation, _ = env.reset(seed=int(seed))
+    agent.reset(int(seed))
+    total_reward, steps = 0.0, 0
+    while steps < max_length:
+        action = agent.act(observation)
+        if trace is not None:
+            trace.append({"z": agent.z.copy(), "action": action.copy(), "h": agent.h[0].copy(),
+                          "c": agent.c[0].copy()})
+        observation, reward, terminated, truncated, _ = env.step(action)
+        total_reward += float(reward)
+        steps += 1
+        if terminated or truncated:
+            break
+        agent.advance()
+    return total_reward, steps
+
+
+class EpisodeRunner:
+    """What a training worker holds: the agent and one environment; called with parameters and episode seeds."""
+
+    def __init__(self, config, max_length: int, vae_dir: str = VAE_DIR, rnn_dir: str = RNN_DIR):
+        from env import headless_video_driver, make_env
+
+        headless_video_driver()
+        self.agent = Agent.load(config, vae_dir=vae_dir, rnn_dir=rnn_dir)
+        self.env = make_env(config.name, max_episode_steps=max(max_length, config.max_episode_length))
+
+    def __call__(self, params: np.ndarray, seeds: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+        """One episode per seed with these controller parameters -> total rewards (k,), steps (k,)."""
+        self.agent.set_params(params)
+        outcomes = [rollout(self.agent, self.env, int(seed), max_length) for seed in seeds]
+        return (np.array([reward for reward, _ in outcomes], dtype=np.float64),
+                np.array([steps for _, steps in outcomes], dtype=np.int64))

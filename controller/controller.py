@@ -1,0 +1,102 @@
+"""C: the linear controller of the paper (section 2.3), a = tanh(W x + b), and its parameter files.
+
+x is [z, h] (CarRacing: 32 + 256 = 288 inputs) or [z, c, h] (Doom: 64 + 512 + 512 = 1,088). The flat parameter
+vector that CMA-ES searches is W in row-major order, W having shape (outputs, inputs), then b (CarRacing only):
+
+    params[o * inputs + j] = W[o, j]       o < outputs, j < inputs (x[j] is z, then c for Doom, then h)
+    params[outputs * inputs + o] = b[o]
+
+so CarRacing has 3 * 288 + 3 = 867 parameters and Doom 1 * 1,088 = 1,088 (no bias). (The official code stored
+W transposed, as (inputs, outputs); for Doom's single output the two layouts coincide.)
+
+Actions, from the tanh output a in [-1, 1]:
+    CarRacing  [steer, gas, brake] = [a0, (a1 + 1) / 2, clip(a2, 0, 1)]
+    Doom       a0 itself; the environment wrapper turns a0 < -1/3 into left, > 1/3 into right, else stay.
+
+Parameter files (`.best.json` from 05, `log/<base>.json`) hold the JSON list [params, score].
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from utils import UserError, save_json
+
+
+class Controller:
+    """a = tanh(W x + b) for one EnvConfig; `act(z, h, c)` returns the environment's action (float32)."""
+
+    def __init__(self, config, params: np.ndarray | None = None):
+        self.env_name = config.name
+        self.z_size, self.rnn_size = config.z_size, config.rnn_size
+        self.uses_cell = config.controller_uses_cell
+        self.has_bias = config.controller_bias
+        self.input_size = config.controller_input_size
+        self.output_size = config.controller_outputs
+        self.param_count = config.controller_param_count
+        self.set_params(np.zeros(self.param_count) if params is None else params)
+
+    def set_params(self, params: np.ndarray) -> None:
+        """Unflatten `params` (param_count,) into W (outputs, inputs) and b (outputs,), as float32."""
+        params = np.asarray(params, dtype=np.float32).reshape(-1)
+        if params.size != self.param_count:
+            raise ValueError(f"{self.env_name}'s controller has {self.param_count} parameters, got {params.size}")
+        weight_count = self.input_size * self.output_size
+        self.weight = params[:weight_count].reshape(self.output_size, self.input_size).copy()
+        self.bias = params[weight_count:].copy() if self.has_bias else np.zeros(self.output_size, np.float32)
+        # Column blocks of W, so the input never has to be concatenated: W x = W_z z (+ W_c c) + W_h h.
+        self.weight_z = np.ascontiguousarray(self.weight[:, : self.z_size].T)
+        rest = self.weight[:, self.z_size:]
+        self.weight_c = np.ascontiguousarray(rest[:, : self.rnn_size].T) if self.uses_cell else None
+        self.weight_h = np.ascontiguousarray(rest[:, -self.rnn_size:].T)
+
+    def output(self, z: np.ndarray, h: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+        """tanh(W [z, (c,) h] + b): z (z_size,), h and c (rnn_size,) -> (outputs,) in [-1, 1]."""
+        pre = z @ self.weight_z + h @ self.weight_h + self.bias
+        if self.uses_cell:
+            pre += c @ self.weight_c
+        return np.tanh(pre)
+
+    def act(self, z: np.ndarray, h: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+        """The environment action for one step (see the module docstring for the mapping)."""
+        return to_env_action(self.env_name, self.output(z, h, c))
+
+
+def to_env_action(env_name: str, output: np.ndarray) -> np.ndarray:
+    """Map the controller's tanh output to the environment's action (float32)."""
+    if env_name == "car_racing":
+        return np.array([output[0], (output[1] + 1.0) * 0.5, min(max(output[2], 0.0), 1.0)], dtype=np.float32)
+    return np.asarray(output, dtype=np.float32)
+
+
+def random_params(config, seed: int, stdev: float = 0.1) -> np.ndarray:
+    """Gaussian parameters with `stdev` (CMA-ES's starting spread), for running an untrained agent."""
+    return np.random.default_rng(seed).normal(0.0, stdev, config.controller_param_count)
+
+
+def save_params(path: str, params: np.ndarray, score: float) -> None:
+    """Write [params, score] to `path` whole (the .best.json and log/<base>.json format)."""
+    save_json(path, [np.asarray(params, dtype=np.float64).tolist(), float(score)])
+
+
+def load_params(path: str, config) -> tuple[np.ndarray, float | None]:
+    """Read [params, score] (or [params], as estool's log/<base>.json) -> (params float64, score or None)."""
+    try:
+        with open(path) as handle:
+            value = json.load(handle)
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist; train a controller with: python 05_train_controller.py "
+                        f"{config.name}") from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path} is not a JSON parameter file ({error})") from None
+    if not isinstance(value, list) or not value or not isinstance(value[0], list):
+        raise UserError(f"{path} should hold [params, score], a list whose first item is the parameter list")
+    params = np.asarray(value[0], dtype=np.float64)
+    if params.size != config.controller_param_count or not np.all(np.isfinite(params)):
+        raise UserError(f"{path} has {params.size} parameters; {config.name}'s controller has "
+                        f"{config.controller_param_count} (finite numbers)")
+    score = value[1] if len(value) > 1 and isinstance(value[1], (int, float)) else None
+    return params, (None if score is None or not math.isfinite(score) else float(score))

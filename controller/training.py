@@ -1,0 +1,160 @@
+"""The pieces of controller training (05) that are not MPI: file names, the resumable state, episode seeds, the
+per-generation history, artifacts and the training-curve plot.
+
+Files of one run, named as estool names them, <base> = <env>.<optimizer>.<num_episode>.<population>:
+
+    ./controller/<base>.es.pk     optimizer + state (es.save_optimizer), rewritten whole every generation
+    ./controller/<base>.best.json [params, score] of the best evaluated mean; replaced only by a better score
+    ./log/<base>.json             [params, score]: the current mean (rounded to 4 decimals) and this generation's
+                                  average reward
+    ./log/<base>.hist.json        one row a generation: [generation, elapsed s, average, min, max, std of the
+                                  population's rewards, rms sigma, mean episode length, max episode length]
+    ./log/<base>.log.json         one row an evaluation: [generation, score, params evaluated]
+    ./log/<base>.png              the training curve: population average, min-max band, evaluations
+
+The state (plain Python data, inside the .es.pk) is the one source of truth: history and evaluations are stored
+in it, so the JSON files are rewritten from it and a resumed run appends to them whatever happened to the files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+
+import numpy as np
+
+from config import CONTROLLER_DIR, LOG_DIR
+from utils import atomic_path, save_json
+
+STATE_FORMAT = 1
+PARAM_DECIMALS = 4  # estool rounds the evaluated and saved means to 4 decimals (smaller JSON, same agent)
+MIRRORED_OPTIMIZERS = ("openes", "pepg", "ses")  # rows i and i + popsize/2 are mirror images (+eps, -eps)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingFiles:
+    base: str
+    checkpoint: str
+    best: str
+    current: str
+    history: str
+    evaluations: str
+    plot: str
+
+
+def training_files(env_name: str, optimizer: str, num_episode: int, population: int,
+                   controller_dir: str = CONTROLLER_DIR, log_dir: str = LOG_DIR) -> TrainingFiles:
+    """Paths of one run's files (see the module docstring)."""
+    base = f"{env_name}.{optimizer}.{num_episode}.{population}"
+    return TrainingFiles(base=base, checkpoint=f"{controller_dir}/{base}.es.pk", best=f"{controller_dir}/{base}.best.json",
+                         current=f"{log_dir}/{base}.json", history=f"{log_dir}/{base}.hist.json",
+                         evaluations=f"{log_dir}/{base}.log.json", plot=f"{log_dir}/{base}.png")
+
+
+def new_state(env_name: str, optimizer: str, population: int, seed_start: int) -> dict:
+    """The state of a run that has done nothing yet."""
+    return {"format": STATE_FORMAT, "env": env_name, "optimizer": optimizer, "population": population,
+            "generation": 0,  # generations completed
+            "next_seed": int(seed_start),  # episode seeds are next_seed, next_seed + 1, ...: never reused
+            "elapsed_s": 0.0,  # training time of earlier runs of this state
+            "history": [], "evaluations": [],
+            "best_score": None, "best_params": None,  # of the best evaluation
+            "cap_length": None}  # --cap_time: the episode cap of the next generation
+
+
+def take_seeds(state: dict, count: int) -> np.ndarray:
+    """The next `count` episode seeds (int64), advancing the state's counter."""
+    seeds = np.arange(state["next_seed"], state["next_seed"] + count, dtype=np.int64)
+    state["next_seed"] += count
+    return seeds
+
+
+def generation_seeds(state: dict, population: int, num_episode: int, mirrored: bool) -> np.ndarray:
+    """Episode seeds of one generation, (population, num_episode).
+
+    Every solution gets fresh tracks; with `mirrored` (antithetic sampling by an optimizer whose rows i and
+    i + population/2 are +eps and -eps) both halves of a pair drive the same tracks, as estool does, so the
+    difference of their rewards measures the perturbation rather than the luck of the track.
+    """
+    if mirrored and population % 2 == 0:
+        half = take_seeds(state, population // 2 * num_episode).reshape(population // 2, num_episode)
+        return np.concatenate([half, half])
+    return take_seeds(state, population * num_episode).reshape(population, num_episode)
+
+
+def history_row(generation: int, elapsed: float, rewards: np.ndarray, lengths: np.ndarray, rms_sigma: float) -> list:
+    """[generation, elapsed s, average, min, max, std, rms sigma, mean length, max length] (estool's hist row)."""
+    return [int(generation), round(float(elapsed), 1), round(float(np.mean(rewards)), 2),
+            round(float(np.min(rewards)), 2), round(float(np.max(rewards)), 2), round(float(np.std(rewards)), 2),
+            round(float(rms_sigma), 6), round(float(np.mean(lengths)), 2), int(np.max(lengths))]
+
+
+def progress_line(row: list, seconds: float) -> str:
+    """One line a generation, from its history row and its wall time."""
+    generation, elapsed, average, low, high, spread, sigma, mean_length, max_length = row
+    return (f"gen {generation:4d}  avg {average:8.2f}  min {low:8.2f}  max {high:8.2f}  std {spread:7.2f}  "
+            f"sigma {sigma:.4f}  len {mean_length:.0f}/{max_length}  {seconds:5.1f}s  total {elapsed / 60:.1f} min")
+
+
+def best_score_on_disk(path: str) -> float | None:
+    """The score in an existing .best.json (None when absent or unreadable): a new best must beat it."""
+    try:
+        with open(path) as handle:
+            score = json.load(handle)[1]
+    except (OSError, ValueError, IndexError, KeyError, TypeError):
+        return None
+    return float(score) if isinstance(score, (int, float)) and math.isfinite(score) else None
+
+
+def rounded(params: np.ndarray) -> np.ndarray:
+    return np.round(np.asarray(params, dtype=np.float64), PARAM_DECIMALS)
+
+
+def set_mean(optimizer, params: np.ndarray) -> None:
+    """--retrain: move the search distribution's mean back to `params` (estool's es.set_mu)."""
+    params = np.array(params, dtype=np.float64)
+    if hasattr(optimizer, "set_mean"):
+        optimizer.set_mean(params)
+    elif hasattr(optimizer, "es"):  # CMAES wraps a pycma CMAEvolutionStrategy, whose mean is an attribute
+        optimizer.es.mean = params
+    elif hasattr(optimizer, "elite"):  # SimpleGA: the best parent is its mean
+        optimizer.elite[0] = params
+    else:  # OpenES, PEPG
+        optimizer.mean = params
+
+
+def write_logs(files: TrainingFiles, state: dict, current_params: np.ndarray, average: float) -> None:
+    """Rewrite ./log/<base>.json, .hist.json, .log.json and .png from the state, each file whole."""
+    save_json(files.current, [rounded(current_params).tolist(), float(average)])
+    save_json(files.history, state["history"])
+    save_json(files.evaluations, state["evaluations"])
+    save_plot(files.plot, state, files.base)
+
+
+def save_plot(path: str, state: dict, title: str) -> None:
+    """The training curve as PNG (matplotlib Agg, no display): population average with its min-max band, and the
+    evaluated means as points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history = np.asarray(state["history"], dtype=np.float64).reshape(-1, 9)
+    figure, axes = plt.subplots(figsize=(7, 4), dpi=100)
+    axes.fill_between(history[:, 0], history[:, 3], history[:, 4], alpha=0.2, label="population min-max")
+    axes.plot(history[:, 0], history[:, 2], label="population average")
+    if state["evaluations"]:
+        evaluations = np.asarray([row[:2] for row in state["evaluations"]], dtype=np.float64)
+        axes.plot(evaluations[:, 0], evaluations[:, 1], "o", label="mean evaluated")
+    axes.set_xlabel("generation")
+    axes.set_ylabel("reward per episode")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path, suffix=".png") as temporary:
+        figure.savefig(temporary, format="png")
+    plt.close(figure)

@@ -1,0 +1,288 @@
+"""MPI plumbing of the controller training (05): launching, message encoding, the leader's queue, the worker loop.
+
+As estool: rank 0 leads (asks the optimizer, hands out solutions, tells it the rewards) and ranks 1..n each run
+whole episodes with the NumPy agent. Started without MPI, 05 replaces itself with
+
+    mpiexec -np <num_worker + 1> <python> 05_train_controller.py <same arguments>
+
+using the mpiexec beside sys.executable (the `mpich` wheel's; PATH otherwise), with one BLAS thread per process.
+Started by an MPI launcher with more than one process (several machines, a host file), it uses the ranks it got.
+
+Messages are bytes, made and read by the pure functions `encode` and `decode` (no pickle):
+
+    Task     leader -> worker   evaluate params on these episode seeds, each episode at most max_length steps
+    Stop     leader -> worker   leave the loop and exit
+    Result   worker -> leader   the reward and length of each episode of a task
+    Failure  worker -> leader   the worker's error text; the leader stops the run with it
+
+Faults never hang the run: a worker that raises sends a Failure (also when it cannot even load its weights) and the
+leader ends everything with MPI_Abort and a non-zero status; a worker that dies outright (a signal, os._exit) makes
+mpiexec end every process. Waiting on either side polls with short sleeps (MPICH's blocking receive spins a core).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import traceback
+from typing import Callable, Sequence
+
+import numpy as np
+
+from utils import UserError
+
+CHILD_MARKER = "WORLD_MODELS_MPI_CHILD"  # set in the relaunched processes' environment
+LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
+BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                  "NUMEXPR_NUM_THREADS")
+MESSAGE_TAG = 7
+POLL_SECONDS = (0.0005, 0.005)  # first and longest sleep between polls while nothing has arrived
+
+
+# --- messages ---------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """Run the agent with `params` (num_params,) for one episode per seed in `seeds` (k,)."""
+    task_id: int
+    params: np.ndarray
+    seeds: np.ndarray
+    max_length: int
+
+    def __eq__(self, other):
+        return (isinstance(other, Task) and (self.task_id, self.max_length) == (other.task_id, other.max_length)
+                and np.array_equal(self.params, other.params) and np.array_equal(self.seeds, other.seeds))
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """Total reward and steps of each episode of task `task_id`, (k,) each."""
+    task_id: int
+    rewards: np.ndarray
+    lengths: np.ndarray
+
+    def __eq__(self, other):
+        return (isinstance(other, Result) and self.task_id == other.task_id
+                and np.array_equal(self.rewards, other.rewards) and np.array_equal(self.lengths, other.lengths))
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """A worker's error: which rank, and the text to show the user."""
+    rank: int
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Stop:
+    """The leader is done: the worker leaves its loop."""
+
+
+_KINDS = {Task: b"T", Result: b"R", Failure: b"F", Stop: b"S"}
+_HEADER = struct.Struct("<qqq")  # three little-endian int64
+
+
+def encode(message) -> bytes:
+    """Message -> bytes: one kind letter, a header of int64s, then raw little-endian arrays (float64 params and
+    rewards, int64 seeds and lengths) or UTF-8 text. Floats travel bit for bit."""
+    kind = _KINDS[type(message)]
+    if isinstance(message, Task):
+        seeds = np.asarray(message.seeds, dtype="<i8").reshape(-1)
+        params = np.asarray(message.params, dtype="<f8").reshape(-1)
+        return kind + _HEADER.pack(message.task_id, message.max_length, seeds.size) + seeds.tobytes() + params.tobytes()
+    if isinstance(message, Result):
+        rewards = np.asarray(message.rewards, dtype="<f8").reshape(-1)
+        lengths = np.asarray(message.lengths, dtype="<i8").reshape(-1)
+        assert rewards.size == lengths.size, "one reward and one length per episode"
+        return kind + _HEADER.pack(message.task_id, rewards.size, 0) + rewards.tobytes() + lengths.tobytes()
+    if isinstance(message, Failure):
+        return kind + _HEADER.pack(message.rank, 0, 0) + message.text.encode("utf-8", errors="replace")
+    return kind
+
+
+def decode(payload: bytes):
+    """bytes -> the message `encode` made (arrays are fresh copies, float64 / int64)."""
+    kind, body = payload[:1], memoryview(payload)[1:]
+    if kind == b"S":
+        return Stop()
+    first, second, third = _HEADER.unpack_from(body)
+    body = body[_HEADER.size:]
+    if kind == b"T":
+        seeds = np.frombuffer(body, dtype="<i8", count=third).astype(np.int64)
+        params = np.frombuffer(body, dtype="<f8", offset=8 * third).astype(np.float64)
+        return Task(task_id=first, params=params, seeds=seeds, max_length=second)
+    if kind == b"R":
+        rewards = np.frombuffer(body, dtype="<f8", count=second).astype(np.float64)
+        lengths = np.frombuffer(body, dtype="<i8", count=second, offset=8 * second).astype(np.int64)
+        return Result(task_id=first, rewards=rewards, lengths=lengths)
+    if kind == b"F":
+        return Failure(rank=first, text=bytes(body).decode("utf-8"))
+    raise ValueError(f"not a message of this protocol (kind byte {bytes(kind)!r})")
+
+
+# --- launching --------------------------------------------------------------------------------------------------
+
+def launched_by_mpi() -> bool:
+    """True when an MPI launcher (ours or the user's) started this process."""
+    return os.environ.get(CHILD_MARKER) == "1" or any(name in os.environ for name in LAUNCHER_VARIABLES)
+
+
+def find_mpiexec() -> str:
+    """The mpiexec beside the running Python (the mpich wheel puts it there), else the first on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    if os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which("mpiexec") or shutil.which("mpirun")
+    if found is None:
+        raise UserError("no mpiexec found beside Python or on PATH; install the MPI wheel (pip install mpich) "
+                        "or an MPI distribution")
+    return found
+
+
+def relaunch_under_mpi(num_processes: int, script: str, arguments: Sequence[str]) -> None:
+    """Replace this process by `mpiexec -np num_processes python script arguments` (does not return).
+
+    Every process gets one BLAS thread and unbuffered output; Open MPI, if that is what PATH offers, is told that
+    running as root and more processes than cores are fine (MPICH's hydra allows both anyway).
+    """
+    mpiexec = find_mpiexec()
+    command = [mpiexec, "-np", str(num_processes)]
+    if _is_open_mpi(mpiexec):
+        command += ["--allow-run-as-root", "--oversubscribe"]
+    command += [sys.executable, os.path.abspath(script), *arguments]
+    environment = dict(os.environ, PYTHONUNBUFFERED="1", **{CHILD_MARKER: "1"})
+    environment.update({name: "1" for name in BLAS_VARIABLES})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(mpiexec, command, environment)
+
+
+def _is_open_mpi(mpiexec: str) -> bool:
+    try:
+        version = subprocess.run([mpiexec, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "Open MPI" in version or "OpenRTE" in version
+
+
+def world():
+    """MPI.COMM_WORLD (importing mpi4py initialises MPI: only call this in processes an MPI launcher started)."""
+    return _mpi().COMM_WORLD
+
+
+def abort(code: int) -> None:
+    """End every process of the run now (MPI_Abort); mpiexec exits with `code`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    world().Abort(code)
+
+
+# --- both sides -------------------------------------------------------------------------------------------------
+
+def _mpi():
+    """The mpi4py.MPI module, imported on first use (importing it initialises MPI)."""
+    from mpi4py import MPI
+
+    return MPI
+
+
+def _send(comm, destination: int, message) -> None:
+    comm.Send([encode(message), _mpi().BYTE], dest=destination, tag=MESSAGE_TAG)
+
+
+def _poll(comm, source: int | None = None, give_up: Callable[[], None] | None = None):
+    """Wait for the next message from rank `source` (None: any rank) with short sleeps; -> (rank, message).
+    `give_up` is called between polls and may raise to stop waiting."""
+    MPI = _mpi()
+    source = MPI.ANY_SOURCE if source is None else source
+    status = MPI.Status()
+    pause = POLL_SECONDS[0]
+    while not comm.Iprobe(source=source, tag=MESSAGE_TAG, status=status):
+        if give_up is not None:
+            give_up()
+        time.sleep(pause)
+        pause = min(pause * 2, POLL_SECONDS[1])
+    sender = status.Get_source()
+    buffer = bytearray(status.Get_count(MPI.BYTE))
+    comm.Recv([buffer, MPI.BYTE], source=sender, tag=MESSAGE_TAG)
+    return sender, decode(bytes(buffer))
+
+
+# --- the leader -------------------------------------------------------------------------------------------------
+
+class WorkerFailed(Exception):
+    """A worker reported an error; the run cannot go on."""
+
+
+class Pool:
+    """The leader's view of the workers: ranks 1..size-1, each given one task at a time as soon as it is free.
+
+    `check` is called between polls (the training script raises from it when a signal asks it to stop).
+    """
+
+    def __init__(self, comm, check: Callable[[], None] | None = None):
+        self.comm = comm
+        self.workers = list(range(1, comm.Get_size()))
+        self.check = check
+
+    def run(self, tasks: Sequence[Task]) -> list[Result]:
+        """Evaluate every task; results in the order of `tasks`. A Failure raises WorkerFailed."""
+        waiting = list(reversed(tasks))
+        idle = list(self.workers)
+        results: dict[int, Result] = {}
+        while len(results) < len(tasks):
+            while idle and waiting:
+                _send(self.comm, idle.pop(), waiting.pop())
+            sender, message = _poll(self.comm, None, self.check)
+            if isinstance(message, Failure):
+                raise WorkerFailed(f"worker {message.rank} failed: {message.text.strip()}")
+            results[message.task_id] = message
+            idle.append(sender)
+        return [results[task.task_id] for task in tasks]
+
+    def stop(self) -> None:
+        """Tell every worker to leave its loop (they are all idle between calls to run)."""
+        for rank in self.workers:
+            _send(self.comm, rank, Stop())
+
+
+# --- a worker ---------------------------------------------------------------------------------------------------
+
+def serve(comm, make_evaluator: Callable[[], Callable[[Task], tuple[np.ndarray, np.ndarray]]]) -> None:
+    """A worker's life: build the evaluator, then answer tasks until Stop.
+
+    Any error (building included) goes to the leader as a Failure with its text; UserErrors (a missing or corrupt
+    weight file) as their one line, anything else with its traceback. Signals are the leader's business: mpiexec
+    forwards Ctrl-C and SIGTERM to every process, the leader then ends the run, so workers ignore them.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    rank = comm.Get_rank()
+    evaluator = None
+    try:
+        evaluator = make_evaluator()
+    except Exception as error:
+        _send(comm, 0, Failure(rank, _describe(error)))
+    while True:
+        _, message = _poll(comm, 0)
+        if isinstance(message, Stop):
+            return
+        if evaluator is None:
+            continue  # already reported; the leader is ending the run
+        try:
+            rewards, lengths = evaluator(message)
+            _send(comm, 0, Result(message.task_id, rewards, lengths))
+        except Exception as error:
+            _send(comm, 0, Failure(rank, _describe(error)))
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, UserError):
+        return str(error)
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__)).strip()
