@@ -49,20 +49,24 @@ POLL_SECONDS = (0.0005, 0.005)  # first and longest sleep between polls while no
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """Run the agent with `params` (num_params,) for one episode per seed in `seeds` (k,)."""
+    """Run the agent with each row of `params` (m, num_params) for one episode per seed in that row of `seeds`
+    (m, k); `real` asks for the real environment when the run trains in a dream (dream-trained bests are also
+    scored for real)."""
     task_id: int
     params: np.ndarray
     seeds: np.ndarray
     max_length: int
+    real: bool = False
 
     def __eq__(self, other):
-        return (isinstance(other, Task) and (self.task_id, self.max_length) == (other.task_id, other.max_length)
+        return (isinstance(other, Task) and (self.task_id, self.max_length, self.real)
+                == (other.task_id, other.max_length, other.real)
                 and np.array_equal(self.params, other.params) and np.array_equal(self.seeds, other.seeds))
 
 
 @dataclasses.dataclass(frozen=True)
 class Result:
-    """Total reward and steps of each episode of task `task_id`, (k,) each."""
+    """Total reward and steps of each episode of task `task_id`, (m, k) each, as the task's seeds."""
     task_id: int
     rewards: np.ndarray
     lengths: np.ndarray
@@ -85,24 +89,27 @@ class Stop:
 
 
 _KINDS = {Task: b"T", Result: b"R", Failure: b"F", Stop: b"S"}
-_HEADER = struct.Struct("<qqq")  # three little-endian int64
+_HEADER = struct.Struct("<qqqqq")  # five little-endian int64
 
 
 def encode(message) -> bytes:
-    """Message -> bytes: one kind letter, a header of int64s, then raw little-endian arrays (float64 params and
-    rewards, int64 seeds and lengths) or UTF-8 text. Floats travel bit for bit."""
+    """Message -> bytes: one kind letter, a header of five int64s, then raw little-endian arrays (float64 params
+    and rewards, int64 seeds and lengths) or UTF-8 text. Floats travel bit for bit."""
     kind = _KINDS[type(message)]
     if isinstance(message, Task):
-        seeds = np.asarray(message.seeds, dtype="<i8").reshape(-1)
-        params = np.asarray(message.params, dtype="<f8").reshape(-1)
-        return kind + _HEADER.pack(message.task_id, message.max_length, seeds.size) + seeds.tobytes() + params.tobytes()
+        seeds = np.atleast_2d(np.asarray(message.seeds, dtype="<i8"))
+        params = np.atleast_2d(np.asarray(message.params, dtype="<f8"))
+        if seeds.shape[0] != params.shape[0]:
+            raise ValueError(f"a task needs one row of seeds per row of params, got {seeds.shape} and {params.shape}")
+        header = _HEADER.pack(message.task_id, message.max_length, seeds.shape[0], seeds.shape[1], int(message.real))
+        return kind + header + seeds.tobytes() + params.tobytes()
     if isinstance(message, Result):
-        rewards = np.asarray(message.rewards, dtype="<f8").reshape(-1)
-        lengths = np.asarray(message.lengths, dtype="<i8").reshape(-1)
-        assert rewards.size == lengths.size, "one reward and one length per episode"
-        return kind + _HEADER.pack(message.task_id, rewards.size, 0) + rewards.tobytes() + lengths.tobytes()
+        rewards = np.atleast_2d(np.asarray(message.rewards, dtype="<f8"))
+        lengths = np.asarray(message.lengths, dtype="<i8").reshape(rewards.shape)
+        return (kind + _HEADER.pack(message.task_id, rewards.shape[0], rewards.shape[1], 0, 0) + rewards.tobytes()
+                + lengths.tobytes())
     if isinstance(message, Failure):
-        return kind + _HEADER.pack(message.rank, 0, 0) + message.text.encode("utf-8", errors="replace")
+        return kind + _HEADER.pack(message.rank, 0, 0, 0, 0) + message.text.encode("utf-8", errors="replace")
     return kind
 
 
@@ -111,15 +118,18 @@ def decode(payload: bytes):
     kind, body = payload[:1], memoryview(payload)[1:]
     if kind == b"S":
         return Stop()
-    first, second, third = _HEADER.unpack_from(body)
+    first, second, rows, columns, flag = _HEADER.unpack_from(body)
     body = body[_HEADER.size:]
     if kind == b"T":
-        seeds = np.frombuffer(body, dtype="<i8", count=third).astype(np.int64)
-        params = np.frombuffer(body, dtype="<f8", offset=8 * third).astype(np.float64)
-        return Task(task_id=first, params=params, seeds=seeds, max_length=second)
+        count = rows * columns
+        seeds = np.frombuffer(body, dtype="<i8", count=count).astype(np.int64).reshape(rows, columns)
+        params = np.frombuffer(body, dtype="<f8", offset=8 * count).astype(np.float64).reshape(rows, -1)
+        return Task(task_id=first, params=params, seeds=seeds, max_length=second, real=bool(flag))
     if kind == b"R":
-        rewards = np.frombuffer(body, dtype="<f8", count=second).astype(np.float64)
-        lengths = np.frombuffer(body, dtype="<i8", count=second, offset=8 * second).astype(np.int64)
+        rows, columns = second, rows
+        count = rows * columns
+        rewards = np.frombuffer(body, dtype="<f8", count=count).astype(np.float64).reshape(rows, columns)
+        lengths = np.frombuffer(body, dtype="<i8", count=count, offset=8 * count).astype(np.int64).reshape(rows, columns)
         return Result(task_id=first, rewards=rewards, lengths=lengths)
     if kind == b"F":
         return Failure(rank=first, text=bytes(body).decode("utf-8"))
@@ -286,3 +296,24 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, UserError):
         return str(error)
     return "".join(traceback.format_exception(type(error), error, error.__traceback__)).strip()
+
+
+class LocalPool:
+    """Pool's interface without MPI: the leader evaluates every task itself (a run started on a single rank)."""
+
+    def __init__(self, evaluator: Callable[[Task], tuple[np.ndarray, np.ndarray]],
+                 check: Callable[[], None] | None = None):
+        self.evaluator = evaluator
+        self.check = check
+
+    def run(self, tasks: Sequence[Task]) -> list[Result]:
+        results = []
+        for task in tasks:
+            if self.check is not None:
+                self.check()
+            rewards, lengths = self.evaluator(task)
+            results.append(Result(task.task_id, np.asarray(rewards), np.asarray(lengths)))
+        return results
+
+    def stop(self) -> None:
+        """Nothing to stop."""

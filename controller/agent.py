@@ -8,8 +8,8 @@ One step of a rollout, in the paper's order (and the official code's):
     h_{t+1}, c_{t+1} = M([z_t, a_t], h_t, c_t)   then remember what was seen and done
 
 (The 2018 Keras port fed a_{t-1} to M here, so h was one action behind.) M's input action is the action the
-environment received (CarRacing [steer, gas, brake], as in the recorded data stage 03 encodes); Doom adds the
-restart flag, 1 on the first step of an episode.
+environment carried out, as in the recorded data stage 03 encodes (controller.model_action: CarRacing
+[steer, gas, brake]; Doom the move -1/0/1); Doom adds the restart flag, 1 on the first step of an episode.
 
 z_t is sampled, z = mu + exp(logvar / 2) * eps, as the official CarRacing code did during rollouts (the controller
 learns to act on a noisy code, which also regularises it). eps comes from a generator seeded with the episode seed,
@@ -19,11 +19,12 @@ so the same seed and parameters give the same rollout; `sample_z=False` uses mu 
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import numpy as np
 
 from config import MAKES_RNN, MAKES_VAE, RNN_DIR, VAE_DIR, rnn_weights_path, vae_weights_path
-from controller.controller import Controller
+from controller.controller import Controller, model_action
 from env import process_frame
 from rnn.numpy_rnn import NumpyMDNRNN
 from utils import UserError
@@ -89,20 +90,24 @@ class Agent:
 
     def advance(self) -> None:
         """h_{t+1}, c_{t+1} = M([z_t, a_t], h_t, c_t): call after stepping the environment with a_t."""
-        parts = [self.z, self.action]
+        parts = [self.z, model_action(self.config.name, self.action)]
         if self.config.use_done:
             parts.append(np.array([1.0 if self.first_step else 0.0], dtype=np.float32))
         self.h, self.c = self.rnn.step(np.concatenate(parts)[None, :], self.h, self.c)
         self.first_step = False
 
 
-def rollout(agent: Agent, env, seed: int, max_length: int, trace: list | None = None) -> tuple[float, int]:
+def rollout(agent: Agent, env, seed: int, max_length: int, trace: list | None = None,
+            on_frame: Callable[[], None] | None = None) -> tuple[float, int]:
     """Run one episode of at most `max_length` steps from env.reset(seed=seed); return (total reward, steps).
 
     With `trace`, one dict per step is appended: z, action, and the h and c the action was chosen with.
+    `on_frame()` is called after the reset and after every env.step (model.py grabs video frames there).
     """
     observation, _ = env.reset(seed=int(seed))
     agent.reset(int(seed))
+    if on_frame is not None:
+        on_frame()
     total_reward, steps = 0.0, 0
     while steps < max_length:
         action = agent.act(observation)
@@ -110,6 +115,8 @@ def rollout(agent: Agent, env, seed: int, max_length: int, trace: list | None = 
             trace.append({"z": agent.z.copy(), "action": action.copy(), "h": agent.h[0].copy(),
                           "c": agent.c[0].copy()})
         observation, reward, terminated, truncated, _ = env.step(action)
+        if on_frame is not None:
+            on_frame()
         total_reward += float(reward)
         steps += 1
         if terminated or truncated:

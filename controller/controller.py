@@ -13,6 +13,9 @@ Actions, from the tanh output a in [-1, 1]:
     CarRacing  [steer, gas, brake] = [a0, (a1 + 1) / 2, clip(a2, 0, 1)]
     Doom       a0 itself; the environment wrapper turns a0 < -1/3 into left, > 1/3 into right, else stay.
 
+M is given the action as the recorded data holds it (`model_action`): CarRacing the environment action itself,
+Doom the move the game made, -1 (left), 0 (stay) or 1 (right), which is what stage 01's random policy stores.
+
 Parameter files (`.best.json` from 05, `log/<base>.json`) hold the JSON list [params, score].
 """
 
@@ -70,6 +73,33 @@ def to_env_action(env_name: str, output: np.ndarray) -> np.ndarray:
     if env_name == "car_racing":
         return np.array([output[0], (output[1] + 1.0) * 0.5, min(max(output[2], 0.0), 1.0)], dtype=np.float32)
     return np.asarray(output, dtype=np.float32)
+
+
+DOOM_ACTION_THRESHOLD = 1.0 / 3.0  # |a| above this moves the player (paper, appendix A.4)
+
+
+def doom_move(output: np.ndarray) -> np.ndarray:
+    """The move VizDoom makes for controller outputs a (any shape): -1 (a < -1/3, left), 1 (a > 1/3, right) or 0
+    (stay), float32. The real environment (env.DoomTakeCover) and the dream (dream.py) both use this mapping."""
+    output = np.asarray(output, dtype=np.float32)
+    return np.where(output < -DOOM_ACTION_THRESHOLD, np.float32(-1.0),
+                    np.where(output > DOOM_ACTION_THRESHOLD, np.float32(1.0), np.float32(0.0))).astype(np.float32)
+
+
+def to_env_actions(env_name: str, outputs: np.ndarray) -> np.ndarray:
+    """`to_env_action` for a batch: tanh outputs (B, outputs) -> environment actions (B, action_size), float32."""
+    outputs = np.asarray(outputs, dtype=np.float32)
+    if env_name == "car_racing":
+        return np.stack([outputs[:, 0], (outputs[:, 1] + 1.0) * 0.5, np.clip(outputs[:, 2], 0.0, 1.0)], axis=1)
+    return outputs
+
+
+def model_action(env_name: str, env_action: np.ndarray) -> np.ndarray:
+    """The action M sees for an environment action (..., action_size), as stage 01 records it: Doom's move
+    -1/0/1 (doom_move), CarRacing's [steer, gas, brake] unchanged. float32."""
+    if env_name == "car_racing":
+        return np.asarray(env_action, dtype=np.float32)
+    return doom_move(env_action)
 
 
 def random_params(config, seed: int, stdev: float = 0.1) -> np.ndarray:

@@ -1,0 +1,347 @@
+"""Stage 05: train C, the linear controller, with CMA-ES (or another evolution strategy) on MPI workers.
+
+    python 05_train_controller.py car_racing --num_worker 16 --num_worker_trial 2 --num_episode 4 --max_length 1000 --eval_steps 25
+    python 05_train_controller.py car_racing ... --init_opt ./controller/car_racing.cma.4.32.es.pk
+    python 05_train_controller.py doom_take_cover --dream_mode 1 --temperature 1.15 ...
+
+Started from the shell, the script checks its inputs and replaces itself with `mpiexec -np <num_worker + 1>` of
+itself (the mpiexec installed with the requirements, one BLAS thread a process). Rank 0 leads: it asks the
+optimizer for a population of num_worker x num_worker_trial solutions, hands each worker num_worker_trial of them,
+and tells the optimizer their average reward over --num_episode episodes. Started by your own mpiexec (several
+machines, a host file), it uses the ranks it was given instead.
+
+Every generation the leader writes, each file whole (controller/training.py lists them): the optimizer state
+./controller/<base>.es.pk, the history and curve in ./log, and, every --eval_steps generations, the current mean
+evaluated on fresh tracks; ./controller/<base>.best.json only when that score beats every earlier one. Ctrl-C or
+SIGTERM stops at once and the last whole checkpoint resumes with --init_opt: the generation count, the history, the
+best score and the episode seeds all continue.
+
+--dream_mode 1 (doom_take_cover) evaluates the population inside the MDN-RNN's dream at --temperature; each new
+best is also scored in the real game and both scores are logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from utils import UserError, run_cli  # noqa: E402
+
+SCRIPT = os.path.abspath(__file__)
+
+
+def parse_args(argv=None):
+    from config import CONFIGS, CONTROLLER_DIR, DATA_DIR, LOG_DIR, RNN_DIR, VAE_DIR
+    from es import OPTIMIZER_NAMES
+
+    parser = argparse.ArgumentParser(description="Train the controller (C) with an evolution strategy on MPI workers.")
+    parser.add_argument("env_name", choices=sorted(CONFIGS))
+    parser.add_argument("-o", "--optimizer", default="cma", choices=OPTIMIZER_NAMES)
+    parser.add_argument("--init_opt", default="", help="an .es.pk checkpoint to resume from")
+    parser.add_argument("-e", "--num_episode", type=int, default=1, help="episodes per solution and generation")
+    parser.add_argument("-n", "--num_worker", type=int, default=4, help="worker processes (MPI ranks 1..n)")
+    parser.add_argument("-t", "--num_worker_trial", type=int, default=1,
+                        help="solutions per worker; population = num_worker x num_worker_trial")
+    parser.add_argument("--eval_steps", type=int, default=25, help="evaluate the mean every this many generations")
+    parser.add_argument("--eval_episodes", type=int, default=0,
+                        help="episodes of each evaluation (default: the population size, as estool)")
+    parser.add_argument("--max_length", type=int, default=-1,
+                        help="steps per episode at most (default: the environment's, 1000 or 2100)")
+    parser.add_argument("--antithetic", type=int, default=1, choices=(0, 1),
+                        help="mirrored pairs share their tracks (openes, pepg, ses)")
+    parser.add_argument("--cap_time", type=int, default=0, choices=(0, 1),
+                        help="cap episodes at twice the previous generation's mean length")
+    parser.add_argument("--retrain", type=int, default=0, choices=(0, 1),
+                        help="after an evaluation that is not a new best, move the mean back to the best")
+    parser.add_argument("-s", "--seed_start", type=int, default=111, help="first episode seed (and optimizer seed)")
+    parser.add_argument("--sigma_init", type=float, default=0.1, help="initial step size (official code: 0.1)")
+    parser.add_argument("--sigma_decay", type=float, default=0.999, help="step-size decay (not used by cma)")
+    parser.add_argument("--weight_decay", type=float, default=0.01,
+                        help="L2 penalty on the weights, subtracted from the rewards the optimizer sees")
+    parser.add_argument("--generations", type=int, default=0,
+                        help="stop after this many generations of this run (default: run until stopped)")
+    parser.add_argument("--dream_mode", type=int, default=0, choices=(0, 1),
+                        help="1: evaluate the population inside the world model's dream (doom_take_cover)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="dream temperature tau (default: the paper's 1.15 for Doom)")
+    parser.add_argument("--real_episodes", type=int, default=32,
+                        help="dream mode: real-game episodes scoring each new best")
+    parser.add_argument("--controller_dir", default=CONTROLLER_DIR)
+    parser.add_argument("--log_dir", default=LOG_DIR)
+    parser.add_argument("--vae_dir", default=VAE_DIR)
+    parser.add_argument("--rnn_dir", default=RNN_DIR)
+    parser.add_argument("--data_dir", default=DATA_DIR)
+    return parser.parse_args(argv)
+
+
+class Plan:
+    """Everything settled before the first generation: checked flags, file names, the optimizer and its state."""
+
+    def __init__(self, args):
+        from config import get_config
+        from controller.training import new_state, training_files
+
+        self.args = args
+        self.config = config = get_config(args.env_name)
+        for flag in ("num_episode", "num_worker", "num_worker_trial", "eval_steps"):
+            if getattr(args, flag) < 1:
+                raise UserError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+        self.population = args.num_worker * args.num_worker_trial
+        if self.population < 2:
+            raise UserError("the population (num_worker x num_worker_trial) needs at least 2 solutions")
+        if args.dream_mode and not config.use_done:
+            raise UserError(f"--dream_mode trains inside a world model that predicts the episode's end; {config.name}'s "
+                            f"does not (use doom_take_cover; model.py car_racing --dream_mode shows a CarRacing dream)")
+        self.max_length = args.max_length if args.max_length > 0 else config.max_episode_length
+        self.eval_episodes = args.eval_episodes or self.population
+        self.temperature = config.dream_temperature if args.temperature is None else args.temperature
+        self.files = training_files(config.name, args.optimizer, args.num_episode, self.population,
+                                    args.controller_dir, args.log_dir)
+        self.check_inputs()
+        if args.init_opt:
+            self.optimizer, self.state = self.resume(args.init_opt)
+        else:
+            self.refuse_to_overwrite()
+            from es import make_optimizer
+
+            try:
+                self.optimizer = make_optimizer(args.optimizer, config.controller_param_count, self.population,
+                                                sigma_init=args.sigma_init, sigma_decay=args.sigma_decay,
+                                                weight_decay=args.weight_decay, antithetic=bool(args.antithetic),
+                                                seed=args.seed_start)
+            except ValueError as error:
+                raise UserError(str(error)) from None
+            self.state = new_state(config.name, args.optimizer, self.population, args.seed_start)
+
+    def check_inputs(self) -> None:
+        """A missing weight or data file is named with the command that makes it, before anything starts."""
+        from config import MAKES_RNN_DATA
+        from controller.agent import check_weight_files
+
+        args = self.args
+        check_weight_files(self.config, args.vae_dir, args.rnn_dir)  # the real game needs V and M; the dream M
+        if args.dream_mode:
+            import glob
+
+            pattern = os.path.join(args.data_dir, f"rnn_initial_{self.config.name}_*.npy")
+            if not glob.glob(pattern):
+                raise UserError(f"no {pattern} (the dream starts from stored first frames); make them with: "
+                                f"{MAKES_RNN_DATA.format(env=self.config.name)}")
+
+    def resume(self, path: str):
+        from es import load_optimizer
+
+        optimizer, state = load_optimizer(path)
+        expected = {"env": self.config.name, "optimizer": self.args.optimizer, "population": self.population}
+        for key, value in expected.items():
+            if state.get(key) != value:
+                flag = {"env": "the environment", "optimizer": "-o", "population":
+                        "--num_worker x --num_worker_trial"}[key]
+                raise UserError(f"{path} was trained with {key} {state.get(key)!r}, this run asks for {value!r}; "
+                                f"set {flag} to match")
+        if optimizer.num_params != self.config.controller_param_count:
+            raise UserError(f"{path} searches {optimizer.num_params} parameters; {self.config.name}'s controller has "
+                            f"{self.config.controller_param_count}")
+        return optimizer, state
+
+    def refuse_to_overwrite(self) -> None:
+        """A fresh run never replaces another run's checkpoint or best controller."""
+        for path in (self.files.checkpoint, self.files.best):
+            if os.path.exists(path):
+                raise UserError(f"{path} already exists (an earlier run); resume it with --init_opt "
+                                f"{self.files.checkpoint}, or move the old files away to start afresh")
+
+    def make_evaluator(self):
+        from controller.evaluate import Evaluator
+
+        args = self.args
+        return Evaluator(self.config, self.max_length, dream_mode=bool(args.dream_mode),
+                         temperature=self.temperature, vae_dir=args.vae_dir, rnn_dir=args.rnn_dir,
+                         data_dir=args.data_dir)
+
+    def resume_command(self) -> str:
+        arguments = [a for a in sys.argv[1:]]
+        if "--init_opt" in arguments:
+            index = arguments.index("--init_opt")
+            del arguments[index:index + 2]
+        arguments = [a for a in arguments if not a.startswith("--init_opt=")]
+        return f"python {os.path.basename(SCRIPT)} {' '.join(arguments)} --init_opt {self.files.checkpoint}"
+
+
+class Stopping(Exception):
+    """A signal asked the run to stop."""
+
+
+def split_rows(count: int, parts: int) -> list[slice]:
+    """`count` rows in at most `parts` contiguous chunks of nearly equal size."""
+    parts = max(1, min(parts, count))
+    bounds = [round(i * count / parts) for i in range(parts + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def evaluate(pool, params, seeds, max_length: int, chunks: list[slice], real: bool = False):
+    """Rewards and lengths (rows, k) of every row of params (rows, n) on its row of seeds (rows, k)."""
+    import numpy as np
+
+    from parallel import Task
+
+    tasks = [Task(index, params[part], seeds[part], max_length, real) for index, part in enumerate(chunks)]
+    results = pool.run(tasks)
+    return (np.concatenate([np.atleast_2d(r.rewards) for r in results]),
+            np.concatenate([np.atleast_2d(r.lengths) for r in results]))
+
+
+def lead(plan: Plan, pool, workers: int) -> None:
+    """Rank 0: the generations, the evaluations and every file, until --generations or a signal."""
+    import numpy as np
+
+    from controller.training import MIRRORED_OPTIMIZERS, generation_seeds, history_row, progress_line, write_logs
+    from es import save_optimizer
+
+    args, config, state, optimizer, files = plan.args, plan.config, plan.state, plan.optimizer, plan.files
+    mirrored = bool(args.antithetic) and args.optimizer in MIRRORED_OPTIMIZERS
+    trial_chunks = [slice(i, i + args.num_worker_trial) for i in range(0, plan.population, args.num_worker_trial)]
+    where = "dream at tau %.2f" % plan.temperature if args.dream_mode else "real environment"
+    print(f"05: {config.name}, {args.optimizer} over {config.controller_param_count} parameters, population "
+          f"{plan.population} ({args.num_worker} x {args.num_worker_trial}), {args.num_episode} episode(s) of at most "
+          f"{plan.max_length} steps each, {where}, {workers} worker process(es)", flush=True)
+    if state["generation"]:
+        best = state["best_score"]
+        print(f"resuming {args.init_opt} at generation {state['generation']} (best so far "
+              f"{'none' if best is None else f'{best:.2f}'})", flush=True)
+    print(f"checkpoint {files.checkpoint}, best {files.best}, logs {files.history}, curve {files.plot}", flush=True)
+
+    done_this_run = 0
+    while args.generations <= 0 or done_this_run < args.generations:
+        pool.check()
+        started = time.time()
+        solutions = optimizer.ask()
+        seeds = generation_seeds(state, plan.population, args.num_episode, mirrored)
+        max_length = min(state["cap_length"] or plan.max_length, plan.max_length)
+        rewards, lengths = evaluate(pool, solutions, seeds, max_length, trial_chunks)
+        fitness = rewards.mean(axis=1)
+        optimizer.tell(fitness)
+        state["generation"] += 1
+        generation = state["generation"]
+        if args.cap_time:
+            state["cap_length"] = 2 * int(np.mean(lengths) + 1.0)
+        evaluation_line = ""
+        if generation % args.eval_steps == 0:
+            evaluation_line = evaluate_mean(plan, pool, workers, generation)
+        state["elapsed_s"] += time.time() - started
+        row = history_row(generation, state["elapsed_s"], fitness, lengths, optimizer.rms_stdev())
+        state["history"].append(row)
+        save_optimizer(files.checkpoint, optimizer, state)
+        write_logs(files, state, optimizer.current_param(), float(np.mean(fitness)))
+        print(progress_line(row, time.time() - started) + evaluation_line, flush=True)
+        done_this_run += 1
+    pool.stop()
+    print(f"stopped after generation {state['generation']}; resume with: {plan.resume_command()}", flush=True)
+
+
+def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> str:
+    """Score the optimizer's current mean on fresh seeds; keep it in .best.json when it beats every earlier score.
+    In dream mode a new best is also scored in the real game. Returns the text for the progress line."""
+    import numpy as np
+
+    from controller.controller import save_params
+    from controller.training import best_score_on_disk, rounded, set_mean, take_seeds
+
+    args, state, files = plan.args, plan.state, plan.files
+    params = rounded(plan.optimizer.current_param())
+    count = plan.eval_episodes
+    seeds = take_seeds(state, count).reshape(count, 1)
+    rows = np.repeat(params[None], count, axis=0)
+    rewards, _ = evaluate(pool, rows, seeds, plan.max_length, split_rows(count, workers))
+    score = float(rewards.mean())
+    earlier = [s for s in (state["best_score"], best_score_on_disk(files.best)) if s is not None]
+    record = [generation, round(score, 2), params.tolist()]
+    text = f"  eval {score:.2f}"
+    if not earlier or score > max(earlier):
+        state["best_score"], state["best_params"] = score, params.tolist()
+        save_params(files.best, params, score)
+        text += " (new best)"
+        if args.dream_mode:
+            count = args.real_episodes
+            seeds = take_seeds(state, count).reshape(count, 1)
+            real, _ = evaluate(pool, np.repeat(params[None], count, axis=0), seeds, plan.max_length,
+                               split_rows(count, workers), real=True)
+            state["best_real_score"] = float(real.mean())
+            record.append(round(float(real.mean()), 2))
+            text += f", real game {real.mean():.2f} +- {real.std():.2f} over {count}"
+    elif args.retrain and state["best_params"] is not None:
+        set_mean(plan.optimizer, np.asarray(state["best_params"]))
+        text += " (mean moved back to the best)"
+    state["evaluations"].append(record)
+    return text
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    from parallel import launched_by_mpi, relaunch_under_mpi
+
+    if not launched_by_mpi():
+        Plan(args)  # every check that can fail, before any process is started
+        relaunch_under_mpi(args.num_worker + 1, SCRIPT, sys.argv[1:] if argv is None else list(argv))
+
+    from parallel import world
+
+    comm = world()
+    rank = comm.Get_rank()
+    if rank != 0:
+        from parallel import serve
+
+        try:
+            plan = Plan(args)
+        except UserError:
+            sys.exit(1)  # rank 0 finds the same problem and reports it
+        serve(comm, plan.make_evaluator)
+        return
+    run_leader(args, comm)
+
+
+def run_leader(args, comm) -> None:
+    """Rank 0 under MPI: any way out that is not a clean finish ends every process (MPI_Abort), never a hang."""
+    from parallel import LocalPool, Pool, WorkerFailed, abort
+
+    stop_signal: list[int] = []
+
+    def on_signal(number, frame):
+        stop_signal.append(number)
+
+    def check():
+        if stop_signal:
+            raise Stopping(signal.Signals(stop_signal[0]).name)
+
+    try:
+        plan = Plan(args)
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        workers = comm.Get_size() - 1
+        pool = Pool(comm, check) if workers > 0 else LocalPool(plan.make_evaluator(), check)
+        lead(plan, pool, max(workers, 1))
+    except Stopping as stopping:
+        print(f"\n{stopping} received: stopped; the last whole checkpoint is {plan.files.checkpoint}; resume with: "
+              f"{plan.resume_command()}", file=sys.stderr, flush=True)
+        abort(130)
+    except WorkerFailed as failure:
+        print(f"error: {failure}", file=sys.stderr, flush=True)
+        abort(1)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        abort(1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        abort(1)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,285 @@
+"""Watch, record and score a trained agent (V + M + C, all NumPy).
+
+    python model.py car_racing --filename ./controller/car_racing.cma.4.32.best.json --render_mode --record_video
+    python model.py car_racing --filename ./controller/car_racing.cma.4.32.best.json --final_mode
+    python model.py doom_take_cover --filename ./controller/doom_take_cover.cma.16.64.best.json --final_mode
+    python model.py car_racing --filename ... --dream_mode --record_video        (drive inside the world model)
+
+--render_mode shows the episode in a window (needs a display: a desktop, or xvfb-run); --record_video writes
+./video/<name>.<env>.seed<seed>.mp4 with or without a display. --final_mode scores --num_episode episodes (default
+100, seeds --seed, --seed + 1, ...) on --num_worker processes, prints mean +- std and writes every episode's score
+to ./log/<name>.final.json. Without --filename the controller is random (an untrained agent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # before NumPy loads its BLAS:
+    os.environ.setdefault(_variable, "1")  # the agent's matrices are small; one thread a process is fastest
+
+from utils import UserError, run_cli  # noqa: E402
+
+FINAL_EPISODES = 100  # the paper scores over 100 trials
+VIDEO_FPS = {"car_racing": 50, "doom_take_cover": 35}  # the simulators' own rates
+
+
+def parse_args(argv=None):
+    from config import CONFIGS, DATA_DIR, LOG_DIR, RNN_DIR, VAE_DIR, VIDEO_DIR
+
+    parser = argparse.ArgumentParser(description="Run a trained agent: watch it, record it, or score it.")
+    parser.add_argument("env_name", choices=sorted(CONFIGS))
+    parser.add_argument("--filename", default="", help="controller parameters: a .best.json from 05")
+    parser.add_argument("--seed", type=int, default=111, help="seed of the first episode")
+    parser.add_argument("--max_length", type=int, default=-1, help="steps per episode at most (default: the env's)")
+    parser.add_argument("--render_mode", action="store_true", help="show the episode in a window")
+    parser.add_argument("--record_video", action="store_true", help="write an MP4 per episode to ./video")
+    parser.add_argument("--final_mode", action="store_true", help=f"score {FINAL_EPISODES} episodes: mean +- std")
+    parser.add_argument("--num_episode", type=int, default=0,
+                        help=f"episodes to run (default: 1, or {FINAL_EPISODES} with --final_mode)")
+    parser.add_argument("--num_worker", type=int, default=os.cpu_count() or 1,
+                        help="processes for --final_mode (default: all cores)")
+    parser.add_argument("--dream_mode", action="store_true",
+                        help="run inside the world model's dream instead of the real environment")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="dream temperature tau (default: 0.7 CarRacing, 1.15 Doom)")
+    parser.add_argument("--video_dir", default=VIDEO_DIR)
+    parser.add_argument("--log_dir", default=LOG_DIR)
+    parser.add_argument("--vae_dir", default=VAE_DIR)
+    parser.add_argument("--rnn_dir", default=RNN_DIR)
+    parser.add_argument("--data_dir", default=DATA_DIR)
+    return parser.parse_args(argv)
+
+
+def controller_name(filename: str, env_name: str) -> str:
+    """./controller/car_racing.cma.4.32.best.json -> car_racing.cma.4.32.best ("random.<env>" without a file)."""
+    if not filename:
+        return f"random.{env_name}"
+    name = os.path.basename(filename)
+    return name[: -len(".json")] if name.endswith(".json") else name
+
+
+class Session:
+    """The agent and environment of one process (model.py itself, or a --final_mode worker)."""
+
+    def __init__(self, args, params, render: str | None):
+        from config import get_config
+
+        self.args = args
+        self.config = get_config(args.env_name)
+        self.max_length = args.max_length if args.max_length > 0 else self.config.max_episode_length
+        self.temperature = self.config.dream_temperature if args.temperature is None else args.temperature
+        if args.dream_mode:
+            from dream import DreamEnv, load_dream
+            from vae.numpy_vae import NumpyVAE
+            from controller.agent import weight_files
+
+            rnn, initial = load_dream(self.config, data_dir=args.data_dir, rnn_dir=args.rnn_dir)
+            (vae_path, makes_vae), _ = weight_files(self.config, args.vae_dir, args.rnn_dir)
+            vae = NumpyVAE.load(vae_path, self.config.z_size, makes_vae) if render else None
+            self.env = DreamEnv(rnn, self.config, initial, temperature=self.temperature,
+                                max_length=self.max_length, vae=vae, render_mode="rgb_array" if render else None)
+            from controller.controller import Controller
+
+            self.controller = Controller(self.config, params)
+        else:
+            from controller.agent import Agent
+            from env import make_env
+
+            self.agent = Agent.load(self.config, params, vae_dir=args.vae_dir, rnn_dir=args.rnn_dir)
+            self.env = make_env(self.config.name, render_mode=render,
+                                max_episode_steps=max(self.max_length, self.config.max_episode_length))
+
+    def episode(self, seed: int, on_frame=None) -> tuple[float, int]:
+        if self.args.dream_mode:
+            return dream_episode(self.env, self.controller, seed, self.max_length, on_frame)
+        from controller.agent import rollout
+
+        return rollout(self.agent, self.env, seed, self.max_length, on_frame=on_frame)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def dream_episode(env, controller, seed: int, max_length: int, on_frame=None) -> tuple[float, int]:
+    """One episode inside the dream: the controller acts on the dreamed z and the LSTM state."""
+    z, _ = env.reset(seed=int(seed))
+    if on_frame is not None:
+        on_frame()
+    total, steps = 0.0, 0
+    while steps < max_length:
+        action = controller.act(z, env.h[0], env.c[0])
+        z, reward, terminated, truncated, _ = env.step(action)
+        if on_frame is not None:
+            on_frame()
+        total += float(reward)
+        steps += 1
+        if terminated or truncated:
+            break
+    return total, steps
+
+
+# --- --final_mode on several processes ---------------------------------------------------------------------------
+
+_WORKER: Session | None = None
+
+
+def _start_worker(args, params) -> None:
+    global _WORKER
+    from env import headless_video_driver
+
+    headless_video_driver()
+    _WORKER = Session(args, params, render=None)
+
+
+def _score(seed: int) -> tuple[int, float, int]:
+    reward, steps = _WORKER.episode(seed)
+    return seed, reward, steps
+
+
+def score_episodes(args, params, seeds: list[int]) -> list[tuple[int, float, int]]:
+    """(seed, reward, steps) of every episode, on --num_worker processes with a progress bar."""
+    from tqdm import tqdm
+
+    workers = max(1, min(args.num_worker, len(seeds)))
+    progress = tqdm(total=len(seeds), desc=f"{args.env_name} episodes", unit="ep", dynamic_ncols=True)
+    results = []
+    if workers == 1:
+        _start_worker(args, params)
+        for seed in seeds:
+            results.append(_score(seed))
+            progress.update()
+            progress.set_postfix(last=f"{results[-1][1]:.1f}")
+    else:
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        with context.Pool(workers, initializer=_start_worker, initargs=(args, params)) as pool:
+            for result in pool.imap_unordered(_score, seeds):
+                results.append(result)
+                progress.update()
+                progress.set_postfix(last=f"{result[1]:.1f}")
+    progress.close()
+    return sorted(results)
+
+
+# --- watching and recording ----------------------------------------------------------------------------------------
+
+class Recorder:
+    """Collects the frames of one episode (env.render() in rgb_array mode), shows them in a window when asked, and
+    writes them as an MP4 whole (temporary file, then rename)."""
+
+    def __init__(self, env, show: bool, record: bool):
+        self.env, self.show, self.record = env, show, record
+        self.frames = []
+        self.screen = None
+
+    def __call__(self) -> None:
+        frame = self.env.render()
+        if frame is None:
+            return
+        if self.record:
+            self.frames.append(frame)
+        if self.show:
+            self._display(frame)
+
+    def _display(self, frame) -> None:
+        import pygame
+
+        if self.screen is None:
+            pygame.display.init()
+            self.screen = pygame.display.set_mode((frame.shape[1], frame.shape[0]))
+        pygame.event.pump()
+        pygame.surfarray.blit_array(self.screen, frame.swapaxes(0, 1))
+        pygame.display.flip()
+
+    def save(self, path: str, fps: int) -> None:
+        import imageio.v2 as imageio
+
+        from utils import atomic_path
+
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with atomic_path(path, suffix=".mp4") as temporary:
+            with imageio.get_writer(temporary, format="FFMPEG", fps=fps, codec="libx264", quality=7,
+                                    macro_block_size=2, ffmpeg_log_level="error") as writer:
+                for frame in self.frames:
+                    writer.append_data(frame)
+        self.frames = []
+
+
+def watch(args, params, seeds: list[int]) -> list[tuple[int, float, int]]:
+    """Run the episodes one by one in this process, shown and/or recorded."""
+    from env import headless_video_driver
+
+    if args.render_mode and not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
+        raise UserError("--render_mode needs a display; run under xvfb-run -a, or use --record_video alone")
+    if not args.render_mode:
+        headless_video_driver()
+    need_frames = args.render_mode or args.record_video
+    session = Session(args, params, render="rgb_array" if need_frames else None)
+    recorder = Recorder(session.env, show=args.render_mode, record=args.record_video)
+    results = []
+    try:
+        for seed in seeds:
+            started = time.time()
+            reward, steps = session.episode(seed, on_frame=recorder if need_frames else None)
+            results.append((seed, reward, steps))
+            line = f"seed {seed}: reward {reward:.2f} in {steps} steps ({steps / (time.time() - started):.0f} steps/s)"
+            if args.record_video:
+                where = "dream." if args.dream_mode else ""
+                path = os.path.join(args.video_dir,
+                                    f"{controller_name(args.filename, args.env_name)}.{where}seed{seed}.mp4")
+                recorder.save(path, VIDEO_FPS.get(args.env_name, 30))
+                line += f"; video {path}"
+            print(line, flush=True)
+    finally:
+        session.close()
+    return results
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    import numpy as np
+
+    from config import get_config
+    from controller.agent import check_weight_files
+    from controller.controller import load_params, random_params
+    from utils import save_json
+
+    config = get_config(args.env_name)
+    if args.filename:
+        params, saved_score = load_params(args.filename, config)
+        print(f"controller {args.filename}" + ("" if saved_score is None else f" (trained score {saved_score:.2f})"))
+    else:
+        params = random_params(config, args.seed)
+        print("no --filename: a random controller")
+    check_weight_files(config, args.vae_dir, args.rnn_dir)
+    count = args.num_episode or (FINAL_EPISODES if args.final_mode else 1)
+    if count < 1:
+        raise UserError(f"--num_episode must be at least 1, got {count}")
+    seeds = [args.seed + i for i in range(count)]
+    if args.render_mode or args.record_video:
+        results = watch(args, params, seeds)
+    else:
+        results = score_episodes(args, params, seeds)
+    scores = np.array([reward for _, reward, _ in results])
+    where = f"dream at tau {args.temperature or config.dream_temperature}" if args.dream_mode else "real environment"
+    print(f"{args.env_name} ({where}), {count} episode(s) from seed {args.seed}: "
+          f"mean {scores.mean():.2f} +- {scores.std():.2f} (min {scores.min():.2f}, max {scores.max():.2f})")
+    if args.final_mode:
+        path = os.path.join(args.log_dir, f"{controller_name(args.filename, args.env_name)}."
+                                          f"{'dream.' if args.dream_mode else ''}final.json")
+        save_json(path, {"env": args.env_name, "filename": args.filename, "dream_mode": args.dream_mode,
+                         "temperature": args.temperature if args.dream_mode else None, "first_seed": args.seed,
+                         "episodes": count, "mean": float(scores.mean()), "std": float(scores.std()),
+                         "scores": [float(s) for s in scores], "lengths": [int(n) for _, _, n in results]},
+                  indent=1)
+        print(f"scores saved to {path}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,247 @@
+"""Stage 05 and model.py as users run them: a real MPI launch, real CarRacing episodes, the NumPy agent.
+
+The world model here has random weights of the right shapes (what is tested is the training machinery, not how
+well the agent drives); episodes are short so that every launch takes seconds.
+"""
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from config import CAR_RACING
+from es import load_optimizer
+from parallel import Failure, Result, Stop, Task, decode, encode
+from rnn.numpy_rnn import expected_rnn_shapes
+from utils import save_npz
+from vae.numpy_vae import expected_vae_shapes
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASE = "car_racing.cma.1.4"  # <env>.<optimizer>.<num_episode>.<population>
+TRAIN = ["car_racing", "--num_worker", 2, "--num_worker_trial", 2, "--max_length", 25, "--eval_steps", 2]
+
+
+def random_weights(shapes, seed):
+    rng = np.random.default_rng(seed)
+    return {key: (rng.standard_normal(shape) / np.sqrt(np.prod(shape[:-1]) if len(shape) > 1 else 10.0)
+                  ).astype(np.float32) for key, shape in shapes.items()}
+
+
+def world_model(folder):
+    """./vae/car_racing.npz and ./rnn/car_racing.npz with random weights in `folder`."""
+    save_npz(str(folder / "vae" / "car_racing.npz"), **random_weights(expected_vae_shapes(32), 1))
+    save_npz(str(folder / "rnn" / "car_racing.npz"), **random_weights(expected_rnn_shapes(CAR_RACING), 2))
+    return folder
+
+
+def command(script, *args):
+    return [sys.executable, os.path.join(ROOT, script), *map(str, args)]
+
+
+ENVIRONMENT = {**os.environ, "SDL_VIDEODRIVER": "dummy", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def run(script, *args, cwd, check=True, timeout=300):
+    result = subprocess.run(command(script, *args), cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                            env=ENVIRONMENT)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def train(cwd, *extra, check=True):
+    return run("05_train_controller.py", *TRAIN, *extra, cwd=cwd, check=check)
+
+
+def history(folder):
+    with open(folder / "log" / f"{BASE}.hist.json") as handle:
+        return json.load(handle)
+
+
+def best(folder):
+    with open(folder / "controller" / f"{BASE}.best.json") as handle:
+        return json.load(handle)
+
+
+def state(folder):
+    return load_optimizer(str(folder / "controller" / f"{BASE}.es.pk"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two generations under mpiexec with two workers; returns the folder and the run's output."""
+    folder = world_model(tmp_path_factory.mktemp("trained"))
+    return folder, train(folder, "--generations", 2)
+
+
+def test_a_run_under_mpi_writes_every_file(trained):
+    folder, result = trained
+    assert "2 worker process(es)" in result.stdout and "population 4 (2 x 2)" in result.stdout
+    assert sum(line.startswith("gen ") for line in result.stdout.splitlines()) == 2  # a line a generation
+    assert sorted(os.listdir(folder / "controller")) == [f"{BASE}.best.json", f"{BASE}.es.pk"]
+    assert sorted(os.listdir(folder / "log")) == sorted(f"{BASE}{suffix}" for suffix in
+                                                        (".hist.json", ".json", ".log.json", ".png"))
+    rows = history(folder)
+    assert [row[0] for row in rows] == [1, 2] and all(len(row) == 9 for row in rows)
+    assert all(row[8] == 25 for row in rows)  # --max_length caps every episode (CarRacing does not end sooner)
+    params, score = best(folder)
+    assert len(params) == 867 and np.isfinite(score)
+    with open(folder / "log" / f"{BASE}.png", "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    optimizer, saved = state(folder)
+    assert saved["generation"] == 2 and optimizer.num_params == 867
+    # 2 generations x 4 solutions x 1 episode, then one evaluation over 4 episodes (the population size)
+    assert saved["next_seed"] == 111 + 2 * 4 + 4
+
+
+def test_resuming_continues_exactly_where_the_run_stopped(trained, tmp_path):
+    """1 + 1 generations with a resume in between give the same generations as 2 in one go, and the history,
+    the generation count and the seed counter continue."""
+    folder, _ = trained
+    world_model(tmp_path)
+    train(tmp_path, "--generations", 1)
+    resumed = train(tmp_path, "--generations", 1, "--init_opt", f"./controller/{BASE}.es.pk")
+    assert "resuming" in resumed.stdout and "at generation 1" in resumed.stdout
+    once, twice = history(folder), history(tmp_path)
+    assert [row[0] for row in twice] == [1, 2]
+    for a, b in zip(once, twice):
+        assert a[2:] == b[2:]  # average, min, max, std, sigma, lengths: all but the elapsed time
+    (one_optimizer, one_state), (two_optimizer, two_state) = state(folder), state(tmp_path)
+    np.testing.assert_array_equal(one_optimizer.current_param(), two_optimizer.current_param())
+    assert one_state["next_seed"] == two_state["next_seed"]
+    assert best(folder) == best(tmp_path)
+
+
+def test_resuming_twice_appends_and_never_lowers_the_best(trained, tmp_path):
+    folder, _ = trained
+    world_model(tmp_path)
+    train(tmp_path, "--generations", 2)
+    first_rows, (_, first_best) = history(tmp_path), best(tmp_path)
+    seeds_before = state(tmp_path)[1]["next_seed"]
+    for resume in range(2):
+        train(tmp_path, "--generations", 2, "--init_opt", f"./controller/{BASE}.es.pk")
+    rows = history(tmp_path)
+    assert [row[0] for row in rows] == [1, 2, 3, 4, 5, 6]
+    assert rows[:2] == first_rows  # appended, not rewritten
+    saved = state(tmp_path)[1]
+    assert saved["next_seed"] == seeds_before + 2 * (2 * 4 + 4)  # fresh seeds every generation and evaluation
+    evaluations = json.loads((tmp_path / "log" / f"{BASE}.log.json").read_text())
+    assert [row[0] for row in evaluations] == [2, 4, 6]
+    _, best_score = best(tmp_path)
+    assert best_score == pytest.approx(max(row[1] for row in evaluations), abs=0.005) and best_score >= first_best
+
+
+def test_a_fresh_run_refuses_to_overwrite_an_earlier_one(trained):
+    folder, _ = trained
+    before = (folder / "controller" / f"{BASE}.es.pk").read_bytes()
+    result = train(folder, "--generations", 1, check=False)
+    assert result.returncode == 1 and "--init_opt" in result.stderr and "Traceback" not in result.stderr
+    assert (folder / "controller" / f"{BASE}.es.pk").read_bytes() == before
+
+
+def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path):
+    world_model(tmp_path)
+    process = subprocess.Popen(command("05_train_controller.py", *TRAIN), cwd=tmp_path, env=ENVIRONMENT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint = tmp_path / "controller" / f"{BASE}.es.pk"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # somewhere inside a later generation
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0 and "SIGTERM" in stderr and "--init_opt" in stderr
+    generation = state(tmp_path)[1]["generation"]
+    assert generation >= 1
+    train(tmp_path, "--generations", 1, "--init_opt", f"./controller/{BASE}.es.pk")
+    assert [row[0] for row in history(tmp_path)] == list(range(1, generation + 2))
+
+
+def test_a_worker_that_fails_stops_the_run_with_its_error(tmp_path):
+    world_model(tmp_path)
+    path = tmp_path / "rnn" / "car_racing.npz"
+    path.write_bytes(path.read_bytes()[:3000])  # truncated: only the workers load it
+    result = train(tmp_path, "--generations", 1, check=False)
+    assert result.returncode != 0
+    assert "worker" in result.stderr and "car_racing.npz is corrupt" in result.stderr
+    assert "04_train_rnn.py" in result.stderr  # the command that remakes it
+
+
+def test_a_worker_that_dies_ends_the_run(tmp_path):
+    import psutil
+
+    world_model(tmp_path)
+    process = subprocess.Popen(command("05_train_controller.py", *TRAIN[:5], "--max_length", 1000), cwd=tmp_path,
+                               env=ENVIRONMENT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    workers = []
+    while len(workers) < 3 and time.time() < deadline:  # mpiexec's three python processes
+        time.sleep(0.5)
+        workers = [p for p in psutil.Process(process.pid).children(recursive=True) if "python" in p.name()]
+    assert len(workers) == 3
+    time.sleep(2)
+    max(workers, key=lambda p: p.pid).kill()  # one of them, mid-episode
+    process.communicate(timeout=60)  # no hang
+    assert process.returncode != 0
+
+
+def test_missing_weights_are_named_before_any_launch(tmp_path):
+    result = train(tmp_path, "--generations", 1, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "vae/car_racing.npz is missing" in result.stderr and "02_train_vae.py" in result.stderr
+
+
+def test_a_crafted_checkpoint_is_refused_without_running(tmp_path):
+    world_model(tmp_path)
+    marker = tmp_path / "owned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (tmp_path / "evil.es.pk").write_bytes(pickle.dumps({"format": "x", "optimizer": Exploit()}))
+    result = train(tmp_path, "--generations", 1, "--init_opt", "evil.es.pk", check=False)
+    assert result.returncode == 1 and "refusing" in result.stderr and "Traceback" not in result.stderr
+    assert not marker.exists()
+
+
+def test_model_records_a_video_and_scores_the_best_controller(trained):
+    import imageio_ffmpeg
+
+    folder, _ = trained
+    filename = f"./controller/{BASE}.best.json"
+    result = run("model.py", "car_racing", "--filename", filename, "--record_video", "--max_length", 20, cwd=folder)
+    video = folder / "video" / f"{BASE}.best.seed111.mp4"
+    assert str(video.relative_to(folder)) in result.stdout
+    reader = imageio_ffmpeg.read_frames(str(video))
+    meta = next(reader)
+    frames = [np.frombuffer(frame, np.uint8).reshape(400, 600, 3) for frame in reader]
+    assert meta["size"] == (600, 400) and len(frames) == 21  # the reset frame and one a step, the window's size
+    assert np.mean([frame.std() for frame in frames]) > 10  # the track, not a blank picture
+    final = run("model.py", "car_racing", "--filename", filename, "--final_mode", "--num_episode", 3,
+                "--max_length", 20, "--num_worker", 2, cwd=folder)
+    with open(folder / "log" / f"{BASE}.best.final.json") as handle:
+        scores = json.load(handle)
+    assert scores["episodes"] == 3 and len(scores["scores"]) == 3
+    assert f"mean {np.mean(scores['scores']):.2f} +- {np.std(scores['scores']):.2f}" in final.stdout
+    # The same seed drives the same episode: model.py's first episode is the video's episode.
+    recorded = float(result.stdout.split("seed 111: reward ")[1].split()[0])
+    assert scores["scores"][0] == pytest.approx(recorded, abs=0.005)
+
+
+def test_messages_survive_the_wire_bit_for_bit():
+    rng = np.random.default_rng(0)
+    task = Task(7, rng.standard_normal((2, 867)), rng.integers(0, 2**40, (2, 3)), 1000, real=True)
+    assert decode(encode(task)) == task
+    result = Result(7, rng.standard_normal((2, 3)), rng.integers(0, 1000, (2, 3)))
+    assert decode(encode(result)) == result
+    assert decode(encode(Failure(3, "boom ü"))) == Failure(3, "boom ü")
+    assert isinstance(decode(encode(Stop())), Stop)
+    with pytest.raises(ValueError):
+        decode(b"X" + bytes(40))
