@@ -1,10 +1,12 @@
 """Stage 01: random rollouts -> ./data/obs_data_<env>_<batch>.npy and action_data_<env>_<batch>.npy.
 
     python 01_generate_data.py car_racing --total_episodes 2000 --start_batch 0 --time_steps 300
+    python 01_generate_data.py doom_take_cover --total_episodes 10000 --start_batch 0 --time_steps 2100
 
 Each batch file holds --batch_size episodes: obs (episodes, T, 64, 64, 3) uint8, actions (episodes, T, action_size)
-float32, plus length_data (episodes,) int32 and done_data (episodes, T) bool. An episode that ends before T steps
-(CarRacing: the car left the playfield or finished the lap) is recorded up to its end and padded with zeros; its
+float32 (CarRacing [steer, gas, brake]; Doom the move -1, 0 or 1), plus length_data (episodes,) int32 and done_data
+(episodes, T) bool. An episode that ends before T steps (CarRacing: the car left the playfield or finished the lap;
+Doom: the player died, done_data is True at that last step) is recorded up to its end and padded with zeros; its
 length says where the real steps stop, and every later stage masks the padding. Episode k of the whole run is
 seeded with --seed + k, so the same flags give the same files whatever the number of workers.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import signal
 import sys
 import time
 
@@ -28,7 +31,7 @@ import numpy as np  # noqa: E402
 from config import CONFIGS, DATA_DIR, FRAME_SIZE, data_file, get_config  # noqa: E402
 from utils import atomic_path, save_npy  # noqa: E402
 
-REAL_ENVS = ("car_racing",)  # environments with a real simulator here (--run_all_envs goes through these)
+REAL_ENVS = ("car_racing", "doom_take_cover")  # environments with a real simulator here (--run_all_envs goes through these)
 
 
 def parse_args(argv=None):
@@ -36,7 +39,7 @@ def parse_args(argv=None):
     parser.add_argument("env_name", nargs="?", default="car_racing", choices=sorted(CONFIGS))
     parser.add_argument("--total_episodes", type=int, default=2000, help="episodes to collect (default 2000)")
     parser.add_argument("--start_batch", type=int, default=0, help="number of the first batch file to write")
-    parser.add_argument("--time_steps", type=int, default=None, help="steps per episode (default: 300 CarRacing)")
+    parser.add_argument("--time_steps", type=int, default=None, help="steps per episode (default: 300 CarRacing, 2100 Doom)")
     parser.add_argument("--batch_size", type=int, default=200, help="episodes per batch file (default 200)")
     parser.add_argument("--render", action="store_true", help="show the episodes in a window (needs a display)")
     parser.add_argument("--run_all_envs", action="store_true", help=f"collect for every env: {', '.join(REAL_ENVS)}")
@@ -57,6 +60,12 @@ def parse_args(argv=None):
 
 # --- one episode ---------------------------------------------------------------------------------------------------
 _worker_env = {}
+
+
+def _exit_on_sigterm() -> None:
+    """Pool initializer: SIGTERM (Pool.terminate) exits the worker through Python, so its environment is closed
+    (VizDoom's engine process would otherwise keep running)."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
 
 
 def _env_for(env_name: str, render: bool):
@@ -139,7 +148,7 @@ def main(argv=None):
     workers = 1 if args.render else min(args.num_workers, args.total_episodes)
     started = time.time()
     context = multiprocessing.get_context("fork")
-    pool = context.Pool(workers) if workers > 1 else None
+    pool = context.Pool(workers, initializer=_exit_on_sigterm) if workers > 1 else None
     try:
         for env_name in env_names:
             with tqdm(total=args.total_episodes, desc=f"{env_name} rollouts", unit="ep") as progress:
@@ -152,6 +161,9 @@ def main(argv=None):
                     batch += 1
             print(f"{env_name}: wrote batches {args.start_batch}..{batch - 1} to {args.data_dir} "
                   f"({args.total_episodes} episodes, {time.time() - started:.0f} s)")
+        if pool:
+            pool.close()  # workers finish and close their environments
+            pool.join()
     finally:
         if pool:
             pool.terminate()

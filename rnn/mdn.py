@@ -37,15 +37,26 @@ def sample_mdn(log_pi, mu, log_sigma, temperature: float, rng: np.random.Generat
     As in the paper: mixture weights are softmax(log_pi / tau) and each Gaussian's sigma is scaled by sqrt(tau),
     so tau < 1 makes dreams more predictable and tau > 1 makes them harder (the Doom agent trains at tau = 1.15).
     """
+    uniform = rng.random(mu.shape[:-1])
+    noise = rng.standard_normal(mu.shape[:-1])
+    return sample_mdn_from_noise(log_pi, mu, log_sigma, temperature, uniform, noise)
+
+
+def sample_mdn_from_noise(log_pi, mu, log_sigma, temperature: float, uniform: np.ndarray,
+                          noise: np.ndarray) -> np.ndarray:
+    """`sample_mdn` with its random numbers given: uniform (..., z) in [0, 1) picks each dimension's component
+    (inverse CDF of the tempered weights), noise (..., z) standard normal draws within it. -> z (..., z) float32.
+
+    The dream (dream.py) draws these per episode from the episode's own generator, so what an episode samples
+    does not depend on the other episodes stepped beside it.
+    """
     tau = max(float(temperature), 1e-6)
     logits = log_pi / tau
     logits = logits - _logsumexp(logits, axis=-1, keepdims=True)
     cumulative = np.cumsum(np.exp(logits), axis=-1)
-    uniform = rng.random(cumulative.shape[:-1] + (1,))
-    component = np.minimum((uniform > cumulative).sum(axis=-1), cumulative.shape[-1] - 1)
+    component = np.minimum((uniform[..., None] > cumulative).sum(axis=-1), cumulative.shape[-1] - 1)
     chosen_mu = np.take_along_axis(mu, component[..., None], axis=-1)[..., 0]
     chosen_log_sigma = np.take_along_axis(log_sigma, component[..., None], axis=-1)[..., 0]
-    noise = rng.standard_normal(chosen_mu.shape)
     return (chosen_mu + np.exp(chosen_log_sigma) * math.sqrt(tau) * noise).astype(np.float32)
 
 
