@@ -47,14 +47,16 @@ def sample_mdn_from_noise(log_pi, mu, log_sigma, temperature: float, uniform: np
     """`sample_mdn` with its random numbers given: uniform (..., z) in [0, 1) picks each dimension's component
     (inverse CDF of the tempered weights), noise (..., z) standard normal draws within it. -> z (..., z) float32.
 
-    The dream (dream.py) draws these per episode from the episode's own generator, so what an episode samples
-    does not depend on the other episodes stepped beside it.
+    log_pi may be unnormalised (softmax does not change when a constant is added to every log weight), which saves
+    the dream a log-softmax. The dream (dream.py) draws uniform and noise per episode from the episode's own
+    generator, so what an episode samples does not depend on the other episodes stepped beside it.
     """
     tau = max(float(temperature), 1e-6)
     logits = log_pi / tau
-    logits = logits - _logsumexp(logits, axis=-1, keepdims=True)
-    cumulative = np.cumsum(np.exp(logits), axis=-1)
-    component = np.minimum((uniform[..., None] > cumulative).sum(axis=-1), cumulative.shape[-1] - 1)
+    weights = np.exp(logits - logits.max(axis=-1, keepdims=True))  # softmax(log_pi / tau) up to its sum
+    cumulative = np.cumsum(weights, axis=-1)
+    threshold = uniform * cumulative[..., -1]
+    component = np.minimum((threshold[..., None] > cumulative).sum(axis=-1), cumulative.shape[-1] - 1)
     chosen_mu = np.take_along_axis(mu, component[..., None], axis=-1)[..., 0]
     chosen_log_sigma = np.take_along_axis(log_sigma, component[..., None], axis=-1)[..., 0]
     return (chosen_mu + np.exp(chosen_log_sigma) * math.sqrt(tau) * noise).astype(np.float32)
