@@ -79,6 +79,11 @@ def main(argv=None):
 
     config = get_config(args.env_name)
     data = load_sequences(args, config)
+    # Steps after the longest episode are padding in every sequence: leave them out (a Doom file is padded to 2100
+    # steps while random play survives about 300, so this skips most of the LSTM's work and changes no loss).
+    longest = int(data["lengths"].max())
+    for key in ("mu", "logvar", "actions", "dones"):
+        data[key] = data[key][:, :longest]
 
     import keras
     import numpy as np

@@ -17,14 +17,19 @@ venv: $(VENV)/.installed
 test: venv
 	$(PY) -m pytest -q tests
 
-# The tiny preset: every stage runs for seconds to a few minutes on two cores, in ./$(DEMO_DIR) so that real
-# data in ./data, ./vae, ./rnn and ./controller is never touched.
-demo: venv
+# The tiny preset: every stage runs for seconds to a few minutes on two cores, in ./$(DEMO_DIR) (started afresh
+# each time) so that real data in ./data, ./vae, ./rnn and ./controller is never touched.
+DEMO_RUN := --num_worker 2 --num_worker_trial 2 --num_episode 1 --max_length 100 --eval_steps 1 --generations 2
+demo: venv clean-demo
 	mkdir -p $(DEMO_DIR)
 	cd $(DEMO_DIR) && ../$(PY) ../01_generate_data.py car_racing --total_episodes 8 --batch_size 4 --time_steps 60
 	cd $(DEMO_DIR) && ../$(PY) ../02_train_vae.py --start_batch 0 --max_batch 1 --new_model --epochs 2 --verbose 2
 	cd $(DEMO_DIR) && ../$(PY) ../03_generate_rnn_data.py --start_batch 0 --max_batch 1
 	cd $(DEMO_DIR) && ../$(PY) ../04_train_rnn.py --start_batch 0 --max_batch 1 --new_model --epochs 3 --verbose 2
+	cd $(DEMO_DIR) && ../$(PY) ../05_train_controller.py car_racing $(DEMO_RUN)
+	cd $(DEMO_DIR) && ../$(PY) ../model.py car_racing --filename ./controller/car_racing.cma.1.4.best.json \
+		--record_video --max_length 300
+	@echo "demo video: $$(ls $(DEMO_DIR)/video/*.mp4)"
 
 bench: venv
 	$(PY) -m benchmarks.run

@@ -74,15 +74,16 @@ class Session:
         self.max_length = args.max_length if args.max_length > 0 else self.config.max_episode_length
         self.temperature = self.config.dream_temperature if args.temperature is None else args.temperature
         if args.dream_mode:
+            from controller.agent import weight_files
             from dream import DreamEnv, load_dream
             from vae.numpy_vae import NumpyVAE
-            from controller.agent import weight_files
 
             rnn, initial = load_dream(self.config, data_dir=args.data_dir, rnn_dir=args.rnn_dir)
             (vae_path, makes_vae), _ = weight_files(self.config, args.vae_dir, args.rnn_dir)
             vae = NumpyVAE.load(vae_path, self.config.z_size, makes_vae) if render else None
             self.env = DreamEnv(rnn, self.config, initial, temperature=self.temperature,
-                                max_length=self.max_length, vae=vae, render_mode="rgb_array" if render else None)
+                                max_episode_steps=self.max_length, vae=vae,
+                                render_mode="rgb_array" if render else None)
             from controller.controller import Controller
 
             self.controller = Controller(self.config, params)
@@ -112,7 +113,7 @@ def dream_episode(env, controller, seed: int, max_length: int, on_frame=None) ->
         on_frame()
     total, steps = 0.0, 0
     while steps < max_length:
-        action = controller.act(z, env.h[0], env.c[0])
+        action = controller.act(z, env.h, env.c)
         z, reward, terminated, truncated, _ = env.step(action)
         if on_frame is not None:
             on_frame()
@@ -182,6 +183,9 @@ class Recorder:
         frame = self.env.render()
         if frame is None:
             return
+        if frame.shape[0] < 256:  # a dream frame is V's 64x64 decoding: enlarge it (nearest) to be watchable
+            scale = 256 // frame.shape[0]
+            frame = frame.repeat(scale, axis=0).repeat(scale, axis=1)
         if self.record:
             self.frames.append(frame)
         if self.show:
