@@ -36,7 +36,9 @@ row by row (or in fixed-size row blocks, which BLAS does not promise either), at
 Speed. All P * k episodes of a population step together: one (B, z + a + 1 + units) x (.., 4 units) product for the
 LSTM, one (B, units) x (units, 3 K z + 1) product for the mixture and done heads, vectorised sampling, and the
 controller as one batched dot product per episode. Finished episodes are dropped from the batch (once an eighth of the
-rows have finished), so long survivors do not pay for the dead.
+rows have finished), so long survivors do not pay for the dead. Run it with one BLAS thread per process
+(utils.single_thread_blas() before NumPy loads, as rollout workers do): on busy cores, several BLAS threads spend
+their time waiting for each other.
 """
 
 from __future__ import annotations

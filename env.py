@@ -420,7 +420,7 @@ class DoomTakeCover(gymnasium.Env):
             return self._screen.copy()
         if self.render_mode == "human":
             if self._window is None:
-                pygame.init()
+                pygame.display.init()  # the display only: pygame.init() would open the sound card too
                 pygame.display.set_caption("DoomTakeCover")
                 self._window = pygame.display.set_mode((2 * self._screen.shape[1], 2 * self._screen.shape[0]))
                 self._clock = pygame.time.Clock()

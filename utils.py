@@ -1,6 +1,7 @@
 """Small shared pieces: whole-file writes, readable errors for the command lines, checked loading of .npy files.
 
-Nothing here imports TensorFlow, so rollout workers can use it.
+Nothing here imports TensorFlow, so rollout workers can use it, and NumPy is imported only inside the functions that
+need it, so `single_thread_blas()` still works after `import utils`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import json
 import os
 import sys
 import tempfile
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class UserError(Exception):
@@ -57,12 +59,16 @@ def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
 
 def save_npy(path: str, array: np.ndarray) -> None:
     """Write one .npy file whole (temporary file, then rename)."""
+    import numpy as np
+
     with atomic_path(path, suffix=".npy") as temporary:
         np.save(temporary, array)
 
 
 def save_npz(path: str, **arrays: np.ndarray) -> None:
     """Write one uncompressed .npz file whole."""
+    import numpy as np
+
     with atomic_path(path, suffix=".npz") as temporary:
         np.savez(temporary, **arrays)
 
@@ -88,6 +94,8 @@ def load_npy(path: str, made_by: str, mmap: bool = True, ndim: int | None = None
     `made_by` is the command that writes the file; it is named when the file is missing. With `mmap` the array is
     memory-mapped read-only, so a 700 MB frame file costs no memory until its pages are touched.
     """
+    import numpy as np
+
     if not os.path.exists(path):
         raise UserError(f"{path} is missing; make it with: {made_by}")
     try:

@@ -129,6 +129,19 @@ def test_episodes_are_cut_at_the_limit():
     env.close()
 
 
+@pytest.mark.parametrize("mode", ["rgb_array", "human"])
+def test_render_modes(mode):
+    env = make_env(DOOM, render_mode=mode)  # "human": a pygame window (SDL's dummy driver here)
+    env.reset(seed=0)
+    observation, *_ = env.step(np.ones(1, np.float32))
+    frame = env.render()
+    env.close()
+    if mode == "rgb_array":
+        np.testing.assert_array_equal(frame, observation)
+    else:
+        assert frame is None
+
+
 def test_frames_are_the_top_five_sixths_resized(doom_env):
     observation, _ = doom_env.reset(seed=2)
     frame = process_frame(observation, DOOM)
