@@ -211,6 +211,14 @@ def test_rollouts_do_not_depend_on_the_worker_count(pipeline, tmp_path):
     assert not (tmp_path / "_vizdoom.ini").exists()
 
 
+def test_run_all_envs_collects_both_games(tmp_path):
+    run("01_generate_data.py", "--run_all_envs", "--total_episodes", 1, "--time_steps", 5, "--num_workers", 1,
+        cwd=tmp_path)
+    for env_name, action_size in (("car_racing", 3), (DOOM, 1)):
+        assert np.load(tmp_path / "data" / f"obs_data_{env_name}_0.npy").shape == (1, 5, 64, 64, 3)
+        assert np.load(tmp_path / "data" / f"action_data_{env_name}_0.npy").shape == (1, 5, action_size)
+
+
 def test_models_have_the_papers_sizes_and_files(pipeline):
     folder, vae_stdout, rnn_stdout = pipeline
     assert "z = 64, 4,446,915 parameters" in vae_stdout
