@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from config import CONFIGS, DATA_DIR, FRAME_SIZE, data_file, get_config  # noqa: E402
 from utils import atomic_path, save_npy  # noqa: E402
 
-REAL_ENVS = ("car_racing", "doom_take_cover")  # environments with a real simulator here (--run_all_envs goes through these)
+REAL_ENVS = ("car_racing", "doom_take_cover")  # environments with a real simulator (--run_all_envs runs each)
 
 
 def parse_args(argv=None):
@@ -39,7 +39,8 @@ def parse_args(argv=None):
     parser.add_argument("env_name", nargs="?", default="car_racing", choices=sorted(CONFIGS))
     parser.add_argument("--total_episodes", type=int, default=2000, help="episodes to collect (default 2000)")
     parser.add_argument("--start_batch", type=int, default=0, help="number of the first batch file to write")
-    parser.add_argument("--time_steps", type=int, default=None, help="steps per episode (default: 300 CarRacing, 2100 Doom)")
+    parser.add_argument("--time_steps", type=int, default=None,
+                        help="steps per episode (default: 300 CarRacing, 2100 Doom)")
     parser.add_argument("--batch_size", type=int, default=200, help="episodes per batch file (default 200)")
     parser.add_argument("--render", action="store_true", help="show the episodes in a window (needs a display)")
     parser.add_argument("--run_all_envs", action="store_true", help=f"collect for every env: {', '.join(REAL_ENVS)}")
