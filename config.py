@@ -134,7 +134,7 @@ def rnn_weights_path(env_name: str, numpy_export: bool = False, rnn_dir: str = R
 
 
 # The commands that make each input, named in the error when the input is missing.
-MAKES_OBS_DATA = "python 01_generate_data.py {env} --total_episodes 2000 --start_batch 0 --time_steps 300"
+MAKES_OBS_DATA = "python 01_generate_data.py {env} --total_episodes 2000 --start_batch 0"  # --time_steps: the env's default
 MAKES_VAE = "python 02_train_vae.py --env_name {env} --start_batch 0 --max_batch 9 --new_model"
 MAKES_RNN_DATA = "python 03_generate_rnn_data.py --env_name {env} --start_batch 0 --max_batch 9"
 MAKES_RNN = "python 04_train_rnn.py --env_name {env} --start_batch 0 --max_batch 9 --new_model"

@@ -164,6 +164,8 @@ def score_episodes(args, params, seeds: list[int]) -> list[tuple[int, float, int
                 results.append(result)
                 progress.update()
                 progress.set_postfix(last=f"{result[1]:.1f}")
+            pool.close()  # let the workers exit normally (closing their environments; VizDoom runs its own
+            pool.join()  # game process, which a terminated worker would leave behind)
     progress.close()
     return sorted(results)
 
@@ -278,7 +280,7 @@ def main(argv=None) -> None:
         path = os.path.join(args.log_dir, f"{controller_name(args.filename, args.env_name)}."
                                           f"{'dream.' if args.dream_mode else ''}final.json")
         save_json(path, {"env": args.env_name, "filename": args.filename, "dream_mode": args.dream_mode,
-                         "temperature": args.temperature if args.dream_mode else None, "first_seed": args.seed,
+                         "temperature": (args.temperature or config.dream_temperature) if args.dream_mode else None, "first_seed": args.seed,
                          "episodes": count, "mean": float(scores.mean()), "std": float(scores.std()),
                          "scores": [float(s) for s in scores], "lengths": [int(n) for _, _, n in results]},
                   indent=1)

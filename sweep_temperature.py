@@ -1,0 +1,113 @@
+"""The paper's temperature table for your Doom world model: for each tau, train a controller in the dream at tau,
+then score it in the dream (at tau) and in the real game.
+
+    python sweep_temperature.py doom_take_cover --temperatures 0.1 0.5 1.0 1.15 1.3 --generations 50 \\
+        --num_worker 2 --num_worker_trial 32 --num_episode 4
+
+Each tau trains with 05_train_controller.py --dream_mode 1 --temperature tau in its own folder,
+./controller/tau<tau>/ (logs in ./log/tau<tau>/), so the runs never overwrite each other; a tau whose folder already
+holds a checkpoint is resumed for --generations more (0: scored as it is). Scores are means +- std over
+--episodes episodes (100, as the paper) from model.py's code. The table is printed and written to
+./log/<env>.temperature_sweep.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+from utils import UserError, run_cli  # noqa: E402
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+PAPER = {0.1: ("2086 ± 140", "193 ± 58"), 0.5: ("2060 ± 277", "196 ± 50"), 1.0: ("1145 ± 690", "868 ± 511"),
+         1.15: ("918 ± 546", "1092 ± 556"), 1.3: ("732 ± 269", "753 ± 139")}
+
+
+def parse_args(argv=None):
+    from config import CONTROLLER_DIR, LOG_DIR
+
+    parser = argparse.ArgumentParser(description="Train in the dream at several temperatures; score dream and real.")
+    parser.add_argument("env_name", choices=["doom_take_cover"])
+    parser.add_argument("--temperatures", type=float, nargs="+", default=sorted(PAPER))
+    parser.add_argument("--generations", type=int, default=50, help="dream generations per temperature (this run)")
+    parser.add_argument("-n", "--num_worker", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("-t", "--num_worker_trial", type=int, default=8)
+    parser.add_argument("-e", "--num_episode", type=int, default=4)
+    parser.add_argument("--eval_steps", type=int, default=10)
+    parser.add_argument("--episodes", type=int, default=100, help="episodes of each score (paper: 100)")
+    parser.add_argument("--real_episodes", type=int, default=32,
+                        help="real-game episodes 05 scores each new dream best with")
+    parser.add_argument("--seed", type=int, default=111)
+    parser.add_argument("--controller_dir", default=CONTROLLER_DIR)
+    parser.add_argument("--log_dir", default=LOG_DIR)
+    return parser.parse_args(argv)
+
+
+def score(env_name: str, best: str, dream: bool, temperature: float, args) -> tuple[float, float]:
+    """Mean and std over args.episodes episodes, in the dream at `temperature` or in the real game."""
+    import numpy as np
+
+    model = __import__("model")
+    model_args = model.parse_args([env_name, "--filename", best, "--seed", str(args.seed), "--num_worker",
+                                   str(args.num_worker), "--temperature", str(temperature)]
+                                  + (["--dream_mode"] if dream else []))
+    from config import get_config
+    from controller.controller import load_params
+
+    params, _ = load_params(best, get_config(env_name))
+    results = model.score_episodes(model_args, params, [args.seed + i for i in range(args.episodes)])
+    scores = np.array([reward for _, reward, _ in results])
+    return float(scores.mean()), float(scores.std())
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    from utils import save_json
+
+    population = args.num_worker * args.num_worker_trial
+    rows = []
+    for tau in args.temperatures:
+        folder = f"tau{tau:g}"
+        controller_dir = os.path.join(args.controller_dir, folder)
+        log_dir = os.path.join(args.log_dir, folder)
+        base = f"{args.env_name}.cma.{args.num_episode}.{population}"
+        checkpoint = os.path.join(controller_dir, f"{base}.es.pk")
+        best = os.path.join(controller_dir, f"{base}.best.json")
+        if args.generations > 0:
+            command = [sys.executable, os.path.join(ROOT, "05_train_controller.py"), args.env_name, "--dream_mode", "1",
+                       "--temperature", str(tau), "--num_worker", str(args.num_worker), "--num_worker_trial",
+                       str(args.num_worker_trial), "--num_episode", str(args.num_episode), "--eval_steps",
+                       str(args.eval_steps), "--generations", str(args.generations), "--controller_dir",
+                       controller_dir, "--log_dir", log_dir, "--real_episodes", str(args.real_episodes)]
+            if os.path.exists(checkpoint):
+                command += ["--init_opt", checkpoint]
+            print(f"== tau {tau:g}: training in the dream ({' '.join(command[2:])})", flush=True)
+            if subprocess.run(command).returncode != 0:
+                raise UserError(f"training at tau {tau:g} failed (its error is above)")
+        if not os.path.exists(best):
+            raise UserError(f"{best} is missing: train at tau {tau:g} first (--generations > 0)")
+        dream_mean, dream_std = score(args.env_name, best, True, tau, args)
+        real_mean, real_std = score(args.env_name, best, False, tau, args)
+        rows.append({"temperature": tau, "dream_mean": dream_mean, "dream_std": dream_std, "real_mean": real_mean,
+                     "real_std": real_std, "controller": best})
+        print(f"== tau {tau:g}: dream {dream_mean:.0f} ± {dream_std:.0f}, real {real_mean:.0f} ± {real_std:.0f}",
+              flush=True)
+    print(f"\n{'tau':>6}  {'dream score':>14}  {'real score':>14}  {'paper dream':>12}  {'paper real':>12}")
+    for row in rows:
+        paper = PAPER.get(round(row["temperature"], 2), ("", ""))
+        print(f"{row['temperature']:>6g}  {row['dream_mean']:>7.0f} ± {row['dream_std']:<4.0f}  "
+              f"{row['real_mean']:>7.0f} ± {row['real_std']:<4.0f}  {paper[0]:>12}  {paper[1]:>12}")
+    path = os.path.join(args.log_dir, f"{args.env_name}.temperature_sweep.json")
+    save_json(path, {"episodes": args.episodes, "generations": args.generations, "population": population,
+                     "num_episode": args.num_episode, "rows": rows}, indent=1)
+    print(f"table saved to {path}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
