@@ -71,12 +71,13 @@ def main(argv=None):
         mu = np.zeros((episodes, time_steps, config.z_size), dtype=np.float32)
         logvar = np.zeros_like(mu)
         flat = frames.reshape((-1, 64, 64, 3))
-        for start in tqdm(range(0, len(flat), ENCODE_CHUNK), desc=f"encoding batch {batch}", unit="chunk"):
-            chunk_mu, chunk_logvar = vae.encode(np.asarray(flat[start:start + ENCODE_CHUNK]))
-            mu.reshape(-1, config.z_size)[start:start + ENCODE_CHUNK] = np.asarray(chunk_mu)
-            logvar.reshape(-1, config.z_size)[start:start + ENCODE_CHUNK] = np.asarray(chunk_logvar)
-        valid = (np.arange(time_steps)[None, :] < lengths[:, None])[..., None]
-        mu, logvar = np.where(valid, mu, 0.0).astype(np.float32), np.where(valid, logvar, 0.0).astype(np.float32)
+        # Only recorded frames are encoded (a Doom file is mostly padding); padding keeps mu = logvar = 0.
+        recorded = np.flatnonzero(np.arange(time_steps)[None, :] < np.minimum(lengths, time_steps)[:, None])
+        flat_mu, flat_logvar = mu.reshape(-1, config.z_size), logvar.reshape(-1, config.z_size)
+        for start in tqdm(range(0, len(recorded), ENCODE_CHUNK), desc=f"encoding batch {batch}", unit="chunk"):
+            rows = recorded[start:start + ENCODE_CHUNK]
+            chunk_mu, chunk_logvar = vae.encode(np.asarray(flat[rows[0]:rows[-1] + 1])[rows - rows[0]])
+            flat_mu[rows], flat_logvar[rows] = np.asarray(chunk_mu), np.asarray(chunk_logvar)
         rnn_input, rnn_output = rnn_arrays(mu, logvar, actions, lengths, config.use_done, rng)
         outputs = {"rnn_input": rnn_input, "rnn_output": rnn_output, "rnn_mu": mu, "rnn_logvar": logvar,
                    "rnn_initial": np.stack([mu[:, 0], logvar[:, 0]], axis=1), "rnn_length": lengths.astype(np.int32),
