@@ -19,6 +19,8 @@ import os
 import signal
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,7 +66,7 @@ _worker_env = {}
 
 
 def _exit_on_sigterm() -> None:
-    """Pool initializer: SIGTERM (Pool.terminate) exits the worker through Python, so its environment is closed
+    """Worker initializer: SIGTERM (sent when the run stops early) exits the worker through Python, so its environment is closed
     (VizDoom's engine process would otherwise keep running)."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
 
@@ -121,11 +123,15 @@ def write_batch(pool, env_name: str, batch: int, first_episode: int, episodes: i
     with atomic_path(obs_path, suffix=".npy") as temporary:
         frames = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8,
                                            shape=(episodes, time_steps, FRAME_SIZE, FRAME_SIZE, 3))
-        results = pool.imap(rollout, tasks) if pool else map(rollout, tasks)
-        for i, (episode_frames, episode_actions, length, episode_dones) in enumerate(results):
-            frames[i], actions[i], lengths[i], dones[i] = episode_frames, episode_actions, length, episode_dones
-            progress.update(1)
-            progress.set_postfix(batch=batch, length=int(length))
+        results = pool.map(rollout, tasks) if pool else map(rollout, tasks)
+        try:
+            for i, (episode_frames, episode_actions, length, episode_dones) in enumerate(results):
+                frames[i], actions[i], lengths[i], dones[i] = episode_frames, episode_actions, length, episode_dones
+                progress.update(1)
+                progress.set_postfix(batch=batch, length=int(length))
+        except BrokenProcessPool:
+            raise UserError(f"a rollout worker died (its error, if any, is printed above); batch {batch} was not "
+                            f"written, earlier batches are complete") from None
         frames.flush()
         del frames
     save_npy(data_file("action_data", env_name, batch, args.data_dir), actions)
@@ -149,7 +155,9 @@ def main(argv=None):
     workers = 1 if args.render else min(args.num_workers, args.total_episodes)
     started = time.time()
     context = multiprocessing.get_context("fork")
-    pool = context.Pool(workers, initializer=_exit_on_sigterm) if workers > 1 else None
+    # An executor rather than multiprocessing.Pool: a worker that dies (a crash in a simulator's C++ code) breaks
+    # it with an error instead of leaving the parent waiting forever for the lost episode.
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_exit_on_sigterm) if workers > 1 else None
     try:
         for env_name in env_names:
             with tqdm(total=args.total_episodes, desc=f"{env_name} rollouts", unit="ep") as progress:
@@ -163,11 +171,15 @@ def main(argv=None):
             print(f"{env_name}: wrote batches {args.start_batch}..{batch - 1} to {args.data_dir} "
                   f"({args.total_episodes} episodes, {time.time() - started:.0f} s)")
         if pool:
-            pool.close()  # workers finish and close their environments
-            pool.join()
+            pool.shutdown(wait=True)  # workers finish and close their environments
+            pool = None
     finally:
         if pool:
-            pool.terminate()
+            running = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in running:  # stop the episodes under way too
+                if process.is_alive():
+                    process.terminate()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,14 @@ demo: venv clean-demo
 	cd $(DEMO_DIR) && ../$(PY) ../05_train_controller.py car_racing $(DEMO_RUN)
 	cd $(DEMO_DIR) && ../$(PY) ../model.py car_racing --filename ./controller/car_racing.cma.1.4.best.json \
 		--record_video --max_length 300
+	@echo "== a tiny Doom pass: the controller learns inside the dream, then plays the real game"
+	cd $(DEMO_DIR) && ../$(PY) ../01_generate_data.py doom_take_cover --total_episodes 4 --batch_size 4 --time_steps 500
+	cd $(DEMO_DIR) && ../$(PY) ../02_train_vae.py --env_name doom_take_cover --new_model --epochs 1 --verbose 2
+	cd $(DEMO_DIR) && ../$(PY) ../03_generate_rnn_data.py --env_name doom_take_cover
+	cd $(DEMO_DIR) && ../$(PY) ../04_train_rnn.py --env_name doom_take_cover --new_model --epochs 2 --verbose 2
+	cd $(DEMO_DIR) && ../$(PY) ../05_train_controller.py doom_take_cover --dream_mode 1 $(DEMO_RUN) --real_episodes 2
+	cd $(DEMO_DIR) && ../$(PY) ../model.py doom_take_cover --filename ./controller/doom_take_cover.cma.1.4.best.json \
+		--final_mode --num_episode 4
 	@echo "demo video: $$(ls $(DEMO_DIR)/video/*.mp4)"
 
 bench: venv

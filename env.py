@@ -381,6 +381,8 @@ class DoomTakeCover(gymnasium.Env):
         game.set_screen_format(vizdoom.ScreenFormat.RGB24)
         game.set_screen_resolution(getattr(vizdoom.ScreenResolution, DOOM_RESOLUTION))
         game.set_episode_timeout(0)
+        # The engine creates ./_vizdoom/ on start and fails when parallel workers race to create it: make it first.
+        os.makedirs("_vizdoom", exist_ok=True)
         game.init()
         self.game = game
         # ViZDoom runs the game in a separate engine process that outlives its Python process unless the game is

@@ -143,3 +143,26 @@ def test_mis_shaped_input_is_named(tmp_path):
 def test_bad_flag_values_give_one_line(tmp_path):
     result = run("01_generate_data.py", "car_racing", "--total_episodes", 0, cwd=tmp_path, check=False)
     assert result.returncode == 1 and result.stderr.strip() == "error: --total_episodes must be at least 1"
+
+
+def test_a_rollout_worker_that_dies_stops_01_with_an_error(tmp_path):
+    """The parent must notice a worker killed mid-episode (a simulator crash) instead of waiting forever."""
+    import time
+
+    import psutil
+
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "01_generate_data.py"), "car_racing",
+                                "--total_episodes", "8", "--batch_size", "8", "--time_steps", "300",
+                                "--num_workers", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
+    deadline = time.time() + 60
+    workers = []
+    while len(workers) < 2 and time.time() < deadline:
+        time.sleep(0.3)
+        workers = psutil.Process(process.pid).children()
+    assert len(workers) == 2
+    time.sleep(1.0)  # mid-episode
+    workers[0].kill()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1 and "rollout worker died" in stderr and "Traceback" not in stderr
+    assert not os.path.exists(tmp_path / "data" / "obs_data_car_racing_0.npy")  # nothing half-written
