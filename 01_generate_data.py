@@ -177,9 +177,20 @@ def main(argv=None):
         if pool:
             running = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
-            for process in running:  # stop the episodes under way too
+            for process in running:  # stop the episodes under way too (SIGTERM: they close their environments)
                 if process.is_alive():
                     process.terminate()
+            for process in running:  # one stuck on a queue lock its killed sibling held does not get that far
+                process.join(timeout=3)
+                if process.is_alive():
+                    process.kill()
+            error = sys.exc_info()[1]
+            if isinstance(error, UserError):
+                # A worker killed mid-task can leave the executor's queues locked, and Python's exit handlers would
+                # then wait on them forever: report and leave at once (every file written so far is whole).
+                print(f"error: {error}", file=sys.stderr, flush=True)
+                sys.stdout.flush()
+                os._exit(1)
 
 
 if __name__ == "__main__":
