@@ -35,6 +35,7 @@ and random generators, and plain builtin containers, so a crafted file cannot ru
 
 from __future__ import annotations
 
+import abc
 import io
 import math
 import os
@@ -80,7 +81,7 @@ def centered_ranks(values: np.ndarray) -> np.ndarray:
     return ranks / max(len(values) - 1, 1) - 0.5
 
 
-class EvolutionStrategy:
+class EvolutionStrategy(abc.ABC):
     """The ask/tell bookkeeping every optimizer shares: checking rewards, weight decay, best-so-far.
 
     A subclass draws a population in `_sample()` (popsize, num_params), updates itself from the penalised rewards
@@ -138,19 +139,21 @@ class EvolutionStrategy:
         return Result(best_param=self.best_param(), best_reward=self.best_reward,
                       current_best_reward=self.current_best_reward, sigma=self.sigma_vector())
 
+    @abc.abstractmethod
     def current_param(self) -> np.ndarray:
         """(num_params,) the distribution's mean: the optimizer's current best guess."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def sigma_vector(self) -> np.ndarray:
         """(num_params,) the current search step size per parameter."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _sample(self) -> np.ndarray:
-        raise NotImplementedError
+        """(popsize, num_params): a new population."""
 
+    @abc.abstractmethod
     def _update(self, fitness: np.ndarray) -> None:
-        raise NotImplementedError
+        """Update the distribution from the penalised rewards of the last population."""
 
 
 def _initial_mean(x0, num_params: int) -> np.ndarray:
