@@ -23,7 +23,6 @@ best is also scored in the real game and both scores are logged.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys

@@ -152,3 +152,13 @@ def batch_range_files(kind: str, env_name: str, start_batch: int, max_batch: int
 def repo_root() -> str:
     """The folder this file lives in (the project's top level)."""
     return os.path.dirname(os.path.abspath(__file__))
+
+
+def random_weights(shapes: dict, seed: int, scale: float = 1.0) -> dict:
+    """float32 arrays of the given shapes (e.g. vae.numpy_vae.expected_vae_shapes), Gaussian and fan-in scaled so
+    activations stay of order one: weights of the paper's shapes with random values, for benchmarks and tests."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return {key: (rng.standard_normal(shape) * scale / np.sqrt(np.prod(shape[:-1]) if len(shape) > 1 else 10.0)
+                  ).astype(np.float32) for key, shape in shapes.items()}

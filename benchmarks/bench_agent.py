@@ -24,11 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from utils import random_weights  # noqa: E402
 
-def random_weights(shapes: dict, seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    return {key: (rng.standard_normal(shape) / np.sqrt(np.prod(shape[:-1]) if len(shape) > 1 else 10.0)
-                  ).astype(np.float32) for key, shape in shapes.items()}
 
 
 def numpy_agent(config):

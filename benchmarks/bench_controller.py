@@ -24,16 +24,13 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import numpy as np  # noqa: E402
-
 POPULATION = 8
 
 
 def make_world_model(folder: str) -> None:
-    from benchmarks.bench_agent import random_weights
     from config import CAR_RACING
     from rnn.numpy_rnn import expected_rnn_shapes
-    from utils import save_npz
+    from utils import random_weights, save_npz
     from vae.numpy_vae import expected_vae_shapes
 
     save_npz(os.path.join(folder, "vae", "car_racing.npz"), **random_weights(expected_vae_shapes(32), 0))

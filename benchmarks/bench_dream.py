@@ -31,14 +31,11 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+from utils import random_weights  # noqa: E402
+
 POPULATION = 64  # the paper's Doom population
 EPISODES_PER_MEMBER = 16  # the paper's Doom episodes per controller and generation
 
-
-def random_weights(shapes: dict, seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    return {key: (rng.standard_normal(shape) / np.sqrt(np.prod(shape[:-1]) if len(shape) > 1 else 10.0)
-                  ).astype(np.float32) for key, shape in shapes.items()}
 
 
 def models(config):

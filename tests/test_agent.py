@@ -8,17 +8,11 @@ from controller.agent import Agent, rollout
 from controller.controller import Controller, load_params, save_params
 from env import make_env
 from rnn.numpy_rnn import NumpyMDNRNN, expected_rnn_shapes
-from utils import UserError
+from utils import UserError, random_weights
 from vae.numpy_vae import NumpyVAE, expected_vae_shapes
 
 TOLERANCE = 1e-4
 
-
-def random_weights(shapes, seed, scale=1.0):
-    """Weights of the given shapes, fan-in scaled so activations stay O(1), biases non-zero."""
-    rng = np.random.default_rng(seed)
-    return {key: (rng.standard_normal(shape) * scale / np.sqrt(np.prod(shape[:-1]) if len(shape) > 1 else 10.0)
-                  ).astype(np.float32) for key, shape in shapes.items()}
 
 
 def randomise_biases(model, seed):

@@ -4,9 +4,6 @@ Everything runs for real at tiny sizes: VizDoom episodes, the numbered scripts a
 weights of the paper's shapes (and, at the end, the M that the tiny pipeline trained).
 """
 
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,19 +14,13 @@ from controller.controller import Controller
 from dream import DreamBatch, DreamEnv, dream_rollouts, load_dream
 from env import RandomPolicy, make_env, process_frame
 from rnn.numpy_rnn import NumpyMDNRNN, expected_rnn_shapes
-from utils import UserError
+from utils import UserError, random_weights
 from vae.numpy_vae import NumpyVAE, expected_vae_shapes
+from tests.scripts import run
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOOM = "doom_take_cover"
 EPISODES, BATCH_SIZE, STEPS = 4, 2, 150  # stage 01 of the tiny pipeline: 2 batch files of 2 episodes
 
-
-def random_weights(shapes, seed, scale=1.0):
-    """Weights of the given shapes, fan-in scaled (times `scale`), biases non-zero."""
-    rng = np.random.default_rng(seed)
-    return {key: (rng.standard_normal(shape) * scale / np.sqrt(np.prod(shape[:-1]) if len(shape) > 1 else 10.0)
-                  ).astype(np.float32) for key, shape in shapes.items()}
 
 
 def doom_rnn(done_bias=-2.0, seed=1, one_component=False, mild=False):
@@ -55,15 +46,6 @@ def first_frames(config, count=5, seed=0, logvar=-2.0):
     mu = rng.standard_normal((count, config.z_size))
     return np.stack([mu, np.full_like(mu, logvar)], axis=1).astype(np.float32)
 
-
-def run(script, *args, cwd, check=True):
-    """Run a numbered script from `cwd`; returns the CompletedProcess (stdout and stderr as text)."""
-    result = subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=cwd,
-                            capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "SDL_VIDEODRIVER": "dummy", "TF_CPP_MIN_LOG_LEVEL": "2"})
-    if check and result.returncode != 0:
-        raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 def play(env, seed, actions):

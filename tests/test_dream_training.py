@@ -11,11 +11,11 @@ import os
 import numpy as np
 import pytest
 
-from config import CAR_RACING, DOOM_TAKE_COVER
+from config import DOOM_TAKE_COVER
 from es import load_optimizer
 from rnn.numpy_rnn import expected_rnn_shapes
-from tests.test_training import random_weights, run, world_model
-from utils import save_npy, save_npz
+from tests.test_training import run, world_model
+from utils import random_weights, save_npy, save_npz
 from vae.numpy_vae import expected_vae_shapes
 
 BASE = "doom_take_cover.cma.1.4"

@@ -2,23 +2,13 @@
 
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+from tests.scripts import ENVIRONMENT, command, run
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPISODES, BATCH_SIZE, STEPS = 4, 2, 30
 
-
-def run(script, *args, cwd, check=True):
-    """Run a numbered script from `cwd`; returns the CompletedProcess (stdout and stderr as text)."""
-    result = subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=cwd,
-                            capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "SDL_VIDEODRIVER": "dummy", "TF_CPP_MIN_LOG_LEVEL": "2"})
-    if check and result.returncode != 0:
-        raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 def generate(cwd, *extra):
@@ -151,10 +141,9 @@ def test_a_rollout_worker_that_dies_stops_01_with_an_error(tmp_path):
 
     import psutil
 
-    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "01_generate_data.py"), "car_racing",
-                                "--total_episodes", "8", "--batch_size", "8", "--time_steps", "300",
-                                "--num_workers", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
+    process = subprocess.Popen(command("01_generate_data.py", "car_racing", "--total_episodes", 8, "--batch_size", 8,
+                                       "--time_steps", 300, "--num_workers", 2), cwd=tmp_path, env=ENVIRONMENT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     workers = []
     while len(workers) < 2 and time.time() < deadline:

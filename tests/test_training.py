@@ -9,7 +9,6 @@ import os
 import pickle
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -19,18 +18,13 @@ from config import CAR_RACING
 from es import load_optimizer
 from parallel import Failure, Result, Stop, Task, decode, encode
 from rnn.numpy_rnn import expected_rnn_shapes
-from utils import save_npz
+from tests.scripts import ENVIRONMENT, command, run
+from utils import random_weights, save_npz
 from vae.numpy_vae import expected_vae_shapes
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = "car_racing.cma.1.4"  # <env>.<optimizer>.<num_episode>.<population>
 TRAIN = ["car_racing", "--num_worker", 2, "--num_worker_trial", 2, "--max_length", 25, "--eval_steps", 2]
 
-
-def random_weights(shapes, seed):
-    rng = np.random.default_rng(seed)
-    return {key: (rng.standard_normal(shape) / np.sqrt(np.prod(shape[:-1]) if len(shape) > 1 else 10.0)
-                  ).astype(np.float32) for key, shape in shapes.items()}
 
 
 def world_model(folder):
@@ -39,20 +33,6 @@ def world_model(folder):
     save_npz(str(folder / "rnn" / "car_racing.npz"), **random_weights(expected_rnn_shapes(CAR_RACING), 2))
     return folder
 
-
-def command(script, *args):
-    return [sys.executable, os.path.join(ROOT, script), *map(str, args)]
-
-
-ENVIRONMENT = {**os.environ, "SDL_VIDEODRIVER": "dummy", "TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
-def run(script, *args, cwd, check=True, timeout=300):
-    result = subprocess.run(command(script, *args), cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                            env=ENVIRONMENT)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 def train(cwd, *extra, check=True):
