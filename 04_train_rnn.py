@@ -34,7 +34,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data_dir", default=DATA_DIR)
     parser.add_argument("--rnn_dir", default=RNN_DIR)
-    parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="fit() output: 1 = progress bar")
+    parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
+                        help="1: a progress bar per epoch; every value prints a line per epoch")
     args = parser.parse_args(argv)
     if args.epochs < 1:
         raise UserError("--epochs must be at least 1")
@@ -90,7 +91,8 @@ def main(argv=None):
 
     from plots import save_curves
     from rnn.arch import make_rnn
-    from rnn.train import load_rnn, rnn_arrays, save_rnn, training_masks
+    from rnn.train import length_buckets, load_rnn, rnn_arrays, save_rnn, training_masks
+    from tqdm import tqdm
     from utils import save_json
 
     keras.utils.set_random_seed(args.seed)
@@ -117,11 +119,22 @@ def main(argv=None):
     for epoch in range(first_epoch, first_epoch + args.epochs):
         inputs, z_next = rnn_arrays(data["mu"], data["logvar"], data["actions"], data["lengths"], config.use_done,
                                     rng)
-        print(f"epoch {epoch} (fresh z draw)")
-        result = rnn.fit(inputs, (z_next, z_mask, done_target, done_mask), batch_size=batch_size, epochs=1,
-                         shuffle=True, verbose=args.verbose).history
-        history.append({"epoch": epoch, "elapsed_s": round(time.time() - started, 1),
-                        **{name: float(values[-1]) for name, values in result.items()}})
+        # minibatches of similar-length episodes, each cut to its longest: the LSTM skips most of the padding
+        groups = length_buckets(data["lengths"], batch_size, rng, max_steps=time_steps)
+        totals, recorded = {}, 0.0
+        progress = tqdm(groups, desc=f"epoch {epoch} (fresh z draw)", unit="minibatch", disable=args.verbose != 1)
+        for rows, steps in progress:
+            targets = (z_next[rows, :steps], z_mask[rows, :steps], done_target[rows, :steps], done_mask[rows, :steps])
+            logs = rnn.train_on_batch(inputs[rows, :steps], targets, return_dict=True)
+            weight = float(done_mask[rows].sum())  # the epoch's losses: minibatches weighted by their recorded steps
+            for name, value in logs.items():
+                totals[name] = totals.get(name, 0.0) + weight * float(value)
+            recorded += weight
+            progress.set_postfix(loss=f"{float(logs['loss']):.4f}")
+        result = {name: total / recorded for name, total in totals.items()}
+        history.append({"epoch": epoch, "elapsed_s": round(time.time() - started, 1), **result})
+        print(f"epoch {epoch}: {len(groups)} minibatches, {history[-1]['elapsed_s']:.0f} s - "
+              + " - ".join(f"{name}: {value:.4f}" for name, value in result.items()), flush=True)
         save_rnn(rnn, args.env_name, args.rnn_dir)
         save_json(history_path, history, indent=1)
         names = [n for n in ("loss", "z_loss", "done_loss") if n in history[-1]]

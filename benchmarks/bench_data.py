@@ -1,5 +1,6 @@
-"""Benchmarks of stages 01 and 02: rollout frames per second per core, VAE training images per second, and the
-peak memory of 02_train_vae.py over ten batch files of 200 x 300 frames.
+"""Benchmarks of stages 01, 02 and 04: rollout frames per second per core, VAE training images per second with and
+without XLA, the peak memory of 02_train_vae.py over ten batch files of 200 x 300 frames, and a Doom MDN-RNN epoch
+with and without length buckets.
 
     python -m benchmarks.bench_data            (part of `make bench`)
 """
@@ -38,17 +39,51 @@ def rollout_rate(episodes: int = 4, steps: int = 150, workers: int = 1) -> float
     return frames / (time.perf_counter() - started)
 
 
-def vae_training_rate(steps: int = 10) -> float:
-    """Images per second of one VAE training step at the paper's minibatch of 100 (after a warm-up step)."""
+def vae_training_rate(steps: int = 10, jit_compile: bool = True) -> float:
+    """Images per second of one VAE training step at the paper's minibatch of 100 (after a warm-up step);
+    jit_compile=False times the same step without XLA (Keras's default on CPU)."""
     from config import CAR_RACING
     from vae.arch import make_vae
 
     vae = make_vae(CAR_RACING, seed=0)
+    if not jit_compile:
+        vae.compile(optimizer=vae.optimizer, jit_compile=False)
     frames = np.random.default_rng(0).integers(0, 256, (100 * (steps + 1), 64, 64, 3), dtype=np.uint8)
     vae.fit(frames[:100], batch_size=100, epochs=1, verbose=0)
     started = time.perf_counter()
     vae.fit(frames[100:], batch_size=100, epochs=1, verbose=0)
     return 100 * steps / (time.perf_counter() - started)
+
+
+def rnn_epoch_rate(episodes: int = 64, batch_size: int = 16, bucketed: bool = True) -> float:
+    """Recorded steps per second of one Doom MDN-RNN epoch over `episodes` sequences whose lengths follow random
+    play (exponential, mean 300, 50..2100 steps), with minibatches of similar lengths cut to their longest episode
+    (04_train_rnn.py) or every minibatch run over the longest episode of the data (plain padded sequences)."""
+    from config import DOOM_TAKE_COVER as config
+    from rnn.arch import make_rnn
+    from rnn.train import length_buckets, rnn_arrays, training_masks
+
+    rng = np.random.default_rng(0)
+    lengths = np.clip(50 + rng.exponential(250, episodes), 50, 2100).astype(int)
+    steps = int(lengths.max())
+    mu = rng.normal(size=(episodes, steps, config.z_size)).astype(np.float32)
+    actions = rng.choice([-1.0, 0.0, 1.0], size=(episodes, steps, 1)).astype(np.float32)
+    dones = np.arange(steps)[None, :] == (lengths[:, None] - 1)
+    inputs, z_next = rnn_arrays(mu, np.full_like(mu, -4.0), actions, lengths, True, rng)
+    targets = (z_next,) + training_masks(lengths, dones, steps)
+    rnn = make_rnn(config)
+    if bucketed:
+        groups = length_buckets(lengths, batch_size, rng, max_steps=steps)
+    else:
+        order = rng.permutation(episodes)
+        groups = [(order[i:i + batch_size], steps) for i in range(0, episodes, batch_size)]
+    for shape in sorted({(len(rows), cut) for rows, cut in groups}):  # trace every shape before timing
+        rows = np.arange(shape[0])
+        rnn.train_on_batch(inputs[rows, :shape[1]], tuple(t[rows, :shape[1]] for t in targets))
+    started = time.perf_counter()
+    for rows, cut in groups:
+        rnn.train_on_batch(inputs[rows, :cut], tuple(t[rows, :cut] for t in targets))
+    return lengths.sum() / (time.perf_counter() - started)
 
 
 def peak_memory_of_vae_training(files: int = 10, episodes: int = 200, steps: int = 300,
@@ -85,7 +120,16 @@ def main(quick: bool = False) -> None:
     print(f"  1 worker : {one:8.1f} frames/s (per core)")
     print(f"  2 workers: {two:8.1f} frames/s ({two / one:.2f}x)")
     print("== stage 02: VAE training (z = 32, minibatch 100, CPU)")
-    print(f"  {vae_training_rate(steps=3 if quick else 10):8.1f} images/s")
+    plain = vae_training_rate(steps=3 if quick else 10, jit_compile=False)
+    xla = vae_training_rate(steps=3 if quick else 10, jit_compile=True)
+    print(f"  without XLA: {plain:8.1f} images/s")
+    print(f"  XLA (02)   : {xla:8.1f} images/s ({xla / plain:.2f}x)")
+    episodes = 32 if quick else 64
+    print(f"== stage 04: Doom MDN-RNN epoch ({episodes} random-play-length episodes, minibatch 16)")
+    padded = rnn_epoch_rate(episodes, bucketed=False)
+    bucketed = rnn_epoch_rate(episodes, bucketed=True)
+    print(f"  padded to the longest : {padded:8.1f} recorded steps/s")
+    print(f"  length buckets (04)   : {bucketed:8.1f} recorded steps/s ({bucketed / padded:.2f}x)")
     print("== stage 02: peak memory over ten batch files of 200 x 300 frames")
     peak, float32 = peak_memory_of_vae_training(files=2 if quick else 10)
     print(f"  peak resident memory {peak:.2f} GB; a float32 load of the same frames would need {float32:.1f} GB")

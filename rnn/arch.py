@@ -101,7 +101,7 @@ class MDNRNN(keras.Model):
     def train_step(self, data):
         import tensorflow as tf
 
-        inputs, (z_next, mask, done, done_mask) = data
+        inputs, (z_next, mask, done, done_mask) = data[0], data[1]  # fit() gives (x, y), train_on_batch (x, y, w)
         with tf.GradientTape() as tape:
             loss, z_loss, done_loss = self.losses_of(inputs, z_next, mask, done, done_mask)
         gradients = tape.gradient(loss, self.trainable_weights)

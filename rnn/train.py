@@ -37,7 +37,6 @@ def rnn_arrays(mu, logvar, actions, lengths, use_done: bool, rng):
     return rnn_input, rnn_output
 
 
-
 def training_masks(lengths, dones, time_steps: int):
     """Masks for one batch of sequences: lengths (E,), dones (E, T) ->
 
@@ -50,6 +49,25 @@ def training_masks(lengths, dones, time_steps: int):
     z_mask = (steps < lengths - 1).astype(np.float32)
     done_mask = (steps < lengths).astype(np.float32)
     return z_mask, np.asarray(dones, dtype=np.float32) * done_mask, done_mask
+
+
+def length_buckets(lengths, batch_size: int, rng, multiple: int = 64, max_steps: int | None = None):
+    """One epoch's minibatches of similar-length episodes: a list of (episode indices, steps to keep).
+
+    Episodes are sorted by length plus a uniform jitter of up to `multiple` steps (so the batches differ between
+    epochs), cut into groups of `batch_size`, and the groups are shuffled. Each group keeps its longest episode's
+    length rounded up to a multiple of `multiple` (few distinct shapes for TensorFlow to trace), at most `max_steps`.
+    Every episode is in exactly one group; the steps cut off are padding in every episode of the group, where all
+    masks are 0, so the losses are those of the whole padded sequences. Doom episodes last 50 to 2100 steps: without
+    this, every minibatch would run the LSTM over the longest episode of the whole data set.
+    """
+    lengths = np.asarray(lengths)
+    max_steps = int(max_steps or lengths.max())
+    order = np.argsort(lengths + rng.uniform(0.0, multiple, len(lengths)), kind="stable")
+    groups = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    rng.shuffle(groups)
+    return [(np.sort(group), min(-(-int(lengths[group].max()) // multiple) * multiple, max_steps))
+            for group in groups]
 
 
 def save_rnn(rnn, env_name: str, rnn_dir: str) -> str:

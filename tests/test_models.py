@@ -8,7 +8,7 @@ import pytest
 from config import CAR_RACING, DOOM_TAKE_COVER
 from rnn import mdn
 from rnn.arch import make_rnn, mdn_negative_log_likelihood, weighted_done_loss
-from rnn.train import load_rnn, save_rnn, training_masks
+from rnn.train import length_buckets, load_rnn, rnn_arrays, save_rnn, training_masks
 from vae.arch import kl_divergence, make_vae, reconstruction_error
 from vae.train import load_vae, save_vae, valid_frame_index
 
@@ -109,6 +109,38 @@ def test_masks_cover_recorded_steps_only():
     np.testing.assert_array_equal(done_mask, [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
     np.testing.assert_array_equal(done_target, [[0, 0, 1, 0, 0], [0, 0, 0, 0, 0]])
     np.testing.assert_array_equal(valid_frame_index(lengths, 5), [0, 1, 2, 5, 6, 7, 8, 9])
+
+
+def test_length_buckets_hold_every_episode_once_and_cut_only_padding():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(50, 2101, 203)
+    groups = length_buckets(lengths, 16, np.random.default_rng(1), multiple=64, max_steps=2100)
+    assert len(groups) == 13  # 12 full minibatches and one of 11
+    np.testing.assert_array_equal(np.sort(np.concatenate([rows for rows, _ in groups])), np.arange(203))
+    for rows, steps in groups:
+        assert lengths[rows].max() <= steps <= 2100
+        assert steps == 2100 or (steps % 64 == 0 and steps - lengths[rows].max() < 64)
+    # similar lengths go together: far less padding than cutting every minibatch to the longest episode
+    kept = sum(len(rows) * steps for rows, steps in groups)
+    assert kept < 1.1 * lengths.sum() + 64 * len(lengths) < 2100 * len(lengths)
+    other = length_buckets(lengths, 16, np.random.default_rng(2), multiple=64, max_steps=2100)
+    assert [list(rows) for rows, _ in other] != [list(rows) for rows, _ in groups]  # a new split every epoch
+
+
+def test_mdn_rnn_losses_of_a_cut_minibatch_equal_those_of_the_padded_one():
+    rng = np.random.default_rng(3)
+    lengths = np.array([7, 12, 4])
+    mu = rng.normal(size=(3, 40, 64)).astype(np.float32)
+    actions = rng.choice([-1.0, 0.0, 1.0], size=(3, 40, 1)).astype(np.float32)
+    dones = np.zeros((3, 40), dtype=bool)
+    dones[1, 11] = True
+    inputs, z_next = rnn_arrays(mu, np.full_like(mu, -4.0), actions, lengths, True, rng)
+    z_mask, done_target, done_mask = training_masks(lengths, dones, 40)
+    rnn = make_rnn(DOOM_TAKE_COVER)
+    full = rnn.losses_of(inputs, z_next, z_mask, done_target, done_mask)
+    cut = rnn.losses_of(inputs[:, :12], z_next[:, :12], z_mask[:, :12], done_target[:, :12], done_mask[:, :12])
+    np.testing.assert_allclose([float(x) for x in cut], [float(x) for x in full], rtol=1e-6)
+    assert float(full[2]) > 0  # the done loss is in it
 
 
 def test_vae_checkpoint_round_trip_is_exact(tmp_path):
