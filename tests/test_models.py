@@ -143,6 +143,17 @@ def test_mdn_rnn_losses_of_a_cut_minibatch_equal_those_of_the_padded_one():
     assert float(full[2]) > 0  # the done loss is in it
 
 
+def test_xla_and_plain_vae_training_steps_agree():
+    frames = np.random.default_rng(0).integers(0, 256, (16, 64, 64, 3), dtype=np.uint8)
+    losses = []
+    for jit_compile in (True, False):
+        vae = make_vae(CAR_RACING, seed=0)
+        vae.compile(optimizer=vae.optimizer, jit_compile=jit_compile)
+        losses.append([vae.train_on_batch(frames[i:i + 8], return_dict=True)["loss"] for i in (0, 8)])
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
+    assert losses[0][1] != losses[0][0]  # the second step sees the first one's update and other frames
+
+
 def test_vae_checkpoint_round_trip_is_exact(tmp_path):
     vae = make_vae(CAR_RACING, seed=0)
     frames = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
