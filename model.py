@@ -4,11 +4,14 @@
     python model.py car_racing --filename ./controller/car_racing.cma.4.32.best.json --final_mode
     python model.py doom_take_cover --filename ./controller/doom_take_cover.cma.16.64.best.json --final_mode
     python model.py car_racing --filename ... --dream_mode --record_video        (drive inside the world model)
+    python model.py doom_take_cover --random_policy --dream_mode --final_mode    (how hard is the dream?)
 
 --render_mode shows the episode in a window (needs a display: a desktop, or xvfb-run); --record_video writes
 ./video/<name>.<env>.seed<seed>.mp4 with or without a display. --final_mode scores --num_episode episodes (default
 100, seeds --seed, --seed + 1, ...) on --num_worker processes, prints mean +- std and writes every episode's score
-to ./log/<name>.final.json. Without --filename the controller is random (an untrained agent).
+to ./log/<name>.final.json. Without --filename the controller is random (an untrained agent). --random_policy plays
+stage 01's data policy instead of a controller: its score in the dream (--dream_mode) against its score in the real
+game says whether M's dream is as hard as the game, before any controller is trained in it.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ def parse_args(argv=None):
                         help="processes for --final_mode (default: all cores)")
     parser.add_argument("--dream_mode", action="store_true",
                         help="run inside the world model's dream instead of the real environment")
+    parser.add_argument("--random_policy", action="store_true",
+                        help="play stage 01's random data policy instead of a controller (no --filename)")
     parser.add_argument("--temperature", type=float, default=None,
                         help="dream temperature tau (default: 0.7 CarRacing, 1.15 Doom)")
     parser.add_argument("--video_dir", default=VIDEO_DIR)
@@ -55,8 +60,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def controller_name(filename: str, env_name: str) -> str:
-    """./controller/car_racing.cma.4.32.best.json -> car_racing.cma.4.32.best ("random.<env>" without a file)."""
+def controller_name(filename: str, env_name: str, random_policy: bool = False) -> str:
+    """./controller/car_racing.cma.4.32.best.json -> car_racing.cma.4.32.best ("random.<env>" without a file,
+    "random_policy.<env>" for stage 01's data policy)."""
+    if random_policy:
+        return f"random_policy.{env_name}"
     if not filename:
         return f"random.{env_name}"
     name = os.path.basename(filename)
@@ -73,6 +81,7 @@ class Session:
         self.config = get_config(args.env_name)
         self.max_length = args.max_length if args.max_length > 0 else self.config.max_episode_length
         self.temperature = self.config.dream_temperature if args.temperature is None else args.temperature
+        self.controller = self.agent = None
         if args.dream_mode:
             from controller.agent import weight_files
             from dream import DreamEnv, load_dream
@@ -84,20 +93,28 @@ class Session:
             self.env = DreamEnv(rnn, self.config, initial, temperature=self.temperature,
                                 max_episode_steps=self.max_length, vae=vae,
                                 render_mode="rgb_array" if render else None)
-            from controller.controller import Controller
+            if not args.random_policy:
+                from controller.controller import Controller
 
-            self.controller = Controller(self.config, params)
+                self.controller = Controller(self.config, params)
         else:
             from controller.agent import Agent
             from env import make_env
 
-            self.agent = Agent.load(self.config, params, vae_dir=args.vae_dir, rnn_dir=args.rnn_dir)
+            if not args.random_policy:
+                self.agent = Agent.load(self.config, params, vae_dir=args.vae_dir, rnn_dir=args.rnn_dir)
             self.env = make_env(self.config.name, render_mode=render,
                                 max_episode_steps=max(self.max_length, self.config.max_episode_length))
 
     def episode(self, seed: int, on_frame=None) -> tuple[float, int]:
+        if self.args.random_policy:
+            from env import RandomPolicy
+
+            policy = RandomPolicy(self.config.name, seed)
+            return play_episode(self.env, lambda observation: policy(), seed, self.max_length, on_frame)
         if self.args.dream_mode:
-            return dream_episode(self.env, self.controller, seed, self.max_length, on_frame)
+            env, controller = self.env, self.controller
+            return play_episode(env, lambda z: controller.act(z, env.h, env.c), seed, self.max_length, on_frame)
         from controller.agent import rollout
 
         return rollout(self.agent, self.env, seed, self.max_length, on_frame=on_frame)
@@ -106,15 +123,16 @@ class Session:
         self.env.close()
 
 
-def dream_episode(env, controller, seed: int, max_length: int, on_frame=None) -> tuple[float, int]:
-    """One episode inside the dream: the controller acts on the dreamed z and the LSTM state."""
-    z, _ = env.reset(seed=int(seed))
+def play_episode(env, act, seed: int, max_length: int, on_frame=None) -> tuple[float, int]:
+    """One episode of `act(observation) -> action` from env.reset(seed=seed): (total reward, steps). In the dream the
+    observation is z and a controller also reads the env's LSTM state; the real agent has its own loop
+    (controller.agent.rollout: it encodes frames and advances M after each step)."""
+    observation, _ = env.reset(seed=int(seed))
     if on_frame is not None:
         on_frame()
     total, steps = 0.0, 0
     while steps < max_length:
-        action = controller.act(z, env.h, env.c)
-        z, reward, terminated, truncated, _ = env.step(action)
+        observation, reward, terminated, truncated, _ = env.step(act(observation))
         if on_frame is not None:
             on_frame()
         total += float(reward)
@@ -237,8 +255,8 @@ def watch(args, params, seeds: list[int]) -> list[tuple[int, float, int]]:
             line = f"seed {seed}: reward {reward:.2f} in {steps} steps ({steps / (time.time() - started):.0f} steps/s)"
             if args.record_video:
                 where = "dream." if args.dream_mode else ""
-                path = os.path.join(args.video_dir,
-                                    f"{controller_name(args.filename, args.env_name)}.{where}seed{seed}.mp4")
+                name = controller_name(args.filename, args.env_name, args.random_policy)
+                path = os.path.join(args.video_dir, f"{name}.{where}seed{seed}.mp4")
                 recorder.save(path, VIDEO_FPS.get(args.env_name, 30))
                 line += f"; video {path}"
             print(line, flush=True)
@@ -257,13 +275,19 @@ def main(argv=None) -> None:
     from utils import save_json
 
     config = get_config(args.env_name)
-    if args.filename:
+    if args.random_policy:
+        if args.filename:
+            raise UserError("--random_policy plays stage 01's data policy: leave out --filename")
+        params = None
+        print("stage 01's random data policy" + (" in the dream" if args.dream_mode else ""))
+    elif args.filename:
         params, saved_score = load_params(args.filename, config)
         print(f"controller {args.filename}" + ("" if saved_score is None else f" (trained score {saved_score:.2f})"))
     else:
         params = random_params(config, args.seed)
         print("no --filename: a random controller")
-    check_weight_files(config, args.vae_dir, args.rnn_dir)
+    if args.dream_mode or not args.random_policy:  # the random policy in the real game needs no model
+        check_weight_files(config, args.vae_dir, args.rnn_dir)
     count = args.num_episode or (FINAL_EPISODES if args.final_mode else 1)
     if count < 1:
         raise UserError(f"--num_episode must be at least 1, got {count}")
@@ -277,10 +301,11 @@ def main(argv=None) -> None:
     print(f"{args.env_name} ({where}), {count} episode(s) from seed {args.seed}: "
           f"mean {scores.mean():.2f} +- {scores.std():.2f} (min {scores.min():.2f}, max {scores.max():.2f})")
     if args.final_mode:
-        path = os.path.join(args.log_dir, f"{controller_name(args.filename, args.env_name)}."
-                                          f"{'dream.' if args.dream_mode else ''}final.json")
-        save_json(path, {"env": args.env_name, "filename": args.filename, "dream_mode": args.dream_mode,
-                         "temperature": (args.temperature or config.dream_temperature) if args.dream_mode else None, "first_seed": args.seed,
+        name = controller_name(args.filename, args.env_name, args.random_policy)
+        path = os.path.join(args.log_dir, f"{name}.{'dream.' if args.dream_mode else ''}final.json")
+        temperature = (args.temperature or config.dream_temperature) if args.dream_mode else None
+        save_json(path, {"env": args.env_name, "filename": args.filename, "random_policy": args.random_policy,
+                         "dream_mode": args.dream_mode, "temperature": temperature, "first_seed": args.seed,
                          "episodes": count, "mean": float(scores.mean()), "std": float(scores.std()),
                          "scores": [float(s) for s in scores], "lengths": [int(n) for _, _, n in results]},
                   indent=1)

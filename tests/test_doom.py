@@ -5,6 +5,8 @@ weights of the paper's shapes (and, at the end, the M that the tiny pipeline tra
 """
 
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -235,6 +237,25 @@ def test_the_trained_model_dreams(pipeline):
                                       1.15, 50)
     assert lengths.shape == (2, 2) and np.all((lengths >= 1) & (lengths <= 50))
     np.testing.assert_array_equal(rewards, lengths)
+
+
+def test_model_py_random_policy_replays_01s_episodes_and_plays_in_the_dream(pipeline):
+    folder = pipeline[0]
+    # 01 seeds episode k (environment and policy) with k: --random_policy --seed 0 plays the same episodes again
+    run("model.py", DOOM, "--random_policy", "--seed", 0, "--num_episode", BATCH_SIZE, "--final_mode",
+        "--max_length", STEPS, "--num_worker", 2, cwd=folder)
+    real = json.loads((folder / "log" / f"random_policy.{DOOM}.final.json").read_text())
+    assert real["random_policy"] and not real["dream_mode"]
+    np.testing.assert_array_equal(real["lengths"], load(folder, "length_data"))
+    np.testing.assert_array_equal(real["scores"], load(folder, "length_data"))  # 1 a tic survived
+    dream = run("model.py", DOOM, "--random_policy", "--dream_mode", "--num_episode", 3, "--final_mode",
+                "--max_length", 40, "--num_worker", 1, cwd=folder)
+    assert "dream at tau 1.15" in dream.stdout
+    scores = json.loads((folder / "log" / f"random_policy.{DOOM}.dream.final.json").read_text())
+    assert scores["dream_mode"] and scores["temperature"] == 1.15
+    assert all(1 <= n <= 40 for n in scores["lengths"]) and scores["scores"] == [float(n) for n in scores["lengths"]]
+    refused = run("model.py", DOOM, "--random_policy", "--filename", "some.best.json", cwd=folder, check=False)
+    assert refused.returncode == 1 and "leave out --filename" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_missing_dream_inputs_name_their_commands(pipeline, tmp_path):
