@@ -30,7 +30,7 @@ single_thread_blas()
 
 import numpy as np  # noqa: E402
 
-from config import CONFIGS, DATA_DIR, FRAME_SIZE, data_file, get_config  # noqa: E402
+from config import CONFIGS, FRAME_SIZE, add_folder_flags, data_file, get_config  # noqa: E402
 from utils import atomic_path, save_npy  # noqa: E402
 
 REAL_ENVS = ("car_racing", "doom_take_cover")  # environments with a real simulator (--run_all_envs runs each)
@@ -49,7 +49,7 @@ def parse_args(argv=None):
     parser.add_argument("--num_workers", type=int, default=os.cpu_count() or 1,
                         help="parallel rollout processes (default: all cores)")
     parser.add_argument("--seed", type=int, default=0, help="episode k of the run is seeded seed + k")
-    parser.add_argument("--data_dir", default=DATA_DIR)
+    add_folder_flags(parser, "data")
     args = parser.parse_args(argv)
     for flag in ("total_episodes", "batch_size", "num_workers"):
         if getattr(args, flag) < 1:

@@ -22,7 +22,7 @@ from utils import UserError, run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
-    from config import CONFIGS, DATA_DIR, VAE_DIR
+    from config import CONFIGS, add_folder_flags
 
     parser = argparse.ArgumentParser(description="Train the VAE (V) on random-rollout frames.")
     parser.add_argument("--env_name", default="car_racing", choices=sorted(CONFIGS))
@@ -35,8 +35,7 @@ def parse_args(argv=None):
     parser.add_argument("--steps_per_file", type=int, default=None,
                         help="train on at most this many minibatches per batch file and epoch (default: all frames)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data_dir", default=DATA_DIR)
-    parser.add_argument("--vae_dir", default=VAE_DIR)
+    add_folder_flags(parser, "data", "vae")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="fit() output: 1 = progress bar")
     args = parser.parse_args(argv)
     if args.epochs < 1:

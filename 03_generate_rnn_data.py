@@ -27,15 +27,14 @@ ENCODE_CHUNK = 1000  # frames encoded per forward pass
 
 
 def parse_args(argv=None):
-    from config import CONFIGS, DATA_DIR, VAE_DIR
+    from config import CONFIGS, add_folder_flags
 
     parser = argparse.ArgumentParser(description="Encode the rollouts with the VAE into MDN-RNN training data.")
     parser.add_argument("--env_name", default="car_racing", choices=sorted(CONFIGS))
     parser.add_argument("--start_batch", type=int, default=0)
     parser.add_argument("--max_batch", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0, help="seed of the z draws written to rnn_input/output")
-    parser.add_argument("--data_dir", default=DATA_DIR)
-    parser.add_argument("--vae_dir", default=VAE_DIR)
+    add_folder_flags(parser, "data", "vae")
     return parser.parse_args(argv)
 
 

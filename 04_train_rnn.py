@@ -22,7 +22,7 @@ from utils import UserError, run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
-    from config import CONFIGS, DATA_DIR, RNN_DIR
+    from config import CONFIGS, add_folder_flags
 
     parser = argparse.ArgumentParser(description="Train the MDN-RNN (M) on VAE-encoded sequences.")
     parser.add_argument("--env_name", default="car_racing", choices=sorted(CONFIGS))
@@ -32,8 +32,7 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=20, help="passes over all sequences (default 20)")
     parser.add_argument("--batch_size", type=int, default=None, help="sequences per minibatch (default: paper's 100)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data_dir", default=DATA_DIR)
-    parser.add_argument("--rnn_dir", default=RNN_DIR)
+    add_folder_flags(parser, "data", "rnn")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
                         help="1: a progress bar per epoch; every value prints a line per epoch")
     args = parser.parse_args(argv)

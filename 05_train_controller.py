@@ -36,7 +36,7 @@ SCRIPT = os.path.abspath(__file__)
 
 
 def parse_args(argv=None):
-    from config import CONFIGS, CONTROLLER_DIR, DATA_DIR, LOG_DIR, RNN_DIR, VAE_DIR
+    from config import CONFIGS, add_folder_flags
     from es import OPTIMIZER_NAMES
 
     parser = argparse.ArgumentParser(description="Train the controller (C) with an evolution strategy on MPI workers.")
@@ -71,11 +71,7 @@ def parse_args(argv=None):
                         help="dream temperature tau (default: the paper's 1.15 for Doom)")
     parser.add_argument("--real_episodes", type=int, default=32,
                         help="dream mode: real-game episodes scoring each new best")
-    parser.add_argument("--controller_dir", default=CONTROLLER_DIR)
-    parser.add_argument("--log_dir", default=LOG_DIR)
-    parser.add_argument("--vae_dir", default=VAE_DIR)
-    parser.add_argument("--rnn_dir", default=RNN_DIR)
-    parser.add_argument("--data_dir", default=DATA_DIR)
+    add_folder_flags(parser, "controller", "log", "vae", "rnn", "data")
     return parser.parse_args(argv)
 
 

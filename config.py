@@ -16,6 +16,22 @@ CONTROLLER_DIR = "./controller"  # CMA-ES state and best parameters (05)
 LOG_DIR = "./log"  # per-generation JSON history and training curves (05)
 VIDEO_DIR = "./video"  # MP4 recordings (model.py)
 
+FOLDERS = {  # --<name>_dir flag: (default, what the folder holds)
+    "data": (DATA_DIR, "rollouts (01) and encoded sequences (03)"),
+    "vae": (VAE_DIR, "VAE weights (02)"),
+    "rnn": (RNN_DIR, "MDN-RNN weights (04)"),
+    "controller": (CONTROLLER_DIR, "optimizer state and best parameters (05)"),
+    "log": (LOG_DIR, "per-generation histories, curves and final scores"),
+    "video": (VIDEO_DIR, "MP4 recordings"),
+}
+
+
+def add_folder_flags(parser, *names: str) -> None:
+    """Add --<name>_dir for each folder name (data, vae, rnn, controller, log, video) to an argparse parser."""
+    for name in names:
+        default, holds = FOLDERS[name]
+        parser.add_argument(f"--{name}_dir", default=default, help=f"{holds}; default {default}")
+
 FRAME_SIZE = 64  # V sees 64x64 RGB frames, stored as uint8
 
 

@@ -32,7 +32,7 @@ VIDEO_FPS = {"car_racing": 50, "doom_take_cover": 35}  # the simulators' own rat
 
 
 def parse_args(argv=None):
-    from config import CONFIGS, DATA_DIR, LOG_DIR, RNN_DIR, VAE_DIR, VIDEO_DIR
+    from config import CONFIGS, add_folder_flags
 
     parser = argparse.ArgumentParser(description="Run a trained agent: watch it, record it, or score it.")
     parser.add_argument("env_name", choices=sorted(CONFIGS))
@@ -52,11 +52,7 @@ def parse_args(argv=None):
                         help="play stage 01's random data policy instead of a controller (no --filename)")
     parser.add_argument("--temperature", type=float, default=None,
                         help="dream temperature tau (default: 0.7 CarRacing, 1.15 Doom)")
-    parser.add_argument("--video_dir", default=VIDEO_DIR)
-    parser.add_argument("--log_dir", default=LOG_DIR)
-    parser.add_argument("--vae_dir", default=VAE_DIR)
-    parser.add_argument("--rnn_dir", default=RNN_DIR)
-    parser.add_argument("--data_dir", default=DATA_DIR)
+    add_folder_flags(parser, "video", "log", "vae", "rnn", "data")
     return parser.parse_args(argv)
 
 

@@ -30,7 +30,7 @@ PAPER = {0.1: ("2086 ± 140", "193 ± 58"), 0.5: ("2060 ± 277", "196 ± 50"), 1
 
 
 def parse_args(argv=None):
-    from config import CONTROLLER_DIR, LOG_DIR
+    from config import add_folder_flags
 
     parser = argparse.ArgumentParser(description="Train in the dream at several temperatures; score dream and real.")
     parser.add_argument("env_name", choices=["doom_take_cover"])
@@ -44,8 +44,7 @@ def parse_args(argv=None):
     parser.add_argument("--real_episodes", type=int, default=32,
                         help="real-game episodes 05 scores each new dream best with")
     parser.add_argument("--seed", type=int, default=111)
-    parser.add_argument("--controller_dir", default=CONTROLLER_DIR)
-    parser.add_argument("--log_dir", default=LOG_DIR)
+    add_folder_flags(parser, "controller", "log")
     return parser.parse_args(argv)
 
 
