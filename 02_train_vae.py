@@ -4,8 +4,8 @@
 
 Reads ./data/obs_data_<env>_<batch>.npy for batches start..max (memory-mapped, uint8), trains batch file by batch
 file for --epochs passes, and after every batch file writes ./vae/<env>.weights.h5 and ./vae/<env>.npz whole, plus
-./vae/<env>.history.json and a loss curve ./vae/<env>.loss.png. Without --new_model it resumes from the saved
-weights.
+./vae/<env>.history.json, a loss curve ./vae/<env>.loss.png and ./vae/<env>.reconstructions.png (eight frames of
+the first file above what V makes of them). Without --new_model it resumes from the saved weights.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from utils import UserError, run_cli  # noqa: E402
+
+RECONSTRUCTED_FRAMES = 8  # frames shown in ./vae/<env>.reconstructions.png
 
 
 def parse_args(argv=None):
@@ -63,8 +65,9 @@ def main(argv=None):
         batches.append((path, frames, lengths))
 
     import keras
+    import numpy as np
 
-    from plots import save_curves
+    from plots import save_curves, save_reconstructions
     from vae.arch import make_vae
     from vae.train import FrameBatches, load_vae, save_vae, valid_frame_index
     from config import vae_weights_path
@@ -88,6 +91,11 @@ def main(argv=None):
           f"{len(batches)} batch files, {args.epochs} epochs, minibatch {batch_size}, Adam {learning_rate:g}")
 
     # --- training loop: every epoch visits every batch file, saving after each -----------------------------------
+    # the same frames of the first file, reconstructed after each file: ./vae/<env>.reconstructions.png
+    first_frames, first_lengths = batches[0][1], batches[0][2]
+    recorded = valid_frame_index(first_lengths, first_frames.shape[1])
+    shown = recorded[np.linspace(0, len(recorded) - 1, RECONSTRUCTED_FRAMES).astype(int)]
+    shown_frames = np.stack([first_frames[i // first_frames.shape[1], i % first_frames.shape[1]] for i in shown])
     started = time.time()
     first_epoch = history[-1]["epoch"] + 1 if history else 1  # a resumed run continues the count
     last_epoch = first_epoch + args.epochs - 1
@@ -104,6 +112,9 @@ def main(argv=None):
                             **{name: float(values[-1]) for name, values in result.items()}})
             save_vae(vae, args.env_name, args.vae_dir)
             save_json(history_path, history, indent=1)
+            mu, _ = vae.encode(shown_frames)
+            save_reconstructions(os.path.join(args.vae_dir, f"{args.env_name}.reconstructions.png"), shown_frames,
+                                 np.asarray(vae.decoder(mu)))
             save_curves(os.path.join(args.vae_dir, f"{args.env_name}.loss.png"),
                         {name: [row[name] for row in history] for name in ("loss", "reconstruction_loss", "kl_loss")},
                         xlabel="batch file visited", ylabel="loss per frame", title=f"VAE training ({args.env_name})")

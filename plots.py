@@ -1,4 +1,4 @@
-"""Training curves as PNG files (matplotlib, no display needed), written whole."""
+"""Training curves and V's reconstructions as PNG files (no display needed), written whole."""
 
 from __future__ import annotations
 
@@ -31,4 +31,19 @@ def save_curves(path: str, series: Mapping[str, Sequence[float]], xlabel: str, y
     with atomic_path(path, suffix=".png") as temporary:
         figure.savefig(temporary, format="png")
     plt.close(figure)
+    return path
+
+
+def save_reconstructions(path: str, frames, reconstructions, scale: int = 2) -> str:
+    """Frames (N, 64, 64, 3) uint8 in the top row, V's reconstructions (N, 64, 64, 3) in [0, 1] below them,
+    each enlarged `scale` times (nearest), as one PNG at `path`; returns `path`."""
+    import numpy as np
+    from PIL import Image
+
+    top = np.concatenate(list(np.asarray(frames, dtype=np.uint8)), axis=1)
+    bottom = np.concatenate(list(np.round(np.clip(np.asarray(reconstructions), 0.0, 1.0) * 255.0)
+                                 .astype(np.uint8)), axis=1)
+    grid = np.concatenate([top, bottom], axis=0).repeat(scale, axis=0).repeat(scale, axis=1)
+    with atomic_path(path, suffix=".png") as temporary:
+        Image.fromarray(grid).save(temporary, format="PNG")
     return path

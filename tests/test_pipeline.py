@@ -71,6 +71,16 @@ def test_models_and_curves_are_saved(pipeline):
     assert not [n for n in os.listdir(pipeline / "data") if n.startswith(".tmp")]
 
 
+def test_vae_reconstructions_show_recorded_frames_above_vs_versions(pipeline):
+    from PIL import Image
+
+    grid = np.asarray(Image.open(pipeline / "vae" / "car_racing.reconstructions.png"))
+    assert grid.shape == (2 * 64 * 2, 8 * 64 * 2, 3)  # 8 frames over their reconstructions, enlarged 2x
+    first = load(pipeline, "obs_data_car_racing_0.npy")[0, 0]  # the first recorded frame of the first file
+    np.testing.assert_array_equal(grid[:128:2, :128:2], first)
+    assert grid[128:].std() > 0  # V drew something
+
+
 def test_same_seed_gives_the_same_files_whatever_the_worker_count(pipeline, tmp_path):
     generate(tmp_path, "--num_workers", 1)
     for kind in ("obs_data", "action_data", "length_data", "done_data"):
