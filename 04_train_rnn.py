@@ -4,8 +4,10 @@
 
 Reads the rnn_mu / rnn_logvar / rnn_input / rnn_length / rnn_done files of stage 03 for batches start..max. Every
 epoch draws a fresh z = mu + exp(logvar / 2) * eps for every frame (as the paper does), so M never fits one noisy
-encoding. After every epoch it writes ./rnn/<env>.weights.h5 and ./rnn/<env>.npz whole, ./rnn/<env>.history.json
-and a loss curve ./rnn/<env>.loss.png. Without --new_model it resumes from the saved weights.
+encoding. Minibatches group episodes of similar length, each cut to its longest (rnn.train.length_buckets): Doom
+episodes last 50 to 2100 steps, and the LSTM need not run over padding. After every epoch it writes
+./rnn/<env>.weights.h5 and ./rnn/<env>.npz whole, ./rnn/<env>.history.json and a loss curve ./rnn/<env>.loss.png.
+Without --new_model it resumes from the saved weights.
 """
 
 from __future__ import annotations
