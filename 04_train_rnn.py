@@ -127,7 +127,7 @@ def main(argv=None):
         for rows, steps in progress:
             targets = (z_next[rows, :steps], z_mask[rows, :steps], done_target[rows, :steps], done_mask[rows, :steps])
             logs = rnn.train_on_batch(inputs[rows, :steps], targets, return_dict=True)
-            weight = float(done_mask[rows].sum())  # the epoch's losses: minibatches weighted by their recorded steps
+            weight = float(data["lengths"][rows].sum())  # the epoch's losses: minibatches weighted by recorded steps
             for name, value in logs.items():
                 totals[name] = totals.get(name, 0.0) + weight * float(value)
             recorded += weight
