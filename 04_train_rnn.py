@@ -8,6 +8,10 @@ encoding. Minibatches group episodes of similar length, each cut to its longest 
 episodes last 50 to 2100 steps, and the LSTM need not run over padding. After every epoch it writes
 ./rnn/<env>.weights.h5 and ./rnn/<env>.npz whole, ./rnn/<env>.history.json and a loss curve ./rnn/<env>.loss.png.
 Without --new_model it resumes from the saved weights.
+
+--holdout_batches N keeps the last N batch files of the range out of training and reports M's losses on them after
+every epoch (val_loss, val_z_loss, val_done_loss; one fixed draw of z): a falling training loss with a rising held-out
+loss is M memorising its episodes, and a controller trained in such a dream learns M's mistakes, not the game.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ def parse_args(argv=None):
     parser.add_argument("--new_model", action="store_true", help="start from fresh weights instead of ./rnn/")
     parser.add_argument("--epochs", type=int, default=20, help="passes over all sequences (default 20)")
     parser.add_argument("--batch_size", type=int, default=None, help="sequences per minibatch (default: paper's 100)")
+    parser.add_argument("--holdout_batches", type=int, default=0,
+                        help="last N batch files of the range: not trained on, their losses printed every epoch")
     parser.add_argument("--seed", type=int, default=0)
     add_folder_flags(parser, "data", "rnn")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
@@ -40,11 +46,14 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.epochs < 1:
         raise UserError("--epochs must be at least 1")
+    if not 0 <= args.holdout_batches <= args.max_batch - args.start_batch:
+        raise UserError(f"--holdout_batches {args.holdout_batches} must leave at least one of batches "
+                        f"{args.start_batch}..{args.max_batch} to train on")
     return args
 
 
-def load_sequences(args, config):
-    """Concatenate the stage-03 files of every batch: mu, logvar (N, T, z), actions (N, T, A), lengths, dones."""
+def load_sequences(args, config, start_batch: int, max_batch: int):
+    """Concatenate the stage-03 files of batches start..max: mu, logvar (N, T, z), actions (N, T, A), lengths, dones."""
     import numpy as np
 
     from config import MAKES_RNN_DATA, data_file
@@ -52,8 +61,7 @@ def load_sequences(args, config):
 
     made_by = MAKES_RNN_DATA.format(env=args.env_name)
     parts = {"mu": [], "logvar": [], "actions": [], "lengths": [], "dones": []}
-    for batch, _ in batch_range_files("rnn_mu", args.env_name, args.start_batch, args.max_batch, made_by,
-                                      args.data_dir):
+    for batch, _ in batch_range_files("rnn_mu", args.env_name, start_batch, max_batch, made_by, args.data_dir):
         def load(kind, **checks):
             return load_npy(data_file(kind, args.env_name, batch, args.data_dir), made_by, mmap=False, **checks)
 
@@ -80,12 +88,18 @@ def main(argv=None):
     from config import get_config, rnn_weights_path
 
     config = get_config(args.env_name)
-    data = load_sequences(args, config)
+    last_trained = args.max_batch - args.holdout_batches
+    data = load_sequences(args, config, args.start_batch, last_trained)
+    held_out = load_sequences(args, config, last_trained + 1, args.max_batch) if args.holdout_batches else None
+    if held_out is not None and held_out["mu"].shape[1] != data["mu"].shape[1]:
+        raise UserError("the held-out batch files have another episode length than the training files")
     # Steps after the longest episode are padding in every sequence: leave them out (a Doom file is padded to 2100
     # steps while random play survives about 300, so this skips most of the LSTM's work and changes no loss).
-    longest = int(data["lengths"].max())
-    for key in ("mu", "logvar", "actions", "dones"):
-        data[key] = data[key][:, :longest]
+    longest = max(int(part["lengths"].max()) for part in (data, held_out) if part is not None)
+    for part in (data, held_out):
+        for key in ("mu", "logvar", "actions", "dones"):
+            if part is not None:
+                part[key] = part[key][:, :longest]
 
     import keras
     import numpy as np
@@ -112,9 +126,11 @@ def main(argv=None):
     episodes, time_steps = data["mu"].shape[:2]
     print(f"MDN-RNN for {args.env_name}: LSTM {config.rnn_size}, {config.num_mixtures} Gaussians per latent, "
           f"{rnn.count_params():,} parameters; {episodes} sequences of {time_steps} steps, {args.epochs} epochs, "
-          f"minibatch {batch_size}")
+          f"minibatch {batch_size}" + (f"; {len(held_out['lengths'])} held-out sequences (batches "
+                                       f"{last_trained + 1}..{args.max_batch})" if held_out is not None else ""))
 
     z_mask, done_target, done_mask = training_masks(data["lengths"], data["dones"], time_steps)
+    held_out_losses = held_out_evaluator(rnn, held_out, config, batch_size, args.seed) if held_out else None
     started = time.time()
     first_epoch = len(history) + 1
     for epoch in range(first_epoch, first_epoch + args.epochs):
@@ -133,16 +149,48 @@ def main(argv=None):
             recorded += weight
             progress.set_postfix(loss=f"{float(logs['loss']):.4f}")
         result = {name: total / recorded for name, total in totals.items()}
+        if held_out_losses is not None:
+            result.update({f"val_{name}": value for name, value in held_out_losses().items()})
         history.append({"epoch": epoch, "elapsed_s": round(time.time() - started, 1), **result})
         print(f"epoch {epoch}: {len(groups)} minibatches, {history[-1]['elapsed_s']:.0f} s - "
               + " - ".join(f"{name}: {value:.4f}" for name, value in result.items()), flush=True)
         save_rnn(rnn, args.env_name, args.rnn_dir)
         save_json(history_path, history, indent=1)
-        names = [n for n in ("loss", "z_loss", "done_loss") if n in history[-1]]
+        names = [n for n in ("loss", "z_loss", "done_loss", "val_loss", "val_z_loss", "val_done_loss")
+                 if n in history[-1]]
         save_curves(os.path.join(args.rnn_dir, f"{args.env_name}.loss.png"),
                     {name: [row[name] for row in history] for name in names},
                     xlabel="epoch", ylabel="loss per step", title=f"MDN-RNN training ({args.env_name})")
     print(f"saved {weights_path} and its NumPy copy ({time.time() - started:.0f} s)")
+
+
+def held_out_evaluator(rnn, held_out: dict, config, batch_size: int, seed: int):
+    """A function giving M's losses on the held-out sequences, averaged over their recorded steps.
+
+    z is drawn once from the stored Gaussians (seed + 1), so the numbers of successive epochs are comparable.
+    """
+    import numpy as np
+
+    from rnn.train import length_buckets, rnn_arrays, training_masks
+
+    rng = np.random.default_rng(seed + 1)
+    lengths = held_out["lengths"]
+    inputs, z_next = rnn_arrays(held_out["mu"], held_out["logvar"], held_out["actions"], lengths, config.use_done, rng)
+    z_mask, done_target, done_mask = training_masks(lengths, held_out["dones"], inputs.shape[1])
+    groups = length_buckets(lengths, batch_size, rng, max_steps=inputs.shape[1])
+
+    def losses() -> dict:
+        totals, recorded = {}, 0.0
+        for rows, steps in groups:
+            targets = (z_next[rows, :steps], z_mask[rows, :steps], done_target[rows, :steps], done_mask[rows, :steps])
+            logs = rnn.test_on_batch(inputs[rows, :steps], targets, return_dict=True)
+            weight = float(lengths[rows].sum())
+            for name, value in logs.items():
+                totals[name] = totals.get(name, 0.0) + weight * float(value)
+            recorded += weight
+        return {name: total / recorded for name, total in totals.items()}
+
+    return losses
 
 
 if __name__ == "__main__":

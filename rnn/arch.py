@@ -88,8 +88,8 @@ class MDNRNN(keras.Model):
         done_logit = ops.squeeze(self.done_head(hidden), -1) if self.done_head is not None else None
         return self.mdn(hidden), done_logit, (h, c)
 
-    def losses_of(self, inputs, z_next, mask, done, done_mask):
-        mdn_output, done_logit, _ = self(inputs, training=True)
+    def losses_of(self, inputs, z_next, mask, done, done_mask, training=True):
+        mdn_output, done_logit, _ = self(inputs, training=training)
         z_nll = ops.mean(mdn_negative_log_likelihood(mdn_output, z_next, self.num_mixtures), axis=-1)
         z_loss = ops.sum(z_nll * mask) / ops.maximum(ops.sum(mask), 1.0)
         if not self.use_done:
@@ -106,6 +106,14 @@ class MDNRNN(keras.Model):
             loss, z_loss, done_loss = self.losses_of(inputs, z_next, mask, done, done_mask)
         gradients = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
+        return self._track(loss, z_loss, done_loss)
+
+    def test_step(self, data):
+        """The same losses without a gradient step (`test_on_batch`, `evaluate`): 04's held-out episodes."""
+        inputs, (z_next, mask, done, done_mask) = data[0], data[1]
+        return self._track(*self.losses_of(inputs, z_next, mask, done, done_mask, training=False))
+
+    def _track(self, loss, z_loss, done_loss):
         self.loss_tracker.update_state(loss)
         self.z_tracker.update_state(z_loss)
         if self.use_done:

@@ -143,6 +143,26 @@ def test_mdn_rnn_losses_of_a_cut_minibatch_equal_those_of_the_padded_one():
     assert float(full[2]) > 0  # the done loss is in it
 
 
+def test_mdn_rnn_test_step_gives_the_training_loss_without_a_step():
+    rng = np.random.default_rng(4)
+    lengths = np.array([9, 5])
+    mu = rng.normal(size=(2, 10, 64)).astype(np.float32)
+    actions = rng.choice([-1.0, 0.0, 1.0], size=(2, 10, 1)).astype(np.float32)
+    dones = np.zeros((2, 10), dtype=bool)
+    dones[1, 4] = True
+    inputs, z_next = rnn_arrays(mu, np.full_like(mu, -4.0), actions, lengths, True, rng)
+    targets = (z_next, *training_masks(lengths, dones, 10))
+    rnn = make_rnn(DOOM_TAKE_COVER)
+    before = [w.copy() for w in rnn.get_weights()]
+    evaluated = rnn.test_on_batch(inputs, targets, return_dict=True)
+    assert all(np.array_equal(a, b) for a, b in zip(before, rnn.get_weights()))  # no step taken
+    by_hand = [float(x) for x in rnn.losses_of(inputs, *targets, training=False)]
+    np.testing.assert_allclose([evaluated[n] for n in ("loss", "z_loss", "done_loss")], by_hand, rtol=1e-6)
+    trained = rnn.train_on_batch(inputs, targets, return_dict=True)  # the loss before its own step
+    np.testing.assert_allclose(trained["loss"], evaluated["loss"], rtol=1e-5)
+    assert not all(np.array_equal(a, b) for a, b in zip(before, rnn.get_weights()))
+
+
 def test_xla_and_plain_vae_training_steps_agree():
     frames = np.random.default_rng(0).integers(0, 256, (16, 64, 64, 3), dtype=np.uint8)
     losses = []

@@ -1,5 +1,6 @@
 """Stages 01-04 run as the user runs them (subprocesses in a scratch folder), on real CarRacing episodes."""
 
+import json
 import os
 import subprocess
 
@@ -103,6 +104,23 @@ def test_training_resumes_from_saved_weights(pipeline):
                   cwd=pipeline)
     assert "resuming from ./rnn/car_racing.weights.h5" in rnn_run.stdout
     assert "epoch 2" in rnn_run.stdout  # the epoch count continues
+
+
+def test_04_reports_losses_on_held_out_batches(pipeline, tmp_path):
+    result = run("04_train_rnn.py", "--start_batch", 0, "--max_batch", 1, "--holdout_batches", 1, "--new_model",
+                 "--epochs", 2, "--verbose", 0, "--rnn_dir", tmp_path / "rnn", cwd=pipeline)
+    trained = len(load(pipeline, "rnn_length_car_racing_0.npy"))
+    held_out = len(load(pipeline, "rnn_length_car_racing_1.npy"))
+    assert f"{trained} sequences of" in result.stdout
+    assert f"{held_out} held-out sequences (batches 1..1)" in result.stdout
+    history = json.loads((tmp_path / "rnn" / "car_racing.history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2]
+    for row in history:
+        assert np.isfinite(row["val_loss"]) and row["val_loss"] == row["val_z_loss"]  # CarRacing has no done head
+        assert f"val_loss: {row['val_loss']:.4f}" in result.stdout
+    assert history[0]["val_loss"] != history[1]["val_loss"]  # measured again after every epoch
+    refused = run("04_train_rnn.py", "--max_batch", 1, "--holdout_batches", 2, cwd=tmp_path, check=False)
+    assert refused.returncode == 1 and "must leave at least one of batches 0..1 to train on" in refused.stderr
 
 
 @pytest.mark.parametrize("script, args, names", [
