@@ -9,6 +9,12 @@ float32 (CarRacing [steer, gas, brake]; Doom the move -1, 0 or 1), plus length_d
 Doom: the player died, done_data is True at that last step) is recorded up to its end and padded with zeros; its
 length says where the real steps stop, and every later stage masks the padding. Episode k of the whole run is
 seeded with --seed + k, so the same flags give the same files whatever the number of workers.
+
+--controller FILE plays a trained controller (a best.json of stage 05, through V and M from --vae_dir and --rnn_dir,
+as model.py plays it) instead of the random policy: the paper's iterative training (section 5), where the game is
+played again by C and M retrained on the new episodes too, so that M learns what happens where C goes. A controller
+trained in the dream goes where random play seldom does (Doom: it holds one direction into a wall), and there M's
+dream may be wrong in its favour. Write such episodes to new batch numbers (--start_batch) beside the random ones.
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ REAL_ENVS = ("car_racing", "doom_take_cover")  # environments with a real simula
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Collect random-policy rollouts for the world model.")
+    parser = argparse.ArgumentParser(
+        description="Collect rollouts (the random policy, or a trained controller) for the world model.")
     parser.add_argument("env_name", nargs="?", default="car_racing", choices=sorted(CONFIGS))
     parser.add_argument("--total_episodes", type=int, default=2000, help="episodes to collect (default 2000)")
     parser.add_argument("--start_batch", type=int, default=0, help="number of the first batch file to write")
@@ -49,7 +56,9 @@ def parse_args(argv=None):
     parser.add_argument("--num_workers", type=int, default=os.cpu_count() or 1,
                         help="parallel rollout processes (default: all cores)")
     parser.add_argument("--seed", type=int, default=0, help="episode k of the run is seeded seed + k")
-    add_folder_flags(parser, "data")
+    parser.add_argument("--controller", default=None,
+                        help="play this controller (05's best.json, with V and M) instead of the random policy")
+    add_folder_flags(parser, "data", "vae", "rnn")
     args = parser.parse_args(argv)
     for flag in ("total_episodes", "batch_size", "num_workers"):
         if getattr(args, flag) < 1:
@@ -58,11 +67,14 @@ def parse_args(argv=None):
         raise UserError("--time_steps must be at least 2")
     if args.start_batch < 0:
         raise UserError("--start_batch must be 0 or more")
+    if args.controller and args.run_all_envs:
+        raise UserError("--controller plays one environment's controller; leave out --run_all_envs")
     return args
 
 
 # --- one episode ---------------------------------------------------------------------------------------------------
 _worker_env = {}
+_worker_agent = {}
 
 
 def _exit_on_sigterm() -> None:
@@ -81,18 +93,37 @@ def _env_for(env_name: str, render: bool):
     return _worker_env[key]
 
 
+def _agent_for(env_name: str, player: tuple):
+    """The controller's agent (V + M + C) of a worker process, loaded once: player = (params, vae_dir, rnn_dir)."""
+    params, vae_dir, rnn_dir = player
+    key = (env_name, vae_dir, rnn_dir)
+    if key not in _worker_agent:
+        from controller.agent import Agent
+
+        _worker_agent.clear()
+        _worker_agent[key] = Agent.load(get_config(env_name), None, vae_dir=vae_dir, rnn_dir=rnn_dir)
+    agent = _worker_agent[key]
+    agent.set_params(params)
+    return agent
+
+
 def rollout(task):
-    """Play one random-policy episode: task = (env_name, seed, time_steps, render).
+    """Play one episode: task = (env_name, seed, time_steps, render, player); player is None for the random policy
+    or (controller params, vae_dir, rnn_dir) for a trained controller.
 
     Returns (frames (length, 64, 64, 3) uint8, actions (T, A) float32, length, dones (T,) bool): frames[t] is the
     frame the policy saw before taking actions[t]; actions and dones at or after `length` are zero padding. Only the
     played frames travel back to the parent (a Doom episode averages ~300 of its 2100 steps).
     """
+    from controller.controller import model_action
     from env import RandomPolicy, process_frame
 
-    env_name, seed, time_steps, render = task
+    env_name, seed, time_steps, render, player = task
     config = get_config(env_name)
     env = _env_for(env_name, render)
+    agent = _agent_for(env_name, player) if player is not None else None
+    if agent is not None:
+        agent.reset(seed)  # the z noise of the episode, seeded as in model.py
     policy = RandomPolicy(env_name, seed)
     frames = np.zeros((time_steps, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
     actions = np.zeros((time_steps, config.action_size), dtype=np.float32)
@@ -101,12 +132,15 @@ def rollout(task):
     length = time_steps
     for t in range(time_steps):
         frames[t] = process_frame(observation, env_name)
-        actions[t] = policy()
+        # the action as M sees it: the controller's Doom output becomes its move -1, 0 or 1, as in the game
+        actions[t] = model_action(env_name, agent.act(observation)) if agent is not None else policy()
         observation, _, terminated, truncated, _ = env.step(actions[t])
         if terminated or truncated:
             dones[t] = terminated
             length = t + 1
             break
+        if agent is not None:
+            agent.advance()
     return frames[:length], actions, length, dones
 
 
@@ -116,7 +150,7 @@ def write_batch(pool, env_name: str, batch: int, first_episode: int, episodes: i
     config = get_config(env_name)
     time_steps = args.time_steps or config.time_steps
     obs_path = data_file("obs_data", env_name, batch, args.data_dir)
-    tasks = [(env_name, args.seed + first_episode + i, time_steps, args.render) for i in range(episodes)]
+    tasks = [(env_name, args.seed + first_episode + i, time_steps, args.render, args.player) for i in range(episodes)]
     actions = np.zeros((episodes, time_steps, config.action_size), dtype=np.float32)
     lengths = np.zeros(episodes, dtype=np.int32)
     dones = np.zeros((episodes, time_steps), dtype=bool)
@@ -156,6 +190,16 @@ def main(argv=None):
     for env_name in env_names:
         if env_name not in REAL_ENVS:
             raise UserError(f"no real environment for {env_name!r} yet; available: {', '.join(REAL_ENVS)}")
+    args.player = None
+    if args.controller:  # read and check everything in the parent, so a bad file stops 01 before any episode
+        from controller.agent import check_weight_files
+        from controller.controller import load_params
+
+        config = get_config(args.env_name)
+        check_weight_files(config, args.vae_dir, args.rnn_dir)
+        params, _ = load_params(args.controller, config)
+        args.player = (params, args.vae_dir, args.rnn_dir)
+        print(f"playing the controller {args.controller} (V from {args.vae_dir}, M from {args.rnn_dir})", flush=True)
     workers = 1 if args.render else min(args.num_workers, args.total_episodes)
     started = time.time()
     context = multiprocessing.get_context("fork")

@@ -26,7 +26,7 @@ def rollout_rate(episodes: int = 4, steps: int = 150, workers: int = 1) -> float
     import importlib
 
     generate = importlib.import_module("01_generate_data")
-    tasks = [("car_racing", 10_000 + i, steps, False) for i in range(episodes)]
+    tasks = [("car_racing", 10_000 + i, steps, False, None) for i in range(episodes)]
     generate.rollout(tasks[0])  # warm-up: builds the env, imports Box2D and pygame
     started = time.perf_counter()
     if workers == 1:

@@ -13,7 +13,9 @@ import pytest
 from PIL import Image
 
 from config import CAR_RACING, DOOM_TAKE_COVER
-from controller.controller import Controller
+from controller.agent import Agent
+from controller.agent import rollout as agent_rollout
+from controller.controller import Controller, model_action, random_params, save_params
 from dream import DreamBatch, DreamEnv, dream_rollouts, load_dream
 from env import RandomPolicy, make_env, process_frame
 from rnn.numpy_rnn import NumpyMDNRNN, expected_rnn_shapes
@@ -252,6 +254,32 @@ def test_the_trained_model_dreams(pipeline):
                                       1.15, 50)
     assert lengths.shape == (2, 2) and np.all((lengths >= 1) & (lengths <= 50))
     np.testing.assert_array_equal(rewards, lengths)
+
+
+def test_01_plays_a_trained_controller_as_model_py_does(pipeline, tmp_path):
+    # the paper's iterative training: 01 --controller records the episodes the agent (V + M + C) plays
+    folder = pipeline[0]
+    params = random_params(DOOM_TAKE_COVER, seed=5)
+    save_params(str(tmp_path / "c.json"), params, 0.0)
+    run("01_generate_data.py", DOOM, "--controller", "c.json", "--total_episodes", 3, "--batch_size", 3,
+        "--start_batch", 4, "--time_steps", STEPS, "--num_workers", 2, "--vae_dir", folder / "vae",
+        "--rnn_dir", folder / "rnn", cwd=tmp_path)
+    actions, lengths = load(tmp_path, "action_data", 4), load(tmp_path, "length_data", 4)
+    agent = Agent.load(DOOM_TAKE_COVER, params, vae_dir=str(folder / "vae"), rnn_dir=str(folder / "rnn"))
+    env = make_env(DOOM)
+    try:
+        for episode in range(3):
+            trace = []
+            _, steps = agent_rollout(agent, env, 4 * 3 + episode, STEPS, trace=trace)  # episode k is seeded k
+            assert steps == lengths[episode]
+            moves = model_action(DOOM, np.stack([step["action"] for step in trace]))
+            np.testing.assert_array_equal(actions[episode, :steps], moves)
+    finally:
+        env.close()
+    assert len(np.unique(actions[:, :, 0])) == 3  # the controller's moves, not a constant
+    refused = run("01_generate_data.py", DOOM, "--controller", "c.json", "--total_episodes", 1, cwd=tmp_path,
+                  check=False)
+    assert refused.returncode == 1 and "vae/doom_take_cover.npz is missing" in refused.stderr
 
 
 def test_model_py_random_policy_replays_01s_episodes_and_plays_in_the_dream(pipeline):
