@@ -276,7 +276,8 @@ def test_01_plays_a_trained_controller_as_model_py_does(pipeline, tmp_path):
             np.testing.assert_array_equal(actions[episode, :steps], moves)
     finally:
         env.close()
-    assert len(np.unique(actions[:, :, 0])) == 3  # the controller's moves, not a constant
+    played = np.concatenate([actions[episode, :length, 0] for episode, length in enumerate(lengths)])
+    assert len(np.unique(played)) > 1  # the controller's moves, not a constant
     refused = run("01_generate_data.py", DOOM, "--controller", "c.json", "--total_episodes", 1, cwd=tmp_path,
                   check=False)
     assert refused.returncode == 1 and "vae/doom_take_cover.npz is missing" in refused.stderr
