@@ -133,7 +133,7 @@ def rollout(task):
     for t in range(time_steps):
         frames[t] = process_frame(observation, env_name)
         # the action as M sees it: the controller's Doom output becomes its move -1, 0 or 1, as in the game
-        actions[t] = model_action(env_name, agent.act(observation)) if agent is not None else policy()
+        actions[t] = model_action(env_name, agent.act_on_frame(frames[t])) if agent is not None else policy()
         observation, _, terminated, truncated, _ = env.step(actions[t])
         if terminated or truncated:
             dones[t] = terminated

@@ -96,11 +96,11 @@ def main(argv=None):
         raise UserError("the held-out batch files have another episode length than the training files")
     # Steps after the longest episode are padding in every sequence: leave them out (a Doom file is padded to 2100
     # steps while random play survives about 300, so this skips most of the LSTM's work and changes no loss).
-    longest = max(int(part["lengths"].max()) for part in (data, held_out) if part is not None)
-    for part in (data, held_out):
+    parts = [part for part in (data, held_out) if part is not None]
+    longest = max(int(part["lengths"].max()) for part in parts)
+    for part in parts:
         for key in ("mu", "logvar", "actions", "dones"):
-            if part is not None:
-                part[key] = part[key][:, :longest]
+            part[key] = part[key][:, :longest]
 
     import keras
     import numpy as np
@@ -139,17 +139,9 @@ def main(argv=None):
                                     rng)
         # minibatches of similar-length episodes, each cut to its longest: the LSTM skips most of the padding
         groups = length_buckets(data["lengths"], batch_size, rng, max_steps=time_steps)
-        totals, recorded = {}, 0.0
         progress = tqdm(groups, desc=f"epoch {epoch} (fresh z draw)", unit="minibatch", disable=args.verbose != 1)
-        for rows, steps in progress:
-            targets = (z_next[rows, :steps], z_mask[rows, :steps], done_target[rows, :steps], done_mask[rows, :steps])
-            logs = rnn.train_on_batch(inputs[rows, :steps], targets, return_dict=True)
-            weight = float(data["lengths"][rows].sum())  # the epoch's losses: minibatches weighted by recorded steps
-            for name, value in logs.items():
-                totals[name] = totals.get(name, 0.0) + weight * float(value)
-            recorded += weight
-            progress.set_postfix(loss=f"{float(logs['loss']):.4f}")
-        result = {name: total / recorded for name, total in totals.items()}
+        result = run_minibatches(rnn.train_on_batch, progress, inputs, (z_next, z_mask, done_target, done_mask),
+                                 data["lengths"], lambda logs: progress.set_postfix(loss=f"{float(logs['loss']):.4f}"))
         if held_out_losses is not None:
             result.update({f"val_{name}": value for name, value in held_out_losses().items()})
         history.append({"epoch": epoch, "elapsed_s": round(time.time() - started, 1), **result})
@@ -163,6 +155,21 @@ def main(argv=None):
                     {name: [row[name] for row in history] for name in names},
                     xlabel="epoch", ylabel="loss per step", title=f"MDN-RNN training ({args.env_name})")
     print(f"saved {weights_path} and its NumPy copy ({time.time() - started:.0f} s)")
+
+
+def run_minibatches(step, groups, inputs, targets: tuple, lengths, after_each=None) -> dict:
+    """step(x, y, return_dict=True) (train_on_batch or test_on_batch) on every minibatch (rows, steps) of `groups`;
+    returns the losses averaged over recorded steps (each minibatch weighted by its episodes' lengths)."""
+    totals, recorded = {}, 0.0
+    for rows, steps in groups:
+        logs = step(inputs[rows, :steps], tuple(target[rows, :steps] for target in targets), return_dict=True)
+        weight = float(lengths[rows].sum())
+        for name, value in logs.items():
+            totals[name] = totals.get(name, 0.0) + weight * float(value)
+        recorded += weight
+        if after_each is not None:
+            after_each(logs)
+    return {name: total / recorded for name, total in totals.items()}
 
 
 def held_out_evaluator(rnn, held_out: dict, config, batch_size: int, seed: int):
@@ -179,19 +186,7 @@ def held_out_evaluator(rnn, held_out: dict, config, batch_size: int, seed: int):
     inputs, z_next = rnn_arrays(held_out["mu"], held_out["logvar"], held_out["actions"], lengths, config.use_done, rng)
     z_mask, done_target, done_mask = training_masks(lengths, held_out["dones"], inputs.shape[1])
     groups = length_buckets(lengths, batch_size, rng, max_steps=inputs.shape[1])
-
-    def losses() -> dict:
-        totals, recorded = {}, 0.0
-        for rows, steps in groups:
-            targets = (z_next[rows, :steps], z_mask[rows, :steps], done_target[rows, :steps], done_mask[rows, :steps])
-            logs = rnn.test_on_batch(inputs[rows, :steps], targets, return_dict=True)
-            weight = float(lengths[rows].sum())
-            for name, value in logs.items():
-                totals[name] = totals.get(name, 0.0) + weight * float(value)
-            recorded += weight
-        return {name: total / recorded for name, total in totals.items()}
-
-    return losses
+    return lambda: run_minibatches(rnn.test_on_batch, groups, inputs, (z_next, z_mask, done_target, done_mask), lengths)
 
 
 if __name__ == "__main__":

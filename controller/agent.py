@@ -74,17 +74,21 @@ class Agent:
         self.z = np.zeros(self.config.z_size, dtype=np.float32)
         self.action = np.zeros(self.config.action_size, dtype=np.float32)
 
-    def encode(self, observation: np.ndarray) -> np.ndarray:
-        """z_t (z_size,) of one raw observation: crop and resize, then V's mu (+ sigma * eps when sampling)."""
-        mu, logvar = self.vae.encode(process_frame(observation, self.config.name))
+    def encode(self, frame: np.ndarray) -> np.ndarray:
+        """z_t (z_size,) of one 64x64 frame (env.process_frame): V's mu (+ sigma * eps when sampling)."""
+        mu, logvar = self.vae.encode(frame)
         if not self.sample_z:
             return mu[0]
         noise = self.rng.standard_normal(self.config.z_size, dtype=np.float32)
         return mu[0] + np.exp(0.5 * logvar[0]) * noise
 
     def act(self, observation: np.ndarray) -> np.ndarray:
-        """a_t = C([z_t, h_t]) for the observation of step t; z_t and a_t are kept for advance()."""
-        self.z = self.encode(observation)
+        """a_t = C([z_t, h_t]) for the raw observation of step t; z_t and a_t are kept for advance()."""
+        return self.act_on_frame(process_frame(observation, self.config.name))
+
+    def act_on_frame(self, frame: np.ndarray) -> np.ndarray:
+        """act() for an observation already cropped and resized (stage 01 has the frame it records)."""
+        self.z = self.encode(frame)
         self.action = self.controller.act(self.z, self.h[0], self.c[0])
         return self.action
 
