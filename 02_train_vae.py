@@ -11,7 +11,6 @@ the first file above what V makes of them). Without --new_model it resumes from 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -49,7 +48,7 @@ def main(argv=None):
     args = parse_args(argv)
     # --- set-up: inputs checked before TensorFlow loads, so a missing file fails fast -----------------------------
     from config import MAKES_OBS_DATA, data_file, get_config
-    from utils import batch_range_files, load_npy, save_json
+    from utils import batch_range_files, load_npy, new_or_resumed, save_json
 
     config = get_config(args.env_name)
     made_by = MAKES_OBS_DATA.format(env=args.env_name)
@@ -77,15 +76,10 @@ def main(argv=None):
     weights_path = vae_weights_path(args.env_name, vae_dir=args.vae_dir)
     learning_rate = args.learning_rate or config.vae_learning_rate
     history_path = os.path.join(args.vae_dir, f"{args.env_name}.history.json")
-    if args.new_model or not os.path.exists(weights_path):
-        if not args.new_model:
-            print(f"no saved VAE at {weights_path}: starting a new model")
-        vae = make_vae(config, seed=args.seed, learning_rate=learning_rate)
-        history = []
-    else:
-        vae = load_vae(config, args.vae_dir, seed=args.seed, learning_rate=learning_rate)
-        print(f"resuming from {weights_path} (weights and Adam state)")
-        history = json.load(open(history_path)) if os.path.exists(history_path) else []
+    vae, history = new_or_resumed(
+        "VAE", weights_path, history_path, args.new_model,
+        make=lambda: make_vae(config, seed=args.seed, learning_rate=learning_rate),
+        load=lambda: load_vae(config, args.vae_dir, seed=args.seed, learning_rate=learning_rate))
     batch_size = args.batch_size or config.vae_batch_size
     print(f"VAE for {args.env_name}: z = {config.z_size}, {vae.count_params():,} parameters; "
           f"{len(batches)} batch files, {args.epochs} epochs, minibatch {batch_size}, Adam {learning_rate:g}")

@@ -18,7 +18,6 @@ a controller trained in the dream finds; for those, see README (Results) and 01 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -109,20 +108,14 @@ def main(argv=None):
     from rnn.arch import make_rnn
     from rnn.train import length_buckets, load_rnn, rnn_arrays, save_rnn, training_masks
     from tqdm import tqdm
-    from utils import save_json
+    from utils import new_or_resumed, save_json
 
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     weights_path = rnn_weights_path(args.env_name, rnn_dir=args.rnn_dir)
     history_path = os.path.join(args.rnn_dir, f"{args.env_name}.history.json")
-    if args.new_model or not os.path.exists(weights_path):
-        if not args.new_model:
-            print(f"no saved MDN-RNN at {weights_path}: starting a new model")
-        rnn, history = make_rnn(config), []
-    else:
-        rnn = load_rnn(config, args.rnn_dir)
-        print(f"resuming from {weights_path} (weights and Adam state)")
-        history = json.load(open(history_path)) if os.path.exists(history_path) else []
+    rnn, history = new_or_resumed("MDN-RNN", weights_path, history_path, args.new_model,
+                                  make=lambda: make_rnn(config), load=lambda: load_rnn(config, args.rnn_dir))
     batch_size = args.batch_size or config.rnn_batch_size
     episodes, time_steps = data["mu"].shape[:2]
     print(f"MDN-RNN for {args.env_name}: LSTM {config.rnn_size}, {config.num_mixtures} Gaussians per latent, "

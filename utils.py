@@ -113,6 +113,32 @@ def load_npy(path: str, made_by: str, mmap: bool = True, ndim: int | None = None
     return array
 
 
+def new_or_resumed(kind: str, weights_path: str, history_path: str, new_model: bool, make: Callable[[], object],
+                   load: Callable[[], object]) -> tuple[object, list]:
+    """The model and history a training script starts from: new (--new_model or nothing saved) or the saved one.
+
+    A resumed model keeps its weights and Adam state and continues its history, whose epoch count goes on from the
+    last row; a history file that does not parse as a list is named, so a resume never silently restarts the count.
+    """
+    if new_model or not os.path.exists(weights_path):
+        if not new_model:
+            print(f"no saved {kind} at {weights_path}: starting a new model")
+        return make(), []
+    model = load()
+    print(f"resuming from {weights_path} (weights and Adam state)")
+    if not os.path.exists(history_path):
+        return model, []
+    try:
+        with open(history_path) as handle:
+            history = json.load(handle)
+    except (OSError, ValueError) as error:
+        history = error
+    if not isinstance(history, list):
+        raise UserError(f"{history_path} is corrupt (not a training history); delete it to resume {weights_path} "
+                        f"with a fresh epoch count, or pass --new_model to start over")
+    return model, history
+
+
 def require_file(path: str, made_by: str) -> str:
     """Return `path` if it exists, else raise a UserError naming the command that makes it."""
     if not os.path.exists(path):

@@ -209,6 +209,32 @@ def test_corrupt_weights_are_named(tmp_path):
         load_rnn(CAR_RACING, str(tmp_path / "empty"))
 
 
+def test_resume_continues_the_history_and_names_a_corrupt_one(tmp_path):
+    from config import rnn_weights_path
+    from utils import UserError, new_or_resumed, save_json
+
+    folder, history_path = str(tmp_path), str(tmp_path / "doom_take_cover.history.json")
+    weights_path = rnn_weights_path("doom_take_cover", rnn_dir=folder)
+
+    def start(new_model=False):
+        return new_or_resumed("MDN-RNN", weights_path, history_path, new_model,
+                              make=lambda: make_rnn(DOOM_TAKE_COVER), load=lambda: load_rnn(DOOM_TAKE_COVER, folder))
+
+    rnn, history = start()
+    assert history == []
+    save_rnn(rnn, "doom_take_cover", folder)
+    save_json(history_path, [{"epoch": 1, "loss": 1.5}])
+    resumed, history = start()
+    assert history == [{"epoch": 1, "loss": 1.5}]
+    for a, b in zip(rnn.weights, resumed.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert start(new_model=True)[1] == []
+    for corrupt in ('[{"epoch": 1', '{"epoch": 1}'):
+        (tmp_path / "doom_take_cover.history.json").write_text(corrupt)
+        with pytest.raises(UserError, match="doom_take_cover.history.json is corrupt.*--new_model"):
+            start()
+
+
 def test_mdn_rnn_learns_a_predictable_sequence():
     """z_{t+1} = 0.9 z_t exactly: the MDN loss must fall well below its starting value."""
     rng = np.random.default_rng(4)
