@@ -133,9 +133,17 @@ def write_logs(files: TrainingFiles, state: dict, current_params: np.ndarray, av
     save_plot(files.plot, state, files.base)
 
 
+def evaluation_points(evaluations: list) -> dict[str, np.ndarray]:
+    """The plotted points, (generation, score) rows: every evaluated mean and, for the new bests of a dream run
+    (evaluation rows that carry a fourth entry), their score in the real game."""
+    points = {"mean evaluated": [row[:2] for row in evaluations],
+              "new best, real game": [[row[0], row[3]] for row in evaluations if len(row) > 3]}
+    return {label: np.asarray(rows, dtype=np.float64) for label, rows in points.items() if rows}
+
+
 def save_plot(path: str, state: dict, title: str) -> None:
-    """The training curve as PNG (matplotlib Agg, no display): population average with its min-max band, and the
-    evaluated means as points."""
+    """The training curve as PNG (matplotlib Agg, no display): population average with its min-max band, the
+    evaluated means as points and, in dream mode, the real-game scores of the new bests as crosses."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,14 +153,13 @@ def save_plot(path: str, state: dict, title: str) -> None:
     figure, axes = plt.subplots(figsize=(7, 4), dpi=100)
     axes.fill_between(history[:, 0], history[:, 3], history[:, 4], alpha=0.2, label="population min-max")
     axes.plot(history[:, 0], history[:, 2], label="population average")
-    if state["evaluations"]:
-        evaluations = np.asarray([row[:2] for row in state["evaluations"]], dtype=np.float64)
-        axes.plot(evaluations[:, 0], evaluations[:, 1], "o", label="mean evaluated")
+    for (label, points), marker in zip(evaluation_points(state["evaluations"]).items(), ("o", "x")):
+        axes.plot(points[:, 0], points[:, 1], marker, label=label, markeredgewidth=2)
     axes.set_xlabel("generation")
     axes.set_ylabel("reward per episode")
     axes.set_title(title)
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right")
+    axes.legend(loc="best", fontsize="small")
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_path(path, suffix=".png") as temporary:
