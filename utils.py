@@ -131,8 +131,8 @@ def new_or_resumed(kind: str, weights_path: str, history_path: str, new_model: b
     try:
         with open(history_path) as handle:
             history = json.load(handle)
-    except (OSError, ValueError) as error:
-        history = error
+    except (OSError, ValueError):  # unreadable, truncated or not JSON
+        history = None
     if not isinstance(history, list):
         raise UserError(f"{history_path} is corrupt (not a training history); delete it to resume {weights_path} "
                         f"with a fresh epoch count, or pass --new_model to start over")
