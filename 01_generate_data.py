@@ -124,7 +124,7 @@ def rollout(task):
     agent = _agent_for(env_name, player) if player is not None else None
     if agent is not None:
         agent.reset(seed)  # the z noise of the episode, seeded as in model.py
-    policy = RandomPolicy(env_name, seed)
+    policy = RandomPolicy(env_name, seed) if agent is None else None
     frames = np.zeros((time_steps, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
     actions = np.zeros((time_steps, config.action_size), dtype=np.float32)
     dones = np.zeros(time_steps, dtype=bool)

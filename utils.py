@@ -117,25 +117,26 @@ def new_or_resumed(kind: str, weights_path: str, history_path: str, new_model: b
                    load: Callable[[], object]) -> tuple[object, list]:
     """The model and history a training script starts from: new (--new_model or nothing saved) or the saved one.
 
-    A resumed model keeps its weights and Adam state and continues its history, whose epoch count goes on from the
-    last row; a history file that does not parse as a list is named, so a resume never silently restarts the count.
+    A resumed model keeps its weights and Adam state and continues its history, so the epoch count goes on. The
+    history is read first: one that does not parse as a list is named before the model is built, so a resume never
+    silently restarts the count.
     """
     if new_model or not os.path.exists(weights_path):
         if not new_model:
             print(f"no saved {kind} at {weights_path}: starting a new model")
         return make(), []
-    model = load()
-    print(f"resuming from {weights_path} (weights and Adam state)")
-    if not os.path.exists(history_path):
-        return model, []
-    try:
-        with open(history_path) as handle:
-            history = json.load(handle)
-    except (OSError, ValueError):  # unreadable, truncated or not JSON
-        history = None
+    history = []
+    if os.path.exists(history_path):
+        try:
+            with open(history_path) as handle:
+                history = json.load(handle)
+        except (OSError, ValueError):  # unreadable, truncated or not JSON
+            history = None
     if not isinstance(history, list):
         raise UserError(f"{history_path} is corrupt (not a training history); delete it to resume {weights_path} "
                         f"with a fresh epoch count, or pass --new_model to start over")
+    model = load()
+    print(f"resuming from {weights_path} (weights and Adam state)")
     return model, history
 
 
