@@ -43,6 +43,8 @@ def parse_args(argv=None):
     parser.add_argument("env_name", choices=sorted(CONFIGS))
     parser.add_argument("-o", "--optimizer", default="cma", choices=OPTIMIZER_NAMES)
     parser.add_argument("--init_opt", default="", help="an .es.pk checkpoint to resume from")
+    parser.add_argument("--init_params", default="",
+                        help="a fresh run's search starts at these parameters (a .best.json) instead of zeros")
     parser.add_argument("-e", "--num_episode", type=int, default=1, help="episodes per solution and generation")
     parser.add_argument("-n", "--num_worker", type=int, default=4, help="worker processes (MPI ranks 1..n)")
     parser.add_argument("-t", "--num_worker_trial", type=int, default=1,
@@ -81,6 +83,7 @@ class Plan:
     def __init__(self, args):
         from config import get_config
         from controller.training import new_state, training_files
+        from controller.controller import load_params
 
         self.args = args
         self.config = config = get_config(args.env_name)
@@ -99,20 +102,23 @@ class Plan:
         self.files = training_files(config.name, args.optimizer, args.num_episode, self.population,
                                     args.controller_dir, args.log_dir)
         self.check_inputs()
+        if args.init_opt and args.init_params:
+            raise UserError("--init_opt resumes a run, --init_params starts a new one: give one of them")
         if args.init_opt:
             self.optimizer, self.state = self.resume(args.init_opt)
         else:
             self.refuse_to_overwrite()
             from es import make_optimizer
 
+            start = load_params(args.init_params, config)[0] if args.init_params else None
             try:
                 self.optimizer = make_optimizer(args.optimizer, config.controller_param_count, self.population,
                                                 sigma_init=args.sigma_init, sigma_decay=args.sigma_decay,
                                                 weight_decay=args.weight_decay, antithetic=bool(args.antithetic),
-                                                seed=args.seed_start)
+                                                seed=args.seed_start, x0=start)
             except ValueError as error:
                 raise UserError(str(error)) from None
-            self.state = new_state(config.name, args.optimizer, self.population, args.seed_start)
+            self.state = new_state(config.name, args.optimizer, self.population, args.num_episode, args.seed_start)
 
     def check_inputs(self) -> None:
         """A missing weight or data file is named with the command that makes it, before anything starts."""
@@ -130,17 +136,21 @@ class Plan:
                                 f"{MAKES_RNN_DATA.format(env=self.config.name)}")
 
     def resume(self, path: str):
+        from controller.training import check_state
         from es import load_optimizer
 
         optimizer, state = load_optimizer(path)
-        expected = {"env": self.config.name, "optimizer": self.args.optimizer, "population": self.population}
+        check_state(state, path)
+        # The file base is made of these: a resume with another value would write into another run's files.
+        expected = {"env": self.config.name, "optimizer": self.args.optimizer, "population": self.population,
+                    "num_episode": self.args.num_episode}
         for key, value in expected.items():
             if state.get(key) != value:
                 flag = {"env": "the environment", "optimizer": "-o", "population":
-                        "--num_worker x --num_worker_trial"}[key]
+                        "--num_worker x --num_worker_trial", "num_episode": "--num_episode"}[key]
                 raise UserError(f"{path} was trained with {key} {state.get(key)!r}, this run asks for {value!r}; "
                                 f"set {flag} to match")
-        if optimizer.num_params != self.config.controller_param_count:
+        if optimizer.num_params != self.config.controller_param_count or optimizer.popsize != self.population:
             raise UserError(f"{path} searches {optimizer.num_params} parameters; {self.config.name}'s controller has "
                             f"{self.config.controller_param_count}")
         return optimizer, state
@@ -246,7 +256,7 @@ def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> str:
     import numpy as np
 
     from controller.controller import save_params
-    from controller.training import best_score_on_disk, rounded, set_mean, take_seeds
+    from controller.training import best_score_on_disk, rounded, take_seeds
 
     args, state, files = plan.args, plan.state, plan.files
     params = rounded(plan.optimizer.current_param())
@@ -271,7 +281,7 @@ def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> str:
             record.append(round(float(real.mean()), 2))
             text += f", real game {real.mean():.2f} +- {real.std():.2f} over {count}"
     elif args.retrain and state["best_params"] is not None:
-        set_mean(plan.optimizer, np.asarray(state["best_params"]))
+        plan.optimizer.set_mean(np.asarray(state["best_params"], dtype=np.float64))
         text += " (mean moved back to the best)"
     state["evaluations"].append(record)
     return text

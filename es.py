@@ -3,7 +3,7 @@
 Every optimizer MAXIMISES the rewards it is told, works on a flat parameter vector, and is chosen by the names
 estool's `-o/--optimizer` flag uses (`make_optimizer`, `OPTIMIZER_NAMES`):
 
-    cma     CMAES      CMA-ES through the `cma` package (the paper's optimizer)
+    cma     CMAES      CMA-ES (the paper's optimizer), written here in NumPy after Hansen's tutorial
     ses     PEPG       estool's name for PEPG
     pepg    PEPG       parameter-exploring policy gradients with symmetric sampling
     openes  OpenES     OpenAI's evolution strategy with Adam
@@ -22,35 +22,34 @@ penalises large weights. The original World Models CMA-ES wrapper added this ter
 the rewards into costs and then added a negative decay to the cost), so it favoured large weights; estool fixed it
 later. The best solution and rewards reported by `result()` are the rewards as told, without the penalty.
 
-Every optimizer draws its randomness from its own `numpy.random.Generator` seeded by `seed` (CMA-ES included: the
-`cma` package is handed our generator and never touches NumPy's global one), so the same seed gives the same asks.
+Every optimizer draws its randomness from its own `numpy.random.Generator` seeded by `seed` and never touches
+NumPy's global one, so the same seed gives the same asks.
 
-Files: `save_optimizer(path, optimizer, state)` writes one pickle whole (temporary file, then rename), named
-`<env>.<optimizer>.<num_episode>.<popsize>.es.pk` by the training script as in estool. It holds a dict
-`{"format": FILE_FORMAT, "version": FILE_VERSION, "optimizer": ..., "state": ...}`; `state` is the caller's plain
-Python data (generation count, best score, seed counter, history). `load_optimizer(path)` reads it back through a
-restricted unpickler that can build only this module's classes, the `cma` package's objects, NumPy arrays, dtypes
-and random generators, and plain builtin containers, so a crafted file cannot run code while it is loaded.
+Files: `save_optimizer(path, optimizer, state)` writes one file whole (temporary file, then rename), named
+`<env>.<optimizer>.<num_episode>.<popsize>.es.pk` by the training script as in estool. Despite the estool name it
+holds no pickle: it is a NumPy `.npz` archive (a zip) of float64 arrays, the optimizer's vectors and matrices, plus
+one JSON text with its numbers, its random generator's state and the caller's `state` (JSON data: generation count,
+best score, seed counter, history). `load_optimizer(path)` reads it with `allow_pickle=False`, checks every field's
+name, type, shape and finiteness against the optimizer's own list of fields, and rebuilds the optimizer from those
+values: a file from someone else can be wrong, never run code (checkpoints are data, as safetensors are).
+A pickle checkpoint of an older version of this project is refused with one line that says how to go on.
 """
 
 from __future__ import annotations
 
 import abc
-import io
+import json
 import math
 import os
-import pickle
-import sys
-import types
+import zipfile
 from typing import NamedTuple
 
 import numpy as np
 
-from utils import UserError, save_bytes
+from utils import UserError, atomic_path
 
 FILE_FORMAT = "world-models-es-optimizer"  # marker inside every .es.pk file this module writes
-FILE_VERSION = 1  # bump when the pickled classes change incompatibly
-PICKLE_PROTOCOL = 5  # Python >= 3.8 reads it
+FILE_VERSION = 2  # 1 was a pickle (refused since: a crafted pickle can run code); 2 is .npz + JSON
 
 
 class Result(NamedTuple):
@@ -85,15 +84,22 @@ class EvolutionStrategy(abc.ABC):
     """The ask/tell bookkeeping every optimizer shares: checking rewards, weight decay, best-so-far.
 
     A subclass draws a population in `_sample()` (popsize, num_params), updates itself from the penalised rewards
-    in `_update(fitness)`, and reports its mean in `current_param()` and its step sizes in `sigma_vector()`.
+    in `_update(fitness)`, reports its mean in `current_param()` and its step sizes in `sigma_vector()`, moves its
+    mean in `set_mean()`, and lists in FIELDS every attribute that makes up its state: the checkpoint stores exactly
+    these (kinds in `_FIELD_KINDS`) and rebuilds an optimizer from them, so what is not listed does not survive a
+    resume, and nothing else can be put into an optimizer by a file.
     """
+
+    FIELDS = {"num_params": "count", "popsize": "count", "weight_decay": "float", "rng": "rng",
+              "solutions": "population?",  # the last ask(), waiting for its rewards
+              "best_solution": "vector?", "best_reward": "reward", "current_best_reward": "reward"}
 
     def __init__(self, num_params: int, popsize: int, weight_decay: float = 0.01, seed: int = 0):
         if num_params < 1:
             raise ValueError(f"num_params must be at least 1, got {num_params}")
         if popsize < 2:
             raise ValueError(f"popsize must be at least 2, got {popsize}")
-        if weight_decay < 0:
+        if not weight_decay >= 0 or not math.isfinite(weight_decay):
             raise ValueError(f"weight_decay must be >= 0 (it penalises large weights), got {weight_decay}")
         self.num_params = int(num_params)
         self.popsize = int(popsize)
@@ -148,6 +154,13 @@ class EvolutionStrategy(abc.ABC):
         """(num_params,) the current search step size per parameter."""
 
     @abc.abstractmethod
+    def set_mean(self, params: np.ndarray) -> None:
+        """Move the search distribution's mean to `params` (num_params,) (estool's set_mu; 05 --retrain)."""
+
+    def _derive(self) -> None:
+        """Recompute what follows from the stored fields (strategy constants); called after a checkpoint is read."""
+
+    @abc.abstractmethod
     def _sample(self) -> np.ndarray:
         """(popsize, num_params): a new population."""
 
@@ -165,51 +178,109 @@ def _initial_mean(x0, num_params: int) -> np.ndarray:
     return mean
 
 
-class _StandardNormal:
-    """The `randn(rows, columns)` that pycma samples with, drawing from our generator instead of NumPy's global one.
-
-    It is pickled inside the CMA-ES state, so a resumed run continues the same random stream.
-    """
-
-    def __init__(self, rng: np.random.Generator):
-        self.rng = rng
-
-    def __call__(self, *shape: int) -> np.ndarray:
-        return self.rng.standard_normal(shape)
+def _checked_sigma(sigma_init: float) -> float:
+    if not (math.isfinite(sigma_init) and sigma_init > 0):
+        raise ValueError(f"sigma_init must be a positive number (the initial search step size), got {sigma_init}")
+    return float(sigma_init)
 
 
 class CMAES(EvolutionStrategy):
-    """CMA-ES (Hansen & Ostermeier 2001; Hansen 2016, "The CMA Evolution Strategy: A Tutorial") through pycma.
+    """CMA-ES (Hansen & Ostermeier 2001), as set out in Hansen's tutorial ("The CMA Evolution Strategy: A Tutorial",
+    arXiv:1604.00772, 2016), with its default strategy parameters; the paper trains its controller with it
+    (section 3.3 and appendix).
 
-    The paper trains its controller with it (section 3.3 and appendix). `sigma_init` is the initial step size;
-    pycma adapts step size and covariance itself, so `sigma_decay` and `antithetic` are ignored (pycma decides on
-    mirrored sampling for small populations by itself). Output is silenced (verbose -9) and no log files are written.
+    Each generation samples x_k = m + sigma * B D z_k with z_k ~ N(0, I) and C = B D^2 B^T, ranks the popsize
+    solutions, and moves m to the weighted mean of the best mu = popsize // 2 (log-decreasing positive weights).
+    sigma follows cumulative step-size adaptation (path p_sigma; one step changes log sigma by at most 1, as pycma
+    caps it), C the rank-one update (path p_c, stalled by h_sigma) plus the rank-mu update. B and D are recomputed
+    from C every ~popsize / (c1 + cmu) / n / 10 generations (the tutorial's lazy eigendecomposition: for the
+    controller's 867 parameters C learns slowly, c1 + cmu ~ 1e-5, and B D stays valid for many generations).
+
+    Written here rather than wrapping pycma so that the whole state is a handful of arrays and numbers (FIELDS):
+    a checkpoint is data and resumes bit for bit, and any popsize >= 2 works (pycma's mirrored sampling failed
+    for population 2). `sigma_decay` and `antithetic` are ignored: CMA-ES adapts sigma itself.
     """
+
+    FIELDS = {**EvolutionStrategy.FIELDS, "mean": "vector", "sigma": "positive", "cov": "matrix",
+              "eigenbasis": "matrix", "eigenvalues_sqrt": "positive vector", "path_sigma": "vector",
+              "path_cov": "vector", "generation": "count", "eigen_generation": "count", "steps": "population?"}
 
     def __init__(self, num_params: int, popsize: int, sigma_init: float = 0.1, sigma_decay: float = 0.999,
                  weight_decay: float = 0.01, antithetic: bool = True, seed: int = 0, x0=None):
-        import cma
-
         super().__init__(num_params, popsize, weight_decay, seed)
-        options = {
-            "popsize": self.popsize,
-            "verbose": -9,
-            "seed": math.nan,  # nan: pycma leaves NumPy's global generator alone...
-            "randn": _StandardNormal(self.rng),  # ...and samples from ours
-        }
-        self.es = cma.CMAEvolutionStrategy(_initial_mean(x0, self.num_params), sigma_init, options)
+        n = self.num_params
+        self.mean = _initial_mean(x0, n)
+        self.sigma = _checked_sigma(sigma_init)
+        self.cov = np.eye(n)  # C
+        self.eigenbasis = np.eye(n)  # B: C's eigenvectors in its columns
+        self.eigenvalues_sqrt = np.ones(n)  # D: square roots of C's eigenvalues
+        self.path_sigma = np.zeros(n)
+        self.path_cov = np.zeros(n)
+        self.generation = 0  # updates done
+        self.eigen_generation = 0  # the generation whose C gave B and D
+        self.steps: np.ndarray | None = None  # (popsize, n) y_k = B D z_k of the last ask
+        self._derive()
+
+    def _derive(self) -> None:
+        """The tutorial's default strategy parameters (its table 1), from n and popsize alone."""
+        n, popsize = self.num_params, self.popsize
+        self.mu = popsize // 2
+        weights = math.log((popsize + 1) / 2) - np.log(np.arange(1, self.mu + 1))
+        self.weights = weights / weights.sum()
+        self.mu_eff = 1.0 / float(np.sum(np.square(self.weights)))
+        self.c_sigma = (self.mu_eff + 2) / (n + self.mu_eff + 5)
+        self.d_sigma = 1 + 2 * max(0.0, math.sqrt((self.mu_eff - 1) / (n + 1)) - 1) + self.c_sigma
+        self.c_c = (4 + self.mu_eff / n) / (n + 4 + 2 * self.mu_eff / n)
+        self.c_1 = 2 / ((n + 1.3) ** 2 + self.mu_eff)
+        self.c_mu = min(1 - self.c_1, 2 * (self.mu_eff - 2 + 1 / self.mu_eff) / ((n + 2) ** 2 + self.mu_eff))
+        self.chi_n = math.sqrt(n) * (1 - 1 / (4 * n) + 1 / (21 * n * n))  # E|N(0, I)|
+        self.eigen_interval = popsize / (self.c_1 + self.c_mu) / n / 10
 
     def _sample(self) -> np.ndarray:
-        return np.array(self.es.ask(), dtype=np.float64)
+        normal = self.rng.standard_normal((self.popsize, self.num_params))
+        self.steps = (normal * self.eigenvalues_sqrt) @ self.eigenbasis.T
+        return self.mean + self.sigma * self.steps
 
     def _update(self, fitness: np.ndarray) -> None:
-        self.es.tell(list(self.solutions), (-fitness).tolist())  # pycma minimises a cost
+        n = self.num_params
+        best = self.steps[np.argsort(-fitness, kind="stable")[:self.mu]]  # (mu, n), best first
+        step = self.weights @ best  # y_w
+        self.mean = self.mean + self.sigma * step
+
+        # Step-size path, in the coordinates where C is the identity: C^(-1/2) y_w = B D^-1 B^T y_w.
+        whitened = self.eigenbasis @ ((self.eigenbasis.T @ step) / self.eigenvalues_sqrt)
+        self.path_sigma = ((1 - self.c_sigma) * self.path_sigma
+                           + math.sqrt(self.c_sigma * (2 - self.c_sigma) * self.mu_eff) * whitened)
+        path_norm = float(np.linalg.norm(self.path_sigma))
+        # h_sigma stalls the rank-one path while the step-size path is long (sigma still growing).
+        corrected = path_norm / math.sqrt(1 - (1 - self.c_sigma) ** (2 * (self.generation + 1)))
+        h_sigma = 1.0 if corrected / self.chi_n < 1.4 + 2 / (n + 1) else 0.0
+        self.path_cov = ((1 - self.c_c) * self.path_cov
+                         + h_sigma * math.sqrt(self.c_c * (2 - self.c_c) * self.mu_eff) * step)
+
+        rank_one = np.outer(self.path_cov, self.path_cov)
+        rank_mu = (best * self.weights[:, None]).T @ best
+        stalled = (1 - h_sigma) * self.c_c * (2 - self.c_c)  # keeps C's scale while h_sigma is 0
+        self.cov = ((1 - self.c_1 - self.c_mu + self.c_1 * stalled) * self.cov
+                    + self.c_1 * rank_one + self.c_mu * rank_mu)
+        self.sigma *= math.exp(min(1.0, (self.c_sigma / self.d_sigma) * (path_norm / self.chi_n - 1)))
+        self.generation += 1
+
+        if self.generation - self.eigen_generation > self.eigen_interval:
+            self.cov = np.triu(self.cov) + np.triu(self.cov, 1).T  # exactly symmetric
+            eigenvalues, self.eigenbasis = np.linalg.eigh(self.cov)
+            self.eigenvalues_sqrt = np.sqrt(np.maximum(eigenvalues, 1e-300))
+            self.eigen_generation = self.generation
+        self.steps = None
 
     def current_param(self) -> np.ndarray:
-        return np.array(self.es.result.xfavorite, dtype=np.float64)
+        return self.mean.copy()
 
     def sigma_vector(self) -> np.ndarray:
-        return np.array(self.es.result.stds, dtype=np.float64)
+        return self.sigma * np.sqrt(np.diag(self.cov))
+
+    def set_mean(self, params: np.ndarray) -> None:
+        self.mean = _initial_mean(params, self.num_params)
 
 
 class Adam:
@@ -217,6 +288,9 @@ class Adam:
 
     beta1 = 0.99 as in estool: the evolution-strategy gradient estimates are noisy, so momentum averages longer.
     """
+
+    FIELDS = {"learning_rate": "positive", "beta1": "float", "beta2": "float", "epsilon": "positive",
+              "first_moment": "vector", "second_moment": "vector", "steps": "count"}
 
     def __init__(self, num_params: int, learning_rate: float, beta1: float = 0.99, beta2: float = 0.999,
                  epsilon: float = 1e-8):
@@ -235,6 +309,9 @@ class Adam:
         return self.learning_rate * first / (np.sqrt(second) + self.epsilon)
 
 
+_ADAM_FIELDS = {f"adam.{name}": kind for name, kind in Adam.FIELDS.items()}  # an optimizer's Adam, in its FIELDS
+
+
 class OpenES(EvolutionStrategy):
     """OpenAI's evolution strategy (Salimans et al. 2017, "Evolution Strategies as a Scalable Alternative to RL").
 
@@ -243,10 +320,14 @@ class OpenES(EvolutionStrategy):
     shrinks by `sigma_decay` a generation down to `sigma_limit`.
     """
 
+    FIELDS = {**EvolutionStrategy.FIELDS, "antithetic": "bool", "mean": "vector", "sigma": "positive",
+              "sigma_decay": "float", "sigma_limit": "float", "noise": "population?", **_ADAM_FIELDS}
+
     def __init__(self, num_params: int, popsize: int, sigma_init: float = 0.1, sigma_decay: float = 0.999,
                  weight_decay: float = 0.01, antithetic: bool = True, seed: int = 0, x0=None, *,
                  learning_rate: float = 0.01, sigma_limit: float = 0.01):
         super().__init__(num_params, popsize, weight_decay, seed)
+        sigma_init = _checked_sigma(sigma_init)
         if antithetic and self.popsize % 2:
             raise ValueError(f"antithetic sampling pairs every solution with its mirror image, so popsize must be "
                              f"even, got {popsize}")
@@ -277,6 +358,9 @@ class OpenES(EvolutionStrategy):
     def sigma_vector(self) -> np.ndarray:
         return np.full(self.num_params, self.sigma)
 
+    def set_mean(self, params: np.ndarray) -> None:
+        self.mean = _initial_mean(params, self.num_params)
+
 
 class PEPG(EvolutionStrategy):
     """Parameter-exploring policy gradients (Sehnke et al. 2010) with symmetric sampling; estool calls it "ses".
@@ -288,11 +372,16 @@ class PEPG(EvolutionStrategy):
     `antithetic` is ignored (the sampling is always symmetric).
     """
 
+    FIELDS = {**EvolutionStrategy.FIELDS, "mean": "vector", "sigma": "positive vector", "sigma_decay": "float",
+              "sigma_limit": "float", "sigma_learning_rate": "float", "sigma_max_change": "float",
+              "perturbations": "half_population?", **_ADAM_FIELDS}
+
     def __init__(self, num_params: int, popsize: int, sigma_init: float = 0.1, sigma_decay: float = 0.999,
                  weight_decay: float = 0.01, antithetic: bool = True, seed: int = 0, x0=None, *,
                  learning_rate: float = 0.01, sigma_learning_rate: float = 0.2, sigma_max_change: float = 0.2,
                  sigma_limit: float = 0.01):
         super().__init__(num_params, popsize, weight_decay, seed)
+        sigma_init = _checked_sigma(sigma_init)
         if self.popsize % 2:
             raise ValueError(f"PEPG tries every perturbation both ways, so popsize must be even, got {popsize}")
         self.mean = _initial_mean(x0, self.num_params)
@@ -332,6 +421,9 @@ class PEPG(EvolutionStrategy):
     def sigma_vector(self) -> np.ndarray:
         return self.sigma.copy()
 
+    def set_mean(self, params: np.ndarray) -> None:
+        self.mean = _initial_mean(params, self.num_params)
+
 
 class SimpleGA(EvolutionStrategy):
     """A simple genetic algorithm: truncation selection with elitism and Gaussian mutation (Such et al. 2017,
@@ -342,10 +434,14 @@ class SimpleGA(EvolutionStrategy):
     sigma shrinks by `sigma_decay` a generation down to `sigma_limit`. `antithetic` is ignored.
     """
 
+    FIELDS = {**EvolutionStrategy.FIELDS, "elite": "rows", "sigma": "positive", "sigma_decay": "float",
+              "sigma_limit": "float"}
+
     def __init__(self, num_params: int, popsize: int, sigma_init: float = 0.1, sigma_decay: float = 0.999,
                  weight_decay: float = 0.01, antithetic: bool = True, seed: int = 0, x0=None, *,
                  elite_ratio: float = 0.1, sigma_limit: float = 0.01):
         super().__init__(num_params, popsize, weight_decay, seed)
+        sigma_init = _checked_sigma(sigma_init)
         if not 0 < elite_ratio <= 1:
             raise ValueError(f"elite_ratio must be in (0, 1], got {elite_ratio}")
         elite_count = max(1, int(self.popsize * elite_ratio))
@@ -371,6 +467,9 @@ class SimpleGA(EvolutionStrategy):
     def sigma_vector(self) -> np.ndarray:
         return np.full(self.num_params, self.sigma)
 
+    def set_mean(self, params: np.ndarray) -> None:
+        self.elite[0] = _initial_mean(params, self.num_params)  # the best parent is the GA's mean
+
 
 _OPTIMIZERS = {"cma": CMAES, "ses": PEPG, "pepg": PEPG, "openes": OpenES, "ga": SimpleGA}
 OPTIMIZER_NAMES = tuple(_OPTIMIZERS)  # the values of 05_train_controller.py's -o/--optimizer
@@ -383,136 +482,242 @@ def make_optimizer(name: str, num_params: int, popsize: int, **kwargs) -> Evolut
     return _OPTIMIZERS[name](num_params, popsize, **kwargs)
 
 
-# ---- checkpoint files -------------------------------------------------------------------------------------------
+# ---- checkpoint files: data, never code ------------------------------------------------------------------------
 
-class _Refused(Exception):
-    """The pickle asked for something a saved optimizer never contains."""
-
-
-# What pickle may look up and CALL while rebuilding our state: NumPy's array, dtype, scalar and random-generator
-# reconstruction, and builtin containers. (`numpy.core` is NumPy 1's spelling of `numpy._core`.)
-_CALLABLE_GLOBALS = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy.random._pickle", "__generator_ctor"), ("numpy.random._pickle", "__bit_generator_ctor"),
-    ("numpy.random._pcg64", "PCG64"),
-    ("numpy.random.bit_generator", "SeedSequence"), ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence"),
-    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"), ("builtins", "slice"),
-    ("builtins", "range"), ("builtins", "bytearray"),
-    ("collections", "OrderedDict"), ("collections", "deque"), ("collections", "Counter"),
-}
-# What may appear only as a stored value, never be called: pycma keeps this function reference in its state.
-_VALUE_GLOBALS = {("numpy.linalg", "eigh")}
+_CLASSES = {cls.__name__: cls for cls in (CMAES, OpenES, PEPG, SimpleGA)}
+_PARTS = {"adam": Adam}  # objects inside an optimizer, stored as "<part>.<field>" and rebuilt from their FIELDS
+_HEADER = "header"  # the archive member holding the JSON text (as UTF-8 bytes in a uint8 array)
+_ARRAY_PREFIX = "optimizer."  # archive members holding the optimizer's arrays, "optimizer.<field>"
+_ARRAY_KINDS = ("vector", "positive vector", "matrix", "population", "half_population", "rows")
+_MAX_HEADER_BYTES = 1 << 30  # the JSON text (history and evaluations grow with the run); refuse anything larger
+_NPY_HEADER_BYTES = 4096  # an .npy member's own header is far smaller
+_ZIP_MAGIC = b"PK\x03\x04"
 
 
-def _is_own_object(module: str, value: object) -> bool:
-    """A class defined in this module, or a class or Python function defined in the `cma` package."""
-    owner = getattr(value, "__module__", None) or ""
-    if module == __name__:
-        return isinstance(value, type) and owner == __name__
-    return isinstance(value, (type, types.FunctionType)) and (owner == "cma" or owner.startswith("cma."))
+class _Invalid(Exception):
+    """The file's contents do not make an optimizer state; the message says which field is wrong."""
 
 
-class _RestrictedUnpickler(pickle._Unpickler):
-    """Unpickles only the objects an optimizer state is made of; anything else raises `_Refused` before it runs.
-
-    `find_class` admits the globals listed above, this module's classes, and pycma's classes and functions, from
-    modules that are already imported (importing can itself run code) and by plain names (a dotted name could walk
-    from an admitted module to, say, its `os`). It is the Python implementation of the unpickler, not the C one,
-    so that the REDUCE opcode (which calls a global with arguments) can be checked too: only `_CALLABLE_GLOBALS` may
-    be called. Our classes and pycma's are rebuilt the way pickle rebuilds plain objects (`cls.__new__`, then
-    their saved `__dict__`), never by calling them: `cma.CMAEvolutionStrategy(...)` would `eval` option strings.
-    """
-
-    dispatch = dict(pickle._Unpickler.dispatch)
-
-    def __init__(self, file):
-        super().__init__(file)
-        self.callables: list[object] = []  # what find_class handed out from _CALLABLE_GLOBALS
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in _CALLABLE_GLOBALS or (module, name) in _VALUE_GLOBALS:
-            __import__(module)
-            value = getattr(sys.modules[module], name)
-            if (module, name) in _CALLABLE_GLOBALS:
-                self.callables.append(value)
-            return value
-        is_ours = module == __name__ or module == "cma" or module.startswith("cma.")
-        if is_ours and "." not in name and module in sys.modules:
-            value = getattr(sys.modules[module], name, None)
-            if _is_own_object(module, value):
-                return value
-        raise _Refused(f"{module}.{name}")
-
-    def _load_reduce(self):
-        function = self.stack[-2]  # the stack holds [..., function, arguments]
-        if not any(function is allowed for allowed in self.callables):
-            raise _Refused(f"a call to {getattr(function, '__qualname__', type(function).__name__)}")
-        pickle._Unpickler.load_reduce(self)
-
-    def _load_instance(self):
-        raise _Refused("a protocol 0/1 instance (INST/OBJ opcode)")
-
-    dispatch[pickle.REDUCE[0]] = _load_reduce
-    dispatch[pickle.INST[0]] = _load_instance
-    dispatch[pickle.OBJ[0]] = _load_instance
+def _get(optimizer: EvolutionStrategy, name: str):
+    for part in name.split(".")[:-1]:
+        optimizer = getattr(optimizer, part)
+    return getattr(optimizer, name.split(".")[-1])
 
 
-def _restricted_loads(data: bytes) -> object:
-    import cma  # noqa: F401  (find_class admits only pycma modules already imported; this imports them)
+def _put(optimizer: EvolutionStrategy, name: str, value) -> None:
+    """Set the field `name` (one of our FIELDS, never a name from the file) on a rebuilt optimizer."""
+    target = optimizer
+    for part in name.split(".")[:-1]:
+        if not hasattr(target, part):
+            setattr(target, part, _PARTS[part].__new__(_PARTS[part]))
+        target = getattr(target, part)
+    setattr(target, name.split(".")[-1], value)
 
-    return _RestrictedUnpickler(io.BytesIO(data)).load()
+
+def _array_shape(kind: str, num_params: int, popsize: int, rows: int) -> tuple[int, ...]:
+    return {"vector": (num_params,), "positive vector": (num_params,), "matrix": (num_params, num_params),
+            "population": (popsize, num_params), "half_population": (popsize // 2, num_params),
+            "rows": (rows, num_params)}[kind]
+
+
+def _is_int(value) -> bool:
+    return type(value) is int  # not bool, not float
+
+
+def _checked_value(name: str, kind: str, value):
+    """A JSON value of the optimizer's field `name`, checked against its kind."""
+    if kind == "count":
+        if not (_is_int(value) and 0 <= value < 2 ** 63):
+            raise _Invalid(f"{name} must be a non-negative integer, got {value!r}")
+        return value
+    if kind == "bool":
+        if type(value) is not bool:
+            raise _Invalid(f"{name} must be true or false, got {value!r}")
+        return value
+    if kind == "reward":  # -inf (nothing told yet) is stored as null
+        if value is None:
+            return -math.inf
+        kind = "float"
+    if kind in ("float", "positive"):
+        if not ((_is_int(value) or type(value) is float) and math.isfinite(value)):
+            raise _Invalid(f"{name} must be a finite number, got {value!r}")
+        if kind == "positive" and not value > 0:
+            raise _Invalid(f"{name} must be positive, got {value!r}")
+        return float(value)
+    if kind == "rng":
+        return _checked_generator(name, value)
+    raise AssertionError(f"unknown field kind {kind!r}")
+
+
+def _checked_generator(name: str, value) -> np.random.Generator:
+    """A PCG64 generator from its stored state: four integers, nothing else."""
+    if not (isinstance(value, dict) and set(value) == {"bit_generator", "state", "has_uint32", "uinteger"}
+            and value["bit_generator"] == "PCG64" and isinstance(value["state"], dict)
+            and set(value["state"]) == {"state", "inc"}
+            and all(_is_int(v) and 0 <= v < 2 ** 128 for v in value["state"].values())
+            and value["has_uint32"] in (0, 1) and _is_int(value["has_uint32"])
+            and _is_int(value["uinteger"]) and 0 <= value["uinteger"] < 2 ** 32):
+        raise _Invalid(f"{name} is not the state of a PCG64 random generator")
+    bit_generator = np.random.PCG64()
+    bit_generator.state = value
+    return np.random.Generator(bit_generator)
+
+
+def _checked_array(name: str, kind: str, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if array.dtype != np.float64 or array.shape != shape:
+        raise _Invalid(f"{name} is a {array.dtype} array of shape {array.shape}, expected float64 {shape}")
+    if not np.all(np.isfinite(array)):
+        raise _Invalid(f"{name} holds non-finite values")
+    if kind == "positive vector" and not np.all(array > 0):
+        raise _Invalid(f"{name} must be positive")
+    return np.array(array)  # a writable copy
+
+
+def _state_of(optimizer: EvolutionStrategy) -> tuple[dict, dict[str, np.ndarray]]:
+    """(JSON values, arrays) of every field in the optimizer's FIELDS; a non-finite value raises ValueError."""
+    values, arrays = {}, {}
+    for name, kind in type(optimizer).FIELDS.items():
+        value, kind = _get(optimizer, name), kind.rstrip("?")
+        if value is None:
+            continue
+        if kind in _ARRAY_KINDS:
+            array = np.asarray(value, dtype=np.float64)
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"the optimizer's {name} holds non-finite values; a checkpoint keeps finite numbers "
+                                 f"only (the search diverged: lower --sigma_init?)")
+            arrays[_ARRAY_PREFIX + name] = array
+        elif kind == "rng":
+            values[name] = value.bit_generator.state
+        elif kind == "reward":
+            values[name] = None if value == -math.inf else float(value)
+        else:
+            values[name] = value
+    return values, arrays
 
 
 def save_optimizer(path: str, optimizer: EvolutionStrategy, state: dict) -> None:
-    """Write `optimizer` and the caller's `state` (plain Python data) to the one file `path`, whole.
+    """Write `optimizer` and the caller's `state` (JSON data) to the one file `path`, whole.
 
-    The file is a pickle of {"format": FILE_FORMAT, "version": FILE_VERSION, "optimizer": ..., "state": ...},
-    written to a temporary file beside `path` and renamed onto it, so `path` always holds a complete state.
-    The payload is read back through the restricted unpickler before writing: a `state` that `load_optimizer`
-    would refuse raises ValueError now, and the previous file stays as it was.
+    The file is an uncompressed NumPy .npz archive: a member "header" with the JSON text {"format", "version",
+    "optimizer": class name, "values": the optimizer's numbers and generator state, "state": `state`} and one
+    float64 array "optimizer.<field>" per array field. It is written to a temporary file beside `path` and renamed
+    onto it, so `path` always holds a complete state. A `state` that is not JSON data (or holds NaN or infinity)
+    raises ValueError, and the previous file stays as it was.
     """
-    if not isinstance(optimizer, EvolutionStrategy):
+    if not isinstance(optimizer, EvolutionStrategy) or type(optimizer).__name__ not in _CLASSES:
         raise ValueError(f"save_optimizer needs an optimizer from make_optimizer, got {type(optimizer).__name__}")
-    payload = {"format": FILE_FORMAT, "version": FILE_VERSION, "optimizer": optimizer, "state": state}
-    data = pickle.dumps(payload, protocol=PICKLE_PROTOCOL)
+    if not isinstance(state, dict):
+        raise ValueError(f"state must be a dict of JSON data, got {type(state).__name__}")
+    values, arrays = _state_of(optimizer)
+    header = {"format": FILE_FORMAT, "version": FILE_VERSION, "optimizer": type(optimizer).__name__,
+              "values": values, "state": state}
     try:
-        _restricted_loads(data)
-    except _Refused as refused:
-        raise ValueError(f"state for {path} holds {refused}, which load_optimizer would refuse; "
-                         f"keep it to plain Python data (numbers, strings, lists, dicts, NumPy arrays)") from None
-    save_bytes(path, data)
+        text = json.dumps(header, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"state for {path} is not JSON data ({error}); keep it to numbers, strings, lists, dicts, "
+                         f"true/false and null") from None
+    with atomic_path(path, suffix=".npz") as temporary:
+        np.savez(temporary, **{_HEADER: np.frombuffer(text.encode(), dtype=np.uint8)}, **arrays)
+
+
+def _read_header(path: str, archive: zipfile.ZipFile) -> dict:
+    members = {info.filename: info for info in archive.infolist()}
+    header = members.get(_HEADER + ".npy")
+    if header is None:
+        raise _Invalid("it has no header")
+    if header.file_size > _MAX_HEADER_BYTES:
+        raise _Invalid(f"its header is {header.file_size} bytes")
+    with archive.open(header) as handle:
+        array = np.lib.format.read_array(handle, allow_pickle=False)
+    if array.dtype != np.uint8 or array.ndim != 1:
+        raise _Invalid("its header is not JSON text")
+    try:
+        return json.loads(array.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise _Invalid(f"its header is not JSON ({error})") from None
+
+
+def _rebuild(path: str) -> tuple[EvolutionStrategy, dict]:
+    """Read and check everything; raises _Invalid with what is wrong. Nothing from the file is called or imported:
+    the class comes from a fixed table, the fields from that class's own FIELDS, the values are numbers."""
+    with zipfile.ZipFile(path) as archive:
+        header = _read_header(path, archive)
+        if not isinstance(header, dict) or header.get("format") != FILE_FORMAT:
+            raise _Invalid(f"it has no {FILE_FORMAT!r} marker")
+        if header.get("version") != FILE_VERSION:
+            raise _Invalid(f"it is format version {header.get('version')!r}; this code reads version {FILE_VERSION}")
+        if set(header) != {"format", "version", "optimizer", "values", "state"}:
+            raise _Invalid(f"its header has the keys {sorted(header)}")
+        cls = _CLASSES.get(header["optimizer"]) if isinstance(header["optimizer"], str) else None
+        if cls is None:
+            raise _Invalid(f"it names the optimizer {header['optimizer']!r}; known: {', '.join(_CLASSES)}")
+        values, state = header["values"], header["state"]
+        if not isinstance(values, dict) or not isinstance(state, dict):
+            raise _Invalid("its values or state are not objects")
+
+        kinds = {name: kind.rstrip("?") for name, kind in cls.FIELDS.items()}
+        array_names = {name for name, kind in kinds.items() if kind in _ARRAY_KINDS}
+        optional = {name for name, kind in cls.FIELDS.items() if kind.endswith("?")}
+        expected = set(kinds) - array_names
+        if set(values) != expected:
+            raise _Invalid(f"its {cls.__name__} values are {sorted(values)}, expected {sorted(expected)}")
+        members = {info.filename: info for info in archive.infolist()}
+        stored = {name[len(_ARRAY_PREFIX):-len(".npy")] for name in members if name.startswith(_ARRAY_PREFIX)}
+        unknown = set(members) - {_HEADER + ".npy"} - {_ARRAY_PREFIX + name + ".npy" for name in array_names}
+        if unknown or not (array_names - optional) <= stored:
+            raise _Invalid(f"its arrays are {sorted(stored)}, expected {sorted(array_names)}")
+
+        optimizer = cls.__new__(cls)
+        for name in sorted(values):
+            _put(optimizer, name, _checked_value(name, kinds[name], values[name]))
+        if optimizer.num_params < 1 or optimizer.popsize < 2:
+            raise _Invalid(f"num_params {optimizer.num_params} or popsize {optimizer.popsize} is too small")
+        for name in sorted(array_names):
+            if name not in stored:
+                _put(optimizer, name, None)
+                continue
+            member = members[_ARRAY_PREFIX + name + ".npy"]
+            if member.compress_type != zipfile.ZIP_STORED:  # np.savez stores; stored, it is no larger than the file
+                raise _Invalid(f"{name} is compressed")
+            largest = _array_shape(kinds[name], optimizer.num_params, optimizer.popsize, rows=optimizer.popsize)
+            if member.file_size > 8 * int(np.prod(largest)) + _NPY_HEADER_BYTES:  # checked before reading
+                raise _Invalid(f"{name} is {member.file_size} bytes, more than a float64 {largest} array")
+            with archive.open(member) as handle:
+                array = np.lib.format.read_array(handle, allow_pickle=False)
+            shape = largest
+            if kinds[name] == "rows" and array.ndim == 2 and 1 <= array.shape[0] <= optimizer.popsize:
+                shape = (array.shape[0], optimizer.num_params)  # SimpleGA's elite: 1..popsize rows
+            _put(optimizer, name, _checked_array(name, kinds[name], array, shape))
+    optimizer._derive()
+    return optimizer, state
 
 
 def load_optimizer(path: str) -> tuple[EvolutionStrategy, dict]:
     """Read (optimizer, state) from a file `save_optimizer` wrote.
 
-    A missing, truncated or corrupt file, a pickle of anything else, or one that would build or call anything
-    besides our state's own objects raises a one-line UserError naming `path`; nothing in the file runs.
+    A missing, truncated or corrupt file, a file of anything else, or one whose fields are missing, unknown, of the
+    wrong type or shape, or not finite raises a one-line UserError naming `path`. Nothing in the file is executed:
+    it is read as a zip of .npy arrays (allow_pickle=False) and JSON. A pickle (what this project's checkpoints
+    were before version 2) is refused without being unpickled.
     """
     if not os.path.exists(path):
         raise UserError(f"{path} is missing: no optimizer state to resume from")
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            magic = handle.read(4)
     except OSError as error:
         raise UserError(f"cannot read {path}: {error.strerror or error}") from None
+    if magic != _ZIP_MAGIC:
+        if magic[:1] == b"\x80" and path.endswith(".es.pk"):  # a pickle of protocol 2 or later
+            best = path[: -len(".es.pk")] + ".best.json"
+            raise UserError(f"{path} is a pickle, the checkpoint format of older versions of this project; it is not "
+                            f"read because a crafted pickle can run code. Go on from that run's best controller: "
+                            f"start a new run with --init_params {best}")
+        raise UserError(f"{path} is not an optimizer state written by this project (not an .npz archive)")
     try:
-        payload = _restricted_loads(data)
-    except _Refused as refused:
-        raise UserError(f"{path} is not an optimizer state written by this project (it asks for {refused}); "
-                        f"refusing to load it") from None
-    except Exception as error:  # truncated or random bytes fail in many ways: EOFError, UnpicklingError, KeyError...
+        return _rebuild(path)
+    except _Invalid as invalid:
+        raise UserError(f"{path} is not a valid optimizer state: {invalid}; refusing to load it") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as error:  # truncated or damaged archive
         raise UserError(f"{path} is truncated or corrupt ({type(error).__name__}: {error}); "
                         f"delete it or resume from another file") from None
-    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
-        raise UserError(f"{path} is not an optimizer state written by this project (no {FILE_FORMAT!r} marker)")
-    if payload.get("version") != FILE_VERSION:
-        raise UserError(f"{path} is an optimizer state of format version {payload.get('version')!r}, this code reads "
-                        f"version {FILE_VERSION}; resume with the code that wrote it or start afresh")
-    if not isinstance(payload.get("optimizer"), EvolutionStrategy) or not isinstance(payload.get("state"), dict):
-        raise UserError(f"{path} is not an optimizer state written by this project (wrong contents)")
-    return payload["optimizer"], payload["state"]

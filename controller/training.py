@@ -3,7 +3,8 @@ per-generation history, artifacts and the training-curve plot.
 
 Files of one run, named as estool names them, <base> = <env>.<optimizer>.<num_episode>.<population>:
 
-    ./controller/<base>.es.pk     optimizer + state (es.save_optimizer), rewritten whole every generation
+    ./controller/<base>.es.pk     optimizer + state (es.save_optimizer: .npz + JSON, no pickle despite estool's
+                                  name), rewritten whole every generation
     ./controller/<base>.best.json [params, score] of the best evaluated mean; replaced only by a better score
     ./log/<base>.json             [params, score]: the current mean (rounded to 4 decimals) and this generation's
                                   average reward
@@ -12,7 +13,7 @@ Files of one run, named as estool names them, <base> = <env>.<optimizer>.<num_ep
     ./log/<base>.log.json         one row an evaluation: [generation, score, params evaluated]
     ./log/<base>.png              the training curve: population average, min-max band, evaluations
 
-The state (plain Python data, inside the .es.pk) is the one source of truth: history and evaluations are stored
+The state (JSON data, inside the .es.pk) is the one source of truth: history and evaluations are stored
 in it, so the JSON files are rewritten from it and a resumed run appends to them whatever happened to the files.
 """
 
@@ -53,9 +54,10 @@ def training_files(env_name: str, optimizer: str, num_episode: int, population: 
                          evaluations=f"{log_dir}/{base}.log.json", plot=f"{log_dir}/{base}.png")
 
 
-def new_state(env_name: str, optimizer: str, population: int, seed_start: int) -> dict:
+def new_state(env_name: str, optimizer: str, population: int, num_episode: int, seed_start: int) -> dict:
     """The state of a run that has done nothing yet."""
     return {"format": STATE_FORMAT, "env": env_name, "optimizer": optimizer, "population": population,
+            "num_episode": num_episode,  # with env, optimizer and population: the run's file base
             "generation": 0,  # generations completed
             "next_seed": int(seed_start),  # episode seeds are next_seed, next_seed + 1, ...: never reused
             "elapsed_s": 0.0,  # training time of earlier runs of this state
@@ -112,17 +114,32 @@ def rounded(params: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(params, dtype=np.float64), PARAM_DECIMALS)
 
 
-def set_mean(optimizer, params: np.ndarray) -> None:
-    """--retrain: move the search distribution's mean back to `params` (estool's es.set_mu)."""
-    params = np.array(params, dtype=np.float64)
-    if hasattr(optimizer, "set_mean"):
-        optimizer.set_mean(params)
-    elif hasattr(optimizer, "es"):  # CMAES wraps a pycma CMAEvolutionStrategy, whose mean is an attribute
-        optimizer.es.mean = params
-    elif hasattr(optimizer, "elite"):  # SimpleGA: the best parent is its mean
-        optimizer.elite[0] = params
-    else:  # OpenES, PEPG
-        optimizer.mean = params
+_STATE_TYPES = {"format": int, "env": str, "optimizer": str, "population": int, "num_episode": int,
+                "generation": int, "next_seed": int, "elapsed_s": (int, float), "history": list, "evaluations": list,
+                "best_score": (int, float, type(None)), "best_params": (list, type(None)),
+                "cap_length": (int, type(None))}
+
+
+def check_state(state: dict, path: str) -> dict:
+    """The training state read from a checkpoint, its keys and types checked (a file may come from anyone): a
+    wrong one is named in one line instead of failing somewhere in the first generation."""
+    from utils import UserError
+
+    for key, types in _STATE_TYPES.items():
+        value = state.get(key)
+        if key not in state or isinstance(value, bool) or not isinstance(value, types):
+            raise UserError(f"{path} holds no valid training state ({key!r} is {value!r}); resume from another file")
+    if state["format"] != STATE_FORMAT:
+        raise UserError(f"{path} holds a training state of format {state['format']}, this code reads {STATE_FORMAT}")
+    rows_ok = (all(isinstance(row, list) and len(row) == 9 and all(isinstance(v, (int, float)) for v in row)
+                   for row in state["history"])
+               and all(isinstance(row, list) and len(row) in (3, 4) for row in state["evaluations"]))
+    numbers = [state["elapsed_s"], *(v for row in state["history"] for v in row)]
+    if state["best_score"] is not None:
+        numbers.append(state["best_score"])
+    if not rows_ok or not all(math.isfinite(v) for v in numbers) or state["generation"] < 0 or state["next_seed"] < 0:
+        raise UserError(f"{path} holds a damaged training history; resume from another file")
+    return state
 
 
 def write_logs(files: TrainingFiles, state: dict, current_params: np.ndarray, average: float) -> None:

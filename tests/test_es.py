@@ -1,12 +1,16 @@
 """es.py: optimizers that reach known optima, weight decay that penalises, seeded asks, exact checkpoint round trips,
-and checkpoint loading that refuses crafted pickles without running them."""
+and checkpoints that are data: hostile files (pickle gadgets, pickles inside the archive, injected fields, wrong
+shapes, non-finite values) are refused without running anything."""
 
 import io
+import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 
 import numpy as np
 import pytest
@@ -156,6 +160,44 @@ def test_same_seed_same_asks_different_seed_different_asks(name):
     assert not np.array_equal(asks(5)[0], asks(6)[0])
 
 
+def test_cma_trains_with_a_population_of_two():
+    """What a two-core user types (--num_worker 2 --num_worker_trial 1): pycma failed in generation 2."""
+    optimizer = es.make_optimizer("cma", NUM_PARAMS, 2, sigma_init=0.5, weight_decay=0.0, seed=0)
+    start = squared_distance(optimizer)
+    run(optimizer, 300)
+    assert squared_distance(optimizer) < start / 100
+
+
+def test_cma_strategy_constants_follow_the_tutorial():
+    """Hansen's tutorial, table 1, for n = 867 (CarRacing's controller) and popsize 16, computed by hand:
+    mu = 8, weights ln(8.5) - ln(i) normalised, mu_eff = 1 / sum(w^2)."""
+    optimizer = es.CMAES(867, 16)
+    raw = np.log(8.5) - np.log(np.arange(1, 9))
+    weights = raw / raw.sum()
+    assert optimizer.mu == 8
+    np.testing.assert_allclose(optimizer.weights, weights)
+    mu_eff = 1 / np.sum(weights ** 2)
+    assert optimizer.mu_eff == pytest.approx(mu_eff)
+    assert optimizer.c_sigma == pytest.approx((mu_eff + 2) / (867 + mu_eff + 5))
+    assert optimizer.c_1 == pytest.approx(2 / (868.3 ** 2 + mu_eff))
+    assert optimizer.chi_n == pytest.approx(np.sqrt(867) * (1 - 1 / 3468 + 1 / (21 * 867 ** 2)))
+    assert optimizer.rms_stdev() == pytest.approx(0.1)  # sigma_init with C = I
+
+
+@pytest.mark.parametrize("name", list(CLASSES))
+@pytest.mark.parametrize("sigma", [0.0, -0.1, float("nan"), float("inf")])
+def test_a_step_size_that_is_not_positive_is_refused(name, sigma):
+    with pytest.raises(ValueError, match="sigma_init must be a positive number"):
+        es.make_optimizer(name, NUM_PARAMS, 8, sigma_init=sigma)
+
+
+@pytest.mark.parametrize("name", list(CLASSES))
+def test_set_mean_moves_the_search(name):
+    optimizer = run(es.make_optimizer(name, NUM_PARAMS, 8, seed=0), 2)
+    optimizer.set_mean(OPTIMUM)
+    np.testing.assert_array_equal(optimizer.current_param(), OPTIMUM)
+
+
 def test_cma_leaves_numpys_global_generator_alone():
     np.random.seed(1)
     expected = np.random.random_sample(3)
@@ -166,18 +208,20 @@ def test_cma_leaves_numpys_global_generator_alone():
 
 # ---- checkpoints ------------------------------------------------------------------------------------------------
 
-STATE = {"generation": 4, "best_score": np.float64(12.5), "seed_counter": np.int64(1234), "note": "resumed",
-         "history": [[1, 0.5, -3.0], [2, 0.7, -2.0]], "eval_scores": np.array([1.0, 2.0], dtype=np.float32),
-         "tried_seeds": {111, 112}, "shape": (2, 3), "done": np.bool_(False)}
+STATE = {"generation": 4, "best_score": 12.5, "next_seed": 1234, "note": "resumed", "best_params": None,
+         "history": [[1, 0.5, -3.0], [2, 0.7, -2.0]], "nested": {"flags": [True, False, None], "tiny": 1e-300}}
 
 
-def assert_state_equal(loaded: dict, saved: dict):
-    assert loaded.keys() == saved.keys()
-    for key, value in saved.items():
-        if isinstance(value, np.ndarray):
-            np.testing.assert_array_equal(loaded[key], value)
-        else:
-            assert loaded[key] == value
+def assert_same_optimizer(loaded: es.EvolutionStrategy, original: es.EvolutionStrategy):
+    assert type(loaded) is type(original)
+    for _ in range(2):  # the next asks agree bit for bit, and keep agreeing after the same tell
+        asked, asked_after_load = original.ask(), loaded.ask()
+        assert asked.tobytes() == asked_after_load.tobytes()
+        original.tell(sphere(asked))
+        loaded.tell(sphere(asked_after_load))
+    for field in es.Result._fields:
+        np.testing.assert_array_equal(getattr(loaded.result(), field), getattr(original.result(), field))
+    np.testing.assert_array_equal(loaded.current_param(), original.current_param())
 
 
 @pytest.mark.parametrize("name", list(CLASSES))
@@ -186,15 +230,31 @@ def test_checkpoint_round_trip_is_exact(tmp_path, name):
     original = run(es.make_optimizer(name, NUM_PARAMS, 8, seed=3), 4)
     es.save_optimizer(path, original, STATE)
     loaded, state = es.load_optimizer(path)
-    assert type(loaded) is type(original)
-    assert_state_equal(state, STATE)
-    for _ in range(2):  # the next asks agree bit for bit, and keep agreeing after the same tell
-        asked, asked_after_load = original.ask(), loaded.ask()
-        assert asked.tobytes() == asked_after_load.tobytes()
-        original.tell(sphere(asked))
-        loaded.tell(sphere(asked_after_load))
-    for field in es.Result._fields:
-        np.testing.assert_array_equal(getattr(loaded.result(), field), getattr(original.result(), field))
+    assert state == STATE
+    assert_same_optimizer(loaded, original)
+
+
+@pytest.mark.parametrize("name", list(CLASSES))
+def test_checkpoint_between_ask_and_tell_round_trips(tmp_path, name):
+    """The pending population (and CMA-ES's steps, PEPG's perturbations, OpenES's noise) is part of the state."""
+    path = str(tmp_path / "run.es.pk")
+    original = run(es.make_optimizer(name, NUM_PARAMS, 8, seed=3), 2)
+    asked = original.ask()
+    es.save_optimizer(path, original, {})
+    loaded, _ = es.load_optimizer(path)
+    original.tell(sphere(asked))
+    loaded.tell(sphere(asked))
+    assert_same_optimizer(loaded, original)
+
+
+def test_cma_checkpoint_keeps_the_eigendecomposition(tmp_path):
+    """Past an eigendecomposition B and D differ from C's current eigenvectors: both are stored, so a resumed run
+    samples exactly as the original does."""
+    optimizer = run(es.CMAES(NUM_PARAMS, 8, sigma_init=0.5, seed=1), 29)  # B and D from generation 27's C
+    assert optimizer.eigen_generation > 0 and optimizer.eigen_generation < optimizer.generation
+    path = str(tmp_path / "run.es.pk")
+    es.save_optimizer(path, optimizer, {})
+    assert_same_optimizer(es.load_optimizer(path)[0], optimizer)
 
 
 def test_checkpoint_loads_in_a_fresh_process(tmp_path):
@@ -208,6 +268,17 @@ def test_checkpoint_loads_in_a_fresh_process(tmp_path):
     assert np.load(asked_path).tobytes() == original.ask().tobytes()
 
 
+def test_a_checkpoint_is_an_npz_of_float_arrays_and_json(tmp_path):
+    path = str(tmp_path / "run.es.pk")
+    es.save_optimizer(path, run(es.CMAES(NUM_PARAMS, 8), 2), {"generation": 2})
+    with np.load(path, allow_pickle=False) as archive:
+        header = json.loads(archive["header"].tobytes())
+        assert header["format"] == es.FILE_FORMAT and header["optimizer"] == "CMAES"
+        assert header["state"] == {"generation": 2}
+        assert archive["optimizer.cov"].shape == (NUM_PARAMS, NUM_PARAMS)
+        assert all(archive[key].dtype == np.float64 for key in archive.files if key != "header")
+
+
 def test_saving_writes_one_whole_file_and_replaces_the_old_one(tmp_path):
     path = tmp_path / "run.ga.1.8.es.pk"
     optimizer = run(es.SimpleGA(NUM_PARAMS, 8), 2)
@@ -218,19 +289,34 @@ def test_saving_writes_one_whole_file_and_replaces_the_old_one(tmp_path):
     assert es.load_optimizer(str(path))[1] == {"generation": 3}
 
 
-def test_a_state_the_loader_would_refuse_is_refused_at_save_and_the_old_file_kept(tmp_path):
+@pytest.mark.parametrize("state, message", [
+    ({"generation": 1, "callback": os.getcwd}, "not JSON data"),
+    ({"score": float("nan")}, "not JSON data"),
+    ({"seeds": np.arange(3)}, "not JSON data"),
+])
+def test_a_state_that_is_not_json_data_is_refused_at_save_and_the_old_file_kept(tmp_path, state, message):
     path = tmp_path / "run.openes.1.8.es.pk"
     optimizer = es.OpenES(NUM_PARAMS, 8)
     es.save_optimizer(str(path), optimizer, {"generation": 0})
     before = path.read_bytes()
-    with pytest.raises(ValueError, match="plain Python data"):
-        es.save_optimizer(str(path), optimizer, {"generation": 1, "callback": os.getcwd})
+    with pytest.raises(ValueError, match=message):
+        es.save_optimizer(str(path), optimizer, state)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == [path.name]
 
 
+def test_a_diverged_optimizer_is_refused_at_save(tmp_path):
+    optimizer = es.CMAES(NUM_PARAMS, 8)
+    optimizer.mean[3] = np.inf
+    with pytest.raises(ValueError, match="mean holds non-finite values"):
+        es.save_optimizer(str(tmp_path / "run.es.pk"), optimizer, {})
+    assert os.listdir(tmp_path) == []
+
+
+# ---- hostile checkpoints: refused, and nothing runs ----------------------------------------------------------------
+
 class _Call:
-    """Pickles as a call of `function(*arguments)`: what a malicious .es.pk file would contain."""
+    """Pickles as a call of `function(*arguments)`: what a malicious pickle would contain."""
 
     def __init__(self, function, *arguments):
         self.function, self.arguments = function, arguments
@@ -248,46 +334,148 @@ def _dotted_global_pickle(module: str, name: str, argument: str) -> bytes:
             + pickle.TUPLE1 + pickle.REDUCE + pickle.STOP)
 
 
-@pytest.mark.parametrize("attack", ["os.system", "builtins.eval", "subprocess.Popen", "dotted name through es",
-                                    "protocol 0 os.system"])
-def test_crafted_pickles_are_refused_without_running(tmp_path, attack):
-    marker = tmp_path / "marker"
-    payloads = {
-        "os.system": lambda: pickle.dumps(_Call(os.system, f"touch {marker}")),
-        "builtins.eval": lambda: pickle.dumps(_Call(eval, f"open({str(marker)!r}, 'w').close()")),
-        "subprocess.Popen": lambda: pickle.dumps(_Call(subprocess.Popen, ["touch", str(marker)])),
-        "dotted name through es": lambda: _dotted_global_pickle("es", "os.system", f"touch {marker}"),
-        "protocol 0 os.system": lambda: pickle.dumps(_Call(os.system, f"touch {marker}"), protocol=0),
+def _generator_ctor_gadget(command: str) -> bytes:
+    """NumPy's generator constructor calls the bit-generator "name" it is given: the gadget the old loader let in."""
+    import numpy.random._pickle as numpy_pickle
+
+    return pickle.dumps(_Call(getattr(numpy_pickle, "__generator_ctor"), _Call(os.system, command)))
+
+
+def _archive(members: dict[str, bytes], compression=zipfile.ZIP_STORED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+def _valid_members(name="cma", **changes) -> tuple[dict, dict[str, np.ndarray]]:
+    """The header and arrays of a real checkpoint, to be tampered with."""
+    optimizer = run(es.make_optimizer(name, NUM_PARAMS, 8, seed=0), 2)
+    values, arrays = es._state_of(optimizer)
+    header = {"format": es.FILE_FORMAT, "version": es.FILE_VERSION, "optimizer": type(optimizer).__name__,
+              "values": values, "state": {"generation": 2}}
+    header.update(changes)
+    return header, arrays
+
+
+def _checkpoint(header: dict, arrays: dict[str, np.ndarray], extra: dict[str, bytes] | None = None,
+                compression=zipfile.ZIP_STORED) -> bytes:
+    members = {"header.npy": _npy(np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))}
+    members.update({f"{key}.npy": _npy(value) for key, value in arrays.items()})
+    members.update(extra or {})
+    return _archive(members, compression)
+
+
+def _hostile_files(marker) -> dict[str, bytes]:
+    touch = f"touch {marker}"
+    call = _Call(os.system, touch)
+    header, arrays = _valid_members()
+    object_array = np.empty(1, dtype=object)
+    object_array[0] = call
+
+    def with_values(**changes):
+        return _checkpoint({**header, "values": {**header["values"], **changes}}, arrays)
+
+    return {
+        # pickles, of every protocol: refused before a byte is unpickled
+        "pickle: os.system": pickle.dumps(call),
+        "pickle: builtins.eval": pickle.dumps(_Call(eval, f"open({str(marker)!r}, 'w').close()")),
+        "pickle: subprocess.Popen": pickle.dumps(_Call(subprocess.Popen, ["touch", str(marker)])),
+        "pickle: dotted name through es": _dotted_global_pickle("es", "os.system", touch),
+        "pickle: protocol 0 os.system": pickle.dumps(call, protocol=0),
+        "pickle: protocol 1 os.system": pickle.dumps(call, protocol=1),
+        "pickle: numpy generator constructor": _generator_ctor_gadget(touch),
+        "pickle: an old-format checkpoint": pickle.dumps({"format": es.FILE_FORMAT, "version": 1, "optimizer": call}),
+        # pickles inside the archive: np.load with allow_pickle=False refuses object arrays
+        "object array as the header": _archive({"header.npy": _npy(object_array)}),
+        "object array as the mean": _checkpoint(header, {**arrays, "optimizer.mean": object_array}),
+        # field and class injection
+        "an unknown optimizer class": _checkpoint({**header, "optimizer": "os.system"}, arrays),
+        "the abstract base class": _checkpoint({**header, "optimizer": "EvolutionStrategy"}, arrays),
+        "an injected attribute": with_values(__class__="os.system"),
+        "an injected method": with_values(_derive=1),
+        "an injected array": _checkpoint(header, {**arrays, "optimizer.__dict__": np.zeros(3)}),
+        "an archive member outside the fields": _checkpoint(header, arrays, {"../../evil.npy": b"x"}),
+        "a missing array": _checkpoint(header, {k: v for k, v in arrays.items() if k != "optimizer.cov"}),
+        "another bit generator": with_values(rng={"bit_generator": "MT19937", "state": {"key": [0], "pos": 0}}),
+        "a generator state of strings": with_values(rng={**header["values"]["rng"], "has_uint32": "0"}),
+        # wrong types, shapes and numbers
+        "a string popsize": with_values(popsize="8"),
+        "a boolean count": with_values(generation=True),
+        "a population of one": with_values(popsize=1),
+        "a negative step size": with_values(sigma=-0.5),
+        "a NaN weight decay": _checkpoint({**header, "values": {**header["values"], "weight_decay": float("nan")}},
+                                          arrays),
+        "a float32 mean": _checkpoint(header, {**arrays, "optimizer.mean": arrays["optimizer.mean"].astype("f4")}),
+        "a mean of the wrong shape": _checkpoint(header, {**arrays, "optimizer.mean": np.zeros(NUM_PARAMS + 1)}),
+        "an infinite covariance": _checkpoint(header, {**arrays, "optimizer.cov": np.full((10, 10), np.inf)}),
+        "a zero eigenvalue": _checkpoint(header, {**arrays, "optimizer.eigenvalues_sqrt": np.zeros(NUM_PARAMS)}),
+        "a huge declared size": _checkpoint({**header, "values": {**header["values"], "num_params": 10 ** 9}},
+                                            arrays),
+        "a compressed member": _checkpoint(header, arrays, compression=zipfile.ZIP_DEFLATED),
+        "the header not an object": _checkpoint([1, 2], {}),  # type: ignore[arg-type]
+        "a state that is not an object": _checkpoint({**header, "state": [1]}, arrays),
     }
+
+
+HOSTILE = list(_hostile_files("marker"))
+
+
+@pytest.mark.parametrize("attack", HOSTILE)
+def test_hostile_checkpoints_are_refused_without_running(tmp_path, attack, monkeypatch):
+    marker = tmp_path / "marker"
+    monkeypatch.chdir(tmp_path)  # a relative path in a gadget would land here
     path = tmp_path / "evil.es.pk"
-    path.write_bytes(payloads[attack]())
-    with pytest.raises(UserError, match="is not an optimizer state written by this project") as error:
+    path.write_bytes(_hostile_files(marker)[attack])
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(UserError) as error:
         es.load_optimizer(str(path))
-    assert str(path) in str(error.value)
+    message = str(error.value)
+    assert str(path) in message and "\n" not in message
     assert not marker.exists()
+    assert sorted(os.listdir(tmp_path)) == before  # nothing extracted or written
 
 
-def test_calling_an_admitted_cma_function_is_refused(tmp_path):
-    """pycma's functions may be stored in its state but never called while loading: this one extracts an archive."""
+def test_the_gadgets_are_real(tmp_path):
+    """The control: a plain unpickler runs them (so the test above can fail)."""
+    marker = tmp_path / "marker"
+    pickle.loads(_hostile_files(marker)["pickle: os.system"])
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(Exception):  # the generator constructor calls os.system, then fails on its result
+        pickle.loads(_generator_ctor_gadget(f"touch {marker}"))
+    assert marker.exists()
+
+
+def test_an_old_pickle_checkpoint_is_refused_with_the_way_to_go_on(tmp_path):
+    path = tmp_path / "car_racing.cma.4.32.es.pk"
+    path.write_bytes(pickle.dumps({"format": es.FILE_FORMAT, "version": 1}))
+    with pytest.raises(UserError, match="is a pickle, the checkpoint format of older versions") as error:
+        es.load_optimizer(str(path))
+    assert f"--init_params {tmp_path / 'car_racing.cma.4.32.best.json'}" in str(error.value)
+
+
+def test_calling_an_archive_extractor_through_pickle_is_refused(tmp_path):
+    """A crafted old checkpoint extracted a tar archive into the working directory through pycma's utilities."""
     archive, marker, target = tmp_path / "archive.tar.gz", "marker", tmp_path / "extracted"
     with tarfile.open(archive, "w:gz") as tar:
-        info = tarfile.TarInfo(marker)
-        tar.addfile(info, io.BytesIO(b""))
-    import cma.utilities.utils
-
-    crafted = pickle.dumps(_Call(cma.utilities.utils.extract_targz, str(archive), None, str(target)))
-    pickle.loads(crafted)  # the control: a plain unpickler runs it
+        tar.addfile(tarfile.TarInfo(marker), io.BytesIO(b""))
+    crafted = pickle.dumps(_Call(shutil.unpack_archive, str(archive), str(target)))
+    pickle.loads(crafted)  # the control: a plain unpickler extracts it
     assert (target / marker).exists()
-    (target / marker).unlink()
-
+    shutil.rmtree(target)
     path = tmp_path / "evil.es.pk"
     path.write_bytes(crafted)
-    with pytest.raises(UserError, match="not an optimizer state written by this project"):
+    with pytest.raises(UserError):
         es.load_optimizer(str(path))
-    assert not (target / marker).exists()
-    path.write_bytes(pickle.dumps(_Call(es.CMAES, NUM_PARAMS, 8)))  # nor may our own classes be called
-    with pytest.raises(UserError, match="a call to CMAES"):
-        es.load_optimizer(str(path))
+    assert not target.exists()
 
 
 def _truncated(tmp_path) -> bytes:
@@ -300,20 +488,21 @@ def _truncated(tmp_path) -> bytes:
 
 @pytest.mark.parametrize("contents, message", [
     ("truncated", "truncated or corrupt"),
-    ("random bytes", "truncated or corrupt|not an optimizer state"),
-    ("empty", "truncated or corrupt"),
-    ("a pickled list", "not an optimizer state written by this project"),
-    ("a dict without the marker", "not an optimizer state written by this project"),
+    ("random bytes", "not an optimizer state"),
+    ("empty", "not an optimizer state"),
+    ("a zip of something else", "no header"),
+    ("a header without the marker", "marker"),
     ("another version", "format version 999"),
 ])
 def test_bad_files_give_a_user_error_naming_the_file(tmp_path, contents, message):
+    header, arrays = _valid_members()
     data = {
         "truncated": lambda: _truncated(tmp_path),
         "random bytes": lambda: np.random.default_rng(0).bytes(4096),
         "empty": lambda: b"",
-        "a pickled list": lambda: pickle.dumps([1, 2, 3]),
-        "a dict without the marker": lambda: pickle.dumps({"optimizer": None, "state": {}}),
-        "another version": lambda: pickle.dumps({"format": es.FILE_FORMAT, "version": 999}),
+        "a zip of something else": lambda: _archive({"readme.txt": b"hello"}),
+        "a header without the marker": lambda: _checkpoint({**header, "format": "other"}, arrays),
+        "another version": lambda: _checkpoint({**header, "version": 999}, arrays),
     }[contents]()
     path = tmp_path / "bad.es.pk"
     path.write_bytes(data)

@@ -187,8 +187,39 @@ def test_a_crafted_checkpoint_is_refused_without_running(tmp_path):
 
     (tmp_path / "evil.es.pk").write_bytes(pickle.dumps({"format": "x", "optimizer": Exploit()}))
     result = train(tmp_path, "--generations", 1, "--init_opt", "evil.es.pk", check=False)
-    assert result.returncode == 1 and "refusing" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 1 and "is a pickle" in result.stderr and "Traceback" not in result.stderr
+    assert "--init_params evil.best.json" in result.stderr  # how to go on from an old run
     assert not marker.exists()
+
+
+def test_a_resume_with_another_num_episode_is_refused(trained):
+    """The file base holds --num_episode: resuming with another value would write into another run's files."""
+    folder, _ = trained
+    result = train(folder, "--generations", 1, "--num_episode", 2, "--init_opt", f"./controller/{BASE}.es.pk",
+                   check=False)
+    assert result.returncode == 1 and "--num_episode" in result.stderr and "Traceback" not in result.stderr
+    assert not (folder / "controller" / "car_racing.cma.2.4.es.pk").exists()
+
+
+def test_a_population_of_two_trains_with_cma(tmp_path):
+    """--num_worker 2 --num_worker_trial 1, what a two-core user types (pycma crashed in generation 2)."""
+    world_model(tmp_path)
+    train(tmp_path, "--num_worker_trial", 1, "--generations", 3)
+    with open(tmp_path / "log" / "car_racing.cma.1.2.hist.json") as handle:
+        assert [row[0] for row in json.load(handle)] == [1, 2, 3]
+
+
+def test_init_params_starts_a_new_run_from_a_controller(tmp_path):
+    world_model(tmp_path)
+    start = np.round(np.random.default_rng(0).standard_normal(867) * 0.1, 4)
+    (tmp_path / "start.best.json").write_text(json.dumps([start.tolist(), 12.0]))
+    train(tmp_path, "--generations", 1, "--init_params", "start.best.json", "--sigma_init", 1e-9)
+    with open(tmp_path / "log" / f"{BASE}.json") as handle:
+        mean, _ = json.load(handle)
+    np.testing.assert_array_equal(mean, start)  # one generation of steps of 1e-9 leaves the rounded mean there
+    result = train(tmp_path, "--generations", 1, "--init_params", "start.best.json", "--init_opt",
+                   f"./controller/{BASE}.es.pk", check=False)
+    assert result.returncode == 1 and "give one of them" in result.stderr
 
 
 def test_model_records_a_video_and_scores_the_best_controller(trained):
