@@ -94,14 +94,16 @@ def _env_for(env_name: str, render: bool):
 
 
 def _agent_for(env_name: str, player: tuple):
-    """The controller's agent (V + M + C) of a worker process, loaded once: player = (params, vae_dir, rnn_dir)."""
-    params, vae_dir, rnn_dir = player
-    key = (env_name, vae_dir, rnn_dir)
+    """The controller's agent (V + M + C) of a worker process, loaded once: player = (params, vae_dir, rnn_dir,
+    exp_mode)."""
+    params, vae_dir, rnn_dir, exp_mode = player
+    key = (env_name, vae_dir, rnn_dir, exp_mode)
     if key not in _worker_agent:
         from controller.agent import Agent
 
         _worker_agent.clear()
-        _worker_agent[key] = Agent.load(get_config(env_name), None, vae_dir=vae_dir, rnn_dir=rnn_dir)
+        _worker_agent[key] = Agent.load(get_config(env_name), None, vae_dir=vae_dir, rnn_dir=rnn_dir,
+                                        exp_mode=exp_mode)
     agent = _worker_agent[key]
     agent.set_params(params)
     return agent
@@ -197,8 +199,8 @@ def main(argv=None):
 
         config = get_config(args.env_name)
         check_weight_files(config, args.vae_dir, args.rnn_dir)
-        params, _ = load_params(args.controller, config)
-        args.player = (params, args.vae_dir, args.rnn_dir)
+        params, _, exp_mode = load_params(args.controller, config)
+        args.player = (params, args.vae_dir, args.rnn_dir, exp_mode)
         print(f"playing the controller {args.controller} (V from {args.vae_dir}, M from {args.rnn_dir})", flush=True)
     workers = 1 if args.render else min(args.num_workers, args.total_episodes)
     started = time.time()

@@ -36,13 +36,16 @@ SCRIPT = os.path.abspath(__file__)
 
 
 def parse_args(argv=None):
-    from config import CONFIGS, add_folder_flags
+    from config import CONFIGS, EXP_MODES, add_folder_flags
     from es import OPTIMIZER_NAMES
 
     parser = argparse.ArgumentParser(description="Train the controller (C) with an evolution strategy on MPI workers.")
     parser.add_argument("env_name", choices=sorted(CONFIGS))
     parser.add_argument("-o", "--optimizer", default="cma", choices=OPTIMIZER_NAMES)
     parser.add_argument("--init_opt", default="", help="an .es.pk checkpoint to resume from")
+    parser.add_argument("--exp_mode", default=None, choices=EXP_MODES,
+                        help="what the controller sees (the official EXP_MODE): z, z_hidden, zc, zh, zch; default "
+                             "the paper's (car_racing zh, doom_take_cover zch); a resumed run keeps its own")
     parser.add_argument("--init_params", default="",
                         help="a fresh run's search starts at these parameters (a .best.json) instead of zeros")
     parser.add_argument("-e", "--num_episode", type=int, default=1, help="episodes per solution and generation")
@@ -82,7 +85,7 @@ class Plan:
 
     def __init__(self, args):
         from config import get_config
-        from controller.training import new_state, training_files
+        from controller.training import new_state
         from controller.controller import load_params
 
         self.args = args
@@ -99,26 +102,43 @@ class Plan:
         self.max_length = args.max_length if args.max_length > 0 else config.max_episode_length
         self.eval_episodes = args.eval_episodes or self.population
         self.temperature = config.dream_temperature if args.temperature is None else args.temperature
-        self.files = training_files(config.name, args.optimizer, args.num_episode, self.population,
-                                    args.controller_dir, args.log_dir)
         self.check_inputs()
         if args.init_opt and args.init_params:
             raise UserError("--init_opt resumes a run, --init_params starts a new one: give one of them")
         if args.init_opt:
             self.optimizer, self.state = self.resume(args.init_opt)
+            self.exp_mode = self.state["exp_mode"]
+            self.files = self.training_files()
         else:
-            self.refuse_to_overwrite()
             from es import make_optimizer
 
-            start = load_params(args.init_params, config)[0] if args.init_params else None
+            start = None
+            self.exp_mode = args.exp_mode or config.exp_mode
+            if args.init_params:
+                start, _, self.exp_mode = load_params(args.init_params, config, args.exp_mode)
+            self.files = self.training_files()
+            self.refuse_to_overwrite()
             try:
-                self.optimizer = make_optimizer(args.optimizer, config.controller_param_count, self.population,
+                self.optimizer = make_optimizer(args.optimizer, self.param_count, self.population,
                                                 sigma_init=args.sigma_init, sigma_decay=args.sigma_decay,
                                                 weight_decay=args.weight_decay, antithetic=bool(args.antithetic),
                                                 seed=args.seed_start, x0=start)
             except ValueError as error:
                 raise UserError(str(error)) from None
-            self.state = new_state(config.name, args.optimizer, self.population, args.num_episode, args.seed_start)
+            self.state = new_state(config.name, args.optimizer, self.population, args.num_episode, args.seed_start,
+                                   self.exp_mode)
+
+    @property
+    def param_count(self) -> int:
+        from config import controller_shape
+
+        return controller_shape(self.config, self.exp_mode).param_count
+
+    def training_files(self):
+        from controller.training import training_files
+
+        return training_files(self.config.name, self.args.optimizer, self.args.num_episode, self.population,
+                              self.args.controller_dir, self.args.log_dir, self.exp_mode)
 
     def check_inputs(self) -> None:
         """A missing weight or data file is named with the command that makes it, before anything starts."""
@@ -143,16 +163,21 @@ class Plan:
         check_state(state, path)
         # The file base is made of these: a resume with another value would write into another run's files.
         expected = {"env": self.config.name, "optimizer": self.args.optimizer, "population": self.population,
-                    "num_episode": self.args.num_episode}
+                    "num_episode": self.args.num_episode, "exp_mode": self.args.exp_mode or state.get("exp_mode")}
         for key, value in expected.items():
             if state.get(key) != value:
                 flag = {"env": "the environment", "optimizer": "-o", "population":
-                        "--num_worker x --num_worker_trial", "num_episode": "--num_episode"}[key]
+                        "--num_worker x --num_worker_trial", "num_episode": "--num_episode",
+                        "exp_mode": "--exp_mode (or leave it out)"}[key]
                 raise UserError(f"{path} was trained with {key} {state.get(key)!r}, this run asks for {value!r}; "
                                 f"set {flag} to match")
-        if optimizer.num_params != self.config.controller_param_count or optimizer.popsize != self.population:
-            raise UserError(f"{path} searches {optimizer.num_params} parameters; {self.config.name}'s controller has "
-                            f"{self.config.controller_param_count}")
+        from config import controller_shape
+
+        count = controller_shape(self.config, state["exp_mode"]).param_count
+        if optimizer.num_params != count or optimizer.popsize != self.population:
+            raise UserError(f"{path} searches {optimizer.num_params} parameters with a population of "
+                            f"{optimizer.popsize}; {self.config.name}'s {state['exp_mode']} controller has {count}, "
+                            f"this run's population is {self.population}")
         return optimizer, state
 
     def refuse_to_overwrite(self) -> None:
@@ -168,7 +193,7 @@ class Plan:
         args = self.args
         return Evaluator(self.config, self.max_length, dream_mode=bool(args.dream_mode),
                          temperature=self.temperature, vae_dir=args.vae_dir, rnn_dir=args.rnn_dir,
-                         data_dir=args.data_dir)
+                         data_dir=args.data_dir, exp_mode=self.exp_mode)
 
     def resume_command(self) -> str:
         arguments = [a for a in sys.argv[1:]]
@@ -213,7 +238,8 @@ def lead(plan: Plan, pool, workers: int) -> None:
     mirrored = bool(args.antithetic) and args.optimizer in MIRRORED_OPTIMIZERS
     trial_chunks = [slice(i, i + args.num_worker_trial) for i in range(0, plan.population, args.num_worker_trial)]
     where = "dream at tau %.2f" % plan.temperature if args.dream_mode else "real environment"
-    print(f"05: {config.name}, {args.optimizer} over {config.controller_param_count} parameters, population "
+    print(f"05: {config.name}, {args.optimizer} over {plan.param_count} parameters (controller {plan.exp_mode}), "
+          f"population "
           f"{plan.population} ({args.num_worker} x {args.num_worker_trial}), {args.num_episode} episode(s) of at most "
           f"{plan.max_length} steps each, {where}, {workers} worker process(es)", flush=True)
     if state["generation"]:
@@ -270,7 +296,7 @@ def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> str:
     text = f"  eval {score:.2f}"
     if not earlier or score > max(earlier):
         state["best_score"], state["best_params"] = score, params.tolist()
-        save_params(files.best, params, score)
+        save_params(files.best, params, score, plan.config.name, plan.exp_mode)
         text += " (new best)"
         if args.dream_mode:
             count = args.real_episodes

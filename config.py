@@ -8,6 +8,7 @@ flags override a few of them. Sizes are counts, times are environment steps.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 DATA_DIR = "./data"  # rollouts (01) and encoded sequences (03)
 VAE_DIR = "./vae"  # VAE weights (02)
@@ -55,7 +56,7 @@ class EnvConfig:
     rnn_min_learning_rate: float  # final learning rate of the decay (equal to the start: no decay)
     rnn_grad_clip: float  # gradient clipping by value, paper 1.0
     rnn_batch_size: int  # sequences per MDN-RNN minibatch, paper 100
-    controller_uses_cell: bool  # controller input is [z, c, h] (Doom) instead of [z, h]
+    exp_mode: str  # the paper's controller input (EXP_MODES): "zh" = [z, h] (CarRacing), "zch" = [z, c, h] (Doom)
     controller_bias: bool  # a = tanh(W x + b) (CarRacing) or tanh(W x) (Doom)
     controller_outputs: int  # actions the controller emits (3 CarRacing, 1 Doom)
     dream_temperature: float  # tau used when sampling dreams (0.7 view-only CarRacing, 1.15 Doom)
@@ -66,15 +67,10 @@ class EnvConfig:
         return self.z_size + self.action_size + (1 if self.use_done else 0)
 
     @property
-    def controller_input_size(self) -> int:
-        """Width of the controller's input: [z, h] or [z, c, h]."""
-        return self.z_size + self.rnn_size * (2 if self.controller_uses_cell else 1)
-
-    @property
     def controller_param_count(self) -> int:
-        """867 for CarRacing (32+256 inputs x 3 outputs + 3 biases), 1,088 for Doom (64+512+512, no bias)."""
-        weights = self.controller_input_size * self.controller_outputs
-        return weights + (self.controller_outputs if self.controller_bias else 0)
+        """Parameters of the paper's controller (exp_mode): 867 for CarRacing (32+256 inputs x 3 outputs + 3
+        biases), 1,088 for Doom (64+512+512, no bias). Other modes: controller_shape(config, mode)."""
+        return controller_shape(self).param_count
 
 
 CAR_RACING = EnvConfig(
@@ -94,7 +90,7 @@ CAR_RACING = EnvConfig(
     rnn_min_learning_rate=1e-3,
     rnn_grad_clip=1.0,
     rnn_batch_size=100,
-    controller_uses_cell=False,
+    exp_mode="zh",
     controller_bias=True,
     controller_outputs=3,
     dream_temperature=0.7,
@@ -117,13 +113,65 @@ DOOM_TAKE_COVER = EnvConfig(
     rnn_min_learning_rate=1e-5,
     rnn_grad_clip=1.0,
     rnn_batch_size=100,
-    controller_uses_cell=True,
+    exp_mode="zch",
     controller_bias=False,
     controller_outputs=1,
     dream_temperature=1.15,
 )
 
 CONFIGS = {c.name: c for c in (CAR_RACING, DOOM_TAKE_COVER)}
+
+# What the controller sees, by the official code's EXP_MODE names (paper, table 1): z alone, z through one hidden
+# layer of CONTROLLER_HIDDEN_UNITS tanh units, [z, c], [z, h] (the paper's CarRacing agent) or [z, c, h] (Doom's).
+EXP_MODES = ("z", "z_hidden", "zc", "zh", "zch")
+CONTROLLER_HIDDEN_UNITS = 40
+
+
+@dataclasses.dataclass(frozen=True)
+class ControllerShape:
+    """The controller of one environment and mode, and the layout of its flat parameter vector:
+
+        linear modes   W (outputs, inputs) row-major, then b (outputs,)
+        z_hidden       W1 (40, z) row-major, b1 (40,), W2 (outputs, 40) row-major, b2 (outputs,)
+
+    inputs are the parts in `parts` order (z, then c, then h); the biases exist only where the environment's
+    controller has them (CarRacing yes, Doom no). CarRacing: z 99, z_hidden 1,443, zc 867, zh 867, zch 1,635.
+    """
+
+    mode: str
+    parts: tuple[str, ...]  # "z", "c", "h" in input order
+    input_size: int
+    hidden: int  # tanh units between input and output (0: none)
+    outputs: int
+    bias: bool
+
+    @property
+    def blocks(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """(name, shape) of each block of the flat parameter vector, in order."""
+        layers = [("hidden", self.hidden, self.input_size), ("output", self.outputs, self.hidden)] if self.hidden \
+            else [("output", self.outputs, self.input_size)]
+        blocks = []
+        for name, rows, columns in layers:
+            blocks.append((f"{name}_weight", (rows, columns)))
+            if self.bias:
+                blocks.append((f"{name}_bias", (rows,)))
+        return tuple(blocks)
+
+    @property
+    def param_count(self) -> int:
+        return sum(math.prod(shape) for _, shape in self.blocks)
+
+
+def controller_shape(config: EnvConfig, mode: str | None = None) -> ControllerShape:
+    """The controller of `config` in `mode` (one of EXP_MODES; None: the paper's, config.exp_mode)."""
+    mode = config.exp_mode if mode is None else mode
+    if mode not in EXP_MODES:
+        raise ValueError(f"unknown controller mode {mode!r}; choose one of: {', '.join(EXP_MODES)}")
+    parts = ("z",) if mode in ("z", "z_hidden") else tuple(mode)
+    sizes = {"z": config.z_size, "c": config.rnn_size, "h": config.rnn_size}
+    return ControllerShape(mode=mode, parts=parts, input_size=sum(sizes[part] for part in parts),
+                           hidden=CONTROLLER_HIDDEN_UNITS if mode == "z_hidden" else 0,
+                           outputs=config.controller_outputs, bias=config.controller_bias)
 
 
 def get_config(env_name: str) -> EnvConfig:

@@ -50,8 +50,9 @@ import re
 import gymnasium
 import numpy as np
 
-from config import DATA_DIR, MAKES_RNN, MAKES_RNN_DATA, RNN_DIR, VAE_DIR, rnn_weights_path, vae_weights_path
-from controller.controller import model_action, to_env_actions
+from config import (DATA_DIR, MAKES_RNN, MAKES_RNN_DATA, RNN_DIR, VAE_DIR, controller_shape, rnn_weights_path,
+                    vae_weights_path)
+from controller.controller import forward, model_action, to_env_actions, unflatten
 from rnn.mdn import sample_mdn_from_noise
 from rnn.numpy_rnn import NumpyMDNRNN
 from utils import UserError, load_npy
@@ -142,41 +143,34 @@ class DreamBatch:
 
 
 def dream_rollouts(rnn: NumpyMDNRNN, config, initial: np.ndarray, params: np.ndarray, seeds: np.ndarray,
-                   temperature: float, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+                   temperature: float, max_length: int, exp_mode: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Roll out every controller of a population inside M, all episodes as one batch.
 
     rnn: M (NumpyMDNRNN); initial (N, 2, z): first-frame mu and logvar (load_dream); params (P, param_count):
-    controller parameters, one row per member, in controller/controller.py's layout (W (outputs, inputs) row-major,
-    inputs z, c, h; CarRacing z, h and a bias); seeds (P, k) int: one episode per seed, member p playing the
-    episodes of row p; temperature: tau; max_length: steps before an episode is cut (0 or less: the environment's
-    max_episode_length).
+    controller parameters, one row per member, in the layout config.ControllerShape gives for `exp_mode` (None:
+    the paper's; W (outputs, inputs) row-major, inputs z, c, h as the mode has them, CarRacing with a bias); seeds
+    (P, k) int: one episode per seed, member p playing the episodes of row p; temperature: tau; max_length: steps
+    before an episode is cut (0 or less: the environment's max_episode_length).
 
     Returns rewards (P, k) float64 (Doom: the steps survived) and lengths (P, k) int64.
     """
     params = np.atleast_2d(np.asarray(params, dtype=np.float32))
     seeds = np.atleast_2d(np.asarray(seeds, dtype=np.int64))
     members, episodes_each = seeds.shape
-    if params.shape != (members, config.controller_param_count):
-        raise ValueError(f"params must be ({members}, {config.controller_param_count}) for {members} rows of seeds, "
+    shape = controller_shape(config, exp_mode)
+    if params.shape != (members, shape.param_count):
+        raise ValueError(f"params must be ({members}, {shape.param_count}) for {members} rows of seeds, "
                          f"got {params.shape}")
     if max_length is None or max_length <= 0:
         max_length = config.max_episode_length
-    inputs, outputs = config.controller_input_size, config.controller_outputs
-    weights = params[:, : inputs * outputs].reshape(members, outputs, inputs)
-    if config.controller_bias:
-        bias = params[:, inputs * outputs:]
-    else:
-        bias = np.zeros((members, outputs), dtype=np.float32)
     member = np.repeat(np.arange(members), episodes_each)
-    row_weights, row_bias = weights[member], bias[member]  # (B, outputs, inputs), (B, outputs)
+    row_blocks = unflatten(shape, params[member])  # one controller per episode row: (B, *block shape) each
 
     batch = DreamBatch(rnn, config, initial, seeds.reshape(-1), temperature)
     lengths = np.full(members * episodes_each, max_length, dtype=np.int64)
     running = np.ones(len(batch), dtype=bool)  # rows whose episode has not ended
     for step in range(max_length):
-        state = [batch.z, batch.c, batch.h] if config.controller_uses_cell else [batch.z, batch.h]
-        x = np.concatenate(state, axis=1)
-        output = np.tanh(np.einsum("bi,boi->bo", x, row_weights) + row_bias)
+        output = forward(shape, row_blocks, {"z": batch.z, "c": batch.c, "h": batch.h})
         done = batch.step(model_action(config.name, to_env_actions(config.name, output)))
         ended = done & running
         lengths[batch.episode[ended]] = step + 1
@@ -186,7 +180,7 @@ def dream_rollouts(rnn: NumpyMDNRNN, config, initial: np.ndarray, params: np.nda
             break
         if finished and finished * COMPACT_FRACTION >= len(batch):
             batch.keep(running)
-            row_weights, row_bias = row_weights[running], row_bias[running]
+            row_blocks = {name: block[running] for name, block in row_blocks.items()}
             running = np.ones(len(batch), dtype=bool)
     rewards = lengths.astype(np.float64) * step_reward(config)
     return rewards.reshape(members, episodes_each), lengths.reshape(members, episodes_each)

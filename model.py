@@ -32,11 +32,14 @@ VIDEO_FPS = {"car_racing": 50, "doom_take_cover": 35}  # the simulators' own rat
 
 
 def parse_args(argv=None):
-    from config import CONFIGS, add_folder_flags
+    from config import CONFIGS, EXP_MODES, add_folder_flags
 
     parser = argparse.ArgumentParser(description="Run a trained agent: watch it, record it, or score it.")
     parser.add_argument("env_name", choices=sorted(CONFIGS))
     parser.add_argument("--filename", default="", help="controller parameters: a .best.json from 05")
+    parser.add_argument("--exp_mode", default=None, choices=EXP_MODES,
+                        help="the controller's input mode; default: the file's own (the paper's for a file without "
+                             "one, and for a random controller)")
     parser.add_argument("--seed", type=int, default=111, help="seed of the first episode")
     parser.add_argument("--max_length", type=int, default=-1, help="steps per episode at most (default: the env's)")
     parser.add_argument("--render_mode", action="store_true", help="show the episode in a window")
@@ -92,13 +95,14 @@ class Session:
             if not args.random_policy:
                 from controller.controller import Controller
 
-                self.controller = Controller(self.config, params)
+                self.controller = Controller(self.config, params, args.exp_mode)
         else:
             from controller.agent import Agent
             from env import make_env
 
             if not args.random_policy:
-                self.agent = Agent.load(self.config, params, vae_dir=args.vae_dir, rnn_dir=args.rnn_dir)
+                self.agent = Agent.load(self.config, params, vae_dir=args.vae_dir, rnn_dir=args.rnn_dir,
+                                        exp_mode=args.exp_mode)
             self.env = make_env(self.config.name, render_mode=render,
                                 max_episode_steps=max(self.max_length, self.config.max_episode_length))
 
@@ -277,10 +281,11 @@ def main(argv=None) -> None:
         params = None
         print("stage 01's random data policy" + (" in the dream" if args.dream_mode else ""))
     elif args.filename:
-        params, saved_score = load_params(args.filename, config)
-        print(f"controller {args.filename}" + ("" if saved_score is None else f" (trained score {saved_score:.2f})"))
+        params, saved_score, args.exp_mode = load_params(args.filename, config, args.exp_mode)
+        print(f"controller {args.filename} ({args.exp_mode}, {len(params)} parameters)"
+              + ("" if saved_score is None else f", trained score {saved_score:.2f}"))
     else:
-        params = random_params(config, args.seed)
+        params = random_params(config, args.seed, exp_mode=args.exp_mode)
         print("no --filename: a random controller")
     if args.dream_mode or not args.random_policy:  # the random policy in the real game needs no model
         check_weight_files(config, args.vae_dir, args.rnn_dir)

@@ -59,7 +59,7 @@ def score(env_name: str, best: str, dream: bool, temperature: float, args) -> tu
     from config import get_config
     from controller.controller import load_params
 
-    params, _ = load_params(best, get_config(env_name))
+    params, _, model_args.exp_mode = load_params(best, get_config(env_name))
     results = model.score_episodes(model_args, params, [args.seed + i for i in range(args.episodes)])
     scores = np.array([reward for _, reward, _ in results])
     return float(scores.mean()), float(scores.std())

@@ -55,12 +55,13 @@ class Agent:
 
     @classmethod
     def load(cls, config, params: np.ndarray | None = None, vae_dir: str = VAE_DIR, rnn_dir: str = RNN_DIR,
-             sample_z: bool = True) -> "Agent":
-        """Read ./vae/<env>.npz and ./rnn/<env>.npz; missing or corrupt files are UserErrors naming their maker."""
+             sample_z: bool = True, exp_mode: str | None = None) -> "Agent":
+        """Read ./vae/<env>.npz and ./rnn/<env>.npz; missing or corrupt files are UserErrors naming their maker.
+        The controller is of `exp_mode` (None: the paper's)."""
         (vae_path, makes_vae), (rnn_path, makes_rnn) = weight_files(config, vae_dir, rnn_dir)
         vae = NumpyVAE.load(vae_path, config.z_size, makes_vae)
         rnn = NumpyMDNRNN.load(rnn_path, config, makes_rnn)
-        return cls(config, vae, rnn, Controller(config, params), sample_z)
+        return cls(config, vae, rnn, Controller(config, params, exp_mode), sample_z)
 
     def set_params(self, params: np.ndarray) -> None:
         """New controller parameters (param_count,); V and M stay."""
@@ -132,11 +133,12 @@ def rollout(agent: Agent, env, seed: int, max_length: int, trace: list | None = 
 class EpisodeRunner:
     """What a training worker holds: the agent and one environment; called with parameters and episode seeds."""
 
-    def __init__(self, config, max_length: int, vae_dir: str = VAE_DIR, rnn_dir: str = RNN_DIR):
+    def __init__(self, config, max_length: int, vae_dir: str = VAE_DIR, rnn_dir: str = RNN_DIR,
+                 exp_mode: str | None = None):
         from env import headless_video_driver, make_env
 
         headless_video_driver()
-        self.agent = Agent.load(config, vae_dir=vae_dir, rnn_dir=rnn_dir)
+        self.agent = Agent.load(config, vae_dir=vae_dir, rnn_dir=rnn_dir, exp_mode=exp_mode)
         self.env = make_env(config.name, max_episode_steps=max(max_length, config.max_episode_length))
 
     def __call__(self, params: np.ndarray, seeds: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray]:

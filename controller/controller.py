@@ -1,13 +1,17 @@
-"""C: the linear controller of the paper (section 2.3), a = tanh(W x + b), and its parameter files.
+"""C: the controller of the paper (section 2.3), a = tanh(W x + b), in every input mode of the official code, and
+its parameter files.
 
-x is [z, h] (CarRacing: 32 + 256 = 288 inputs) or [z, c, h] (Doom: 64 + 512 + 512 = 1,088). The flat parameter
-vector that CMA-ES searches is W in row-major order, W having shape (outputs, inputs), then b (CarRacing only):
+x is [z, h] in the paper's CarRacing agent (32 + 256 = 288 inputs) and [z, c, h] in its Doom agent (64 + 512 + 512
+= 1,088). `--exp_mode` picks another input (config.EXP_MODES, the official EXP_MODE): z alone, [z, c], [z, c, h],
+or z through a hidden layer of 40 tanh units, a = tanh(W2 tanh(W1 z + b1) + b2) (the paper's table 1 rows "V model
+only" and "V model with hidden layer" are `z` and `z_hidden`). The flat parameter vector that CMA-ES searches
+is laid out as config.ControllerShape says: W (outputs, inputs) in row-major order, then b (CarRacing only), so
 
-    params[o * inputs + j] = W[o, j]       o < outputs, j < inputs (x[j] is z, then c for Doom, then h)
+    params[o * inputs + j] = W[o, j]       o < outputs, j < inputs (x[j] is z, then c, then h, as the mode has them)
     params[outputs * inputs + o] = b[o]
 
-so CarRacing has 3 * 288 + 3 = 867 parameters and Doom 1 * 1,088 = 1,088 (no bias). (The official code stored
-W transposed, as (inputs, outputs); for Doom's single output the two layouts coincide.)
+CarRacing's zh has 3 * 288 + 3 = 867 parameters and Doom's zch 1 * 1,088 = 1,088 (no bias). (The official code
+stored W transposed, as (inputs, outputs); for Doom's single output the two layouts coincide.)
 
 Actions, from the tanh output a in [-1, 1]:
     CarRacing  [steer, gas, brake] = [a0, (a1 + 1) / 2, clip(a2, 0, 1)]
@@ -16,7 +20,9 @@ Actions, from the tanh output a in [-1, 1]:
 M is given the action as the recorded data holds it (`model_action`): CarRacing the environment action itself,
 Doom the move the game made, -1 (left), 0 (stay) or 1 (right), which is what stage 01's random policy stores.
 
-Parameter files (`.best.json` from 05, `log/<base>.json`) hold the JSON list [params, score].
+Parameter files (`.best.json` from 05, `log/<base>.json`) hold the JSON list [params, score] as estool's do; this
+project's 05 adds a third item, {"env": ..., "exp_mode": ...}, so that a file plays with the mode it was trained
+in and is refused by another environment or mode. A file without it is the environment's paper mode.
 """
 
 from __future__ import annotations
@@ -26,42 +32,58 @@ import math
 
 import numpy as np
 
+from config import ControllerShape, controller_shape
 from utils import UserError, save_json
 
 
-class Controller:
-    """a = tanh(W x + b) for one EnvConfig; `act(z, h, c)` returns the environment's action (float32)."""
+def unflatten(shape: ControllerShape, params: np.ndarray) -> dict[str, np.ndarray]:
+    """The blocks of flat parameters (..., param_count) -> {name: (..., *block shape)} float32, as
+    ControllerShape.blocks lists them; leading dimensions (a population) are kept."""
+    params = np.asarray(params, dtype=np.float32)
+    if params.shape[-1] != shape.param_count:
+        raise ValueError(f"the {shape.mode} controller has {shape.param_count} parameters, got {params.shape[-1]}")
+    blocks, offset = {}, 0
+    for name, block in shape.blocks:
+        size = math.prod(block)
+        blocks[name] = params[..., offset: offset + size].reshape(*params.shape[:-1], *block)
+        offset += size
+    return blocks
 
-    def __init__(self, config, params: np.ndarray | None = None):
+
+def forward(shape: ControllerShape, blocks: dict[str, np.ndarray], inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """tanh outputs (..., outputs) of the controller for inputs {"z": (..., z), "c": ..., "h": ...}; the blocks
+    may carry the same leading dimensions (one controller per row) or none (one controller for all)."""
+    x = np.concatenate([inputs[part] for part in shape.parts], axis=-1)
+    layers = ("hidden", "output") if shape.hidden else ("output",)
+    for layer in layers:
+        x = np.einsum("...i,...oi->...o", x, blocks[f"{layer}_weight"])
+        if shape.bias:
+            x = x + blocks[f"{layer}_bias"]
+        x = np.tanh(x)
+    return x
+
+
+class Controller:
+    """The controller of one EnvConfig in one mode (None: the paper's); `act(z, h, c)` returns the environment's
+    action (float32)."""
+
+    def __init__(self, config, params: np.ndarray | None = None, exp_mode: str | None = None):
         self.env_name = config.name
-        self.z_size, self.rnn_size = config.z_size, config.rnn_size
-        self.uses_cell = config.controller_uses_cell
-        self.has_bias = config.controller_bias
-        self.input_size = config.controller_input_size
-        self.output_size = config.controller_outputs
-        self.param_count = config.controller_param_count
+        self.shape = controller_shape(config, exp_mode)
+        self.param_count = self.shape.param_count
         self.set_params(np.zeros(self.param_count) if params is None else params)
 
     def set_params(self, params: np.ndarray) -> None:
-        """Unflatten `params` (param_count,) into W (outputs, inputs) and b (outputs,), as float32."""
+        """Unflatten `params` (param_count,) into the weight and bias blocks, as float32."""
         params = np.asarray(params, dtype=np.float32).reshape(-1)
         if params.size != self.param_count:
-            raise ValueError(f"{self.env_name}'s controller has {self.param_count} parameters, got {params.size}")
-        weight_count = self.input_size * self.output_size
-        self.weight = params[:weight_count].reshape(self.output_size, self.input_size).copy()
-        self.bias = params[weight_count:].copy() if self.has_bias else np.zeros(self.output_size, np.float32)
-        # Column blocks of W, so the input never has to be concatenated: W x = W_z z (+ W_c c) + W_h h.
-        self.weight_z = np.ascontiguousarray(self.weight[:, : self.z_size].T)
-        rest = self.weight[:, self.z_size:]
-        self.weight_c = np.ascontiguousarray(rest[:, : self.rnn_size].T) if self.uses_cell else None
-        self.weight_h = np.ascontiguousarray(rest[:, -self.rnn_size:].T)
+            raise ValueError(f"{self.env_name}'s {self.shape.mode} controller has {self.param_count} parameters, "
+                             f"got {params.size}")
+        self.blocks = {name: block.copy() for name, block in unflatten(self.shape, params).items()}
 
     def output(self, z: np.ndarray, h: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
-        """tanh(W [z, (c,) h] + b): z (z_size,), h and c (rnn_size,) -> (outputs,) in [-1, 1]."""
-        pre = z @ self.weight_z + h @ self.weight_h + self.bias
-        if self.uses_cell:
-            pre += c @ self.weight_c
-        return np.tanh(pre)
+        """The tanh outputs (outputs,) in [-1, 1] for z (z_size,), h and c (rnn_size,)."""
+        return forward(self.shape, self.blocks, {"z": z, "h": h, "c": c})
 
     def act(self, z: np.ndarray, h: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
         """The environment action for one step (see the module docstring for the mapping)."""
@@ -102,18 +124,29 @@ def model_action(env_name: str, env_action: np.ndarray) -> np.ndarray:
     return doom_move(env_action)
 
 
-def random_params(config, seed: int, stdev: float = 0.1) -> np.ndarray:
+def random_params(config, seed: int, stdev: float = 0.1, exp_mode: str | None = None) -> np.ndarray:
     """Gaussian parameters with `stdev` (CMA-ES's starting spread), for running an untrained agent."""
-    return np.random.default_rng(seed).normal(0.0, stdev, config.controller_param_count)
+    return np.random.default_rng(seed).normal(0.0, stdev, controller_shape(config, exp_mode).param_count)
 
 
-def save_params(path: str, params: np.ndarray, score: float) -> None:
-    """Write [params, score] to `path` whole (the .best.json and log/<base>.json format)."""
-    save_json(path, [np.asarray(params, dtype=np.float64).tolist(), float(score)])
+def save_params(path: str, params: np.ndarray, score: float, env_name: str | None = None,
+                exp_mode: str | None = None) -> None:
+    """Write [params, score] (with env_name: [params, score, {"env", "exp_mode"}]) to `path` whole (the .best.json
+    and log/<base>.json format)."""
+    value = [np.asarray(params, dtype=np.float64).tolist(), float(score)]
+    if env_name is not None:
+        value.append({"env": env_name, "exp_mode": exp_mode})
+    save_json(path, value)
 
 
-def load_params(path: str, config) -> tuple[np.ndarray, float | None]:
-    """Read [params, score] (or [params], as estool's log/<base>.json) -> (params float64, score or None)."""
+def load_params(path: str, config, exp_mode: str | None = None) -> tuple[np.ndarray, float | None, str]:
+    """Read [params, score] (or [params], as estool's log/<base>.json; or [params, score, {"env", "exp_mode"}])
+    -> (params float64, score or None, the controller mode).
+
+    The mode is the file's own; a file of another environment, a mode other than `exp_mode` (when given), or
+    parameters that do not fit the mode are refused with one line. A file without a mode is `exp_mode` or, when
+    that is None, the environment's paper mode.
+    """
     try:
         with open(path) as handle:
             value = json.load(handle)
@@ -122,11 +155,26 @@ def load_params(path: str, config) -> tuple[np.ndarray, float | None]:
                         f"{config.name}") from None
     except (OSError, ValueError) as error:
         raise UserError(f"{path} is not a JSON parameter file ({error})") from None
-    if not isinstance(value, list) or not value or not isinstance(value[0], list):
+    if not isinstance(value, list) or not value or not isinstance(value[0], list) or len(value) > 3:
         raise UserError(f"{path} should hold [params, score], a list whose first item is the parameter list")
+    if not all(type(v) in (int, float) for v in value[0]):
+        raise UserError(f"{path}: the parameter list holds something other than numbers")
     params = np.asarray(value[0], dtype=np.float64)
-    if params.size != config.controller_param_count or not np.all(np.isfinite(params)):
-        raise UserError(f"{path} has {params.size} parameters; {config.name}'s controller has "
-                        f"{config.controller_param_count} (finite numbers)")
-    score = value[1] if len(value) > 1 and isinstance(value[1], (int, float)) else None
-    return params, (None if score is None or not math.isfinite(score) else float(score))
+    about = value[2] if len(value) > 2 else {}
+    if not isinstance(about, dict) or not all(isinstance(about.get(key, ""), str) for key in ("env", "exp_mode")):
+        raise UserError(f"{path}: the third item should be {{\"env\": ..., \"exp_mode\": ...}}")
+    if about.get("env", config.name) != config.name:
+        raise UserError(f"{path} is a {about['env']} controller, not a {config.name} one")
+    mode = about.get("exp_mode") or exp_mode or config.exp_mode
+    if exp_mode is not None and mode != exp_mode:
+        raise UserError(f"{path} is a controller of mode {mode}; --exp_mode {exp_mode} asks for another (leave the "
+                        f"flag out: the file's mode is used)")
+    try:
+        shape = controller_shape(config, mode)
+    except ValueError as error:
+        raise UserError(f"{path}: {error}") from None
+    if params.size != shape.param_count or not np.all(np.isfinite(params)):
+        raise UserError(f"{path} has {params.size} parameters; {config.name}'s {mode} controller has "
+                        f"{shape.param_count} (finite numbers)")
+    score = value[1] if len(value) > 1 and type(value[1]) in (int, float) else None
+    return params, (None if score is None or not math.isfinite(score) else float(score)), mode

@@ -19,8 +19,9 @@ from config import DATA_DIR, RNN_DIR, VAE_DIR
 
 class Evaluator:
     def __init__(self, config, max_length: int, dream_mode: bool = False, temperature: float | None = None,
-                 vae_dir: str = VAE_DIR, rnn_dir: str = RNN_DIR, data_dir: str = DATA_DIR):
+                 vae_dir: str = VAE_DIR, rnn_dir: str = RNN_DIR, data_dir: str = DATA_DIR, exp_mode: str | None = None):
         self.config = config
+        self.exp_mode = exp_mode  # the controller's input mode (None: the paper's)
         self.max_length = max_length
         self.dream_mode = dream_mode
         self.temperature = config.dream_temperature if temperature is None else temperature
@@ -39,7 +40,8 @@ class Evaluator:
         if self.runner is None:
             from controller.agent import EpisodeRunner
 
-            self.runner = EpisodeRunner(self.config, self.max_length, vae_dir=self.vae_dir, rnn_dir=self.rnn_dir)
+            self.runner = EpisodeRunner(self.config, self.max_length, vae_dir=self.vae_dir, rnn_dir=self.rnn_dir,
+                                        exp_mode=self.exp_mode)
         return self.runner
 
     def __call__(self, task) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +51,8 @@ class Evaluator:
             from dream import dream_rollouts
 
             rnn, initial = self.dream
-            return dream_rollouts(rnn, self.config, initial, params, seeds, self.temperature, task.max_length)
+            return dream_rollouts(rnn, self.config, initial, params, seeds, self.temperature, task.max_length,
+                                  self.exp_mode)
         runner = self.real_runner()
         outcomes = [runner(row, row_seeds, task.max_length) for row, row_seeds in zip(params, seeds)]
         return np.stack([rewards for rewards, _ in outcomes]), np.stack([lengths for _, lengths in outcomes])

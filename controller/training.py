@@ -1,7 +1,9 @@
 """The pieces of controller training (05) that are not MPI: file names, the resumable state, episode seeds, the
 per-generation history, artifacts and the training-curve plot.
 
-Files of one run, named as estool names them, <base> = <env>.<optimizer>.<num_episode>.<population>:
+Files of one run, named as estool names them, <base> = <env>.<optimizer>.<num_episode>.<population> for the
+paper's controller and <env>.<mode>.<optimizer>.<num_episode>.<population> for another --exp_mode (so runs of
+different modes never overwrite each other):
 
     ./controller/<base>.es.pk     optimizer + state (es.save_optimizer: .npz + JSON, no pickle despite estool's
                                   name), rewritten whole every generation
@@ -46,18 +48,24 @@ class TrainingFiles:
 
 
 def training_files(env_name: str, optimizer: str, num_episode: int, population: int,
-                   controller_dir: str = CONTROLLER_DIR, log_dir: str = LOG_DIR) -> TrainingFiles:
-    """Paths of one run's files (see the module docstring)."""
-    base = f"{env_name}.{optimizer}.{num_episode}.{population}"
+                   controller_dir: str = CONTROLLER_DIR, log_dir: str = LOG_DIR,
+                   exp_mode: str | None = None) -> TrainingFiles:
+    """Paths of one run's files (see the module docstring); `exp_mode` None or the environment's paper mode
+    keeps estool's base."""
+    from config import get_config
+
+    mode = "" if exp_mode in (None, get_config(env_name).exp_mode) else f"{exp_mode}."
+    base = f"{env_name}.{mode}{optimizer}.{num_episode}.{population}"
     return TrainingFiles(base=base, checkpoint=f"{controller_dir}/{base}.es.pk", best=f"{controller_dir}/{base}.best.json",
                          current=f"{log_dir}/{base}.json", history=f"{log_dir}/{base}.hist.json",
                          evaluations=f"{log_dir}/{base}.log.json", plot=f"{log_dir}/{base}.png")
 
 
-def new_state(env_name: str, optimizer: str, population: int, num_episode: int, seed_start: int) -> dict:
+def new_state(env_name: str, optimizer: str, population: int, num_episode: int, seed_start: int,
+              exp_mode: str) -> dict:
     """The state of a run that has done nothing yet."""
     return {"format": STATE_FORMAT, "env": env_name, "optimizer": optimizer, "population": population,
-            "num_episode": num_episode,  # with env, optimizer and population: the run's file base
+            "num_episode": num_episode, "exp_mode": exp_mode,  # with env, optimizer, population: the file base
             "generation": 0,  # generations completed
             "next_seed": int(seed_start),  # episode seeds are next_seed, next_seed + 1, ...: never reused
             "elapsed_s": 0.0,  # training time of earlier runs of this state
@@ -114,7 +122,7 @@ def rounded(params: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(params, dtype=np.float64), PARAM_DECIMALS)
 
 
-_STATE_TYPES = {"format": int, "env": str, "optimizer": str, "population": int, "num_episode": int,
+_STATE_TYPES = {"format": int, "env": str, "optimizer": str, "population": int, "num_episode": int, "exp_mode": str,
                 "generation": int, "next_seed": int, "elapsed_s": (int, float), "history": list, "evaluations": list,
                 "best_score": (int, float, type(None)), "best_params": (list, type(None)),
                 "cap_length": (int, type(None))}

@@ -1,9 +1,11 @@
 """The NumPy agent: V, M and C agree with Keras, the controller's layout, seeded rollouts and the step order."""
 
+import json
+
 import numpy as np
 import pytest
 
-from config import CAR_RACING, DOOM_TAKE_COVER
+from config import CAR_RACING, DOOM_TAKE_COVER, controller_shape
 from controller.agent import Agent, rollout
 from controller.controller import Controller, load_params, save_params
 from env import make_env
@@ -73,7 +75,7 @@ def test_numpy_lstm_and_mdn_match_keras(keras_models, index, config):
 
 def test_controller_parameter_layout_car_racing():
     controller = Controller(CAR_RACING)
-    assert controller.param_count == 867 and controller.input_size == 288
+    assert controller.param_count == 867 and controller.shape.input_size == 288
     params = np.zeros(867)
     # W is (3, 288) row-major: W[0, 0] reads z[0]; W[1, 32] reads h[0]; W[2, 287] reads h[255]; then b.
     params[0 * 288 + 0] = 0.5
@@ -97,7 +99,7 @@ def test_controller_parameter_layout_car_racing():
 
 def test_controller_parameter_layout_doom():
     controller = Controller(DOOM_TAKE_COVER)
-    assert controller.param_count == 1088 and not controller.has_bias
+    assert controller.param_count == 1088 and not controller.shape.bias
     params = np.zeros(1088)
     params[[0, 64, 64 + 512]] = [1.0, 2.0, 3.0]  # z[0], c[0], h[0]: input order [z, c, h]
     controller.set_params(params)
@@ -111,14 +113,83 @@ def test_controller_parameter_layout_doom():
 def test_parameter_file_round_trip_and_checks(tmp_path):
     params = np.random.default_rng(0).standard_normal(867)
     path = str(tmp_path / "c.best.json")
-    save_params(path, params, 123.5)
-    loaded, score = load_params(path, CAR_RACING)
+    save_params(path, params, 123.5)  # estool's [params, score]: the paper's mode
+    loaded, score, mode = load_params(path, CAR_RACING)
     np.testing.assert_array_equal(loaded, params)
-    assert score == 123.5
+    assert score == 123.5 and mode == "zh"
     with pytest.raises(UserError, match="867"):
         load_params(path, DOOM_TAKE_COVER)
     with pytest.raises(UserError, match="05_train_controller"):
         load_params(str(tmp_path / "missing.json"), CAR_RACING)
+
+
+# ---- controller input modes (the official EXP_MODE; paper, table 1) ------------------------------------------------
+
+@pytest.mark.parametrize("mode, car_racing, doom", [
+    ("zh", 867, 576), ("z", 99, 64), ("z_hidden", 1443, 2600), ("zc", 867, 576), ("zch", 1635, 1088),
+])
+def test_each_mode_has_the_official_parameter_count(mode, car_racing, doom):
+    """CarRacing (z 32, LSTM 256, 3 outputs with biases): z 32x3+3, z_hidden (32+1)x40 + 40x3+3, zc and zh
+    (32+256)x3+3, zch (32+512)x3+3. Doom (z 64, LSTM 512, 1 output, no bias): 64, 64x40+40, 576, 576, 1,088."""
+    assert controller_shape(CAR_RACING, mode).param_count == car_racing
+    assert controller_shape(DOOM_TAKE_COVER, mode).param_count == doom
+    assert Controller(CAR_RACING, exp_mode=mode).param_count == car_racing
+
+
+def test_z_hidden_forward_pass_by_hand():
+    """a = tanh(W2 tanh(W1 z + b1) + b2) with W1 (40, 32), b1, W2 (3, 40), b2 in that order."""
+    rng = np.random.default_rng(4)
+    params = rng.standard_normal(1443) * 0.3
+    w1 = params[:1280].reshape(40, 32)
+    b1 = params[1280:1320]
+    w2 = params[1320:1440].reshape(3, 40)
+    b2 = params[1440:]
+    z = rng.standard_normal(32).astype(np.float32)
+    hidden = [np.tanh(sum(w1[unit, j] * z[j] for j in range(32)) + b1[unit]) for unit in range(40)]
+    expected = [np.tanh(sum(w2[o, unit] * hidden[unit] for unit in range(40)) + b2[o]) for o in range(3)]
+    controller = Controller(CAR_RACING, params, "z_hidden")
+    np.testing.assert_allclose(controller.output(z, h=np.full(256, 9.0, np.float32)), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["z", "zc", "zch"])
+def test_linear_modes_read_their_inputs_in_order(mode):
+    """W (3, inputs) row-major over the mode's parts in z, c, h order, then b: weight 1 on the first element of
+    each part, so the output is tanh(z[0] + c[0] + h[0] + b) for the parts the mode has."""
+    shape = controller_shape(CAR_RACING, mode)
+    sizes = {"z": 32, "c": 256, "h": 256}
+    params = np.zeros(shape.param_count)
+    offset = 0
+    for part in shape.parts:
+        params[offset] = 1.0  # W[0, first input of the part]
+        offset += sizes[part]
+    params[-3:] = [0.1, 0.0, 0.0]
+    z, c, h = (np.zeros(n, np.float32) for n in (32, 256, 256))
+    z[0], c[0], h[0] = 0.2, 0.3, 0.4
+    value = {"z": 0.2, "c": 0.3, "h": 0.4}
+    expected = np.tanh(sum(value[part] for part in shape.parts) + 0.1)
+    assert Controller(CAR_RACING, params, mode).output(z, h, c)[0] == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_mode_round_trips_through_the_parameter_file_and_a_mismatch_is_refused(tmp_path):
+    params = np.random.default_rng(1).standard_normal(1443)
+    path = str(tmp_path / "car_racing.z_hidden.cma.1.4.best.json")
+    save_params(path, params, 12.5, "car_racing", "z_hidden")
+    loaded, score, mode = load_params(path, CAR_RACING)
+    assert mode == "z_hidden" and score == 12.5
+    np.testing.assert_array_equal(loaded, params)
+    assert load_params(path, CAR_RACING, "z_hidden")[2] == "z_hidden"
+    with pytest.raises(UserError, match="mode z_hidden; --exp_mode zh"):
+        load_params(path, CAR_RACING, "zh")
+    with pytest.raises(UserError, match="is a car_racing controller, not a doom_take_cover one"):
+        load_params(path, DOOM_TAKE_COVER)
+    with open(path, "w") as handle:
+        json.dump([params.tolist(), 1.0, {"env": "car_racing", "exp_mode": "zh"}], handle)  # 1,443 values for zh
+    with pytest.raises(UserError, match="1443 parameters; car_racing's zh controller has 867"):
+        load_params(path, CAR_RACING)
+    with open(path, "w") as handle:
+        json.dump([["1"] * 867, 1.0], handle)
+    with pytest.raises(UserError, match="other than numbers"):
+        load_params(path, CAR_RACING)
 
 
 @pytest.fixture(scope="module")

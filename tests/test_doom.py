@@ -331,9 +331,9 @@ def test_dream_env_passes_gymnasiums_checks():
         assert reward == 0.0 and not terminated and truncated == (step == 1000)
 
 
-def dream_env_episode(env, params, seed, max_length):
+def dream_env_episode(env, params, seed, max_length, exp_mode=None):
     """Play one DreamEnv episode with the real agent's Controller; returns (total reward, steps)."""
-    controller = Controller(DOOM_TAKE_COVER, params)
+    controller = Controller(DOOM_TAKE_COVER, params, exp_mode)
     env.reset(seed=seed)
     total, steps = 0.0, 0
     while steps < max_length:
@@ -372,6 +372,22 @@ def test_dream_env_and_a_batch_of_one_agree_exactly():
     rewards, lengths = dream_rollouts(rnn, DOOM_TAKE_COVER, initial, params, np.array([[21]]), 1.15, 60)
     env = DreamEnv(rnn, DOOM_TAKE_COVER, initial, temperature=1.15)
     assert dream_env_episode(env, params[0], 21, 60) == (rewards[0, 0], lengths[0, 0])
+
+
+@pytest.mark.parametrize("mode, count", [("z", 64), ("z_hidden", 2600), ("zh", 576)])
+def test_other_controller_modes_in_the_dream_agree_with_the_agents_controller(mode, count):
+    """--exp_mode in dream training: the batched rollouts read the mode's parameter layout as Controller does."""
+    rnn, initial = doom_rnn(one_component=True, mild=True), first_frames(DOOM_TAKE_COVER)
+    params = np.random.default_rng(2).normal(0.0, 0.5, (2, count))
+    rewards, lengths = dream_rollouts(rnn, DOOM_TAKE_COVER, initial, params, np.array([[31], [32]]), 1.15, 60,
+                                      exp_mode=mode)
+    env = DreamEnv(rnn, DOOM_TAKE_COVER, initial, temperature=1.15)
+    for member in range(2):
+        assert dream_env_episode(env, params[member], 31 + member, 60, mode) == (rewards[member, 0],
+                                                                               lengths[member, 0])
+    with pytest.raises(ValueError, match=f"\\(2, {count}\\)"):
+        dream_rollouts(rnn, DOOM_TAKE_COVER, initial, np.zeros((2, 1088)), np.array([[1], [2]]), 1.0, 10,
+                       exp_mode=mode)
 
 
 def test_same_call_same_result_other_seeds_other_results():

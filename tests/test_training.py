@@ -222,6 +222,29 @@ def test_init_params_starts_a_new_run_from_a_controller(tmp_path):
     assert result.returncode == 1 and "give one of them" in result.stderr
 
 
+def test_exp_mode_z_hidden_trains_resumes_and_plays_without_the_flag(tmp_path):
+    world_model(tmp_path)
+    base = "car_racing.z_hidden.cma.1.4"  # the mode is in the base: runs of different modes never collide
+    result = train(tmp_path, "--generations", 2, "--exp_mode", "z_hidden")
+    assert "over 1443 parameters (controller z_hidden)" in result.stdout
+    with open(tmp_path / "controller" / f"{base}.best.json") as handle:
+        params, _, about = json.load(handle)
+    assert len(params) == 1443 and about == {"env": "car_racing", "exp_mode": "z_hidden"}
+    optimizer, saved = load_optimizer(str(tmp_path / "controller" / f"{base}.es.pk"))
+    assert saved["exp_mode"] == "z_hidden" and optimizer.num_params == 1443
+    resumed = train(tmp_path, "--generations", 1, "--init_opt", f"./controller/{base}.es.pk")  # no --exp_mode
+    assert "over 1443 parameters (controller z_hidden)" in resumed.stdout and "at generation 2" in resumed.stdout
+    refused = train(tmp_path, "--generations", 1, "--exp_mode", "zh", "--init_opt", f"./controller/{base}.es.pk",
+                    check=False)
+    assert refused.returncode == 1 and "--exp_mode" in refused.stderr and "Traceback" not in refused.stderr
+    played = run("model.py", "car_racing", "--filename", f"./controller/{base}.best.json", "--max_length", 10,
+                 cwd=tmp_path)
+    assert "(z_hidden, 1443 parameters)" in played.stdout
+    wrong = run("model.py", "car_racing", "--filename", f"./controller/{base}.best.json", "--exp_mode", "z",
+                cwd=tmp_path, check=False)
+    assert wrong.returncode == 1 and "mode z_hidden" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
 def test_model_records_a_video_and_scores_the_best_controller(trained):
     import imageio_ffmpeg
 
