@@ -5,6 +5,7 @@
     python model.py doom_take_cover --filename ./controller/doom_take_cover.cma.16.64.best.json --final_mode
     python model.py car_racing --filename ... --dream_mode --record_video        (drive inside the world model)
     python model.py doom_take_cover --random_policy --dream_mode --final_mode    (how hard is the dream?)
+    python model.py car_racing --pretrained --record_video                       (the agent shipped in pretrained/)
 
 --render_mode shows the episode in a window (needs a display: a desktop, or xvfb-run); --record_video writes
 ./video/<name>.<env>.seed<seed>.mp4 with or without a display. --final_mode scores --num_episode episodes (default
@@ -51,6 +52,9 @@ def parse_args(argv=None):
                         help="processes for --final_mode (default: all cores)")
     parser.add_argument("--dream_mode", action="store_true",
                         help="run inside the world model's dream instead of the real environment")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="play the trained agent shipped in ./pretrained/<env>/ (V, M and C; no --filename)")
+    parser.add_argument("--pretrained_dir", default=None, help="where shipped agents live (default ./pretrained)")
     parser.add_argument("--random_policy", action="store_true",
                         help="play stage 01's random data policy instead of a controller (no --filename)")
     parser.add_argument("--temperature", type=float, default=None,
@@ -59,9 +63,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def controller_name(filename: str, env_name: str, random_policy: bool = False) -> str:
+def controller_name(filename: str, env_name: str, random_policy: bool = False, pretrained: bool = False) -> str:
     """./controller/car_racing.cma.4.32.best.json -> car_racing.cma.4.32.best ("random.<env>" without a file,
-    "random_policy.<env>" for stage 01's data policy)."""
+    "random_policy.<env>" for stage 01's data policy, "pretrained.<env>" for the shipped agent)."""
+    if pretrained:
+        return f"pretrained.{env_name}"
     if random_policy:
         return f"random_policy.{env_name}"
     if not filename:
@@ -255,7 +261,7 @@ def watch(args, params, seeds: list[int]) -> list[tuple[int, float, int]]:
             line = f"seed {seed}: reward {reward:.2f} in {steps} steps ({steps / (time.time() - started):.0f} steps/s)"
             if args.record_video:
                 where = "dream." if args.dream_mode else ""
-                name = controller_name(args.filename, args.env_name, args.random_policy)
+                name = controller_name(args.filename, args.env_name, args.random_policy, args.pretrained)
                 path = os.path.join(args.video_dir, f"{name}.{where}seed{seed}.mp4")
                 recorder.save(path, VIDEO_FPS.get(args.env_name, 30))
                 line += f"; video {path}"
@@ -275,6 +281,12 @@ def main(argv=None) -> None:
     from utils import save_json
 
     config = get_config(args.env_name)
+    if args.pretrained:
+        from pretrained import PRETRAINED_DIR, use_pretrained
+
+        manifest = use_pretrained(args, args.pretrained_dir or PRETRAINED_DIR)
+        print(f"pretrained {args.env_name} agent from {os.path.dirname(args.vae_dir)}: {manifest['mean']:.2f} +- "
+              f"{manifest['std']:.2f} over {manifest['episodes']} episodes from seed {manifest['first_seed']}")
     if args.random_policy:
         if args.filename:
             raise UserError("--random_policy plays stage 01's data policy: leave out --filename")
@@ -302,7 +314,7 @@ def main(argv=None) -> None:
     print(f"{args.env_name} ({where}), {count} episode(s) from seed {args.seed}: "
           f"mean {scores.mean():.2f} +- {scores.std():.2f} (min {scores.min():.2f}, max {scores.max():.2f})")
     if args.final_mode:
-        name = controller_name(args.filename, args.env_name, args.random_policy)
+        name = controller_name(args.filename, args.env_name, args.random_policy, args.pretrained)
         path = os.path.join(args.log_dir, f"{name}.{'dream.' if args.dream_mode else ''}final.json")
         temperature = (args.temperature or config.dream_temperature) if args.dream_mode else None
         save_json(path, {"env": args.env_name, "filename": args.filename, "random_policy": args.random_policy,

@@ -1,0 +1,166 @@
+"""Trained agents that ship with the repository: play them without training, and check what they score.
+
+    python model.py car_racing --pretrained --record_video          (watch the shipped CarRacing agent)
+    python model.py car_racing --pretrained --final_mode            (its 100-episode score: the manifest's)
+    python pretrained.py pack car_racing --filename ./controller/<base>.best.json --final ./log/<base>.best.final.json \
+        --command "python 01_generate_data.py ..." --command ...   (how a trained agent is packed for shipping)
+
+One folder per environment, laid out as the scripts' own folders, so that every loader is the usual one:
+
+    pretrained/<env>/vae/<env>.npz                  V as NumPy arrays (what rollout workers read), float32
+    pretrained/<env>/rnn/<env>.npz                  M, likewise
+    pretrained/<env>/controller/<env>.best.json     C: [params, score, {"env", "exp_mode"}] as 05 writes it
+    pretrained/<env>/data/rnn_initial_<env>_0.npy   first-frame mu and logvar of recorded episodes (the dream starts
+                                                    from them: model.py --dream_mode)
+    pretrained/<env>/manifest.json                  the 100-episode score (mean, std, first seed, episodes), the
+                                                    commands that made the files, the date, each file's sha256
+
+`model.py --pretrained` checks every file against the manifest's sha256 before anything is loaded; a missing or
+altered file, or an environment with nothing shipped, is one line and a non-zero exit. The files are data (NumPy
+arrays read with allow_pickle=False, JSON): loading them runs no code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from utils import UserError, repo_root, run_cli, save_json  # noqa: E402
+
+PRETRAINED_DIR = os.path.join(repo_root(), "pretrained")
+MANIFEST = "manifest.json"
+INITIAL_ROWS = 200  # first frames shipped for the dream (of the thousands 03 writes): enough variety, 50 KB
+MAX_TOTAL_BYTES = 60 * 1024 * 1024  # everything in pretrained/ together (the issue's budget)
+
+
+def shipped_files(env_name: str) -> dict[str, str]:
+    """role -> path inside pretrained/<env>/."""
+    return {"vae": f"vae/{env_name}.npz", "rnn": f"rnn/{env_name}.npz",
+            "controller": f"controller/{env_name}.best.json", "initial": f"data/rnn_initial_{env_name}_0.npy"}
+
+
+def sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(env_name: str, root: str = PRETRAINED_DIR) -> dict:
+    """The manifest of pretrained/<env>/ after checking every shipped file's sha256; a UserError otherwise."""
+    folder = os.path.join(root, env_name)
+    manifest_path = os.path.join(folder, MANIFEST)
+    if not os.path.exists(manifest_path):
+        shipped = sorted(name for name in os.listdir(root)
+                         if os.path.exists(os.path.join(root, name, MANIFEST))) if os.path.isdir(root) else []
+        raise UserError(f"no pretrained {env_name} agent in {root} (shipped: {', '.join(shipped) or 'none'}); "
+                        f"train one with the numbered scripts")
+    try:
+        with open(manifest_path) as handle:
+            manifest = json.load(handle)
+        hashes = manifest["sha256"]
+        assert isinstance(hashes, dict) and manifest["env"] == env_name
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        raise UserError(f"{manifest_path} is not a manifest of a pretrained {env_name} agent") from None
+    for role, relative in shipped_files(env_name).items():
+        path = os.path.join(folder, relative)
+        if relative not in hashes:
+            raise UserError(f"{manifest_path} lists no sha256 for {relative}")
+        if not os.path.exists(path):
+            raise UserError(f"{path} is missing (the pretrained {env_name} agent needs it; git checkout it again)")
+        if sha256(path) != hashes[relative]:
+            raise UserError(f"{path} is not the shipped file (sha256 differs from {manifest_path}); refusing to load "
+                            f"it: git checkout it again")
+    return manifest
+
+
+def use_pretrained(args, root: str = PRETRAINED_DIR) -> dict:
+    """Point model.py's arguments at pretrained/<env>/ (after verify()); returns the manifest."""
+    if args.filename:
+        raise UserError("--pretrained plays the shipped controller: leave out --filename")
+    if args.random_policy:
+        raise UserError("--pretrained plays the shipped controller: leave out --random_policy")
+    manifest = verify(args.env_name, root)
+    folder = os.path.join(root, args.env_name)
+    args.vae_dir, args.rnn_dir = os.path.join(folder, "vae"), os.path.join(folder, "rnn")
+    args.data_dir = os.path.join(folder, "data")
+    args.filename = os.path.join(folder, shipped_files(args.env_name)["controller"])
+    return manifest
+
+
+def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir: str, rnn_dir: str, data_dir: str,
+         root: str = PRETRAINED_DIR) -> str:
+    """Copy a trained agent into root/<env>/ and write its manifest; returns the manifest's path.
+
+    `final` is model.py --final_mode's ./log/<name>.final.json of this very controller (its mean, std, first seed
+    and episode count go into the manifest, and must be of the real game over at least 100 episodes).
+    """
+    import numpy as np
+
+    from config import data_file, get_config, rnn_weights_path, vae_weights_path
+    from controller.controller import load_params
+
+    config = get_config(env_name)
+    with open(final) as handle:
+        score = json.load(handle)
+    if score.get("env") != env_name or score.get("dream_mode") or score.get("episodes", 0) < 100:
+        raise UserError(f"{final} is not a 100-episode score of {env_name} in the real game")
+    load_params(filename, config)  # refuses a file of another env or a broken one
+    folder = os.path.join(root, env_name)
+    files = shipped_files(env_name)
+    sources = {"vae": vae_weights_path(env_name, numpy_export=True, vae_dir=vae_dir),
+               "rnn": rnn_weights_path(env_name, numpy_export=True, rnn_dir=rnn_dir), "controller": filename}
+    for role, source in sources.items():
+        os.makedirs(os.path.dirname(os.path.join(folder, files[role])), exist_ok=True)
+        shutil.copyfile(source, os.path.join(folder, files[role]))
+    initial = np.load(data_file("rnn_initial", env_name, 0, data_dir), allow_pickle=False)[:INITIAL_ROWS]
+    os.makedirs(os.path.join(folder, "data"), exist_ok=True)
+    np.save(os.path.join(folder, files["initial"]), np.ascontiguousarray(initial, dtype=np.float32))
+    manifest = {"env": env_name, "mean": score["mean"], "std": score["std"], "first_seed": score["first_seed"],
+                "episodes": score["episodes"], "commands": commands,
+                "date": datetime.date.today().isoformat(),
+                "sha256": {relative: sha256(os.path.join(folder, relative)) for relative in files.values()}}
+    path = os.path.join(folder, MANIFEST)
+    save_json(path, manifest, indent=1)
+    total = sum(os.path.getsize(os.path.join(base, name)) for base, _, names in os.walk(root) for name in names)
+    if total > MAX_TOTAL_BYTES:
+        raise UserError(f"{root} now holds {total / 2**20:.1f} MB, over the {MAX_TOTAL_BYTES / 2**20:.0f} MB budget")
+    return path
+
+
+def main(argv=None) -> None:
+    from config import CONFIGS, add_folder_flags
+
+    parser = argparse.ArgumentParser(description="Pack a trained agent into pretrained/<env>/, or check one.")
+    commands = parser.add_subparsers(dest="action", required=True)
+    packing = commands.add_parser("pack", help="copy V, M, C and first frames, write the manifest")
+    packing.add_argument("env_name", choices=sorted(CONFIGS))
+    packing.add_argument("--filename", required=True, help="the controller's .best.json")
+    packing.add_argument("--final", required=True, help="model.py --final_mode's .final.json of that controller")
+    packing.add_argument("--command", action="append", default=[], help="a command that made the files (repeat)")
+    packing.add_argument("--root", default=PRETRAINED_DIR)
+    add_folder_flags(packing, "vae", "rnn", "data")
+    checking = commands.add_parser("verify", help="check every shipped file's sha256")
+    checking.add_argument("env_name", choices=sorted(CONFIGS))
+    checking.add_argument("--root", default=PRETRAINED_DIR)
+    args = parser.parse_args(argv)
+    if args.action == "pack":
+        path = pack(args.env_name, args.filename, args.final, args.command, args.vae_dir, args.rnn_dir,
+                    args.data_dir, args.root)
+        print(f"packed {args.env_name} into {os.path.dirname(path)}")
+    else:
+        manifest = verify(args.env_name, args.root)
+        print(f"{args.env_name}: every file matches {MANIFEST}; score {manifest['mean']:.2f} +- {manifest['std']:.2f} "
+              f"over {manifest['episodes']} episodes from seed {manifest['first_seed']}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

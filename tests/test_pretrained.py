@@ -1,0 +1,111 @@
+"""Shipped agents: packing a trained agent, model.py --pretrained playing it with the manifest's score, and every
+way the shipped files can be wrong (missing, altered, absent for an env, combined with --filename).
+
+The agent packed here has random weights of the paper's shapes (what is tested is the shipping, not the driving)
+and episodes of a few steps, so that its 100-episode score takes seconds."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import pretrained
+from config import CAR_RACING
+from controller.controller import random_params, save_params
+from rnn.numpy_rnn import expected_rnn_shapes
+from tests.scripts import run
+from utils import random_weights, save_npy, save_npz
+from vae.numpy_vae import expected_vae_shapes
+
+SHORT = ["--max_length", 3, "--num_worker", 2]
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    """A CarRacing run (random V, M, C; first frames) scored over 100 short episodes and packed into root/."""
+    folder = tmp_path_factory.mktemp("run")
+    save_npz(str(folder / "vae" / "car_racing.npz"), **random_weights(expected_vae_shapes(32), 1))
+    save_npz(str(folder / "rnn" / "car_racing.npz"), **random_weights(expected_rnn_shapes(CAR_RACING), 2))
+    initial = np.random.default_rng(3).standard_normal((300, 2, 32)).astype(np.float32)
+    save_npy(str(folder / "data" / "rnn_initial_car_racing_0.npy"), initial)
+    save_params(str(folder / "controller" / "car_racing.cma.1.4.best.json"), random_params(CAR_RACING, 4), 1.0,
+                "car_racing", "zh")
+    filename = "./controller/car_racing.cma.1.4.best.json"
+    run("model.py", "car_racing", "--filename", filename, "--final_mode", *SHORT, cwd=folder)
+    root = folder / "pretrained"
+    result = run("pretrained.py", "pack", "car_racing", "--filename", filename, "--final",
+                 "./log/car_racing.cma.1.4.best.final.json", "--command", "python 01_generate_data.py car_racing",
+                 "--root", str(root), cwd=folder)
+    assert "packed car_racing" in result.stdout
+    return folder, root
+
+
+def manifest(root):
+    with open(root / "car_racing" / "manifest.json") as handle:
+        return json.load(handle)
+
+
+def test_the_pack_holds_every_file_with_its_sha256_and_the_score(packed):
+    folder, root = packed
+    shipped = manifest(root)
+    with open(folder / "log" / "car_racing.cma.1.4.best.final.json") as handle:
+        final = json.load(handle)
+    assert (shipped["mean"], shipped["std"], shipped["first_seed"], shipped["episodes"]) == \
+        (final["mean"], final["std"], 111, 100)
+    assert shipped["commands"] == ["python 01_generate_data.py car_racing"]
+    for relative in pretrained.shipped_files("car_racing").values():
+        assert shipped["sha256"][relative] == pretrained.sha256(str(root / "car_racing" / relative))
+    assert np.load(root / "car_racing" / "data" / "rnn_initial_car_racing_0.npy").shape == (200, 2, 32)
+    assert (root / "car_racing" / "vae" / "car_racing.npz").read_bytes() == \
+        (folder / "vae" / "car_racing.npz").read_bytes()  # float32 as trained, byte for byte
+
+
+def test_pretrained_final_mode_prints_the_manifests_score(packed, tmp_path):
+    _, root = packed
+    shipped = manifest(root)
+    result = run("model.py", "car_racing", "--pretrained", "--pretrained_dir", root, "--final_mode", *SHORT,
+                 cwd=tmp_path)  # anywhere: nothing is read from the working directory
+    assert f"mean {shipped['mean']:.2f} +- {shipped['std']:.2f}" in result.stdout
+    with open(tmp_path / "log" / "pretrained.car_racing.final.json") as handle:
+        assert json.load(handle)["mean"] == shipped["mean"]  # same seeds, same episodes
+
+
+def test_pretrained_plays_in_the_dream_and_records(packed, tmp_path):
+    _, root = packed
+    result = run("model.py", "car_racing", "--pretrained", "--pretrained_dir", root, "--dream_mode",
+                 "--record_video", "--max_length", 5, cwd=tmp_path)
+    assert os.path.getsize(tmp_path / "video" / "pretrained.car_racing.dream.seed111.mp4") > 0
+    assert "video" in result.stdout
+
+
+def refused(tmp_path, *args):
+    result = run("model.py", "car_racing", *args, *SHORT, cwd=tmp_path, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    return result.stderr
+
+
+def test_an_altered_or_missing_file_is_refused(packed, tmp_path):
+    _, root = packed
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(root, copy)
+    controller = copy / "car_racing" / "controller" / "car_racing.best.json"
+    params, score, about = json.loads(controller.read_text())
+    params[0] += 1.0
+    controller.write_text(json.dumps([params, score, about]))
+    assert "car_racing.best.json is not the shipped file (sha256 differs" in \
+        refused(tmp_path, "--pretrained", "--pretrained_dir", copy)
+    (copy / "car_racing" / "rnn" / "car_racing.npz").unlink()
+    controller.unlink()
+    assert "is missing" in refused(tmp_path, "--pretrained", "--pretrained_dir", copy)
+
+
+def test_nothing_shipped_and_pretrained_with_filename_are_refused(packed, tmp_path):
+    _, root = packed
+    message = refused(tmp_path, "--pretrained", "--pretrained_dir", tmp_path / "empty")
+    assert "no pretrained car_racing agent" in message
+    message = refused(tmp_path, "--pretrained", "--pretrained_dir", root, "--filename", "x.best.json")
+    assert "leave out --filename" in message
