@@ -186,8 +186,7 @@ def test_clipping_keeps_every_controller_action(config):
     the box, so clipping passes them bit for bit and the dream's training scores are unchanged by it."""
     rng = np.random.default_rng(0)
     outputs = np.tanh(rng.normal(0.0, 3.0, (1000, config.controller_outputs))).astype(np.float32)
-    outputs[:4] = [[-1.0], [1.0], [0.0], [-0.0]] if config.controller_outputs == 1 else [[-1.0] * 3, [1.0] * 3,
-                                                                                      [0.0] * 3, [-0.0] * 3]
+    outputs[:4] = np.array([-1.0, 1.0, 0.0, -0.0], dtype=np.float32)[:, None]  # the ends and both zeros, everywhere
     actions = to_env_actions(config.name, outputs)
     clipped = clip_actions(action_space(config), actions)
     assert clipped.dtype == np.float32 and clipped.tobytes() == actions.tobytes()
