@@ -61,6 +61,24 @@ NOISE_BLOCK = 32  # steps of random numbers an episode draws from its generator 
 COMPACT_FRACTION = 8  # drop finished episodes from the batch once 1/8 of its rows have finished
 
 
+def action_space(config) -> gymnasium.spaces.Box:
+    """The real environment's action space, which the dream shares: CarRacing's Box([-1, 0, 0], [1, 1, 1])
+    ([steer, gas, brake]), Doom's Box(-1, 1, (1,)) (env.DoomTakeCover)."""
+    if config.name == "car_racing":
+        return gymnasium.spaces.Box(np.array([-1.0, 0.0, 0.0], dtype=np.float32),
+                                    np.array([1.0, 1.0, 1.0], dtype=np.float32), dtype=np.float32)
+    return gymnasium.spaces.Box(-1.0, 1.0, (config.action_size,), dtype=np.float32)
+
+
+def clip_actions(space: gymnasium.spaces.Box, actions: np.ndarray) -> np.ndarray:
+    """Environment actions (..., action_size) clipped to `space`, float32: an action beyond a bound acts as the bound
+    (Gymnasium's rule for Box actions). Both DreamEnv.step and dream_rollouts send their actions through this, so the
+    two paths stay one mapping; actions inside the box (every controller's, a tanh being in [-1, 1]) pass unchanged,
+    bit for bit (np.clip would turn a brake of -0.0 into 0.0)."""
+    actions = np.asarray(actions, dtype=np.float32)
+    return np.where(actions < space.low, space.low, np.where(actions > space.high, space.high, actions))
+
+
 def step_reward(config) -> float:
     """Reward of one dream step: 1 in Doom (the score is the number of steps survived), 0 in CarRacing (M has no
     reward head; its dream is for watching)."""
@@ -166,12 +184,13 @@ def dream_rollouts(rnn: NumpyMDNRNN, config, initial: np.ndarray, params: np.nda
     member = np.repeat(np.arange(members), episodes_each)
     row_blocks = unflatten(shape, params[member])  # one controller per episode row: (B, *block shape) each
 
+    space = action_space(config)
     batch = DreamBatch(rnn, config, initial, seeds.reshape(-1), temperature)
     lengths = np.full(members * episodes_each, max_length, dtype=np.int64)
     running = np.ones(len(batch), dtype=bool)  # rows whose episode has not ended
     for step in range(max_length):
         output = forward(shape, row_blocks, {"z": batch.z, "c": batch.c, "h": batch.h})
-        done = batch.step(model_action(config.name, to_env_actions(config.name, output)))
+        done = batch.step(model_action(config.name, clip_actions(space, to_env_actions(config.name, output))))
         ended = done & running
         lengths[batch.episode[ended]] = step + 1
         running &= ~done
@@ -192,6 +211,7 @@ class DreamEnv(gymnasium.Env):
     Doom: action Box(-1, 1, (1,)) (a < -1/3 left, > 1/3 right, else stay, as env.DoomTakeCover), reward 1 a step,
     terminated when M's done logit is above 0, truncated after max_episode_steps (2100). CarRacing: action
     [steer, gas, brake] in CarRacing's box, reward 0, never terminated, truncated after max_episode_steps (1000).
+    Actions outside the box are clipped to it (clip_actions), as dream_rollouts clips them.
     `z`, `h` and `c` hold the current latent and LSTM state ((z_size,), (units,), (units,)) for a controller.
 
     reset(seed=s) starts the episode that seed s plays in dream_rollouts (same random numbers; see the module
@@ -212,11 +232,7 @@ class DreamEnv(gymnasium.Env):
         self.max_episode_steps = max_episode_steps or config.max_episode_length
         self.vae, self.render_mode = vae, render_mode
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (config.z_size,), dtype=np.float32)
-        if config.name == "car_racing":
-            self.action_space = gymnasium.spaces.Box(np.array([-1.0, 0.0, 0.0], dtype=np.float32),
-                                                     np.array([1.0, 1.0, 1.0], dtype=np.float32), dtype=np.float32)
-        else:
-            self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (config.action_size,), dtype=np.float32)
+        self.action_space = action_space(config)
         self._batch: DreamBatch | None = None
 
     @classmethod
@@ -259,7 +275,7 @@ class DreamEnv(gymnasium.Env):
     def step(self, action):
         if self._batch is None:
             raise RuntimeError("call reset() before step()")
-        env_action = np.asarray(action, dtype=np.float32).reshape(1, self.config.action_size)
+        env_action = clip_actions(self.action_space, np.reshape(action, (1, self.config.action_size)))
         terminated = bool(self._batch.step(model_action(self.config.name, env_action))[0])
         truncated = not terminated and self.steps >= self.max_episode_steps
         return self.z.copy(), step_reward(self.config), terminated, truncated, {}

@@ -363,7 +363,12 @@ class DoomTakeCover(gymnasium.Env):
     reset(seed=s) seeds ViZDoom's random generator with s before the new episode, so the same seed and the same
     actions give the same frames and rewards. The game runs on a DoomGame of the vizdoom package directly (not
     vizdoom's Gymnasium wrapper, whose dict observations and button spaces would need translating on every step).
-    render_mode "rgb_array" returns the current screen; "human" shows it in a pygame window.
+    render_mode "rgb_array" returns the current screen; "human" shows it in a pygame window. Every observation and
+    frame returned is a new array, never the env's own screen nor an earlier return (Gymnasium's env checker rule).
+
+    pickle and copy.deepcopy give a new, independent env with its own engine, built from the same constructor
+    arguments: the engine runs in another process and cannot be copied, so, as Gymnasium's CarRacing rebuilds its
+    Box2D world (EzPickle), the copy starts afresh and is reset like a new env (the same seed gives the same episode).
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": DOOM_TICS_PER_SECOND}
@@ -398,6 +403,16 @@ class DoomTakeCover(gymnasium.Env):
         self._window = None
         self._clock = None
 
+    def __getstate__(self) -> dict:
+        """Only the constructor arguments: see the class docstring on copies."""
+        return {"render_mode": self.render_mode}
+
+    def __setstate__(self, state: dict) -> None:
+        # __init__ runs on this very object, not EzPickle's way (build another env and take over its __dict__):
+        # the engine's close-on-collect finalizer is tied to the object that built it, so it would close the copy's
+        # engine as soon as that other env was collected.
+        self.__init__(**state)
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Start a new episode; ViZDoom is seeded with `seed`, or without one with a draw from `np_random`."""
         super().reset(seed=seed)
@@ -407,7 +422,7 @@ class DoomTakeCover(gymnasium.Env):
         self._screen = self.game.get_state().screen_buffer
         if self.render_mode == "human":
             self.render()
-        return self._screen, {}
+        return self._screen.copy(), {}  # a copy: a caller writing into it must not change the env's screen
 
     def step(self, action):
         move = int(doom_move(np.asarray(action).reshape(-1)[0]))
@@ -417,7 +432,8 @@ class DoomTakeCover(gymnasium.Env):
             self._screen = self.game.get_state().screen_buffer
         if self.render_mode == "human":
             self.render()
-        return self._screen, float(reward), terminated, False, {}
+        # a copy: after death the same screen is returned twice, and a caller may write into what it was given
+        return self._screen.copy(), float(reward), terminated, False, {}
 
     def render(self):
         if self.render_mode == "rgb_array":
