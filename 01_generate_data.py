@@ -196,7 +196,7 @@ def main(argv=None):
         from controller.controller import load_params
 
         config = get_config(args.env_name)
-        check_weight_files(config, args.vae_dir, args.rnn_dir)
+        check_weight_files(config, args.vae_dir, args.rnn_dir, read=True)
         params, _ = load_params(args.controller, config)
         args.player = (params, args.vae_dir, args.rnn_dir)
         print(f"playing the controller {args.controller} (V from {args.vae_dir}, M from {args.rnn_dir})", flush=True)

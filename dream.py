@@ -51,7 +51,7 @@ import gymnasium
 import numpy as np
 
 from config import DATA_DIR, MAKES_RNN, MAKES_RNN_DATA, RNN_DIR, VAE_DIR, rnn_weights_path, vae_weights_path
-from controller.controller import model_action, to_env_actions
+from controller.controller import model_action, require_finite_action, to_env_actions
 from rnn.mdn import sample_mdn_from_noise
 from rnn.numpy_rnn import NumpyMDNRNN
 from utils import UserError, load_npy
@@ -176,7 +176,10 @@ def dream_rollouts(rnn: NumpyMDNRNN, config, initial: np.ndarray, params: np.nda
     for step in range(max_length):
         state = [batch.z, batch.c, batch.h] if config.controller_uses_cell else [batch.z, batch.h]
         x = np.concatenate(state, axis=1)
-        output = np.tanh(np.einsum("bi,boi->bo", x, row_weights) + row_bias)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow to NaN is refused just below
+            output = np.tanh(np.einsum("bi,boi->bo", x, row_weights) + row_bias)
+        if not np.isfinite(output).all():  # Doom's move would read NaN as "stay" and survive, a poisoned best
+            require_finite_action(config.name, output[~np.isfinite(output).all(axis=1)][0])
         done = batch.step(model_action(config.name, to_env_actions(config.name, output)))
         ended = done & running
         lengths[batch.episode[ended]] = step + 1

@@ -57,15 +57,32 @@ class Controller:
         self.weight_h = np.ascontiguousarray(rest[:, -self.rnn_size:].T)
 
     def output(self, z: np.ndarray, h: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
-        """tanh(W [z, (c,) h] + b): z (z_size,), h and c (rnn_size,) -> (outputs,) in [-1, 1]."""
-        pre = z @ self.weight_z + h @ self.weight_h + self.bias
-        if self.uses_cell:
-            pre += c @ self.weight_c
-        return np.tanh(pre)
+        """tanh(W [z, (c,) h] + b): z (z_size,), h and c (rnn_size,) -> (outputs,) in [-1, 1], NaN if huge weights
+        overflow (act() refuses it with one line, so NumPy's overflow warnings are silenced here)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            pre = z @ self.weight_z + h @ self.weight_h + self.bias
+            if self.uses_cell:
+                pre += c @ self.weight_c
+            return np.tanh(pre)
 
     def act(self, z: np.ndarray, h: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
-        """The environment action for one step (see the module docstring for the mapping)."""
-        return to_env_action(self.env_name, self.output(z, h, c))
+        """The environment action for one step (see the module docstring for the mapping). A NaN action is never
+        returned: it raises NonFiniteAction (the environment would take it for some action and score it)."""
+        return require_finite_action(self.env_name, to_env_action(self.env_name, self.output(z, h, c)))
+
+
+class NonFiniteAction(UserError):
+    """The controller computed a NaN action (V, M or the parameters hold NaN, infinite or huge values)."""
+
+
+def require_finite_action(env_name: str, action: np.ndarray) -> np.ndarray:
+    """`action` if every value is finite, else NonFiniteAction: CarRacing ended every such episode after 2-3 steps
+    with a score of 999.8, which training took for a new best."""
+    if not np.all(np.isfinite(action)):
+        raise NonFiniteAction(f"the controller's {env_name} action is {np.asarray(action).tolist()} (not finite): "
+                              f"V's or M's weights or the controller parameters hold NaN, infinite or huge values; "
+                              f"retrain the model that diverged")
+    return action
 
 
 def to_env_action(env_name: str, output: np.ndarray) -> np.ndarray:
@@ -124,9 +141,18 @@ def load_params(path: str, config) -> tuple[np.ndarray, float | None]:
         raise UserError(f"{path} is not a JSON parameter file ({error})") from None
     if not isinstance(value, list) or not value or not isinstance(value[0], list):
         raise UserError(f"{path} should hold [params, score], a list whose first item is the parameter list")
+    # a flat list of plain numbers only (bool is an int to Python, and strings or nested lists would make NumPy
+    # raise or build another shape)
+    if not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in value[0]):
+        raise UserError(f"{path}: the parameter list holds something other than numbers (strings, lists, true/false "
+                        f"or null); it should be {config.controller_param_count} numbers")
     params = np.asarray(value[0], dtype=np.float64)
-    if params.size != config.controller_param_count or not np.all(np.isfinite(params)):
+    if params.size != config.controller_param_count:
         raise UserError(f"{path} has {params.size} parameters; {config.name}'s controller has "
-                        f"{config.controller_param_count} (finite numbers)")
+                        f"{config.controller_param_count}")
+    # the controller computes in float32: a value beyond its range (about 3.4e38; e.g. 1e308) becomes inf there
+    if not np.all(np.isfinite(params)) or np.abs(params).max(initial=0.0) > np.finfo(np.float32).max:
+        raise UserError(f"{path} holds NaN, infinite or out-of-range parameters (beyond float32's "
+                        f"{np.finfo(np.float32).max:.1e}); a trained controller never has them")
     score = value[1] if len(value) > 1 and isinstance(value[1], (int, float)) else None
     return params, (None if score is None or not math.isfinite(score) else float(score))
