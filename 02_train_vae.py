@@ -39,7 +39,8 @@ def parse_args(argv=None):
     add_folder_flags(parser, "data", "vae")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="fit() output: 1 = progress bar")
     args = parser.parse_args(argv)
-    check_flags(args, at_least={"epochs": 1, "batch_size": 1, "steps_per_file": 1, "start_batch": 0},
+    check_flags(args, at_least={"epochs": 1, "batch_size": 1, "steps_per_file": 1, "start_batch": 0,
+                                "seed": 0},
                 positive=("learning_rate",))
     return args
 

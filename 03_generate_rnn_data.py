@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from utils import UserError, run_cli  # noqa: E402
+from utils import UserError, check_flags, run_cli  # noqa: E402
 
 ENCODE_CHUNK = 1000  # frames encoded per forward pass
 
@@ -35,7 +35,9 @@ def parse_args(argv=None):
     parser.add_argument("--max_batch", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0, help="seed of the z draws written to rnn_input/output")
     add_folder_flags(parser, "data", "vae")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_flags(args, at_least={"start_batch": 0, "seed": 0})  # NumPy takes only non-negative seeds
+    return args
 
 
 def main(argv=None):

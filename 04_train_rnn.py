@@ -46,7 +46,8 @@ def parse_args(argv=None):
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
                         help="1: a progress bar per epoch; every value prints a line per epoch")
     args = parser.parse_args(argv)
-    check_flags(args, at_least={"epochs": 1, "batch_size": 1, "start_batch": 0}, positive=("learning_rate",))
+    check_flags(args, at_least={"epochs": 1, "batch_size": 1, "start_batch": 0, "seed": 0},
+                positive=("learning_rate",))
     if not 0 <= args.holdout_batches <= args.max_batch - args.start_batch:
         raise UserError(f"--holdout_batches {args.holdout_batches} must leave at least one of batches "
                         f"{args.start_batch}..{args.max_batch} to train on")
