@@ -221,9 +221,10 @@ def batch_range_files(kind: str, env_name: str, start_batch: int, max_batch: int
         # the command for the first run of missing batches (01: adjust --total_episodes to their episodes)
         command = re.sub(r"--max_batch \d+", f"--max_batch {last}",
                          re.sub(r"--start_batch \d+", f"--start_batch {first}", made_by))
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise UserError(f"batches {number_ranges(missing)} of {start_batch}..{max_batch} are missing "
-                        f"({data_file(kind, env_name, first, data_dir)} and {len(missing) - 1} more); make them with: "
-                        f"{command}, or run the ranges on either side of the gap one after the other")
+                        f"({data_file(kind, env_name, first, data_dir)}{more}); make them with: {command}, or run "
+                        f"the ranges on either side of the gap one after the other")
     return paths
 
 

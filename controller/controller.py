@@ -146,7 +146,10 @@ def load_params(path: str, config) -> tuple[np.ndarray, float | None]:
     if not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in value[0]):
         raise UserError(f"{path}: the parameter list holds something other than numbers (strings, lists, true/false "
                         f"or null); it should be {config.controller_param_count} numbers")
-    params = np.asarray(value[0], dtype=np.float64)
+    try:
+        params = np.asarray(value[0], dtype=np.float64)
+    except OverflowError:  # an integer beyond float64 (JSON integers have no limit)
+        raise UserError(f"{path} holds a parameter too large for a float") from None
     if params.size != config.controller_param_count:
         raise UserError(f"{path} has {params.size} parameters; {config.name}'s controller has "
                         f"{config.controller_param_count}")

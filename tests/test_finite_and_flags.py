@@ -73,7 +73,8 @@ def rnn_batch(folder, batch, lengths=None, nan_in=None):
 
 def world_model(folder, poison=None):
     """./vae and ./rnn NumPy weights (random, CarRacing shapes); `poison` = (which, key) puts an inf into one."""
-    weights = {"vae": random_weights(expected_vae_shapes(32), 1), "rnn": random_weights(expected_rnn_shapes(CAR_RACING), 2)}
+    weights = {"vae": random_weights(expected_vae_shapes(32), 1),
+               "rnn": random_weights(expected_rnn_shapes(CAR_RACING), 2)}
     if poison:
         which, key = poison
         weights[which][key].flat[0] = np.inf
@@ -263,6 +264,8 @@ BAD_CONTROLLERS = {
     "booleans": [[True] * 867, 1.0],
     "null": [[None] * 867, 1.0],
     "near 1e308": [[1e308] * 867, 999.8],
+    "beyond float32": [[0.0] * 866 + [1e39], 1.0],
+    "huge integer": [[0] * 866 + [10 ** 400], 1.0],
     "nan": [[float("nan")] + [0.0] * 866, 1.0],
     "too few": [[0.0] * 866, 1.0],
     "not a list": {"params": [0.0] * 867},
