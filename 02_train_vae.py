@@ -32,7 +32,8 @@ def parse_args(argv=None):
     parser.add_argument("--new_model", action="store_true", help="start from fresh weights instead of ./vae/")
     parser.add_argument("--epochs", type=int, default=10, help="passes over all batch files (default 10)")
     parser.add_argument("--batch_size", type=int, default=None, help="frames per minibatch (default: paper's 100)")
-    parser.add_argument("--learning_rate", type=float, default=None, help="Adam step (default: paper's 1e-4)")
+    parser.add_argument("--learning_rate", type=float, default=None,
+                        help="Adam step (default: paper's 1e-4; a resumed run keeps its own unless given)")
     parser.add_argument("--steps_per_file", type=int, default=None,
                         help="train on at most this many minibatches per batch file and epoch (default: all frames)")
     parser.add_argument("--seed", type=int, default=0)

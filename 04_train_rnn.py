@@ -38,7 +38,8 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=20, help="passes over all sequences (default 20)")
     parser.add_argument("--batch_size", type=int, default=None, help="sequences per minibatch (default: paper's 100)")
     parser.add_argument("--learning_rate", type=float, default=None,
-                        help="Adam's starting step (default: the config's, 1e-3; Doom decays it towards 1e-5)")
+                        help="Adam's starting step (default: the config's, 1e-3; Doom decays it towards 1e-5; a "
+                             "resumed run keeps its own constant rate unless given)")
     parser.add_argument("--holdout_batches", type=int, default=0,
                         help="last N batch files of the range: not trained on, their losses printed every epoch")
     parser.add_argument("--seed", type=int, default=0)

@@ -305,13 +305,19 @@ def test_the_dream_refuses_a_controller_whose_action_is_nan():
         dream_rollouts(rnn, DOOM_TAKE_COVER, initial, params, np.array([[1], [2]]), 1.15, 50)
 
 
-def test_model_py_stops_when_the_action_is_not_finite(tmp_path):
+def test_model_py_and_01_stop_when_the_action_is_not_finite(tmp_path):
     world_model(tmp_path)
     params = huge_params(CAR_RACING) * np.resize([1, -1, -1, 1], CAR_RACING.controller_param_count)
     (tmp_path / "huge.best.json").write_text(json.dumps([params.tolist(), 999.8]))
-    result = run("model.py", "car_racing", "--filename", "huge.best.json", "--max_length", 5, "--num_worker", 1,
-                 cwd=tmp_path, check=False, timeout=120)
-    refused(result, "action", "not finite")
+    for script, *args in [("model.py", "car_racing", "--filename", "huge.best.json", "--num_worker", 1),
+                          ("model.py", "car_racing", "--filename", "huge.best.json", "--num_worker", 2,
+                           "--num_episode", 2),
+                          ("01_generate_data.py", "car_racing", "--controller", "huge.best.json", "--total_episodes", 2,
+                           "--num_workers", 2)]:
+        result = run(script, *args, "--max_length" if script == "model.py" else "--time_steps", 5, cwd=tmp_path,
+                     check=False, timeout=120)
+        refused(result, "action", "not finite")
+    assert not (tmp_path / "data").exists() or not list((tmp_path / "data").glob("action_data_*"))
 
 
 # --- stage 05: never a non-finite best, a resume command that pastes ------------------------------------------------
