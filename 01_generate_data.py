@@ -67,6 +67,8 @@ def parse_args(argv=None):
         raise UserError("--time_steps must be at least 2")
     if args.start_batch < 0:
         raise UserError("--start_batch must be 0 or more")
+    if args.seed < 0:  # NumPy and Gymnasium take only non-negative seeds (a worker would fail with a traceback)
+        raise UserError(f"--seed must be 0 or more, got {args.seed}")
     if args.controller and args.run_all_envs:
         raise UserError("--controller plays one environment's controller; leave out --run_all_envs")
     return args
@@ -198,7 +200,7 @@ def main(argv=None):
         from controller.controller import load_params
 
         config = get_config(args.env_name)
-        check_weight_files(config, args.vae_dir, args.rnn_dir)
+        check_weight_files(config, args.vae_dir, args.rnn_dir, read=True)
         params, _, exp_mode = load_params(args.controller, config)
         args.player = (params, args.vae_dir, args.rnn_dir, exp_mode)
         print(f"playing the controller {args.controller} (V from {args.vae_dir}, M from {args.rnn_dir})", flush=True)

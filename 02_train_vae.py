@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from utils import UserError, run_cli  # noqa: E402
+from utils import UserError, check_flags, run_cli  # noqa: E402
 
 RECONSTRUCTED_FRAMES = 8  # frames shown in ./vae/<env>.reconstructions.png
 
@@ -32,15 +32,17 @@ def parse_args(argv=None):
     parser.add_argument("--new_model", action="store_true", help="start from fresh weights instead of ./vae/")
     parser.add_argument("--epochs", type=int, default=10, help="passes over all batch files (default 10)")
     parser.add_argument("--batch_size", type=int, default=None, help="frames per minibatch (default: paper's 100)")
-    parser.add_argument("--learning_rate", type=float, default=None, help="Adam step (default: paper's 1e-4)")
+    parser.add_argument("--learning_rate", type=float, default=None,
+                        help="Adam step (default: paper's 1e-4; a resumed run keeps its own unless given)")
     parser.add_argument("--steps_per_file", type=int, default=None,
                         help="train on at most this many minibatches per batch file and epoch (default: all frames)")
     parser.add_argument("--seed", type=int, default=0)
     add_folder_flags(parser, "data", "vae")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="fit() output: 1 = progress bar")
     args = parser.parse_args(argv)
-    if args.epochs < 1:
-        raise UserError("--epochs must be at least 1")
+    check_flags(args, at_least={"epochs": 1, "batch_size": 1, "steps_per_file": 1, "start_batch": 0,
+                                "seed": 0},
+                positive=("learning_rate",))
     return args
 
 
@@ -48,7 +50,7 @@ def main(argv=None):
     args = parse_args(argv)
     # --- set-up: inputs checked before TensorFlow loads, so a missing file fails fast -----------------------------
     from config import MAKES_OBS_DATA, data_file, get_config
-    from utils import batch_range_files, load_npy, new_or_resumed, save_json
+    from utils import batch_range_files, check_lengths, load_npy, new_or_resumed, save_json
 
     config = get_config(args.env_name)
     made_by = MAKES_OBS_DATA.format(env=args.env_name)
@@ -61,6 +63,7 @@ def main(argv=None):
         if len(lengths) != len(frames):
             raise UserError(f"{length_path} has {len(lengths)} episodes but {path} has {len(frames)}; "
                             f"remake them with: {made_by}")
+        check_lengths(lengths, frames.shape[1], length_path, made_by)
         batches.append((path, frames, lengths))
 
     import keras
@@ -68,7 +71,7 @@ def main(argv=None):
 
     from plots import save_curves, save_reconstructions
     from vae.arch import make_vae
-    from vae.train import FrameBatches, load_vae, save_vae, valid_frame_index
+    from vae.train import FrameBatches, StopOnNonFiniteLoss, load_vae, save_vae, valid_frame_index
     from config import vae_weights_path
 
     keras.utils.set_random_seed(args.seed)
@@ -79,7 +82,8 @@ def main(argv=None):
     vae, history = new_or_resumed(
         "VAE", weights_path, history_path, args.new_model,
         make=lambda: make_vae(config, seed=args.seed, learning_rate=learning_rate),
-        load=lambda: load_vae(config, args.vae_dir, seed=args.seed, learning_rate=learning_rate))
+        load=lambda: load_vae(config, args.vae_dir, seed=args.seed, learning_rate=args.learning_rate))
+    learning_rate = float(vae.optimizer.learning_rate)  # a resumed run without the flag keeps its saved rate
     batch_size = args.batch_size or config.vae_batch_size
     print(f"VAE for {args.env_name}: z = {config.z_size}, {vae.count_params():,} parameters; "
           f"{len(batches)} batch files, {args.epochs} epochs, minibatch {batch_size}, Adam {learning_rate:g}")
@@ -99,8 +103,13 @@ def main(argv=None):
             dataset = FrameBatches(frames, index, batch_size, seed=args.seed * 1000 + epoch,
                                    max_batches=args.steps_per_file)
             print(f"epoch {epoch}/{last_epoch}: {os.path.basename(path)} ({len(index):,} frames)")
-            result = vae.fit(dataset, epochs=1, verbose=args.verbose).history
+            stop = StopOnNonFiniteLoss()
+            result = vae.fit(dataset, epochs=1, verbose=args.verbose, callbacks=[stop]).history
             dataset.close()
+            if stop.batch is not None:  # this file's steps changed the weights: save nothing of them
+                raise UserError(f"V's loss became {stop.loss} in epoch {epoch}, minibatch {stop.batch + 1} of "
+                                f"{os.path.basename(path)}; stopped without saving ({weights_path} keeps the last "
+                                f"good weights); try a lower --learning_rate (this run: {learning_rate:g})")
             history.append({"epoch": epoch, "file": os.path.basename(path), "frames": int(len(index)),
                             "elapsed_s": round(time.time() - started, 1),
                             **{name: float(values[-1]) for name, values in result.items()}})

@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from utils import UserError, run_cli  # noqa: E402
+from utils import UserError, check_flags, run_cli  # noqa: E402
 
 ENCODE_CHUNK = 1000  # frames encoded per forward pass
 
@@ -35,18 +35,38 @@ def parse_args(argv=None):
     parser.add_argument("--max_batch", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0, help="seed of the z draws written to rnn_input/output")
     add_folder_flags(parser, "data", "vae")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_flags(args, at_least={"start_batch": 0, "seed": 0})  # NumPy takes only non-negative seeds
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     from config import MAKES_OBS_DATA, data_file, get_config, vae_weights_path, MAKES_VAE
-    from utils import batch_range_files, load_npy, require_file, save_npy
+    from utils import all_finite, batch_range_files, check_lengths, load_npy, require_file, save_npy
 
     config = get_config(args.env_name)
     made_by = MAKES_OBS_DATA.format(env=args.env_name)
     obs_paths = batch_range_files("obs_data", args.env_name, args.start_batch, args.max_batch, made_by, args.data_dir)
-    require_file(vae_weights_path(args.env_name, vae_dir=args.vae_dir), MAKES_VAE.format(env=args.env_name))
+    makes_vae = MAKES_VAE.format(env=args.env_name)
+    require_file(vae_weights_path(args.env_name, vae_dir=args.vae_dir), makes_vae)
+
+    def batch_inputs(batch: int, obs_path: str):
+        """The frames (memory-mapped), actions, lengths and dones of one batch, checked (finite, matching)."""
+        frames = load_npy(obs_path, made_by, ndim=5, trailing_shape=(64, 64, 3), dtype="uint8")
+        inputs = {kind: load_npy(data_file(kind, args.env_name, batch, args.data_dir), made_by, mmap=False)
+                  for kind in ("action_data", "length_data", "done_data")}
+        actions, lengths, dones = inputs["action_data"], inputs["length_data"], inputs["done_data"]
+        episodes, time_steps = frames.shape[:2]
+        if actions.shape != (episodes, time_steps, config.action_size) or lengths.shape != (episodes,) \
+                or dones.shape != (episodes, time_steps):
+            raise UserError(f"batch {batch}: {obs_path} {frames.shape}, actions {actions.shape}, lengths "
+                            f"{lengths.shape} and dones {dones.shape} do not match; remake them with: {made_by}")
+        check_lengths(lengths, time_steps, data_file("length_data", args.env_name, batch, args.data_dir), made_by)
+        return frames, actions, lengths, dones
+
+    for batch, obs_path in obs_paths:  # every batch checked before TensorFlow loads: a bad file fails fast
+        batch_inputs(batch, obs_path)
 
     import numpy as np
     from tqdm import tqdm
@@ -58,15 +78,8 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     started = time.time()
     for batch, obs_path in obs_paths:
-        frames = load_npy(obs_path, made_by, ndim=5, trailing_shape=(64, 64, 3), dtype="uint8")
-        inputs = {kind: load_npy(data_file(kind, args.env_name, batch, args.data_dir), made_by, mmap=False)
-                  for kind in ("action_data", "length_data", "done_data")}
-        actions, lengths, dones = inputs["action_data"], inputs["length_data"], inputs["done_data"]
+        frames, actions, lengths, dones = batch_inputs(batch, obs_path)
         episodes, time_steps = frames.shape[:2]
-        if actions.shape != (episodes, time_steps, config.action_size) or lengths.shape != (episodes,) \
-                or dones.shape != (episodes, time_steps):
-            raise UserError(f"batch {batch}: {obs_path} {frames.shape}, actions {actions.shape}, lengths "
-                            f"{lengths.shape} and dones {dones.shape} do not match; remake them with: {made_by}")
         mu = np.zeros((episodes, time_steps, config.z_size), dtype=np.float32)
         logvar = np.zeros_like(mu)
         flat = frames.reshape((-1, 64, 64, 3))
@@ -77,6 +90,8 @@ def main(argv=None):
             rows = recorded[start:start + ENCODE_CHUNK]
             chunk_mu, chunk_logvar = vae.encode(np.asarray(flat[rows[0]:rows[-1] + 1])[rows - rows[0]])
             flat_mu[rows], flat_logvar[rows] = np.asarray(chunk_mu), np.asarray(chunk_logvar)
+        if not (all_finite(mu) and all_finite(logvar)):  # finite weights can still overflow; M must not train on it
+            raise UserError(f"V encodes frames of batch {batch} to NaN or infinite values; retrain V: {makes_vae}")
         rnn_input, rnn_output = rnn_arrays(mu, logvar, actions, lengths, config.use_done, rng)
         outputs = {"rnn_input": rnn_input, "rnn_output": rnn_output, "rnn_mu": mu, "rnn_logvar": logvar,
                    "rnn_initial": np.stack([mu[:, 0], logvar[:, 0]], axis=1), "rnn_length": lengths.astype(np.int32),

@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from utils import UserError, run_cli  # noqa: E402
+from utils import UserError, check_flags, run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -37,6 +37,9 @@ def parse_args(argv=None):
     parser.add_argument("--new_model", action="store_true", help="start from fresh weights instead of ./rnn/")
     parser.add_argument("--epochs", type=int, default=20, help="passes over all sequences (default 20)")
     parser.add_argument("--batch_size", type=int, default=None, help="sequences per minibatch (default: paper's 100)")
+    parser.add_argument("--learning_rate", type=float, default=None,
+                        help="Adam's starting step (default: the config's, 1e-3; Doom decays it towards 1e-5; a "
+                             "resumed run keeps its own constant rate unless given)")
     parser.add_argument("--holdout_batches", type=int, default=0,
                         help="last N batch files of the range: not trained on, their losses printed every epoch")
     parser.add_argument("--seed", type=int, default=0)
@@ -44,8 +47,8 @@ def parse_args(argv=None):
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
                         help="1: a progress bar per epoch; every value prints a line per epoch")
     args = parser.parse_args(argv)
-    if args.epochs < 1:
-        raise UserError("--epochs must be at least 1")
+    check_flags(args, at_least={"epochs": 1, "batch_size": 1, "start_batch": 0, "seed": 0},
+                positive=("learning_rate",))
     if not 0 <= args.holdout_batches <= args.max_batch - args.start_batch:
         raise UserError(f"--holdout_batches {args.holdout_batches} must leave at least one of batches "
                         f"{args.start_batch}..{args.max_batch} to train on")
@@ -57,7 +60,7 @@ def load_sequences(args, config, start_batch: int, max_batch: int):
     import numpy as np
 
     from config import MAKES_RNN_DATA, data_file
-    from utils import batch_range_files, load_npy
+    from utils import batch_range_files, check_lengths, load_npy
 
     made_by = MAKES_RNN_DATA.format(env=args.env_name)
     parts = {"mu": [], "logvar": [], "actions": [], "lengths": [], "dones": []}
@@ -72,6 +75,7 @@ def load_sequences(args, config, start_batch: int, max_batch: int):
         if not (mu.shape == logvar.shape and rnn_input.shape[:2] == mu.shape[:2] == dones.shape
                 and lengths.shape == mu.shape[:1]):
             raise UserError(f"the rnn_* files of batch {batch} disagree in shape; remake them with: {made_by}")
+        check_lengths(lengths, mu.shape[1], data_file("rnn_length", args.env_name, batch, args.data_dir), made_by)
         parts["mu"].append(mu)
         parts["logvar"].append(logvar)
         parts["actions"].append(rnn_input[..., config.z_size:config.z_size + config.action_size])
@@ -115,7 +119,8 @@ def main(argv=None):
     weights_path = rnn_weights_path(args.env_name, rnn_dir=args.rnn_dir)
     history_path = os.path.join(args.rnn_dir, f"{args.env_name}.history.json")
     rnn, history = new_or_resumed("MDN-RNN", weights_path, history_path, args.new_model,
-                                  make=lambda: make_rnn(config), load=lambda: load_rnn(config, args.rnn_dir))
+                                  make=lambda: make_rnn(config, args.learning_rate),
+                                  load=lambda: load_rnn(config, args.rnn_dir, args.learning_rate))
     batch_size = args.batch_size or config.rnn_batch_size
     episodes, time_steps = data["mu"].shape[:2]
     print(f"MDN-RNN for {args.env_name}: LSTM {config.rnn_size}, {config.num_mixtures} Gaussians per latent, "
@@ -133,10 +138,20 @@ def main(argv=None):
         # minibatches of similar-length episodes, each cut to its longest: the LSTM skips most of the padding
         groups = length_buckets(data["lengths"], batch_size, rng, max_steps=time_steps)
         progress = tqdm(groups, desc=f"epoch {epoch} (fresh z draw)", unit="minibatch", disable=args.verbose != 1)
-        result = run_minibatches(rnn.train_on_batch, progress, inputs, (z_next, z_mask, done_target, done_mask),
-                                 data["lengths"], lambda logs: progress.set_postfix(loss=f"{float(logs['loss']):.4f}"))
-        if held_out_losses is not None:
-            result.update({f"val_{name}": value for name, value in held_out_losses().items()})
+        where = f"minibatch {{}} of {len(groups)}"
+        try:
+            result = run_minibatches(rnn.train_on_batch, progress, inputs, (z_next, z_mask, done_target, done_mask),
+                                     data["lengths"],
+                                     lambda logs: progress.set_postfix(loss=f"{float(logs['loss']):.4f}"))
+            where = "held-out minibatch {}"
+            if held_out_losses is not None:
+                result.update({f"val_{name}": value for name, value in held_out_losses().items()})
+        except NonFiniteLoss as failure:  # that step changed the weights: save nothing of this epoch
+            progress.close()
+            rate = float(rnn.optimizer.learning_rate)  # the rate of this step (Doom's decays; a resume keeps its own)
+            raise UserError(f"M's loss became {failure.loss} in epoch {epoch}, {where.format(failure.index + 1)}; "
+                            f"stopped without saving ({weights_path} keeps the last good weights); try a lower "
+                            f"--learning_rate (this run: {rate:g})") from None
         history.append({"epoch": epoch, "elapsed_s": round(time.time() - started, 1), **result})
         print(f"epoch {epoch}: {len(groups)} minibatches, {history[-1]['elapsed_s']:.0f} s - "
               + " - ".join(f"{name}: {value:.4f}" for name, value in result.items()), flush=True)
@@ -150,12 +165,25 @@ def main(argv=None):
     print(f"saved {weights_path} and its NumPy copy ({time.time() - started:.0f} s)")
 
 
+class NonFiniteLoss(Exception):
+    """A minibatch's loss was NaN or infinite: `index` (from 0) and the `loss`."""
+
+    def __init__(self, index: int, loss: float):
+        super().__init__(f"minibatch {index}: loss {loss}")
+        self.index, self.loss = index, loss
+
+
 def run_minibatches(step, groups, inputs, targets: tuple, lengths, after_each=None) -> dict:
     """step(x, y, return_dict=True) (train_on_batch or test_on_batch) on every minibatch (rows, steps) of `groups`;
-    returns the losses averaged over recorded steps (each minibatch weighted by its episodes' lengths)."""
+    returns the losses averaged over recorded steps (each minibatch weighted by its episodes' lengths). A loss that
+    is not finite raises NonFiniteLoss at once (every later step would train on NaN weights)."""
+    import math
+
     totals, recorded = {}, 0.0
-    for rows, steps in groups:
+    for index, (rows, steps) in enumerate(groups):
         logs = step(inputs[rows, :steps], tuple(target[rows, :steps] for target in targets), return_dict=True)
+        if not math.isfinite(float(logs["loss"])):
+            raise NonFiniteLoss(index, float(logs["loss"]))
         weight = float(lengths[rows].sum())
         for name, value in logs.items():
             totals[name] = totals.get(name, 0.0) + weight * float(value)

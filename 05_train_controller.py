@@ -23,14 +23,16 @@ best is also scored in the real game and both scores are logged.
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import shlex
 import signal
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from utils import UserError, run_cli  # noqa: E402
+from utils import UserError, check_flags, run_cli  # noqa: E402
 
 SCRIPT = os.path.abspath(__file__)
 
@@ -90,9 +92,17 @@ class Plan:
 
         self.args = args
         self.config = config = get_config(args.env_name)
-        for flag in ("num_episode", "num_worker", "num_worker_trial", "eval_steps"):
+        for flag in ("num_episode", "num_worker", "num_worker_trial", "eval_steps", "real_episodes"):
             if getattr(args, flag) < 1:
                 raise UserError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+        # tau divides M's logits (0 would play the most likely mixture while the log shows 0), a zero or negative
+        # sigma never moves CMA-ES, a negative decay rewards large weights, and NaN passes every `<` test
+        check_flags(args, at_least={"eval_episodes": 0, "generations": 0, "seed_start": 0},
+                    positive=("sigma_init", "temperature"), non_negative=("weight_decay",))
+        if not (math.isfinite(args.sigma_decay) and 0 < args.sigma_decay <= 1):
+            raise UserError(f"--sigma_decay must be above 0 and at most 1, got {args.sigma_decay}")
+        if args.max_length == 0 or args.max_length < -1:
+            raise UserError(f"--max_length must be at least 1 (or -1: the environment's), got {args.max_length}")
         self.population = args.num_worker * args.num_worker_trial
         if self.population < 2:
             raise UserError("the population (num_worker x num_worker_trial) needs at least 2 solutions")
@@ -201,7 +211,8 @@ class Plan:
             index = arguments.index("--init_opt")
             del arguments[index:index + 2]
         arguments = [a for a in arguments if not a.startswith("--init_opt=")]
-        return f"python {os.path.basename(SCRIPT)} {' '.join(arguments)} --init_opt {self.files.checkpoint}"
+        # quoted for the shell, so it works when pasted whatever spaces or quotes the paths hold
+        return shlex.join(["python", os.path.basename(SCRIPT), *arguments, "--init_opt", self.files.checkpoint])
 
 
 class Stopping(Exception):
@@ -257,6 +268,9 @@ def lead(plan: Plan, pool, workers: int) -> None:
         max_length = min(state["cap_length"] or plan.max_length, plan.max_length)
         rewards, lengths = evaluate(pool, solutions, seeds, max_length, trial_chunks)
         fitness = rewards.mean(axis=1)
+        if not np.all(np.isfinite(fitness)):  # the optimizer must never rank a NaN or an infinity
+            raise UserError(f"generation {state['generation'] + 1}: {int(np.sum(~np.isfinite(fitness)))} solutions "
+                            f"scored NaN or infinity; nothing of this generation was saved")
         optimizer.tell(fitness)
         state["generation"] += 1
         generation = state["generation"]
@@ -291,6 +305,9 @@ def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> str:
     rows = np.repeat(params[None], count, axis=0)
     rewards, _ = evaluate(pool, rows, seeds, plan.max_length, split_rows(count, workers))
     score = float(rewards.mean())
+    if not math.isfinite(score):  # never a best: a NaN compares False and inf beats every real score forever
+        raise UserError(f"generation {generation}: the evaluation of the mean scored {score} (not finite); it was not "
+                        f"recorded as a best")
     earlier = [s for s in (state["best_score"], best_score_on_disk(files.best)) if s is not None]
     record = [generation, round(score, 2), params.tolist()]
     text = f"  eval {score:.2f}"
@@ -303,6 +320,9 @@ def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> str:
             seeds = take_seeds(state, count).reshape(count, 1)
             real, _ = evaluate(pool, np.repeat(params[None], count, axis=0), seeds, plan.max_length,
                                split_rows(count, workers), real=True)
+            if not np.isfinite(real.mean()):
+                raise UserError(f"generation {generation}: the new best scored {real.mean()} in the real game "
+                                f"(not finite)")
             state["best_real_score"] = float(real.mean())
             record.append(round(float(real.mean()), 2))
             text += f", real game {real.mean():.2f} +- {real.std():.2f} over {count}"

@@ -52,7 +52,7 @@ import numpy as np
 
 from config import (DATA_DIR, MAKES_RNN, MAKES_RNN_DATA, RNN_DIR, VAE_DIR, controller_shape, rnn_weights_path,
                     vae_weights_path)
-from controller.controller import forward, model_action, to_env_actions, unflatten
+from controller.controller import forward, model_action, require_finite_action, to_env_actions, unflatten
 from rnn.mdn import sample_mdn_from_noise
 from rnn.numpy_rnn import NumpyMDNRNN
 from utils import UserError, load_npy
@@ -189,7 +189,10 @@ def dream_rollouts(rnn: NumpyMDNRNN, config, initial: np.ndarray, params: np.nda
     lengths = np.full(members * episodes_each, max_length, dtype=np.int64)
     running = np.ones(len(batch), dtype=bool)  # rows whose episode has not ended
     for step in range(max_length):
-        output = forward(shape, row_blocks, {"z": batch.z, "c": batch.c, "h": batch.h})
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow to NaN is refused just below
+            output = forward(shape, row_blocks, {"z": batch.z, "c": batch.c, "h": batch.h})
+        if not np.isfinite(output).all():  # Doom's move would read NaN as "stay" and survive, a poisoned best
+            require_finite_action(config.name, output[~np.isfinite(output).all(axis=1)][0])
         done = batch.step(model_action(config.name, clip_actions(space, to_env_actions(config.name, output))))
         ended = done & running
         lengths[batch.episode[ended]] = step + 1

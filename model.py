@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # before NumPy loads its BLAS:
     os.environ.setdefault(_variable, "1")  # the agent's matrices are small; one thread a process is fastest
 
-from utils import UserError, run_cli  # noqa: E402
+from utils import UserError, check_flags, run_cli  # noqa: E402
 
 FINAL_EPISODES = 100  # the paper scores over 100 trials
 VIDEO_FPS = {"car_racing": 50, "doom_take_cover": 35}  # the simulators' own rates
@@ -60,7 +60,12 @@ def parse_args(argv=None):
     parser.add_argument("--temperature", type=float, default=None,
                         help="dream temperature tau (default: 0.7 CarRacing, 1.15 Doom)")
     add_folder_flags(parser, "video", "log", "vae", "rnn", "data")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # tau divides M's logits: 0, negative or NaN would play another dream than the one printed
+    check_flags(args, at_least={"num_episode": 0, "num_worker": 1, "seed": 0}, positive=("temperature",))
+    if args.max_length == 0 or args.max_length < -1:
+        raise UserError(f"--max_length must be at least 1 (or -1: the environment's), got {args.max_length}")
+    return args
 
 
 def controller_name(filename: str, env_name: str, random_policy: bool = False, pretrained: bool = False) -> str:
@@ -173,24 +178,26 @@ def score_episodes(args, params, seeds: list[int]) -> list[tuple[int, float, int
     workers = max(1, min(args.num_worker, len(seeds)))
     progress = tqdm(total=len(seeds), desc=f"{args.env_name} episodes", unit="ep", dynamic_ncols=True)
     results = []
-    if workers == 1:
-        _start_worker(args, params)
-        for seed in seeds:
-            results.append(_score(seed))
-            progress.update()
-            progress.set_postfix(last=f"{results[-1][1]:.1f}")
-    else:
-        import multiprocessing
-
-        context = multiprocessing.get_context("fork")
-        with context.Pool(workers, initializer=_start_worker, initargs=(args, params)) as pool:
-            for result in pool.imap_unordered(_score, seeds):
-                results.append(result)
+    try:
+        if workers == 1:
+            _start_worker(args, params)
+            for seed in seeds:
+                results.append(_score(seed))
                 progress.update()
-                progress.set_postfix(last=f"{result[1]:.1f}")
-            pool.close()  # let the workers exit normally (closing their environments; VizDoom runs its own
-            pool.join()  # game process, which a terminated worker would leave behind)
-    progress.close()
+                progress.set_postfix(last=f"{results[-1][1]:.1f}")
+        else:
+            import multiprocessing
+
+            context = multiprocessing.get_context("fork")
+            with context.Pool(workers, initializer=_start_worker, initargs=(args, params)) as pool:
+                for result in pool.imap_unordered(_score, seeds):
+                    results.append(result)
+                    progress.update()
+                    progress.set_postfix(last=f"{result[1]:.1f}")
+                pool.close()  # let the workers exit normally (closing their environments; VizDoom runs its own
+                pool.join()  # game process, which a terminated worker would leave behind)
+    finally:
+        progress.close()  # ends the bar's line, so an error (a non-finite action) is a line of its own
     return sorted(results)
 
 
@@ -300,7 +307,7 @@ def main(argv=None) -> None:
         params = random_params(config, args.seed, exp_mode=args.exp_mode)
         print("no --filename: a random controller")
     if args.dream_mode or not args.random_policy:  # the random policy in the real game needs no model
-        check_weight_files(config, args.vae_dir, args.rnn_dir)
+        check_weight_files(config, args.vae_dir, args.rnn_dir, read=True)
     count = args.num_episode or (FINAL_EPISODES if args.final_mode else 1)
     if count < 1:
         raise UserError(f"--num_episode must be at least 1, got {count}")

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
-from utils import UserError, run_cli  # noqa: E402
+from utils import UserError, check_flags, run_cli  # noqa: E402
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 PAPER = {0.1: ("2086 ± 140", "193 ± 58"), 0.5: ("2060 ± 277", "196 ± 50"), 1.0: ("1145 ± 690", "868 ± 511"),
@@ -45,7 +45,14 @@ def parse_args(argv=None):
                         help="real-game episodes 05 scores each new dream best with")
     parser.add_argument("--seed", type=int, default=111)
     add_folder_flags(parser, "controller", "log")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_flags(args, at_least={"generations": 0, "num_worker": 1, "num_worker_trial": 1, "num_episode": 1,
+                                "eval_steps": 1, "episodes": 1, "real_episodes": 1, "seed": 0})
+    for tau in args.temperatures:  # each is passed to 05 and model.py as --temperature: refused here, before any run
+        check_flags(argparse.Namespace(temperatures=tau), positive=("temperatures",))
+    if args.num_worker * args.num_worker_trial < 2:
+        raise UserError("the population (num_worker x num_worker_trial) needs at least 2 solutions")
+    return args
 
 
 def score(env_name: str, best: str, dream: bool, temperature: float, args) -> tuple[float, float]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
 import sys
 import tempfile
@@ -110,7 +111,42 @@ def load_npy(path: str, made_by: str, mmap: bool = True, ndim: int | None = None
                         f"remake it with: {made_by}")
     if dtype is not None and array.dtype != np.dtype(dtype):
         raise UserError(f"{path} has dtype {array.dtype}, expected {np.dtype(dtype)}; remake it with: {made_by}")
+    require_finite(array, path, made_by)
     return array
+
+
+def all_finite(array: np.ndarray, chunk_elements: int = 1 << 24) -> bool:
+    """True if no element of a float array is NaN or infinite (other dtypes: always True). A memory-mapped array
+    is checked a slab of its first axis at a time, so the check never holds more than a slab's mask in memory."""
+    import numpy as np
+
+    if array.dtype.kind not in "fc":
+        return True
+    if array.ndim == 0 or array.size <= chunk_elements:
+        return bool(np.isfinite(array).all())
+    rows = max(1, chunk_elements // max(1, array.size // len(array)))
+    return all(bool(np.isfinite(array[start:start + rows]).all()) for start in range(0, len(array), rows))
+
+
+def require_finite(array: np.ndarray, path: str, made_by: str, what: str = "") -> None:
+    """A UserError naming `path` (and `what` inside it) if a float array holds NaN or infinite values: they would
+    train to NaN weights or end every episode at once, and such a file is never worth running on."""
+    if not all_finite(array):
+        raise UserError(f"{path}{': ' + what if what else ''} holds NaN or infinite values; "
+                        f"remake it with: {made_by}")
+
+
+def check_lengths(lengths: np.ndarray, time_steps: int, path: str, made_by: str) -> None:
+    """Episode lengths (episodes,) must be integers in 1..time_steps: a length of 0 or a negative one records no
+    frame (all-zero lengths leave nothing to train on), and one beyond the file's steps reads past its end."""
+    import numpy as np
+
+    if lengths.dtype.kind not in "iu":
+        raise UserError(f"{path} has dtype {lengths.dtype}, expected integer episode lengths; remake it with: "
+                        f"{made_by}")
+    if len(lengths) and not (lengths.min() >= 1 and lengths.max() <= time_steps):
+        raise UserError(f"{path} has episode lengths from {lengths.min()} to {lengths.max()}, expected 1.."
+                        f"{time_steps}; remake it with: {made_by}")
 
 
 def new_or_resumed(kind: str, weights_path: str, history_path: str, new_model: bool, make: Callable[[], object],
@@ -162,17 +198,91 @@ def quiet_tensorflow() -> None:
 
 def batch_range_files(kind: str, env_name: str, start_batch: int, max_batch: int, made_by: str,
                       data_dir: str) -> list[tuple[int, str]]:
-    """(batch, path) of the batch files start..max (inclusive) that exist; a UserError names `made_by` if none do."""
+    """(batch, path) of the batch files start..max (inclusive). Every one must exist: a UserError names the missing
+    batches and `made_by` (a file silently skipped would train on less than the user asked for; a range with a gap
+    on purpose is two runs, one a side)."""
     from config import data_file
 
+    if start_batch < 0:
+        raise UserError(f"--start_batch must be 0 or more, got {start_batch}")
     if max_batch < start_batch:
         raise UserError(f"--max_batch {max_batch} is below --start_batch {start_batch}")
     paths = [(b, data_file(kind, env_name, b, data_dir)) for b in range(start_batch, max_batch + 1)]
-    present = [(b, p) for b, p in paths if os.path.exists(p)]
-    if not present:
+    missing = [b for b, p in paths if not os.path.exists(p)]
+    if len(missing) == len(paths):
         raise UserError(f"no {kind} files for batches {start_batch}..{max_batch} in {data_dir} "
                         f"(looked for {paths[0][1]}); make them with: {made_by}")
-    return present
+    if missing:
+        import re
+
+        first, last = missing[0], missing[0]
+        while last + 1 in missing:
+            last += 1
+        # the command for the first run of missing batches (01: adjust --total_episodes to their episodes)
+        command = re.sub(r"--max_batch \d+", f"--max_batch {last}",
+                         re.sub(r"--start_batch \d+", f"--start_batch {first}", made_by))
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise UserError(f"batches {number_ranges(missing)} of {start_batch}..{max_batch} are missing "
+                        f"({data_file(kind, env_name, first, data_dir)}{more}); make them with: {command}, or run "
+                        f"the ranges on either side of the gap one after the other")
+    return paths
+
+
+def number_ranges(numbers: Sequence[int]) -> str:
+    """[3, 5, 6, 7, 9] -> '3, 5..7, 9'."""
+    runs: list[list[int]] = []
+    for number in sorted(numbers):
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in runs)
+
+
+def check_flags(args, at_least: dict[str, int] | None = None, positive: Sequence[str] = (),
+                non_negative: Sequence[str] = ()) -> None:
+    """Refuse out-of-range flags before any work, one line each. at_least: {flag: minimum} for integers; positive
+    and non_negative: float flags that must be finite and > 0 (or >= 0); argparse reads "nan" and "inf" as floats,
+    and a NaN compares False with everything, so it would pass a plain `< 0` test. A None (unset) flag passes."""
+    for name, minimum in (at_least or {}).items():
+        value = getattr(args, name)
+        if value is not None and value < minimum:
+            raise UserError(f"--{name} must be at least {minimum}, got {value}")
+    for names, low, words in ((positive, "above", "above 0"), (non_negative, "from", "0 or more")):
+        for name in names:
+            value = getattr(args, name)
+            if value is None:
+                continue
+            if not math.isfinite(value) or value < 0 or (low == "above" and value == 0):
+                raise UserError(f"--{name} must be a finite number {words}, got {value}")
+
+
+def nonfinite_variables(model) -> list[str]:
+    """Names of a Keras model's weights and optimizer variables (Adam's moments) holding NaN or infinite values."""
+    import numpy as np
+
+    variables = list(model.weights)
+    if getattr(model, "optimizer", None) is not None:
+        variables += list(model.optimizer.variables)
+    return [getattr(v, "path", v.name) for v in variables if not np.all(np.isfinite(np.asarray(v.numpy())))]
+
+
+def require_finite_model(model, path: str, made_by: str) -> None:
+    """After loading `path` into a Keras model: a UserError naming the file if any weight is NaN or infinite (a
+    run that diverged; resuming from it would train NaN into every later file)."""
+    bad = nonfinite_variables(model)
+    if bad:
+        raise UserError(f"{path} holds NaN or infinite values ({len(bad)} variables, e.g. {bad[0]}); delete it and "
+                        f"run: {made_by}")
+
+
+def require_finite_before_save(model, kind: str, path: str) -> None:
+    """Before a training script overwrites `path`: refuse to save weights that hold NaN or infinite values, so the
+    file on disk keeps the last good weights."""
+    bad = nonfinite_variables(model)
+    if bad:
+        raise UserError(f"{kind}'s weights became NaN or infinite in training ({len(bad)} variables, e.g. {bad[0]}); "
+                        f"not saved, {path} keeps the last good weights; try a lower --learning_rate")
 
 
 @functools.lru_cache(maxsize=None)

@@ -37,11 +37,18 @@ def weight_files(config, vae_dir: str = VAE_DIR, rnn_dir: str = RNN_DIR) -> list
             (rnn_weights_path(config.name, numpy_export=True, rnn_dir=rnn_dir), MAKES_RNN.format(env=config.name))]
 
 
-def check_weight_files(config, vae_dir: str = VAE_DIR, rnn_dir: str = RNN_DIR) -> None:
-    """Raise a UserError naming the command that makes the first missing weight file (cheap: no loading)."""
+def check_weight_files(config, vae_dir: str = VAE_DIR, rnn_dir: str = RNN_DIR, read: bool = False) -> None:
+    """Raise a UserError naming the command that makes the first missing weight file. With `read`, also read both
+    as the agent does, so a corrupt, mis-shaped or non-finite file is named before any worker starts (a
+    multiprocessing.Pool respawns a worker whose initializer fails, for ever); about a second for Doom's 20 MB."""
     for path, made_by in weight_files(config, vae_dir, rnn_dir):
         if not os.path.exists(path):
             raise UserError(f"{path} is missing; make it with: {made_by}")
+    if not read:
+        return
+    (vae_path, makes_vae), (rnn_path, makes_rnn) = weight_files(config, vae_dir, rnn_dir)
+    NumpyVAE.load(vae_path, config.z_size, makes_vae)
+    NumpyMDNRNN.load(rnn_path, config, makes_rnn)
 
 
 class Agent:

@@ -82,12 +82,29 @@ class Controller:
         self.blocks = {name: block.copy() for name, block in unflatten(self.shape, params).items()}
 
     def output(self, z: np.ndarray, h: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
-        """The tanh outputs (outputs,) in [-1, 1] for z (z_size,), h and c (rnn_size,)."""
-        return forward(self.shape, self.blocks, {"z": z, "h": h, "c": c})
+        """The tanh outputs (outputs,) in [-1, 1] for z (z_size,), h and c (rnn_size,); NaN if huge weights
+        overflow (act() refuses it with one line, so NumPy's overflow warnings are silenced here)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return forward(self.shape, self.blocks, {"z": z, "h": h, "c": c})
 
     def act(self, z: np.ndarray, h: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
-        """The environment action for one step (see the module docstring for the mapping)."""
-        return to_env_action(self.env_name, self.output(z, h, c))
+        """The environment action for one step (see the module docstring for the mapping). A NaN action is never
+        returned: it raises NonFiniteAction (the environment would take it for some action and score it)."""
+        return require_finite_action(self.env_name, to_env_action(self.env_name, self.output(z, h, c)))
+
+
+class NonFiniteAction(UserError):
+    """The controller computed a NaN action (V, M or the parameters hold NaN, infinite or huge values)."""
+
+
+def require_finite_action(env_name: str, action: np.ndarray) -> np.ndarray:
+    """`action` if every value is finite, else NonFiniteAction: CarRacing ended every such episode after 2-3 steps
+    with a score of 999.8, which training took for a new best."""
+    if not np.all(np.isfinite(action)):
+        raise NonFiniteAction(f"the controller's {env_name} action is {np.asarray(action).tolist()} (not finite): "
+                              f"V's or M's weights or the controller parameters hold NaN, infinite or huge values; "
+                              f"retrain the model that diverged")
+    return action
 
 
 def to_env_action(env_name: str, output: np.ndarray) -> np.ndarray:
@@ -157,9 +174,15 @@ def load_params(path: str, config, exp_mode: str | None = None) -> tuple[np.ndar
         raise UserError(f"{path} is not a JSON parameter file ({error})") from None
     if not isinstance(value, list) or not value or not isinstance(value[0], list) or len(value) > 3:
         raise UserError(f"{path} should hold [params, score], a list whose first item is the parameter list")
+    # a flat list of plain numbers only (bool is an int to Python, and strings or nested lists would make NumPy
+    # raise or build another shape)
     if not all(type(v) in (int, float) for v in value[0]):
-        raise UserError(f"{path}: the parameter list holds something other than numbers")
-    params = np.asarray(value[0], dtype=np.float64)
+        raise UserError(f"{path}: the parameter list holds something other than numbers (strings, lists, true/false "
+                        f"or null)")
+    try:
+        params = np.asarray(value[0], dtype=np.float64)
+    except OverflowError:  # an integer beyond float64 (JSON integers have no limit)
+        raise UserError(f"{path} holds a parameter too large for a float") from None
     about = value[2] if len(value) > 2 else {}
     if not isinstance(about, dict) or not all(isinstance(about.get(key, ""), str) for key in ("env", "exp_mode")):
         raise UserError(f"{path}: the third item should be {{\"env\": ..., \"exp_mode\": ...}}")
@@ -173,8 +196,12 @@ def load_params(path: str, config, exp_mode: str | None = None) -> tuple[np.ndar
         shape = controller_shape(config, mode)
     except ValueError as error:
         raise UserError(f"{path}: {error}") from None
-    if params.size != shape.param_count or not np.all(np.isfinite(params)):
+    if params.size != shape.param_count:
         raise UserError(f"{path} has {params.size} parameters; {config.name}'s {mode} controller has "
-                        f"{shape.param_count} (finite numbers)")
+                        f"{shape.param_count}")
+    # the controller computes in float32: a value beyond its range (about 3.4e38; e.g. 1e308) becomes inf there
+    if not np.all(np.isfinite(params)) or np.abs(params).max(initial=0.0) > np.finfo(np.float32).max:
+        raise UserError(f"{path} holds NaN, infinite or out-of-range parameters (beyond float32's "
+                        f"{np.finfo(np.float32).max:.1e}); a trained controller never has them")
     score = value[1] if len(value) > 1 and type(value[1]) in (int, float) else None
     return params, (None if score is None or not math.isfinite(score) else float(score)), mode

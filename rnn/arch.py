@@ -137,13 +137,15 @@ class MDNRNN(keras.Model):
         return weights
 
 
-def make_rnn(config) -> MDNRNN:
-    """The MDN-RNN for an EnvConfig, built and compiled with Adam and clipping by value."""
+def make_rnn(config, learning_rate: float | None = None) -> MDNRNN:
+    """The MDN-RNN for an EnvConfig, built and compiled with Adam and clipping by value. `learning_rate` replaces
+    the config's starting rate (a decaying schedule then decays from it to the config's end rate, or stays)."""
     rnn = MDNRNN(config).build_all()
-    if config.rnn_min_learning_rate < config.rnn_learning_rate:
-        learning_rate = DecayingLearningRate(config.rnn_learning_rate, config.rnn_min_learning_rate)
+    start = learning_rate or config.rnn_learning_rate
+    if config.rnn_min_learning_rate < start and config.rnn_min_learning_rate < config.rnn_learning_rate:
+        learning_rate = DecayingLearningRate(start, config.rnn_min_learning_rate)
     else:
-        learning_rate = config.rnn_learning_rate
+        learning_rate = start
     rnn.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipvalue=config.rnn_grad_clip))
     rnn.optimizer.build(rnn.trainable_variables)  # so saved weights carry Adam's moments and resume restores them
     return rnn

@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from config import MAKES_RNN, rnn_weights_path
-from utils import UserError, atomic_path, save_npz
+from utils import UserError, atomic_path, require_finite_before_save, require_finite_model, save_npz
 
 
 def rnn_arrays(mu, logvar, actions, lengths, use_done: bool, rng):
@@ -73,13 +73,14 @@ def length_buckets(lengths, batch_size: int, rng, multiple: int = 64, max_steps:
 def save_rnn(rnn, env_name: str, rnn_dir: str) -> str:
     """Write ./rnn/<env>.weights.h5 and ./rnn/<env>.npz whole; returns the Keras weights path."""
     path = rnn_weights_path(env_name, rnn_dir=rnn_dir)
+    require_finite_before_save(rnn, "M", path)
     with atomic_path(path, suffix=".weights.h5") as temporary:
         rnn.save_weights(temporary)
     save_npz(rnn_weights_path(env_name, numpy_export=True, rnn_dir=rnn_dir), **rnn.numpy_weights())
     return path
 
 
-def load_rnn(config, rnn_dir: str):
+def load_rnn(config, rnn_dir: str, learning_rate: float | None = None):
     """The trained MDN-RNN of `config`; a UserError names the command to run if its weights are missing or corrupt."""
     from rnn.arch import make_rnn
 
@@ -87,10 +88,15 @@ def load_rnn(config, rnn_dir: str):
     made_by = MAKES_RNN.format(env=config.name)
     if not os.path.exists(path):
         raise UserError(f"{path} is missing; make it with: {made_by}")
-    rnn = make_rnn(config)
+    rnn = make_rnn(config, learning_rate)
     try:
         rnn.load_weights(path)
     except Exception as error:  # h5py/keras raise several types on truncated or foreign files
         raise UserError(f"{path} is corrupt or not an MDN-RNN for {config.name} ({type(error).__name__}); "
                         f"delete it and run: {made_by}") from None
+    require_finite_model(rnn, path, made_by)
+    if learning_rate is not None and not callable(rnn.optimizer._learning_rate):
+        # load_weights restored the saved run's constant rate with Adam's state: a given one wins (a decaying
+        # schedule is not stored; make_rnn built it from `learning_rate`)
+        rnn.optimizer.learning_rate = learning_rate
     return rnn

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from utils import UserError
+from utils import UserError, require_finite
 
 ENCODER_FILTERS = (32, 64, 128, 256)  # as vae/arch.py
 ENCODER_KERNEL = 4
@@ -68,6 +68,9 @@ def load_npz_weights(path: str, expected: dict[str, tuple[int, ...]], made_by: s
         if weights[key].shape != shape:
             raise UserError(f"{path}: {key} has shape {weights[key].shape}, expected {shape} for this environment; "
                             f"remake it with: {made_by}")
+        # NaN or inf (also a float64 value beyond float32's range, made inf above) poisons every rollout: CarRacing
+        # episodes would end after 2-3 steps with a score 05 took for a new best
+        require_finite(weights[key], path, made_by, what=key)
     return weights
 
 

@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from config import MAKES_VAE, vae_weights_path
-from utils import UserError, atomic_path, save_npz
+from utils import UserError, atomic_path, require_finite_before_save, require_finite_model, save_npz
 from vae.arch import make_vae
 
 import keras  # noqa: E402  (vae.arch configured the backend)
@@ -73,6 +73,7 @@ class FrameBatches(keras.utils.PyDataset):
 def save_vae(vae, env_name: str, vae_dir: str) -> str:
     """Write ./vae/<env>.weights.h5 and ./vae/<env>.npz whole; returns the Keras weights path."""
     path = vae_weights_path(env_name, vae_dir=vae_dir)
+    require_finite_before_save(vae, "V", path)
     with atomic_path(path, suffix=".weights.h5") as temporary:
         vae.save_weights(temporary)
     save_npz(vae_weights_path(env_name, numpy_export=True, vae_dir=vae_dir), **vae.numpy_weights())
@@ -91,4 +92,24 @@ def load_vae(config, vae_dir: str, seed: int | None = None, learning_rate: float
     except Exception as error:  # h5py/keras raise several types on truncated or foreign files
         raise UserError(f"{path} is corrupt or not a VAE for {config.name} ({type(error).__name__}); "
                         f"delete it and run: {made_by}") from None
+    require_finite_model(vae, path, made_by)
+    if learning_rate is not None:  # load_weights restored the saved run's rate with Adam's state: a given one wins
+        vae.optimizer.learning_rate = learning_rate
     return vae
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops fit() at the first minibatch whose loss is NaN or infinite and remembers where (`batch`, `loss`).
+
+    The step that produced it has already changed the weights, so the caller must not save them; it reports the
+    place and keeps the file of the last good weights (keras.callbacks.TerminateOnNaN stops without saying so)."""
+
+    def __init__(self):
+        super().__init__()
+        self.batch = self.loss = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not np.isfinite(loss):
+            self.batch, self.loss = batch, loss
+            self.model.stop_training = True
