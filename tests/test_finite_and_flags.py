@@ -288,7 +288,7 @@ def huge_params(config):
 
 def test_the_controller_never_returns_a_non_finite_action():
     controller = Controller(CAR_RACING, huge_params(CAR_RACING))
-    z, h = np.ones(32, np.float32), -np.ones(256, np.float32)  # z @ W_z = +inf, h @ W_h = -inf
+    z, h = np.ones(32, np.float32), np.full(256, -2.0, np.float32)  # the z terms sum to +inf, each h term is -inf
     with pytest.raises(NonFiniteAction, match="not finite"):
         controller.act(z, h)
     np.testing.assert_array_equal(Controller(CAR_RACING).act(z, h), [0.0, 0.5, 0.0])  # a sane one still acts
