@@ -48,7 +48,7 @@ def main(argv=None):
     args = parse_args(argv)
     # --- set-up: inputs checked before TensorFlow loads, so a missing file fails fast -----------------------------
     from config import MAKES_OBS_DATA, data_file, get_config
-    from utils import batch_range_files, load_npy, new_or_resumed, save_json
+    from utils import batch_range_files, load_npy, lock_outputs, new_or_resumed, save_json, temporaries_of
 
     config = get_config(args.env_name)
     made_by = MAKES_OBS_DATA.format(env=args.env_name)
@@ -62,6 +62,8 @@ def main(argv=None):
             raise UserError(f"{length_path} has {len(lengths)} episodes but {path} has {len(frames)}; "
                             f"remake them with: {made_by}")
         batches.append((path, frames, lengths))
+    # one run at a time writes ./vae/<env>.*; the lock file is also the check that the folder takes files
+    lock_outputs(args.vae_dir, args.env_name, [(args.vae_dir, temporaries_of(rf"{args.env_name}\..+"))])
 
     import keras
     import numpy as np

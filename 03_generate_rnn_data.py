@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import UserError, run_cli  # noqa: E402
 
 ENCODE_CHUNK = 1000  # frames encoded per forward pass
+KINDS = ("rnn_input", "rnn_output", "rnn_mu", "rnn_logvar", "rnn_initial", "rnn_length", "rnn_done")  # written
 
 
 def parse_args(argv=None):
@@ -41,12 +42,15 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from config import MAKES_OBS_DATA, data_file, get_config, vae_weights_path, MAKES_VAE
-    from utils import batch_range_files, load_npy, require_file, save_npy
+    from utils import batch_range_files, load_npy, lock_outputs, require_file, save_npy, temporaries_of
 
     config = get_config(args.env_name)
     made_by = MAKES_OBS_DATA.format(env=args.env_name)
     obs_paths = batch_range_files("obs_data", args.env_name, args.start_batch, args.max_batch, made_by, args.data_dir)
     require_file(vae_weights_path(args.env_name, vae_dir=args.vae_dir), MAKES_VAE.format(env=args.env_name))
+    # one run at a time writes an env's rnn_* files; the lock file is also the check that the folder takes files
+    lock_outputs(args.data_dir, f"rnn_data_{args.env_name}",
+                 [(args.data_dir, temporaries_of(rf"(?:{'|'.join(KINDS)})_{args.env_name}_\d+\.npy"))])
 
     import numpy as np
     from tqdm import tqdm
@@ -81,6 +85,7 @@ def main(argv=None):
         outputs = {"rnn_input": rnn_input, "rnn_output": rnn_output, "rnn_mu": mu, "rnn_logvar": logvar,
                    "rnn_initial": np.stack([mu[:, 0], logvar[:, 0]], axis=1), "rnn_length": lengths.astype(np.int32),
                    "rnn_done": dones.astype(bool)}
+        assert set(outputs) == set(KINDS)  # the stale temporary files removed above are those of these files
         for kind, array in outputs.items():
             save_npy(data_file(kind, args.env_name, batch, args.data_dir), array)
     print(f"wrote rnn_* files for {len(obs_paths)} batches to {args.data_dir} ({time.time() - started:.0f} s)")

@@ -87,7 +87,11 @@ def main(argv=None):
     args = parse_args(argv)
     from config import get_config, rnn_weights_path
 
+    from utils import lock_outputs, temporaries_of
+
     config = get_config(args.env_name)
+    # one run at a time writes ./rnn/<env>.*; the lock file is also the check that the folder takes files
+    lock_outputs(args.rnn_dir, args.env_name, [(args.rnn_dir, temporaries_of(rf"{args.env_name}\..+"))])
     last_trained = args.max_batch - args.holdout_batches
     data = load_sequences(args, config, args.start_batch, last_trained)
     held_out = load_sequences(args, config, last_trained + 1, args.max_batch) if args.holdout_batches else None

@@ -76,11 +76,21 @@ def parse_args(argv=None):
 
 
 class Plan:
-    """Everything settled before the first generation: checked flags, file names, the optimizer and its state."""
+    """Everything settled before the first generation: checked flags, file names, the optimizer and its state.
 
-    def __init__(self, args):
+    With `lock` the run's files are claimed (utils.lock_outputs on <controller_dir>/<base>, so a second run on the
+    same files is refused naming this one; a killed run's temporary files of this base are removed) and the log
+    folder is checked to take files. Rank 0 takes the lock for the whole run. The check before the MPI launch takes
+    it too, to refuse at once, and lets it go when it execs mpiexec (the descriptor closes on exec); a run that
+    starts in that gap is refused by rank 0 instead.
+    """
+
+    def __init__(self, args, lock: bool = False):
+        import re
+
         from config import get_config
         from controller.training import new_state, training_files
+        from utils import check_writable, lock_outputs, temporaries_of
 
         self.args = args
         self.config = config = get_config(args.env_name)
@@ -98,6 +108,10 @@ class Plan:
         self.temperature = config.dream_temperature if args.temperature is None else args.temperature
         self.files = training_files(config.name, args.optimizer, args.num_episode, self.population,
                                     args.controller_dir, args.log_dir)
+        if lock:
+            stale = temporaries_of(re.escape(self.files.base) + r"\..+")
+            check_writable(args.log_dir)
+            lock_outputs(args.controller_dir, self.files.base, [(args.controller_dir, stale), (args.log_dir, stale)])
         self.check_inputs()
         if args.init_opt:
             self.optimizer, self.state = self.resume(args.init_opt)
@@ -282,7 +296,7 @@ def main(argv=None) -> None:
     from parallel import launched_by_mpi, relaunch_under_mpi
 
     if not launched_by_mpi():
-        Plan(args)  # every check that can fail, before any process is started
+        Plan(args, lock=True)  # every check that can fail, before any process is started
         relaunch_under_mpi(args.num_worker + 1, SCRIPT, sys.argv[1:] if argv is None else list(argv))
 
     from parallel import world
@@ -315,7 +329,7 @@ def run_leader(args, comm) -> None:
             raise Stopping(signal.Signals(stop_signal[0]).name)
 
     try:
-        plan = Plan(args)
+        plan = Plan(args, lock=True)
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         workers = comm.Get_size() - 1
