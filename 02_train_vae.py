@@ -70,6 +70,7 @@ def main(argv=None):
 
     from plots import save_curves, save_reconstructions
     from vae.arch import make_vae
+    from utils import check_room_for_model
     from vae.train import FrameBatches, load_vae, save_vae, valid_frame_index
     from config import vae_weights_path
 
@@ -82,6 +83,7 @@ def main(argv=None):
         "VAE", weights_path, history_path, args.new_model,
         make=lambda: make_vae(config, seed=args.seed, learning_rate=learning_rate),
         load=lambda: load_vae(config, args.vae_dir, seed=args.seed, learning_rate=learning_rate))
+    check_room_for_model(vae, args.vae_dir)  # a full disk is named now, not after training the first file
     batch_size = args.batch_size or config.vae_batch_size
     print(f"VAE for {args.env_name}: z = {config.z_size}, {vae.count_params():,} parameters; "
           f"{len(batches)} batch files, {args.epochs} epochs, minibatch {batch_size}, Adam {learning_rate:g}")

@@ -112,7 +112,7 @@ def main(argv=None):
     from rnn.arch import make_rnn
     from rnn.train import length_buckets, load_rnn, rnn_arrays, save_rnn, training_masks
     from tqdm import tqdm
-    from utils import new_or_resumed, save_json
+    from utils import check_room_for_model, new_or_resumed, save_json
 
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -120,6 +120,7 @@ def main(argv=None):
     history_path = os.path.join(args.rnn_dir, f"{args.env_name}.history.json")
     rnn, history = new_or_resumed("MDN-RNN", weights_path, history_path, args.new_model,
                                   make=lambda: make_rnn(config), load=lambda: load_rnn(config, args.rnn_dir))
+    check_room_for_model(rnn, args.rnn_dir)  # a full disk is named now, not after the first epoch
     batch_size = args.batch_size or config.rnn_batch_size
     episodes, time_steps = data["mu"].shape[:2]
     print(f"MDN-RNN for {args.env_name}: LSTM {config.rnn_size}, {config.num_mixtures} Gaussians per latent, "

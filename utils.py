@@ -126,6 +126,28 @@ def _nearly_full(folder: str) -> bool:
     return stats.f_bavail * stats.f_frsize < 1 << 20
 
 
+def check_room_for_model(model, folder: str) -> None:
+    """A UserError naming `folder` unless its disk has room for one more save of a Keras model's files.
+
+    Asked before training starts and before every save: HDF5 (under Keras's save_weights) that meets a full disk
+    mid-write leaves its library broken, and the process then crashes at exit (a segfault after a traceback) however
+    the error is handled. A save needs its weights about four times over (the .weights.h5 holds them with Adam's two
+    moments, the .npz once more), and the old files stay until the new ones are whole.
+    """
+    import numpy as np
+
+    weights = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
+    needed = 4 * weights + (1 << 20)
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return  # the folder is made, and any problem named, by the save itself
+    free = stats.f_bavail * stats.f_frsize
+    if free < needed:
+        raise UserError(f"cannot write to {folder}: the disk is full ({free / 1e6:.1f} MB free, a save of the model "
+                        f"needs about {needed / 1e6:.1f} MB)")
+
+
 def check_writable(folder: str) -> None:
     """Create `folder` if needed and write (and delete) a small file in it: a full disk, a read-only or forbidden
     folder is one line naming it before any long work starts, not an OSError at the first save."""

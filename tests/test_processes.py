@@ -207,6 +207,20 @@ def test_01_on_a_full_disk_fails_with_one_line_and_removes_its_temporary_file(tm
         assert not [name for name in os.listdir(disk) if name.endswith(".npy")]  # nothing half-written
 
 
+@pytest.mark.parametrize("script, setup, flag", [("02_train_vae.py", frames_data, "--vae_dir"),
+                                                 ("04_train_rnn.py", rnn_data, "--rnn_dir")])
+def test_02_04_on_a_full_disk_fail_with_one_line_before_training(tmp_path, script, setup, flag):
+    """Before: Keras's HDF5 save met the full disk after the first file's training, and 02 segfaulted at exit."""
+    setup(tmp_path)
+    with mounted_tmpfs(tmp_path / "small", "1m") as disk:
+        result = run(script, "--epochs", 1, "--verbose", 0, "--batch_size", 4, flag, disk, cwd=tmp_path,
+                     check=False, timeout=300)
+        assert result.returncode == 1, result.stderr
+        assert_one_line(result.stderr, f"error: cannot write to {disk}: the disk is full (")
+        assert "epoch 1" not in result.stdout  # refused before training
+        assert temporaries(disk) == []
+
+
 def test_save_helpers_name_the_folder_of_a_full_or_read_only_disk(tmp_path):
     with mounted_tmpfs(tmp_path / "small", "64k") as disk:
         with pytest.raises(UserError, match=f"^cannot write to {disk}: the disk is full$"):
