@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import re
+import shlex
 import signal
 import sys
 import tempfile
@@ -201,7 +202,7 @@ def lock_outputs(folder: str, base: str, stale: Sequence[tuple[str, str]] = ()) 
                 pass
             os.close(handle)
         os.ftruncate(handle, 0)
-        line = f"pid {os.getpid()}: {' '.join([os.path.basename(sys.executable)] + sys.argv)}\n".encode()
+        line = f"pid {os.getpid()}: {shlex.join([os.path.basename(sys.executable)] + sys.argv)}\n".encode()
         os.pwrite(handle, line, 0)
         os.fsync(handle)
     except OSError as error:

@@ -149,10 +149,24 @@ def rnn_data(folder, episodes=8, steps=50):
     save_npy(str(folder / "data" / "rnn_done_car_racing_0.npy"), np.zeros((episodes, steps), bool))
 
 
+def encoding_inputs(folder, batches=10):
+    """03's inputs: V's Keras weights (fresh, untrained) and `batches` batch files of frames (links to one)."""
+    from config import CAR_RACING
+    from vae.arch import make_vae
+
+    frames_data(folder, episodes=4, steps=250)
+    (folder / "vae").mkdir()
+    make_vae(CAR_RACING).save_weights(str(folder / "vae" / "car_racing.weights.h5"))
+    for batch in range(1, batches):
+        for kind in ("obs_data", "length_data", "action_data", "done_data"):
+            os.symlink(f"{kind}_car_racing_0.npy", folder / "data" / f"{kind}_car_racing_{batch}.npy")
+
+
 STAGES = {  # script, arguments, set-up, output folder, the file whose arrival says the stage is under way
     "01": ("01_generate_data.py", ROLLOUTS, None, "data", None),
     "02": ("02_train_vae.py", ["--epochs", 1000, "--verbose", 0, "--batch_size", 4], frames_data, "vae",
            "vae/car_racing.weights.h5"),
+    "03": ("03_generate_rnn_data.py", ["--max_batch", 9], encoding_inputs, "data", "data/rnn_done_car_racing_0.npy"),
     "04": ("04_train_rnn.py", ["--epochs", 1000, "--verbose", 0, "--batch_size", 4], rnn_data, "rnn",
            "rnn/car_racing.weights.h5"),
     "model": ("model.py", ["car_racing", "--final_mode", "--num_episode", 8, "--num_worker", 2], world_model, "log",
@@ -169,7 +183,7 @@ def test_sigterm_gives_one_line_exit_143_and_no_temporary_file(tmp_path, stage):
     with no_survivors([]) as workers:
         if started is None:  # 01 and model.py: once their rollout workers run
             workers += workers_of(process, 2)
-        else:  # 02 and 04: once the first file is saved, so the signal lands inside training or a save
+        else:  # 02, 03 and 04: once the first file is saved, so the signal lands inside training or a save
             wait_for(lambda: (tmp_path / started).exists() or process.poll() is not None, what=started)
             assert process.poll() is None, process.communicate()
         process.send_signal(signal.SIGTERM)
