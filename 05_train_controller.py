@@ -345,6 +345,12 @@ def run_leader(args, comm) -> None:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         abort(1)
+    except KeyboardInterrupt as error:  # a signal before the handlers above were set (utils.run_cli's Terminated)
+        from utils import exit_line
+
+        line, status = exit_line(error)
+        print(line, file=sys.stderr, flush=True)
+        abort(status)
     except BaseException:
         import traceback
 
