@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -37,7 +36,10 @@ single_thread_blas()
 import numpy as np  # noqa: E402
 
 from config import CONFIGS, FRAME_SIZE, add_folder_flags, data_file, get_config  # noqa: E402
-from utils import atomic_path, save_npy  # noqa: E402
+from utils import (atomic_path, exit_line, lock_outputs, release_locks, rollout_worker_start, save_npy,  # noqa: E402
+                   temporaries_of)
+
+KINDS = ("obs_data", "action_data", "length_data", "done_data")  # the four files of a batch
 
 REAL_ENVS = ("car_racing", "doom_take_cover")  # environments with a real simulator (--run_all_envs runs each)
 
@@ -77,12 +79,6 @@ def parse_args(argv=None):
 # --- one episode ---------------------------------------------------------------------------------------------------
 _worker_env = {}
 _worker_agent = {}
-
-
-def _exit_on_sigterm() -> None:
-    """Worker initializer: SIGTERM (sent when the run stops early) exits the worker through Python, so its environment is closed
-    (VizDoom's engine process would otherwise keep running)."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
 
 
 def _env_for(env_name: str, render: bool):
@@ -158,24 +154,30 @@ def write_batch(pool, env_name: str, batch: int, first_episode: int, episodes: i
     actions = np.zeros((episodes, time_steps, config.action_size), dtype=np.float32)
     lengths = np.zeros(episodes, dtype=np.int32)
     dones = np.zeros((episodes, time_steps), dtype=bool)
-    # Frames go straight into a memory-mapped temporary .npy: a 200 x 300 batch (737 MB) never sits in memory.
-    # open_memmap makes a sparse file and only the played frames are written, so the padding after each episode's
-    # end takes no disk: a Doom batch of 40 episodes padded to 2100 steps is ~1 GB long but ~0.15 GB on disk.
-    with atomic_path(obs_path, suffix=".npy") as temporary:
-        frames = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8,
-                                           shape=(episodes, time_steps, FRAME_SIZE, FRAME_SIZE, 3))
+    # Frames go straight into the temporary .npy, episode by episode: a 200 x 300 batch (737 MB) never sits in
+    # memory. The file is made sparse (its full length set, nothing written) and only the played frames are written
+    # at their place, so the padding after each episode's end takes no disk: a Doom batch of 40 episodes padded to
+    # 2100 steps is ~1 GB long but ~0.15 GB on disk. Ordinary writes, not a memory map: on a full disk a write
+    # fails with ENOSPC (an error naming the folder, the temporary file deleted) where a mapped page kills the
+    # process with SIGBUS and leaves the file behind.
+    shape = (episodes, time_steps, FRAME_SIZE, FRAME_SIZE, 3)
+    episode_bytes = int(np.prod(shape[1:]))
+    with atomic_path(obs_path, suffix=".npy") as temporary, open(temporary, "r+b") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+                                                      "fortran_order": False, "shape": shape})
+        offset = handle.tell()
+        handle.truncate(offset + episodes * episode_bytes)
         results = pool.map(rollout, tasks) if pool else map(rollout, tasks)
         try:
             for i, (episode_frames, episode_actions, length, episode_dones) in enumerate(results):
-                frames[i, :length] = episode_frames
+                handle.seek(offset + i * episode_bytes)
+                handle.write(np.ascontiguousarray(episode_frames, dtype=np.uint8).data)
                 actions[i], lengths[i], dones[i] = episode_actions, length, episode_dones
                 progress.update(1)
                 progress.set_postfix(batch=batch, length=int(length))
         except BrokenProcessPool:
             raise UserError(f"a rollout worker died (its error, if any, is printed above); batch {batch} was not "
                             f"written, earlier batches are complete") from None
-        frames.flush()
-        del frames
     save_npy(data_file("action_data", env_name, batch, args.data_dir), actions)
     save_npy(data_file("length_data", env_name, batch, args.data_dir), lengths)
     save_npy(data_file("done_data", env_name, batch, args.data_dir), dones)
@@ -204,12 +206,17 @@ def main(argv=None):
         params, _, exp_mode = load_params(args.controller, config)
         args.player = (params, args.vae_dir, args.rnn_dir, exp_mode)
         print(f"playing the controller {args.controller} (V from {args.vae_dir}, M from {args.rnn_dir})", flush=True)
+    for env_name in env_names:  # one run writes an env's batch files; a killed one's temporary files go
+        lock_outputs(args.data_dir, f"rollouts_{env_name}",
+                     [(args.data_dir, temporaries_of(rf"(?:{'|'.join(KINDS)})_{env_name}_\d+\.npy"))])
     workers = 1 if args.render else min(args.num_workers, args.total_episodes)
     started = time.time()
     context = multiprocessing.get_context("fork")
     # An executor rather than multiprocessing.Pool: a worker that dies (a crash in a simulator's C++ code) breaks
     # it with an error instead of leaving the parent waiting forever for the lost episode.
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_exit_on_sigterm) if workers > 1 else None
+    # Workers die with this process (SIGKILL included) and leave through Python on SIGTERM (closing their env).
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=rollout_worker_start,
+                               initargs=(os.getpid(),)) if workers > 1 else None
     try:
         for env_name in env_names:
             with tqdm(total=args.total_episodes, desc=f"{env_name} rollouts", unit="ep") as progress:
@@ -236,13 +243,16 @@ def main(argv=None):
                 process.join(timeout=3)
                 if process.is_alive():
                     process.kill()
-            error = sys.exc_info()[1]
-            if isinstance(error, UserError):
+            ending = exit_line(sys.exc_info()[1]) if sys.exc_info()[1] is not None else None
+            if ending is not None:
                 # A worker killed mid-task can leave the executor's queues locked, and Python's exit handlers would
-                # then wait on them forever: report and leave at once (every file written so far is whole).
-                print(f"error: {error}", file=sys.stderr, flush=True)
+                # then wait on them forever: report (a UserError, Ctrl-C or SIGTERM: one line) and leave at once.
+                # Every file written so far is whole; the batch under way had its temporary file deleted.
+                line, status = ending
+                print(line, file=sys.stderr, flush=True)
                 sys.stdout.flush()
-                os._exit(1)
+                release_locks()
+                os._exit(status)
 
 
 if __name__ == "__main__":

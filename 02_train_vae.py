@@ -50,7 +50,8 @@ def main(argv=None):
     args = parse_args(argv)
     # --- set-up: inputs checked before TensorFlow loads, so a missing file fails fast -----------------------------
     from config import MAKES_OBS_DATA, data_file, get_config
-    from utils import batch_range_files, check_lengths, load_npy, new_or_resumed, save_json
+    from utils import (batch_range_files, check_lengths, load_npy, lock_outputs, new_or_resumed, save_json,
+                       temporaries_of)
 
     config = get_config(args.env_name)
     made_by = MAKES_OBS_DATA.format(env=args.env_name)
@@ -65,12 +66,15 @@ def main(argv=None):
                             f"remake them with: {made_by}")
         check_lengths(lengths, frames.shape[1], length_path, made_by)
         batches.append((path, frames, lengths))
+    # one run at a time writes ./vae/<env>.*; the lock file is also the check that the folder takes files
+    lock_outputs(args.vae_dir, args.env_name, [(args.vae_dir, temporaries_of(rf"{args.env_name}\..+"))])
 
     import keras
     import numpy as np
 
     from plots import save_curves, save_reconstructions
     from vae.arch import make_vae
+    from utils import check_room_for_model
     from vae.train import FrameBatches, StopOnNonFiniteLoss, load_vae, save_vae, valid_frame_index
     from config import vae_weights_path
 
@@ -84,6 +88,7 @@ def main(argv=None):
         make=lambda: make_vae(config, seed=args.seed, learning_rate=learning_rate),
         load=lambda: load_vae(config, args.vae_dir, seed=args.seed, learning_rate=args.learning_rate))
     learning_rate = float(vae.optimizer.learning_rate)  # a resumed run without the flag keeps its saved rate
+    check_room_for_model(vae, args.vae_dir)  # a full disk is named now, not after training the first file
     batch_size = args.batch_size or config.vae_batch_size
     print(f"VAE for {args.env_name}: z = {config.z_size}, {vae.count_params():,} parameters; "
           f"{len(batches)} batch files, {args.epochs} epochs, minibatch {batch_size}, Adam {learning_rate:g}")

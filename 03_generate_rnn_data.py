@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import UserError, check_flags, run_cli  # noqa: E402
 
 ENCODE_CHUNK = 1000  # frames encoded per forward pass
+KINDS = ("rnn_input", "rnn_output", "rnn_mu", "rnn_logvar", "rnn_initial", "rnn_length", "rnn_done")  # written
 
 
 def parse_args(argv=None):
@@ -43,13 +44,17 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from config import MAKES_OBS_DATA, data_file, get_config, vae_weights_path, MAKES_VAE
-    from utils import all_finite, batch_range_files, check_lengths, load_npy, require_file, save_npy
+    from utils import (all_finite, batch_range_files, check_lengths, load_npy, lock_outputs, require_file, save_npy,
+                       temporaries_of)
 
     config = get_config(args.env_name)
     made_by = MAKES_OBS_DATA.format(env=args.env_name)
     obs_paths = batch_range_files("obs_data", args.env_name, args.start_batch, args.max_batch, made_by, args.data_dir)
     makes_vae = MAKES_VAE.format(env=args.env_name)
     require_file(vae_weights_path(args.env_name, vae_dir=args.vae_dir), makes_vae)
+    # one run at a time writes an env's rnn_* files; the lock file is also the check that the folder takes files
+    lock_outputs(args.data_dir, f"rnn_data_{args.env_name}",
+                 [(args.data_dir, temporaries_of(rf"(?:{'|'.join(KINDS)})_{args.env_name}_\d+\.npy"))])
 
     def batch_inputs(batch: int, obs_path: str):
         """The frames (memory-mapped), actions, lengths and dones of one batch, checked (finite, matching)."""
@@ -96,6 +101,7 @@ def main(argv=None):
         outputs = {"rnn_input": rnn_input, "rnn_output": rnn_output, "rnn_mu": mu, "rnn_logvar": logvar,
                    "rnn_initial": np.stack([mu[:, 0], logvar[:, 0]], axis=1), "rnn_length": lengths.astype(np.int32),
                    "rnn_done": dones.astype(bool)}
+        assert set(outputs) == set(KINDS)  # the stale temporary files removed above are those of these files
         for kind, array in outputs.items():
             save_npy(data_file(kind, args.env_name, batch, args.data_dir), array)
     print(f"wrote rnn_* files for {len(obs_paths)} batches to {args.data_dir} ({time.time() - started:.0f} s)")

@@ -91,7 +91,11 @@ def main(argv=None):
     args = parse_args(argv)
     from config import get_config, rnn_weights_path
 
+    from utils import lock_outputs, temporaries_of
+
     config = get_config(args.env_name)
+    # one run at a time writes ./rnn/<env>.*; the lock file is also the check that the folder takes files
+    lock_outputs(args.rnn_dir, args.env_name, [(args.rnn_dir, temporaries_of(rf"{args.env_name}\..+"))])
     last_trained = args.max_batch - args.holdout_batches
     data = load_sequences(args, config, args.start_batch, last_trained)
     held_out = load_sequences(args, config, last_trained + 1, args.max_batch) if args.holdout_batches else None
@@ -112,7 +116,7 @@ def main(argv=None):
     from rnn.arch import make_rnn
     from rnn.train import length_buckets, load_rnn, rnn_arrays, save_rnn, training_masks
     from tqdm import tqdm
-    from utils import new_or_resumed, save_json
+    from utils import check_room_for_model, new_or_resumed, save_json
 
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -121,6 +125,7 @@ def main(argv=None):
     rnn, history = new_or_resumed("MDN-RNN", weights_path, history_path, args.new_model,
                                   make=lambda: make_rnn(config, args.learning_rate),
                                   load=lambda: load_rnn(config, args.rnn_dir, args.learning_rate))
+    check_room_for_model(rnn, args.rnn_dir)  # a full disk is named now, not after the first epoch
     batch_size = args.batch_size or config.rnn_batch_size
     episodes, time_steps = data["mu"].shape[:2]
     print(f"MDN-RNN for {args.env_name}: LSTM {config.rnn_size}, {config.num_mixtures} Gaussians per latent, "

@@ -83,12 +83,19 @@ def parse_args(argv=None):
 
 
 class Plan:
-    """Everything settled before the first generation: checked flags, file names, the optimizer and its state."""
+    """Everything settled before the first generation: checked flags, file names, the optimizer and its state.
 
-    def __init__(self, args):
+    With `lock` the run's files are claimed (utils.lock_outputs on <controller_dir>/<base>, so a second run on the
+    same files is refused naming this one; a killed run's temporary files of this base are removed) and the log
+    folder is checked to take files. Rank 0 takes the lock for the whole run. The check before the MPI launch takes
+    it too, to refuse at once, and lets it go when it execs mpiexec (the descriptor closes on exec); a run that
+    starts in that gap is refused by rank 0 instead.
+    """
+
+    def __init__(self, args, lock: bool = False):
         from config import get_config
-        from controller.training import new_state
         from controller.controller import load_params
+        from controller.training import new_state
 
         self.args = args
         self.config = config = get_config(args.env_name)
@@ -119,6 +126,7 @@ class Plan:
             self.optimizer, self.state = self.resume(args.init_opt)
             self.exp_mode = self.state["exp_mode"]
             self.files = self.training_files()
+            self.claim(lock)
         else:
             from es import make_optimizer
 
@@ -127,6 +135,7 @@ class Plan:
             if args.init_params:
                 start, _, self.exp_mode = load_params(args.init_params, config, args.exp_mode)
             self.files = self.training_files()
+            self.claim(lock)
             self.refuse_to_overwrite()
             try:
                 self.optimizer = make_optimizer(args.optimizer, self.param_count, self.population,
@@ -143,6 +152,20 @@ class Plan:
         from config import controller_shape
 
         return controller_shape(self.config, self.exp_mode).param_count
+
+    def claim(self, lock: bool) -> None:
+        """With `lock`: hold <controller_dir>/<base> for this run (a second run is refused naming this one) and remove
+        the temporary files a killed run of this base left; the log folder must take files."""
+        if not lock:
+            return
+        import re
+
+        from utils import check_writable, lock_outputs, temporaries_of
+
+        stale = temporaries_of(re.escape(self.files.base) + r"\..+")
+        check_writable(self.args.log_dir)
+        lock_outputs(self.args.controller_dir, self.files.base,
+                     [(self.args.controller_dir, stale), (self.args.log_dir, stale)])
 
     def training_files(self):
         from controller.training import training_files
@@ -338,7 +361,7 @@ def main(argv=None) -> None:
     from parallel import launched_by_mpi, relaunch_under_mpi
 
     if not launched_by_mpi():
-        Plan(args)  # every check that can fail, before any process is started
+        Plan(args, lock=True)  # every check that can fail, before any process is started
         relaunch_under_mpi(args.num_worker + 1, SCRIPT, sys.argv[1:] if argv is None else list(argv))
 
     from parallel import world
@@ -371,7 +394,7 @@ def run_leader(args, comm) -> None:
             raise Stopping(signal.Signals(stop_signal[0]).name)
 
     try:
-        plan = Plan(args)
+        plan = Plan(args, lock=True)
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         workers = comm.Get_size() - 1
@@ -387,6 +410,12 @@ def run_leader(args, comm) -> None:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         abort(1)
+    except KeyboardInterrupt as error:  # a signal before the handlers above were set (utils.run_cli's Terminated)
+        from utils import exit_line
+
+        line, status = exit_line(error)
+        print(line, file=sys.stderr, flush=True)
+        abort(status)
     except BaseException:
         import traceback
 

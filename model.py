@@ -158,10 +158,15 @@ def play_episode(env, act, seed: int, max_length: int, on_frame=None) -> tuple[f
 _WORKER: Session | None = None
 
 
-def _start_worker(args, params) -> None:
+def _start_worker(args, params, parent_pid: int | None = None) -> None:
+    """Pool initializer (and the single-process set-up, without `parent_pid`): the process's Session. A pool worker
+    dies with model.py, SIGKILL included, and leaves through Python on SIGTERM (closing its environment)."""
     global _WORKER
     from env import headless_video_driver
+    from utils import rollout_worker_start
 
+    if parent_pid is not None:
+        rollout_worker_start(parent_pid)
     headless_video_driver()
     _WORKER = Session(args, params, render=None)
 
@@ -176,9 +181,9 @@ def score_episodes(args, params, seeds: list[int]) -> list[tuple[int, float, int
     from tqdm import tqdm
 
     workers = max(1, min(args.num_worker, len(seeds)))
-    progress = tqdm(total=len(seeds), desc=f"{args.env_name} episodes", unit="ep", dynamic_ncols=True)
     results = []
-    try:
+    # closed however the loop ends, so that the last line on the terminal is the outcome (or why it stopped)
+    with tqdm(total=len(seeds), desc=f"{args.env_name} episodes", unit="ep", dynamic_ncols=True) as progress:
         if workers == 1:
             _start_worker(args, params)
             for seed in seeds:
@@ -189,15 +194,13 @@ def score_episodes(args, params, seeds: list[int]) -> list[tuple[int, float, int
             import multiprocessing
 
             context = multiprocessing.get_context("fork")
-            with context.Pool(workers, initializer=_start_worker, initargs=(args, params)) as pool:
+            with context.Pool(workers, initializer=_start_worker, initargs=(args, params, os.getpid())) as pool:
                 for result in pool.imap_unordered(_score, seeds):
                     results.append(result)
                     progress.update()
                     progress.set_postfix(last=f"{result[1]:.1f}")
                 pool.close()  # let the workers exit normally (closing their environments; VizDoom runs its own
                 pool.join()  # game process, which a terminated worker would leave behind)
-    finally:
-        progress.close()  # ends the bar's line, so an error (a non-finite action) is a line of its own
     return sorted(results)
 
 
@@ -285,7 +288,7 @@ def main(argv=None) -> None:
     from config import get_config
     from controller.agent import check_weight_files
     from controller.controller import load_params, random_params
-    from utils import save_json
+    from utils import check_writable, save_json
 
     config = get_config(args.env_name)
     if args.pretrained:
@@ -294,6 +297,9 @@ def main(argv=None) -> None:
         manifest = use_pretrained(args, args.pretrained_dir or PRETRAINED_DIR)
         print(f"pretrained {args.env_name} agent from {os.path.dirname(args.vae_dir)}: {manifest['mean']:.2f} +- "
               f"{manifest['std']:.2f} over {manifest['episodes']} episodes from seed {manifest['first_seed']}")
+    for wanted, folder in ((args.final_mode, args.log_dir), (args.record_video, args.video_dir)):
+        if wanted:
+            check_writable(folder)  # a full disk or read-only folder is named now, not after the episodes
     if args.random_policy:
         if args.filename:
             raise UserError("--random_policy plays stage 01's data policy: leave out --filename")

@@ -6,11 +6,16 @@ need it, so `single_thread_blas()` still works after `import utils`.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import errno
 import functools
 import json
 import math
 import os
+import re
+import shlex
+import signal
 import sys
 import tempfile
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
@@ -23,16 +28,229 @@ class UserError(Exception):
     """A problem the user can fix (a missing or corrupt input, a bad flag). Printed as one line, exit status 1."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (a `kill`, a scheduler ending the job). A KeyboardInterrupt, so that every clean-up written for
+    Ctrl-C (temporary files removed, rollout workers stopped) runs for it too."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up of the first
+    raise Terminated()
+
+
+def exit_line(error: BaseException) -> tuple[str, int] | None:
+    """The one line and exit status with which a script ends on `error`, or None if it is a bug (a traceback)."""
+    if isinstance(error, UserError):
+        return f"error: {error}", 1
+    if isinstance(error, Terminated):
+        return "terminated (SIGTERM)", 128 + signal.SIGTERM
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted", 130
+    return None
+
+
 def run_cli(main: Callable[[], object]) -> None:
-    """Run a script's main(): a UserError or Ctrl-C prints one line to stderr and exits non-zero, no traceback."""
+    """Run a script's main(): a UserError, Ctrl-C or SIGTERM prints one line to stderr and exits non-zero (1, 130,
+    143), no traceback. SIGTERM is turned into an exception (Terminated) so that it unwinds like Ctrl-C: a save under
+    way removes its temporary file, and no partial file is left."""
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # leave a handler or an inherited SIG_IGN alone
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         main()
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    except (UserError, KeyboardInterrupt) as error:
+        line, status = exit_line(error)
+        print(line, file=sys.stderr)
+        sys.exit(status)
+
+
+# --- processes that end together ---------------------------------------------------------------------------------
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: this process gets SIGKILL when its parent dies, however the parent dies (SIGKILL too).
+
+    Without it, rollout workers of a killed 01 or model.py keep playing for a minute or more as orphans. The kernel
+    sends the signal when the parent *thread* that forked us ends; pools fork their workers from the main thread, which
+    lives as long as the parent. The parent can die before prctl takes effect: then our parent is already another
+    process (init or a subreaper), and we leave at once. Other systems get only that check.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def exit_on_sigterm() -> None:
+    """Worker initializer: SIGTERM (a pool stopping its workers early) exits through Python (SystemExit), so the
+    worker's environment is closed (VizDoom's engine process would otherwise keep running)."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
+
+
+def rollout_worker_start(parent_pid: int) -> None:
+    """What every rollout worker (01, model.py) does first: die with its parent, leave cleanly on SIGTERM."""
+    die_with_parent(parent_pid)
+    exit_on_sigterm()
+
+
+# --- output folders: writable, locked, no stale temporary files ----------------------------------------------------
+
+STORAGE_ERRORS = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
+                  errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                  errno.EDQUOT: "the disk quota is exceeded", errno.EFBIG: "the file is too large for this system",
+                  errno.ENOTDIR: "a part of the path is a file, not a folder"}
+_STORAGE_TEXTS = ("No space left on device", "Read-only file system", "Disk quota exceeded")  # h5py's errors
+
+
+def storage_error(error: BaseException, folder: str) -> UserError | None:
+    """A UserError naming `folder` if `error` says the folder cannot take a file (full, read-only, forbidden)."""
+    reason = STORAGE_ERRORS.get(getattr(error, "errno", None)) if isinstance(error, OSError) else None
+    if reason is None:  # h5py wraps HDF5's errors, often without errno: look for the C library's words
+        text = str(error)
+        reason = next((t.lower() for t in _STORAGE_TEXTS if t in text), None)
+    if reason is None and isinstance(error, OSError) and error.errno is None and _nearly_full(folder):
+        reason = "the disk is full"  # a short write without errno (NumPy's tofile: "N requested and M written")
+    if reason is None:
+        return None
+    return UserError(f"cannot write to {folder}: {reason}")
+
+
+def _nearly_full(folder: str) -> bool:
+    """Less than a MiB left for us in `folder`'s file system (asked after a write failed, before its file goes)."""
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < 1 << 20
+
+
+def check_room_for_model(model, folder: str) -> None:
+    """A UserError naming `folder` unless its disk has room for one more save of a Keras model's files.
+
+    Asked before training starts and before every save: HDF5 (under Keras's save_weights) that meets a full disk
+    mid-write leaves its library broken, and the process then crashes at exit (a segfault after a traceback) however
+    the error is handled. A save needs its weights about four times over (the .weights.h5 holds them with Adam's two
+    moments, the .npz once more), and the old files stay until the new ones are whole.
+    """
+    import numpy as np
+
+    weights = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
+    needed = 4 * weights + (1 << 20)
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return  # the folder is made, and any problem named, by the save itself
+    free = stats.f_bavail * stats.f_frsize
+    if free < needed:
+        raise UserError(f"cannot write to {folder}: the disk is full ({free / 1e6:.1f} MB free, a save of the model "
+                        f"needs about {needed / 1e6:.1f} MB)")
+
+
+def check_writable(folder: str) -> None:
+    """Create `folder` if needed and write (and delete) a small file in it: a full disk, a read-only or forbidden
+    folder is one line naming it before any long work starts, not an OSError at the first save."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".tmp-probe-")
+        try:
+            os.write(handle, b"\0" * 4096)
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+            os.remove(probe)
+    except OSError as error:
+        raise storage_error(error, folder) or UserError(f"cannot write to {folder}: {error}") from None
+
+
+_HELD_LOCKS: dict[str, int] = {}  # lock path -> open descriptor, for the life of the process
+
+
+def lock_outputs(folder: str, base: str, stale: Sequence[tuple[str, str]] = ()) -> str:
+    """Hold an exclusive lock on the output files `folder/base*` until this process ends; returns the lock's path.
+
+    A second run on the same files is refused at once with one line naming the first (pid and command line, which
+    the holder writes into `<folder>/.<base>.lock`); the OS releases the lock when the holder dies, however it dies,
+    so a killed run never blocks the next one. Writing the holder's line is also the folder's writability check.
+
+    While the lock is held, files matching each (folder, regular expression) of `stale` are deleted: temporary files
+    (utils.atomic_path names them .tmp-<name>-XXXX) that a killed save of this same output left behind. No other run
+    can be writing them, as only the lock holder writes these outputs.
+    """
+    import fcntl
+
+    path = os.path.join(folder, f".{base}.lock")
+    if path in _HELD_LOCKS:
+        return path
+    try:
+        os.makedirs(folder, exist_ok=True)
+        while True:
+            handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(handle)
+                os.close(handle)
+                raise UserError(f"{os.path.join(folder, base)} is in use by another run ({holder}); wait for it to "
+                                f"finish or stop it") from None
+            try:  # a holder that was ending may have deleted the file we opened: lock the one at `path` instead
+                if os.fstat(handle).st_ino == os.stat(path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(handle)
+        os.ftruncate(handle, 0)
+        line = f"pid {os.getpid()}: {shlex.join([os.path.basename(sys.executable)] + sys.argv)}\n".encode()
+        os.pwrite(handle, line, 0)
+        os.fsync(handle)
+    except OSError as error:
+        raise storage_error(error, folder) or UserError(f"cannot write to {folder}: {error}") from None
+    _HELD_LOCKS[path] = handle
+    for directory, pattern in stale:
+        remove_stale_temporaries(directory, pattern)
+    return path
+
+
+def _read_holder(handle: int) -> str:
+    text = os.pread(handle, 4096, 0).decode("utf-8", errors="replace").strip()
+    return text or "its pid is not written yet"
+
+
+def remove_stale_temporaries(folder: str, pattern: str) -> list[str]:
+    """Delete the files of `folder` whose whole name matches the regular expression `pattern`; returns their names.
+    Only call it while holding the lock of the outputs those temporary files belong to (lock_outputs)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:  # no such folder (nothing to remove), or one we cannot read: a later write names the problem
+        return []
+    removed = [name for name in names if re.fullmatch(pattern, name)]
+    for name in removed:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(folder, name))
+    if removed:
+        print(f"removed {len(removed)} temporary file(s) an interrupted run left in {folder}", file=sys.stderr)
+    return removed
+
+
+def temporaries_of(*names: str) -> str:
+    """The regular expression of atomic_path's temporary files for output files named like any of `names` (regular
+    expressions themselves, e.g. "car_racing[.].*"): .tmp-<name>-XXXX[suffix]."""
+    return r"\.tmp-(?:" + "|".join(names) + r")-.+"
+
+
+@atexit.register
+def release_locks() -> None:
+    """Delete and release our lock files at a normal exit (a killed process leaves the file, unlocked: harmless).
+    Forked workers share the parent's descriptors but never delete them (they leave through os._exit)."""
+    for path, handle in list(_HELD_LOCKS.items()):
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        with contextlib.suppress(OSError):
+            os.close(handle)
+        _HELD_LOCKS.pop(path, None)
 
 
 @contextlib.contextmanager
@@ -40,21 +258,30 @@ def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
     """Yield a temporary path beside `path`; on success rename it onto `path`, on failure delete it.
 
     The rename is atomic on POSIX, so readers see either the old file or the whole new one, never a partial one.
-    `suffix` keeps an extension that a writer insists on (Keras wants names ending in `.weights.h5`).
+    `suffix` keeps an extension that a writer insists on (Keras wants names ending in `.weights.h5`). A full disk,
+    a read-only or forbidden folder becomes a UserError naming the folder (the temporary file removed).
     """
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path) + "-", suffix=suffix)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path) + "-",
+                                             suffix=suffix)
+    except OSError as error:
+        raise storage_error(error, directory) or error
     os.close(handle)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
     try:
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
         yield temporary
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
+        # translated before the temporary file is deleted: a full disk is seen as full only while it still is
+        translated = storage_error(error, directory) if isinstance(error, Exception) else None
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
+        if translated is not None:
+            raise translated from None
         raise
 
 
@@ -139,8 +366,6 @@ def require_finite(array: np.ndarray, path: str, made_by: str, what: str = "") -
 def check_lengths(lengths: np.ndarray, time_steps: int, path: str, made_by: str) -> None:
     """Episode lengths (episodes,) must be integers in 1..time_steps: a length of 0 or a negative one records no
     frame (all-zero lengths leave nothing to train on), and one beyond the file's steps reads past its end."""
-    import numpy as np
-
     if lengths.dtype.kind not in "iu":
         raise UserError(f"{path} has dtype {lengths.dtype}, expected integer episode lengths; remake it with: "
                         f"{made_by}")

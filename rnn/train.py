@@ -11,7 +11,8 @@ import os
 import numpy as np
 
 from config import MAKES_RNN, rnn_weights_path
-from utils import UserError, atomic_path, require_finite_before_save, require_finite_model, save_npz
+from utils import (UserError, atomic_path, check_room_for_model, require_finite_before_save, require_finite_model,
+                   save_npz)
 
 
 def rnn_arrays(mu, logvar, actions, lengths, use_done: bool, rng):
@@ -74,6 +75,7 @@ def save_rnn(rnn, env_name: str, rnn_dir: str) -> str:
     """Write ./rnn/<env>.weights.h5 and ./rnn/<env>.npz whole; returns the Keras weights path."""
     path = rnn_weights_path(env_name, rnn_dir=rnn_dir)
     require_finite_before_save(rnn, "M", path)
+    check_room_for_model(rnn, rnn_dir)  # before HDF5 can meet a full disk (see check_room_for_model)
     with atomic_path(path, suffix=".weights.h5") as temporary:
         rnn.save_weights(temporary)
     save_npz(rnn_weights_path(env_name, numpy_export=True, rnn_dir=rnn_dir), **rnn.numpy_weights())

@@ -1,0 +1,361 @@
+"""Processes that end together and runs that do not overwrite each other (issue 14, items 3 and 4), tried on the real
+scripts: SIGKILL and SIGTERM mid-run, a full disk and a read-only folder (a small tmpfs, where this machine lets the
+test mount one), an output folder below a regular file (fails for root too), two runs on one set of files.
+
+Waits poll against a deadline; nothing sleeps for a fixed time to let something happen.
+"""
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from tests.scripts import ENVIRONMENT, command, run
+from tests.test_training import BASE, TRAIN, world_model
+from utils import UserError, save_json, save_npy
+
+ROLLOUTS = ["car_racing", "--total_episodes", 8, "--batch_size", 8, "--time_steps", 300, "--num_workers", 2]
+
+
+def wait_for(condition, timeout=120.0, what="the condition"):
+    """Poll `condition()` until it returns something true; fail after `timeout` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def start(script, *args, cwd):
+    return subprocess.Popen(command(script, *args), cwd=cwd, env=ENVIRONMENT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def workers_of(process, count):
+    """The python child processes of `process`, once there are `count` of them."""
+    def found():
+        children = [p for p in psutil.Process(process.pid).children() if "python" in p.name()]
+        return children if len(children) >= count else None
+    return wait_for(found, what=f"{count} worker processes")
+
+
+@contextlib.contextmanager
+def no_survivors(workers_found):
+    """Kill (at the end of the test) whatever worker processes are still alive, so that a failing test leaves no
+    orphans behind; `workers_found` is a list the test fills."""
+    try:
+        yield workers_found
+    finally:
+        for worker in workers_found:
+            with contextlib.suppress(psutil.Error):
+                worker.kill()
+
+
+def temporaries(folder):
+    return sorted(name for name in os.listdir(folder) if name.startswith(".tmp-")) if os.path.isdir(folder) else []
+
+
+def assert_one_line(result_stderr, expected):
+    lines = [line for line in result_stderr.strip().splitlines() if line.strip()]
+    assert "Traceback" not in result_stderr, result_stderr
+    assert lines[-1] == expected or lines[-1].startswith(expected), result_stderr
+
+
+# --- workers die with their parent --------------------------------------------------------------------------------
+
+def test_01_workers_die_with_a_killed_parent_and_the_next_run_cleans_up(tmp_path):
+    with no_survivors([]) as workers:
+        check_01_workers_die_with_a_killed_parent(tmp_path, workers)
+
+
+def check_01_workers_die_with_a_killed_parent(tmp_path, workers):
+    process = start("01_generate_data.py", *ROLLOUTS, cwd=tmp_path)
+    workers += workers_of(process, 2)
+    data = tmp_path / "data"
+    wait_for(lambda: temporaries(data), what="the batch's temporary file")  # the batch is being written
+    # a second run on the same files is refused at once, naming the first
+    second = run("01_generate_data.py", *ROLLOUTS, cwd=tmp_path, check=False)
+    assert second.returncode == 1
+    assert_one_line(second.stderr, "error: ./data/rollouts_car_racing is in use by another run")
+    assert f"pid {process.pid}: python " in second.stderr and "01_generate_data.py car_racing" in second.stderr
+    process.kill()
+    process.wait()  # not communicate(): orphaned workers would hold its pipes open
+    wait_for(lambda: not any(alive(w) for w in workers), timeout=10, what="the orphaned workers to die")
+    process.communicate()
+    left = temporaries(data)
+    assert left  # the killed save's temporary file ...
+    small = ["car_racing", "--total_episodes", 1, "--batch_size", 1, "--time_steps", 5, "--num_workers", 1]
+    result = run("01_generate_data.py", *small, cwd=tmp_path)  # ... is no obstacle: the dead run's lock is gone
+    assert "removed 1 temporary file(s)" in result.stderr
+    assert temporaries(data) == []  # and its temporary file was removed
+    assert not os.path.exists(data / ".rollouts_car_racing.lock")  # a run that ends removes its lock file
+
+
+def test_model_py_workers_die_with_a_killed_parent(tmp_path):
+    world_model(tmp_path)
+    process = start("model.py", "car_racing", "--final_mode", "--num_episode", 8, "--num_worker", 2, cwd=tmp_path)
+    with no_survivors(workers_of(process, 2)) as workers:
+        process.kill()
+        process.wait()
+        wait_for(lambda: not any(alive(w) for w in workers), timeout=10, what="the orphaned workers to die")
+    process.communicate()
+
+
+def test_a_worker_whose_parent_is_already_gone_leaves_at_once():
+    """The race die_with_parent closes: a worker that starts after its parent died must not run on as an orphan."""
+    from utils import die_with_parent
+
+    child = os.fork()
+    if child == 0:
+        die_with_parent(os.getppid() + 10**6)  # not our parent: as if it had died and we were adopted
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    assert os.WEXITSTATUS(status) == 1
+
+
+# --- SIGTERM: one line, exit 143, no temporary file ------------------------------------------------------------------
+
+def frames_data(folder, episodes=4, steps=50):
+    """Stage 01's four files of batch 0, with noise frames (02 and 03 only need their shapes)."""
+    rng = np.random.default_rng(0)
+    save_npy(str(folder / "data" / "obs_data_car_racing_0.npy"),
+             rng.integers(0, 255, (episodes, steps, 64, 64, 3), dtype=np.uint8))
+    save_npy(str(folder / "data" / "length_data_car_racing_0.npy"), np.full(episodes, steps, np.int32))
+    save_npy(str(folder / "data" / "action_data_car_racing_0.npy"), np.zeros((episodes, steps, 3), np.float32))
+    save_npy(str(folder / "data" / "done_data_car_racing_0.npy"), np.zeros((episodes, steps), bool))
+
+
+def rnn_data(folder, episodes=8, steps=50):
+    """Stage 03's files of batch 0 that 04 reads."""
+    rng = np.random.default_rng(0)
+    for kind, shape in (("rnn_mu", (episodes, steps, 32)), ("rnn_logvar", (episodes, steps, 32)),
+                        ("rnn_input", (episodes, steps, 35))):
+        save_npy(str(folder / "data" / f"{kind}_car_racing_0.npy"), rng.standard_normal(shape).astype(np.float32))
+    save_npy(str(folder / "data" / "rnn_length_car_racing_0.npy"), np.full(episodes, steps, np.int32))
+    save_npy(str(folder / "data" / "rnn_done_car_racing_0.npy"), np.zeros((episodes, steps), bool))
+
+
+def encoding_inputs(folder, batches=10):
+    """03's inputs: V's Keras weights (fresh, untrained) and `batches` batch files of frames (links to one)."""
+    from config import CAR_RACING
+    from vae.arch import make_vae
+
+    frames_data(folder, episodes=4, steps=250)
+    (folder / "vae").mkdir()
+    make_vae(CAR_RACING).save_weights(str(folder / "vae" / "car_racing.weights.h5"))
+    for batch in range(1, batches):
+        for kind in ("obs_data", "length_data", "action_data", "done_data"):
+            os.symlink(f"{kind}_car_racing_0.npy", folder / "data" / f"{kind}_car_racing_{batch}.npy")
+
+
+STAGES = {  # script, arguments, set-up, output folder, the file whose arrival says the stage is under way
+    "01": ("01_generate_data.py", ROLLOUTS, None, "data", None),
+    "02": ("02_train_vae.py", ["--epochs", 1000, "--verbose", 0, "--batch_size", 4], frames_data, "vae",
+           "vae/car_racing.weights.h5"),
+    "03": ("03_generate_rnn_data.py", ["--max_batch", 9], encoding_inputs, "data", "data/rnn_done_car_racing_0.npy"),
+    "04": ("04_train_rnn.py", ["--epochs", 1000, "--verbose", 0, "--batch_size", 4], rnn_data, "rnn",
+           "rnn/car_racing.weights.h5"),
+    "model": ("model.py", ["car_racing", "--final_mode", "--num_episode", 8, "--num_worker", 2], world_model, "log",
+              None),
+}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_sigterm_gives_one_line_exit_143_and_no_temporary_file(tmp_path, stage):
+    script, args, setup, output, started = STAGES[stage]
+    if setup is not None:
+        setup(tmp_path)
+    process = start(script, *args, cwd=tmp_path)
+    with no_survivors([]) as workers:
+        if started is None:  # 01 and model.py: once their rollout workers run
+            workers += workers_of(process, 2)
+        else:  # 02, 03 and 04: once the first file is saved, so the signal lands inside training or a save
+            wait_for(lambda: (tmp_path / started).exists() or process.poll() is not None, what=started)
+            assert process.poll() is None, process.communicate()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        wait_for(lambda: not any(alive(w) for w in workers), timeout=10, what="the workers to end")
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert_one_line(stderr, "terminated (SIGTERM)")
+    assert temporaries(tmp_path / output) == []
+
+
+# --- full, read-only and impossible output folders ------------------------------------------------------------------
+
+@contextlib.contextmanager
+def mounted_tmpfs(folder, size, read_only=False):
+    """A tmpfs of `size` at `folder` (created), read-only if asked; skips the test where mounting is not allowed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (",ro" if read_only else "")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_01_on_a_full_disk_fails_with_one_line_and_removes_its_temporary_file(tmp_path):
+    """Before: the memory-mapped batch file died with SIGBUS ("Bus error") and left its .tmp- file on the disk."""
+    with mounted_tmpfs(tmp_path / "small", "1m") as disk:
+        result = run("01_generate_data.py", "car_racing", "--total_episodes", 2, "--batch_size", 2, "--time_steps",
+                     100, "--num_workers", 2, "--data_dir", disk, cwd=tmp_path, check=False, timeout=120)
+        assert result.returncode == 1, result.stderr
+        assert_one_line(result.stderr, f"error: cannot write to {disk}: the disk is full")
+        assert temporaries(disk) == []
+        assert not [name for name in os.listdir(disk) if name.endswith(".npy")]  # nothing half-written
+
+
+@pytest.mark.parametrize("script, setup, flag", [("02_train_vae.py", frames_data, "--vae_dir"),
+                                                 ("04_train_rnn.py", rnn_data, "--rnn_dir")])
+def test_02_04_on_a_full_disk_fail_with_one_line_before_training(tmp_path, script, setup, flag):
+    """Before: Keras's HDF5 save met the full disk after the first file's training, and 02 segfaulted at exit."""
+    setup(tmp_path)
+    with mounted_tmpfs(tmp_path / "small", "1m") as disk:
+        result = run(script, "--epochs", 1, "--verbose", 0, "--batch_size", 4, flag, disk, cwd=tmp_path,
+                     check=False, timeout=300)
+        assert result.returncode == 1, result.stderr
+        assert_one_line(result.stderr, f"error: cannot write to {disk}: the disk is full (")
+        assert "epoch 1" not in result.stdout  # refused before training
+        assert temporaries(disk) == []
+
+
+def test_save_helpers_name_the_folder_of_a_full_or_read_only_disk(tmp_path):
+    with mounted_tmpfs(tmp_path / "small", "64k") as disk:
+        with pytest.raises(UserError, match=f"^cannot write to {disk}: the disk is full$"):
+            save_npy(str(disk / "big.npy"), np.zeros(1_000_000, np.uint8))
+        assert os.listdir(disk) == []  # the temporary file is gone
+    with mounted_tmpfs(tmp_path / "read_only", "64k", read_only=True) as disk:
+        with pytest.raises(UserError, match=f"^cannot write to {disk}: the file system is read-only$"):
+            save_json(str(disk / "history.json"), [1, 2])
+
+
+def test_a_read_only_output_folder_is_named_before_any_work(tmp_path):
+    with mounted_tmpfs(tmp_path / "read_only", "64k", read_only=True) as disk:
+        result = run("01_generate_data.py", *ROLLOUTS, "--data_dir", disk, cwd=tmp_path, check=False)
+        assert result.returncode == 1
+        assert_one_line(result.stderr, f"error: cannot write to {disk}: the file system is read-only")
+        assert "rollouts:" not in result.stderr  # no progress bar: refused before the first episode
+
+
+@pytest.mark.parametrize("script, args, setup", [
+    ("01_generate_data.py", ["car_racing", "--total_episodes", 1, "--data_dir"], None),
+    ("02_train_vae.py", ["--vae_dir"], frames_data),
+    ("04_train_rnn.py", ["--rnn_dir"], rnn_data),
+    ("05_train_controller.py", [*TRAIN, "--log_dir"], world_model),
+    ("model.py", ["car_racing", "--final_mode", "--num_episode", 1, "--max_length", 10, "--log_dir"], world_model),
+])
+def test_an_output_folder_that_cannot_exist_is_named_before_any_work(tmp_path, script, args, setup):
+    """A folder below a regular file cannot be made, even by root (ENOTDIR): each stage says so in one line at the
+    start (02 used to train for its first file and then fail with a traceback)."""
+    if setup is not None:
+        setup(tmp_path)
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    started = time.time()
+    result = run(script, *args, "blocker/out", cwd=tmp_path, check=False)
+    assert result.returncode == 1
+    assert_one_line(result.stderr, "error: cannot write to blocker/out: a part of the path is a file, not a folder")
+    assert "parameters" not in result.stdout and "episode" not in result.stderr  # no model built, nothing played
+    assert time.time() - started < 60
+
+
+def test_03_with_a_read_only_data_folder_is_named_before_loading_v(tmp_path):
+    """03 reads and writes ./data: its inputs are there, but the folder takes no new file."""
+    with mounted_tmpfs(tmp_path / "data", "4m") as disk:
+        frames_data(tmp_path, episodes=2, steps=5)
+        (tmp_path / "vae").mkdir()
+        (tmp_path / "vae" / "car_racing.weights.h5").write_bytes(b"not read: the check comes first")
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        result = run("03_generate_rnn_data.py", cwd=tmp_path, check=False, timeout=120)
+        assert result.returncode == 1
+        assert_one_line(result.stderr, "error: cannot write to ./data: the file system is read-only")
+
+
+# --- one run per set of files ----------------------------------------------------------------------------------------
+
+HOLD_LOCK = ("import sys, time; sys.path.insert(0, sys.argv[1]); import utils; utils.lock_outputs(sys.argv[2], "
+             "sys.argv[3]); print('held', flush=True); time.sleep(120)")
+
+
+@pytest.mark.parametrize("script, args, setup, folder, base", [
+    ("02_train_vae.py", [], frames_data, "vae", "car_racing"),
+    ("03_generate_rnn_data.py", [], frames_data, "data", "rnn_data_car_racing"),
+    ("04_train_rnn.py", [], rnn_data, "rnn", "car_racing"),
+])
+def test_a_second_run_of_02_03_04_on_the_same_files_is_refused_at_once(tmp_path, script, args, setup, folder, base):
+    """The lock of each stage's outputs, held by another process (as a running stage holds it)."""
+    import sys
+
+    from tests.scripts import ROOT
+
+    setup(tmp_path)
+    if script.startswith("03"):
+        (tmp_path / "vae").mkdir()
+        (tmp_path / "vae" / "car_racing.weights.h5").write_bytes(b"not read: the lock comes first")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, ROOT, f"./{folder}", base], cwd=tmp_path,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        result = run(script, *args, cwd=tmp_path, check=False, timeout=120)
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert result.returncode == 1
+    assert_one_line(result.stderr, f"error: ./{folder}/{base} is in use by another run (pid {holder.pid}: ")
+    assert "VAE for" not in result.stdout and "MDN-RNN for" not in result.stdout  # refused before any training
+
+
+
+def test_a_second_05_run_on_the_same_files_is_refused_naming_the_first(tmp_path):
+    world_model(tmp_path)
+    first = start("05_train_controller.py", *TRAIN, cwd=tmp_path)
+    checkpoint = tmp_path / "controller" / f"{BASE}.es.pk"
+    wait_for(lambda: checkpoint.exists() or first.poll() is not None, what="the first run's checkpoint")
+    assert first.poll() is None, first.communicate()
+    lock = (tmp_path / "controller" / f".{BASE}.lock").read_text()
+    live = tmp_path / "controller" / f".tmp-{BASE}.es.pk-live"  # as if the first run were saving right now
+    live.write_bytes(b"being written")
+    try:
+        second = run("05_train_controller.py", *TRAIN, "--generations", 1, cwd=tmp_path, check=False, timeout=120)
+        assert second.returncode == 1
+        assert_one_line(second.stderr, f"error: ./controller/{BASE} is in use by another run")
+        assert lock.strip() in second.stderr and "05_train_controller.py car_racing" in lock  # pid and command
+        assert live.exists()  # a refused run deletes nothing, not even what looks like a stale temporary file
+        resumed = run("05_train_controller.py", *TRAIN, "--generations", 1, "--init_opt", checkpoint, cwd=tmp_path,
+                      check=False, timeout=120)
+        assert resumed.returncode == 1 and "in use by another run" in resumed.stderr  # nor can a resume join it
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+    result = run("05_train_controller.py", *TRAIN, "--generations", 1, "--init_opt", checkpoint, cwd=tmp_path)
+    assert "resuming" in result.stdout  # the lock died with the first run
+    assert not live.exists()  # now that nobody writes it, the temporary file is stale: removed
+
+
+def test_a_killed_save_of_05_is_cleaned_up_by_the_next_run_of_its_base_only(tmp_path):
+    world_model(tmp_path)
+    (tmp_path / "controller").mkdir()
+    (tmp_path / "log").mkdir()
+    own = [tmp_path / "controller" / f".tmp-{BASE}.es.pk-abcd1234", tmp_path / "log" / f".tmp-{BASE}.png-x1y2.png"]
+    other = [tmp_path / "controller" / f".tmp-{BASE}0.es.pk-abcd1234",  # population 40: another run's file
+             tmp_path / "controller" / ".tmp-car_racing.cma.1.8.best.json-zz"]
+    for path in own + other:
+        path.write_bytes(b"x" * 1000)
+    run("05_train_controller.py", *TRAIN, "--generations", 1, cwd=tmp_path)
+    assert [path.exists() for path in own] == [False, False]
+    assert [path.exists() for path in other] == [True, True]
