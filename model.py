@@ -297,9 +297,6 @@ def main(argv=None) -> None:
         manifest = use_pretrained(args, args.pretrained_dir or PRETRAINED_DIR)
         print(f"pretrained {args.env_name} agent from {os.path.dirname(args.vae_dir)}: {manifest['mean']:.2f} +- "
               f"{manifest['std']:.2f} over {manifest['episodes']} episodes from seed {manifest['first_seed']}")
-    for wanted, folder in ((args.final_mode, args.log_dir), (args.record_video, args.video_dir)):
-        if wanted:
-            check_writable(folder)  # a full disk or read-only folder is named now, not after the episodes
     if args.random_policy:
         if args.filename:
             raise UserError("--random_policy plays stage 01's data policy: leave out --filename")
@@ -314,6 +311,9 @@ def main(argv=None) -> None:
         print("no --filename: a random controller")
     if args.dream_mode or not args.random_policy:  # the random policy in the real game needs no model
         check_weight_files(config, args.vae_dir, args.rnn_dir, read=True)
+    for wanted, folder in ((args.final_mode, args.log_dir), (args.record_video, args.video_dir)):
+        if wanted:
+            check_writable(folder)  # a full disk or read-only folder is named now, not after the episodes
     count = args.num_episode or (FINAL_EPISODES if args.final_mode else 1)
     if count < 1:
         raise UserError(f"--num_episode must be at least 1, got {count}")
@@ -323,15 +323,16 @@ def main(argv=None) -> None:
     else:
         results = score_episodes(args, params, seeds)
     scores = np.array([reward for _, reward, _ in results])
-    where = f"dream at tau {args.temperature or config.dream_temperature}" if args.dream_mode else "real environment"
+    temperature = config.dream_temperature if args.temperature is None else args.temperature  # the one played
+    where = f"dream at tau {temperature}" if args.dream_mode else "real environment"
     print(f"{args.env_name} ({where}), {count} episode(s) from seed {args.seed}: "
           f"mean {scores.mean():.2f} +- {scores.std():.2f} (min {scores.min():.2f}, max {scores.max():.2f})")
     if args.final_mode:
         name = controller_name(args.filename, args.env_name, args.random_policy, args.pretrained)
         path = os.path.join(args.log_dir, f"{name}.{'dream.' if args.dream_mode else ''}final.json")
-        temperature = (args.temperature or config.dream_temperature) if args.dream_mode else None
         save_json(path, {"env": args.env_name, "filename": args.filename, "random_policy": args.random_policy,
-                         "dream_mode": args.dream_mode, "temperature": temperature, "first_seed": args.seed,
+                         "dream_mode": args.dream_mode, "temperature": temperature if args.dream_mode else None,
+                         "first_seed": args.seed,
                          "episodes": count, "mean": float(scores.mean()), "std": float(scores.std()),
                          "scores": [float(s) for s in scores], "lengths": [int(n) for _, _, n in results]},
                   indent=1)

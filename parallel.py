@@ -187,9 +187,13 @@ def world():
 
 
 def abort(code: int) -> None:
-    """End every process of the run now (MPI_Abort); mpiexec exits with `code`."""
+    """End every process of the run now (MPI_Abort); mpiexec exits with `code`.
+
+    The last lines this process printed (why it stops, how to resume) travel through mpiexec's I/O forwarding;
+    MPI_Abort ends the forwarding processes too, so they get a moment to pass those lines on first."""
     sys.stdout.flush()
     sys.stderr.flush()
+    time.sleep(0.5)
     world().Abort(code)
 
 

@@ -53,7 +53,7 @@ def test_training_in_the_dream_logs_dream_and_real_scores(dreamed):
     first = evaluations[0]
     assert first[0] == 1 and len(first[2]) == 1088 and len(first) == 4  # a new best carries its real score
     assert 100 < first[3] < 2100  # real VizDoom episodes of at least a few seconds
-    params, score = json.loads((folder / "controller" / f"{BASE}.best.json").read_text())
+    params, score, _ = json.loads((folder / "controller" / f"{BASE}.best.json").read_text())
     assert len(params) == 1088 and score == pytest.approx(max(row[1] for row in evaluations), abs=0.005)
     _, state = load_optimizer(str(folder / "controller" / f"{BASE}.es.pk"))
     real_rows = [row for row in evaluations if len(row) == 4]  # the new bests

@@ -70,7 +70,8 @@ def test_a_run_under_mpi_writes_every_file(trained):
     rows = history(folder)
     assert [row[0] for row in rows] == [1, 2] and all(len(row) == 9 for row in rows)
     assert all(row[8] == 25 for row in rows)  # --max_length caps every episode (CarRacing does not end sooner)
-    params, score = best(folder)
+    params, score, about = best(folder)
+    assert about == {"env": "car_racing", "exp_mode": "zh"}
     assert len(params) == 867 and np.isfinite(score)
     with open(folder / "log" / f"{BASE}.png", "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -102,7 +103,7 @@ def test_resuming_twice_appends_and_never_lowers_the_best(trained, tmp_path):
     folder, _ = trained
     world_model(tmp_path)
     train(tmp_path, "--generations", 2)
-    first_rows, (_, first_best) = history(tmp_path), best(tmp_path)
+    first_rows, (_, first_best, _) = history(tmp_path), best(tmp_path)
     seeds_before = state(tmp_path)[1]["next_seed"]
     for resume in range(2):
         train(tmp_path, "--generations", 2, "--init_opt", f"./controller/{BASE}.es.pk")
@@ -113,7 +114,7 @@ def test_resuming_twice_appends_and_never_lowers_the_best(trained, tmp_path):
     assert saved["next_seed"] == seeds_before + 2 * (2 * 4 + 4)  # fresh seeds every generation and evaluation
     evaluations = json.loads((tmp_path / "log" / f"{BASE}.log.json").read_text())
     assert [row[0] for row in evaluations] == [2, 4, 6]
-    _, best_score = best(tmp_path)
+    _, best_score, _ = best(tmp_path)
     assert best_score == pytest.approx(max(row[1] for row in evaluations), abs=0.005) and best_score >= first_best
 
 
