@@ -12,7 +12,7 @@ Without --new_model it resumes from the saved weights.
 --holdout_batches N keeps the last N batch files of the range out of training and reports M's losses on them after
 every epoch (val_loss, val_z_loss, val_done_loss; one fixed draw of z): a falling training loss with a rising held-out
 loss is M memorising its episodes. It cannot show M's mistakes where random play never goes (Doom: at a wall), which
-a controller trained in the dream finds; for those, see README (Results) and 01 --controller.
+a controller trained in the dream finds; for those, see docs/results.md (DoomTakeCover) and 01 --controller.
 """
 
 from __future__ import annotations
