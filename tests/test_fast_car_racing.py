@@ -14,6 +14,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 import gymnasium  # noqa: E402
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 from gymnasium.envs.box2d.car_racing import CarRacing  # noqa: E402
 
 from env import FastCarRacing, RandomPolicy, make_env  # noqa: E402
@@ -94,6 +95,7 @@ def test_leaving_the_track_and_the_playfield():
     assert reward == -100 and info == {"lap_finished": False}
 
 
+@pytest.mark.slow  # a thousand steps of the stock renderer: left out of make test-fast
 def test_long_episode_to_the_1000_step_limit():
     stock = gymnasium.wrappers.TimeLimit(CarRacing(), max_episode_steps=1000)
     fast = make_env("car_racing")  # FastCarRacing under the same 1000-step TimeLimit

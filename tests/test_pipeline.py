@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from tests.scripts import ENVIRONMENT, command, run
 
+pytestmark = pytest.mark.slow  # every test runs the scripts as subprocesses: left out of make test-fast
+
 EPISODES, BATCH_SIZE, STEPS = 4, 2, 30
 
 

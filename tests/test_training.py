@@ -60,6 +60,7 @@ def trained(tmp_path_factory):
     return folder, train(folder, "--generations", 2)
 
 
+@pytest.mark.slow
 def test_a_run_under_mpi_writes_every_file(trained):
     folder, result = trained
     assert "2 worker process(es)" in result.stdout and "population 4 (2 x 2)" in result.stdout
@@ -81,6 +82,7 @@ def test_a_run_under_mpi_writes_every_file(trained):
     assert saved["next_seed"] == 111 + 2 * 4 + 4
 
 
+@pytest.mark.slow
 def test_resuming_continues_exactly_where_the_run_stopped(trained, tmp_path):
     """1 + 1 generations with a resume in between give the same generations as 2 in one go, and the history,
     the generation count and the seed counter continue."""
@@ -99,6 +101,7 @@ def test_resuming_continues_exactly_where_the_run_stopped(trained, tmp_path):
     assert best(folder) == best(tmp_path)
 
 
+@pytest.mark.slow
 def test_resuming_twice_appends_and_never_lowers_the_best(trained, tmp_path):
     folder, _ = trained
     world_model(tmp_path)
@@ -118,6 +121,7 @@ def test_resuming_twice_appends_and_never_lowers_the_best(trained, tmp_path):
     assert best_score == pytest.approx(max(row[1] for row in evaluations), abs=0.005) and best_score >= first_best
 
 
+@pytest.mark.slow
 def test_a_fresh_run_refuses_to_overwrite_an_earlier_one(trained):
     folder, _ = trained
     before = (folder / "controller" / f"{BASE}.es.pk").read_bytes()
@@ -126,6 +130,7 @@ def test_a_fresh_run_refuses_to_overwrite_an_earlier_one(trained):
     assert (folder / "controller" / f"{BASE}.es.pk").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path):
     world_model(tmp_path)
     process = subprocess.Popen(command("05_train_controller.py", *TRAIN), cwd=tmp_path, env=ENVIRONMENT,
@@ -144,6 +149,7 @@ def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path):
     assert [row[0] for row in history(tmp_path)] == list(range(1, generation + 2))
 
 
+@pytest.mark.slow
 def test_a_worker_that_fails_stops_the_run_with_its_error(tmp_path):
     world_model(tmp_path)
     path = tmp_path / "rnn" / "car_racing.npz"
@@ -154,6 +160,7 @@ def test_a_worker_that_fails_stops_the_run_with_its_error(tmp_path):
     assert "04_train_rnn.py" in result.stderr  # the command that remakes it
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_ends_the_run(tmp_path):
     import psutil
 
@@ -172,12 +179,14 @@ def test_a_worker_that_dies_ends_the_run(tmp_path):
     assert process.returncode != 0
 
 
+@pytest.mark.slow
 def test_missing_weights_are_named_before_any_launch(tmp_path):
     result = train(tmp_path, "--generations", 1, check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "vae/car_racing.npz is missing" in result.stderr and "02_train_vae.py" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_crafted_checkpoint_is_refused_without_running(tmp_path):
     world_model(tmp_path)
     marker = tmp_path / "owned"
@@ -193,6 +202,7 @@ def test_a_crafted_checkpoint_is_refused_without_running(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_resume_with_another_num_episode_is_refused(trained):
     """The file base holds --num_episode: resuming with another value would write into another run's files."""
     folder, _ = trained
@@ -202,6 +212,7 @@ def test_a_resume_with_another_num_episode_is_refused(trained):
     assert not (folder / "controller" / "car_racing.cma.2.4.es.pk").exists()
 
 
+@pytest.mark.slow
 def test_a_population_of_two_trains_with_cma(tmp_path):
     """--num_worker 2 --num_worker_trial 1, what a two-core user types (pycma crashed in generation 2)."""
     world_model(tmp_path)
@@ -210,6 +221,7 @@ def test_a_population_of_two_trains_with_cma(tmp_path):
         assert [row[0] for row in json.load(handle)] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_init_params_starts_a_new_run_from_a_controller(tmp_path):
     world_model(tmp_path)
     start = np.round(np.random.default_rng(0).standard_normal(867) * 0.1, 4)
@@ -223,6 +235,7 @@ def test_init_params_starts_a_new_run_from_a_controller(tmp_path):
     assert result.returncode == 1 and "give one of them" in result.stderr
 
 
+@pytest.mark.slow
 def test_exp_mode_z_hidden_trains_resumes_and_plays_without_the_flag(tmp_path):
     world_model(tmp_path)
     base = "car_racing.z_hidden.cma.1.4"  # the mode is in the base: runs of different modes never collide
@@ -246,6 +259,7 @@ def test_exp_mode_z_hidden_trains_resumes_and_plays_without_the_flag(tmp_path):
     assert wrong.returncode == 1 and "mode z_hidden" in wrong.stderr and "Traceback" not in wrong.stderr
 
 
+@pytest.mark.slow
 def test_model_records_a_video_and_scores_the_best_controller(trained):
     import imageio_ffmpeg
 
