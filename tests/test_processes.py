@@ -15,22 +15,11 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.scripts import ENVIRONMENT, command, run
+from tests.scripts import ENVIRONMENT, command, run, wait_for
 from tests.test_training import BASE, TRAIN, world_model
 from utils import UserError, save_json, save_npy
 
 ROLLOUTS = ["car_racing", "--total_episodes", 8, "--batch_size", 8, "--time_steps", 300, "--num_workers", 2]
-
-
-def wait_for(condition, timeout=120.0, what="the condition"):
-    """Poll `condition()` until it returns something true; fail after `timeout` seconds."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def start(script, *args, cwd):

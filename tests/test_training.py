@@ -9,7 +9,6 @@ import os
 import pickle
 import signal
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from config import CAR_RACING
 from es import load_optimizer
 from parallel import Failure, Result, Stop, Task, decode, encode
 from rnn.numpy_rnn import expected_rnn_shapes
-from tests.scripts import ENVIRONMENT, command, run
+from tests.scripts import ENVIRONMENT, command, run, wait_for
 from utils import random_weights, save_npz
 from vae.numpy_vae import expected_vae_shapes
 
@@ -135,11 +134,11 @@ def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path):
     world_model(tmp_path)
     process = subprocess.Popen(command("05_train_controller.py", *TRAIN), cwd=tmp_path, env=ENVIRONMENT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    checkpoint = tmp_path / "controller" / f"{BASE}.es.pk"
-    deadline = time.time() + 120
-    while not checkpoint.exists() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)  # somewhere inside a later generation
+    # The history gets its first row after the first checkpoint: from then on the signal lands in a later
+    # generation, with a whole checkpoint of generation 1 or later on disk.
+    rows = tmp_path / "log" / f"{BASE}.hist.json"
+    wait_for(lambda: rows.exists() or process.poll() is not None, what="the first generation's history row")
+    assert process.poll() is None, process.communicate()
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode != 0 and "SIGTERM" in stderr and "--init_opt" in stderr
@@ -165,16 +164,23 @@ def test_a_worker_that_dies_ends_the_run(tmp_path):
     import psutil
 
     world_model(tmp_path)
-    process = subprocess.Popen(command("05_train_controller.py", *TRAIN[:5], "--max_length", 1000), cwd=tmp_path,
-                               env=ENVIRONMENT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    workers = []
-    while len(workers) < 3 and time.time() < deadline:  # mpiexec's three python processes
-        time.sleep(0.5)
-        workers = [p for p in psutil.Process(process.pid).children(recursive=True) if "python" in p.name()]
-    assert len(workers) == 3
-    time.sleep(2)
-    max(workers, key=lambda p: p.pid).kill()  # one of them, mid-episode
+    output = tmp_path / "stdout.txt"  # a file, not a pipe: read while the run goes on
+    with open(output, "w") as stdout:
+        process = subprocess.Popen(command("05_train_controller.py", *TRAIN[:5], "--max_length", 1000),
+                                   cwd=tmp_path, env=ENVIRONMENT, stdout=stdout, stderr=subprocess.PIPE, text=True)
+
+    def python_processes():  # mpiexec's three: the leader and two workers
+        found = [p for p in psutil.Process(process.pid).children(recursive=True) if "python" in p.name()]
+        return found if len(found) == 3 else None
+
+    ranks = wait_for(python_processes, what="three python processes under mpiexec")
+    # The leader prints the names of its files just before it hands out the first generation's episodes, each
+    # 1000 steps long (seconds): from then on a worker is playing.
+    wait_for(lambda: "checkpoint ./controller" in output.read_text() or process.poll() is not None,
+             what="the first generation to start")
+    assert process.poll() is None, process.communicate()
+    worker = next(p for p in ranks if p.environ().get("PMI_RANK") not in (None, "0"))  # not the leader
+    worker.kill()  # mid-episode
     process.communicate(timeout=60)  # no hang
     assert process.returncode != 0
 
