@@ -48,6 +48,7 @@ def uniform_actions(seed, count):
     return np.random.default_rng(seed).uniform([-1, 0, 0], [1, 1, 1], size=(count, 3)).astype(np.float32)
 
 
+@pytest.mark.slow  # 480 steps of the stock renderer (~7 ms each): left out of make test-fast
 def test_random_actions_over_repeated_resets():
     # one instance of each across several seeds: the cached road geometry must follow every new track
     stock, fast = CarRacing(), FastCarRacing()
@@ -62,6 +63,7 @@ def test_first_50_zoom_in_frames():
         lockstep(stock, fast, seed, [gas] * 25 + list(uniform_actions(seed, 25)))
 
 
+@pytest.mark.slow  # 400 steps of the stock renderer (~7 ms each): left out of make test-fast
 def test_data_collection_policy():
     stock, fast = CarRacing(), FastCarRacing()
     for seed in (20, 21):
