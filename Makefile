@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= demo
 
-.PHONY: venv test demo bench clean-demo
+.PHONY: venv test test-fast demo bench clean-demo
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ venv: $(VENV)/.installed
 
 test: venv
 	$(PY) -m pytest -q tests
+
+# The tests marked slow left out (MPI launches, the scripts as subprocesses, long episodes and training): under a
+# minute on two idle cores, for the edit-test loop; `make test` still runs everything.
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow" tests
 
 # The tiny preset: every stage runs for seconds to a few minutes on two cores, in ./$(DEMO_DIR) (started afresh
 # each time) so that real data in ./data, ./vae, ./rnn and ./controller is never touched.

@@ -173,6 +173,7 @@ def load(folder, kind, batch=0):
     return np.load(folder / "data" / f"{kind}_{DOOM}_{batch}.npy")
 
 
+@pytest.mark.slow
 def test_rollout_files_have_the_documented_shapes(pipeline):
     folder = pipeline[0]
     for batch in (0, 1):
@@ -190,6 +191,7 @@ def test_rollout_files_have_the_documented_shapes(pipeline):
     assert (np.concatenate([load(folder, "length_data", b) for b in (0, 1)]) < STEPS).any()  # someone died
 
 
+@pytest.mark.slow
 def test_rollouts_do_not_depend_on_the_worker_count(pipeline, tmp_path):
     run("01_generate_data.py", DOOM, "--total_episodes", BATCH_SIZE, "--batch_size", BATCH_SIZE, "--time_steps",
         STEPS, "--num_workers", 1, cwd=tmp_path)
@@ -198,6 +200,7 @@ def test_rollouts_do_not_depend_on_the_worker_count(pipeline, tmp_path):
     assert not (tmp_path / "_vizdoom.ini").exists()
 
 
+@pytest.mark.slow
 def test_padding_after_an_episode_takes_no_disk(tmp_path):
     # Episodes are padded to --time_steps in the obs file, but only the played frames are written into the sparse
     # file: at the paper's 2100 steps a random Doom episode plays ~300, so the file must be mostly holes.
@@ -212,6 +215,7 @@ def test_padding_after_an_episode_takes_no_disk(tmp_path):
         assert obs[episode, length - 1].any() and not obs[episode, length:].any()
 
 
+@pytest.mark.slow
 def test_run_all_envs_collects_both_games(tmp_path):
     run("01_generate_data.py", "--run_all_envs", "--total_episodes", 1, "--time_steps", 5, "--num_workers", 1,
         cwd=tmp_path)
@@ -220,6 +224,7 @@ def test_run_all_envs_collects_both_games(tmp_path):
         assert np.load(tmp_path / "data" / f"action_data_{env_name}_0.npy").shape == (1, 5, action_size)
 
 
+@pytest.mark.slow
 def test_models_have_the_papers_sizes_and_files(pipeline):
     folder, vae_stdout, rnn_stdout = pipeline
     assert "z = 64, 4,446,915 parameters" in vae_stdout
@@ -230,6 +235,7 @@ def test_models_have_the_papers_sizes_and_files(pipeline):
     assert "done_loss" in history
 
 
+@pytest.mark.slow
 def test_rnn_data_carries_restart_flags_first_frames_and_dones(pipeline):
     folder = pipeline[0]
     rnn_input, mu = load(folder, "rnn_input"), load(folder, "rnn_mu")
@@ -246,6 +252,7 @@ def test_rnn_data_carries_restart_flags_first_frames_and_dones(pipeline):
     np.testing.assert_array_equal(load(folder, "rnn_done"), load(folder, "done_data"))
 
 
+@pytest.mark.slow
 def test_the_trained_model_dreams(pipeline):
     folder = pipeline[0]
     rnn, initial = load_dream(DOOM_TAKE_COVER, data_dir=str(folder / "data"), rnn_dir=str(folder / "rnn"))
@@ -256,6 +263,7 @@ def test_the_trained_model_dreams(pipeline):
     np.testing.assert_array_equal(rewards, lengths)
 
 
+@pytest.mark.slow
 def test_01_plays_a_trained_controller_as_model_py_does(pipeline, tmp_path):
     # the paper's iterative training: 01 --controller records the episodes the agent (V + M + C) plays
     folder = pipeline[0]
@@ -283,6 +291,7 @@ def test_01_plays_a_trained_controller_as_model_py_does(pipeline, tmp_path):
     assert refused.returncode == 1 and "vae/doom_take_cover.npz is missing" in refused.stderr
 
 
+@pytest.mark.slow
 def test_model_py_random_policy_replays_01s_episodes_and_plays_in_the_dream(pipeline):
     folder = pipeline[0]
     # 01 seeds episode k (environment and policy) with k: --random_policy --seed 0 plays the same episodes again
@@ -302,6 +311,7 @@ def test_model_py_random_policy_replays_01s_episodes_and_plays_in_the_dream(pipe
     assert refused.returncode == 1 and "leave out --filename" in refused.stderr and "Traceback" not in refused.stderr
 
 
+@pytest.mark.slow
 def test_missing_dream_inputs_name_their_commands(pipeline, tmp_path):
     with pytest.raises(UserError, match="03_generate_rnn_data.py --env_name doom_take_cover"):
         load_dream(DOOM_TAKE_COVER, data_dir=str(tmp_path), rnn_dir=str(pipeline[0] / "rnn"))

@@ -19,6 +19,8 @@ from tests.test_training import run, world_model
 from utils import random_weights, save_npy, save_npz
 from vae.numpy_vae import expected_vae_shapes
 
+pytestmark = pytest.mark.slow  # every test runs the scripts as subprocesses: left out of make test-fast
+
 BASE = "doom_take_cover.cma.1.4"
 DREAM = ["doom_take_cover", "--dream_mode", 1, "--num_worker", 2, "--num_worker_trial", 2, "--eval_steps", 1,
          "--real_episodes", 2, "--max_length", 300]

@@ -14,6 +14,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 import gymnasium  # noqa: E402
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 from gymnasium.envs.box2d.car_racing import CarRacing  # noqa: E402
 
 from env import FastCarRacing, RandomPolicy, make_env  # noqa: E402
@@ -47,6 +48,7 @@ def uniform_actions(seed, count):
     return np.random.default_rng(seed).uniform([-1, 0, 0], [1, 1, 1], size=(count, 3)).astype(np.float32)
 
 
+@pytest.mark.slow  # 480 steps of the stock renderer (~7 ms each): left out of make test-fast
 def test_random_actions_over_repeated_resets():
     # one instance of each across several seeds: the cached road geometry must follow every new track
     stock, fast = CarRacing(), FastCarRacing()
@@ -61,6 +63,7 @@ def test_first_50_zoom_in_frames():
         lockstep(stock, fast, seed, [gas] * 25 + list(uniform_actions(seed, 25)))
 
 
+@pytest.mark.slow  # 400 steps of the stock renderer (~7 ms each): left out of make test-fast
 def test_data_collection_policy():
     stock, fast = CarRacing(), FastCarRacing()
     for seed in (20, 21):
@@ -94,6 +97,7 @@ def test_leaving_the_track_and_the_playfield():
     assert reward == -100 and info == {"lap_finished": False}
 
 
+@pytest.mark.slow  # a thousand steps of the stock renderer: left out of make test-fast
 def test_long_episode_to_the_1000_step_limit():
     stock = gymnasium.wrappers.TimeLimit(CarRacing(), max_episode_steps=1000)
     fast = make_env("car_racing")  # FastCarRacing under the same 1000-step TimeLimit

@@ -134,6 +134,7 @@ FLAGS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, args, flag", FLAGS, ids=[f"{s[:2]}{' '.join(map(str, a[-2:]))}" for s, a, _ in FLAGS])
 def test_a_bad_flag_is_one_line_before_any_work(tmp_path, script, args, flag):
     result = run(script, *args, cwd=tmp_path, check=False, timeout=120)
@@ -143,6 +144,7 @@ def test_a_bad_flag_is_one_line_before_any_work(tmp_path, script, args, flag):
 
 # --- batch files: every one of the range, with lengths that record frames ----------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, make, maker", [("02_train_vae.py", rollout_batch, "01_generate_data.py"),
                                                  ("03_generate_rnn_data.py", rollout_batch, "01_generate_data.py"),
                                                  ("04_train_rnn.py", rnn_batch, "03_generate_rnn_data.py")])
@@ -154,6 +156,7 @@ def test_a_batch_missing_inside_the_range_is_named_with_its_command(tmp_path, sc
     refused(result, "2..3", maker, "--start_batch 2")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, make, lengths", [
     ("02_train_vae.py", rollout_batch, np.zeros(EPISODES, np.int32)),
     ("03_generate_rnn_data.py", rollout_batch, np.zeros(EPISODES, np.int32)),
@@ -169,6 +172,7 @@ def test_episode_lengths_that_record_nothing_or_too_much_are_refused(tmp_path, s
     refused(result, "length", "_car_racing_0.npy")
 
 
+@pytest.mark.slow
 def test_nan_actions_of_01_are_refused_by_03_before_tensorflow_loads(tmp_path):
     actions = np.zeros((EPISODES, STEPS, 3), np.float32)
     actions[1, 7, 2] = np.nan
@@ -179,6 +183,7 @@ def test_nan_actions_of_01_are_refused_by_03_before_tensorflow_loads(tmp_path):
     refused(result, "action_data_car_racing_0.npy holds NaN or infinite values", "01_generate_data.py")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn_mu", "rnn_logvar", "rnn_input"])
 def test_nan_in_03s_arrays_is_refused_by_04(tmp_path, kind):
     rnn_batch(tmp_path, 0, nan_in=kind)
@@ -201,6 +206,7 @@ def poison_keras_weights(path):
         datasets[0][...] = values
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["vae", "rnn"])
 def test_a_non_finite_loss_stops_training_and_keeps_the_saved_model(tmp_path, stage):
     """A good model is trained and saved; a resumed run at an absurd learning rate stops at the first NaN loss with
@@ -232,6 +238,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_saved_model(tmp_path, st
 
 # --- weights and controllers the agent loads --------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("poison", [("vae", "enc_conv0/kernel"), ("vae", "dec_deconv3/bias"),
                                     ("rnn", "lstm/kernel"), ("rnn", "mdn/bias")])
 def test_non_finite_numpy_weights_are_named_before_any_episode(tmp_path, poison):
@@ -247,6 +254,7 @@ def test_non_finite_numpy_weights_are_named_before_any_episode(tmp_path, poison)
     assert not (tmp_path / "log").exists() and not (tmp_path / "data").exists()  # no score, no episode written
 
 
+@pytest.mark.slow
 def test_05_with_non_finite_weights_stops_without_a_best(tmp_path):
     """The issue's case: inf in V made every CarRacing episode end after 2-3 steps scoring 999.8, saved as a best.
     (Only the MPI workers read the weights; the leader's one line can be lost when MPI_Abort ends the run, so
@@ -272,6 +280,7 @@ BAD_CONTROLLERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BAD_CONTROLLERS))
 def test_a_malformed_controller_file_is_one_line(tmp_path, name):
     world_model(tmp_path)
@@ -305,6 +314,7 @@ def test_the_dream_refuses_a_controller_whose_action_is_nan():
         dream_rollouts(rnn, DOOM_TAKE_COVER, initial, params, np.array([[1], [2]]), 1.15, 50)
 
 
+@pytest.mark.slow
 def test_model_py_and_01_stop_when_the_action_is_not_finite(tmp_path):
     world_model(tmp_path)
     params = huge_params(CAR_RACING) * np.resize([1, -1, -1, 1], CAR_RACING.controller_param_count)

@@ -163,6 +163,7 @@ def test_mdn_rnn_test_step_gives_the_training_loss_without_a_step():
     assert not all(np.array_equal(a, b) for a, b in zip(before, rnn.get_weights()))
 
 
+@pytest.mark.slow  # XLA compiles the VAE's training step (over ten seconds): left out of make test-fast
 def test_xla_and_plain_vae_training_steps_agree():
     frames = np.random.default_rng(0).integers(0, 256, (16, 64, 64, 3), dtype=np.uint8)
     losses = []
@@ -174,6 +175,7 @@ def test_xla_and_plain_vae_training_steps_agree():
     assert losses[0][1] != losses[0][0]  # the second step sees the first one's update and other frames
 
 
+@pytest.mark.slow  # Keras traces and compiles fit() (over ten seconds): left out of make test-fast
 def test_vae_checkpoint_round_trip_is_exact(tmp_path):
     vae = make_vae(CAR_RACING, seed=0)
     frames = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
@@ -235,6 +237,7 @@ def test_resume_continues_the_history_and_names_a_corrupt_one(tmp_path):
             start()
 
 
+@pytest.mark.slow  # 60 epochs of training (over ten seconds): left out of make test-fast
 def test_mdn_rnn_learns_a_predictable_sequence():
     """z_{t+1} = 0.9 z_t exactly: the MDN loss must fall well below its starting value."""
     rng = np.random.default_rng(4)

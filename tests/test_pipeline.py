@@ -6,7 +6,9 @@ import subprocess
 
 import numpy as np
 import pytest
-from tests.scripts import ENVIRONMENT, command, run
+from tests.scripts import ENVIRONMENT, command, run, wait_for
+
+pytestmark = pytest.mark.slow  # every test runs the scripts as subprocesses: left out of make test-fast
 
 EPISODES, BATCH_SIZE, STEPS = 4, 2, 30
 
@@ -165,20 +167,21 @@ def test_bad_flag_values_give_one_line(tmp_path):
 
 def test_a_rollout_worker_that_dies_stops_01_with_an_error(tmp_path):
     """The parent must notice a worker killed mid-episode (a simulator crash) instead of waiting forever."""
-    import time
-
     import psutil
 
     process = subprocess.Popen(command("01_generate_data.py", "car_racing", "--total_episodes", 8, "--batch_size", 8,
                                        "--time_steps", 300, "--num_workers", 2), cwd=tmp_path, env=ENVIRONMENT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    workers = []
-    while len(workers) < 2 and time.time() < deadline:
-        time.sleep(0.3)
-        workers = psutil.Process(process.pid).children()
-    assert len(workers) == 2
-    time.sleep(1.0)  # mid-episode
+
+    def two_workers():
+        children = psutil.Process(process.pid).children()
+        return children if len(children) == 2 else None
+
+    workers = wait_for(two_workers, what="the two rollout workers")
+    # A forked worker starts in a few hundredths of a CPU second and then plays: 0.3 s of CPU is inside its first
+    # episode (each of 300 steps takes ~0.8 s; 4 episodes a worker)
+    wait_for(lambda: sum(workers[0].cpu_times()[:2]) >= 0.3, what="the worker to be playing")
+    assert process.poll() is None, process.communicate()
     workers[0].kill()
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1 and "rollout worker died" in stderr and "Traceback" not in stderr

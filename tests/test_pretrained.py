@@ -18,6 +18,8 @@ from tests.scripts import run
 from utils import random_weights, save_npy, save_npz
 from vae.numpy_vae import expected_vae_shapes
 
+pytestmark = pytest.mark.slow  # every test runs the scripts as subprocesses: left out of make test-fast
+
 SHORT = ["--max_length", 3, "--num_worker", 2]
 
 

@@ -15,22 +15,11 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.scripts import ENVIRONMENT, command, run
+from tests.scripts import ENVIRONMENT, command, run, wait_for
 from tests.test_training import BASE, TRAIN, world_model
 from utils import UserError, save_json, save_npy
 
 ROLLOUTS = ["car_racing", "--total_episodes", 8, "--batch_size", 8, "--time_steps", 300, "--num_workers", 2]
-
-
-def wait_for(condition, timeout=120.0, what="the condition"):
-    """Poll `condition()` until it returns something true; fail after `timeout` seconds."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def start(script, *args, cwd):
@@ -77,6 +66,7 @@ def assert_one_line(result_stderr, expected):
 
 # --- workers die with their parent --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_01_workers_die_with_a_killed_parent_and_the_next_run_cleans_up(tmp_path):
     with no_survivors([]) as workers:
         check_01_workers_die_with_a_killed_parent(tmp_path, workers)
@@ -105,6 +95,7 @@ def check_01_workers_die_with_a_killed_parent(tmp_path, workers):
     assert not os.path.exists(data / ".rollouts_car_racing.lock")  # a run that ends removes its lock file
 
 
+@pytest.mark.slow
 def test_model_py_workers_die_with_a_killed_parent(tmp_path):
     world_model(tmp_path)
     process = start("model.py", "car_racing", "--final_mode", "--num_episode", 8, "--num_worker", 2, cwd=tmp_path)
@@ -174,6 +165,7 @@ STAGES = {  # script, arguments, set-up, output folder, the file whose arrival s
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_sigterm_gives_one_line_exit_143_and_no_temporary_file(tmp_path, stage):
     script, args, setup, output, started = STAGES[stage]
@@ -210,6 +202,7 @@ def mounted_tmpfs(folder, size, read_only=False):
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+@pytest.mark.slow
 def test_01_on_a_full_disk_fails_with_one_line_and_removes_its_temporary_file(tmp_path):
     """Before: the memory-mapped batch file died with SIGBUS ("Bus error") and left its .tmp- file on the disk."""
     with mounted_tmpfs(tmp_path / "small", "1m") as disk:
@@ -221,6 +214,7 @@ def test_01_on_a_full_disk_fails_with_one_line_and_removes_its_temporary_file(tm
         assert not [name for name in os.listdir(disk) if name.endswith(".npy")]  # nothing half-written
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, setup, flag", [("02_train_vae.py", frames_data, "--vae_dir"),
                                                  ("04_train_rnn.py", rnn_data, "--rnn_dir")])
 def test_02_04_on_a_full_disk_fail_with_one_line_before_training(tmp_path, script, setup, flag):
@@ -245,6 +239,7 @@ def test_save_helpers_name_the_folder_of_a_full_or_read_only_disk(tmp_path):
             save_json(str(disk / "history.json"), [1, 2])
 
 
+@pytest.mark.slow
 def test_a_read_only_output_folder_is_named_before_any_work(tmp_path):
     with mounted_tmpfs(tmp_path / "read_only", "64k", read_only=True) as disk:
         result = run("01_generate_data.py", *ROLLOUTS, "--data_dir", disk, cwd=tmp_path, check=False)
@@ -253,6 +248,7 @@ def test_a_read_only_output_folder_is_named_before_any_work(tmp_path):
         assert "rollouts:" not in result.stderr  # no progress bar: refused before the first episode
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, args, setup", [
     ("01_generate_data.py", ["car_racing", "--total_episodes", 1, "--data_dir"], None),
     ("02_train_vae.py", ["--vae_dir"], frames_data),
@@ -274,6 +270,7 @@ def test_an_output_folder_that_cannot_exist_is_named_before_any_work(tmp_path, s
     assert time.time() - started < 60
 
 
+@pytest.mark.slow
 def test_03_with_a_read_only_data_folder_is_named_before_loading_v(tmp_path):
     """03 reads and writes ./data: its inputs are there, but the folder takes no new file."""
     with mounted_tmpfs(tmp_path / "data", "4m") as disk:
@@ -292,6 +289,7 @@ HOLD_LOCK = ("import sys, time; sys.path.insert(0, sys.argv[1]); import utils; u
              "sys.argv[3]); print('held', flush=True); time.sleep(120)")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, args, setup, folder, base", [
     ("02_train_vae.py", [], frames_data, "vae", "car_racing"),
     ("03_generate_rnn_data.py", [], frames_data, "data", "rnn_data_car_racing"),
@@ -321,6 +319,7 @@ def test_a_second_run_of_02_03_04_on_the_same_files_is_refused_at_once(tmp_path,
 
 
 
+@pytest.mark.slow
 def test_a_second_05_run_on_the_same_files_is_refused_naming_the_first(tmp_path):
     world_model(tmp_path)
     first = start("05_train_controller.py", *TRAIN, cwd=tmp_path)
@@ -347,6 +346,7 @@ def test_a_second_05_run_on_the_same_files_is_refused_naming_the_first(tmp_path)
     assert not live.exists()  # now that nobody writes it, the temporary file is stale: removed
 
 
+@pytest.mark.slow
 def test_a_killed_save_of_05_is_cleaned_up_by_the_next_run_of_its_base_only(tmp_path):
     world_model(tmp_path)
     (tmp_path / "controller").mkdir()

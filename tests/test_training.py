@@ -9,7 +9,6 @@ import os
 import pickle
 import signal
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from config import CAR_RACING
 from es import load_optimizer
 from parallel import Failure, Result, Stop, Task, decode, encode
 from rnn.numpy_rnn import expected_rnn_shapes
-from tests.scripts import ENVIRONMENT, command, run
+from tests.scripts import ENVIRONMENT, command, run, wait_for
 from utils import random_weights, save_npz
 from vae.numpy_vae import expected_vae_shapes
 
@@ -60,6 +59,7 @@ def trained(tmp_path_factory):
     return folder, train(folder, "--generations", 2)
 
 
+@pytest.mark.slow
 def test_a_run_under_mpi_writes_every_file(trained):
     folder, result = trained
     assert "2 worker process(es)" in result.stdout and "population 4 (2 x 2)" in result.stdout
@@ -81,6 +81,7 @@ def test_a_run_under_mpi_writes_every_file(trained):
     assert saved["next_seed"] == 111 + 2 * 4 + 4
 
 
+@pytest.mark.slow
 def test_resuming_continues_exactly_where_the_run_stopped(trained, tmp_path):
     """1 + 1 generations with a resume in between give the same generations as 2 in one go, and the history,
     the generation count and the seed counter continue."""
@@ -99,6 +100,7 @@ def test_resuming_continues_exactly_where_the_run_stopped(trained, tmp_path):
     assert best(folder) == best(tmp_path)
 
 
+@pytest.mark.slow
 def test_resuming_twice_appends_and_never_lowers_the_best(trained, tmp_path):
     folder, _ = trained
     world_model(tmp_path)
@@ -118,6 +120,7 @@ def test_resuming_twice_appends_and_never_lowers_the_best(trained, tmp_path):
     assert best_score == pytest.approx(max(row[1] for row in evaluations), abs=0.005) and best_score >= first_best
 
 
+@pytest.mark.slow
 def test_a_fresh_run_refuses_to_overwrite_an_earlier_one(trained):
     folder, _ = trained
     before = (folder / "controller" / f"{BASE}.es.pk").read_bytes()
@@ -126,15 +129,16 @@ def test_a_fresh_run_refuses_to_overwrite_an_earlier_one(trained):
     assert (folder / "controller" / f"{BASE}.es.pk").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path):
     world_model(tmp_path)
     process = subprocess.Popen(command("05_train_controller.py", *TRAIN), cwd=tmp_path, env=ENVIRONMENT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    checkpoint = tmp_path / "controller" / f"{BASE}.es.pk"
-    deadline = time.time() + 120
-    while not checkpoint.exists() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)  # somewhere inside a later generation
+    # The history gets its first row after the first checkpoint: from then on the signal lands in a later
+    # generation, with a whole checkpoint of generation 1 or later on disk.
+    rows = tmp_path / "log" / f"{BASE}.hist.json"
+    wait_for(lambda: rows.exists() or process.poll() is not None, what="the first generation's history row")
+    assert process.poll() is None, process.communicate()
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode != 0 and "SIGTERM" in stderr and "--init_opt" in stderr
@@ -144,6 +148,7 @@ def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path):
     assert [row[0] for row in history(tmp_path)] == list(range(1, generation + 2))
 
 
+@pytest.mark.slow
 def test_a_worker_that_fails_stops_the_run_with_its_error(tmp_path):
     world_model(tmp_path)
     path = tmp_path / "rnn" / "car_racing.npz"
@@ -154,30 +159,40 @@ def test_a_worker_that_fails_stops_the_run_with_its_error(tmp_path):
     assert "04_train_rnn.py" in result.stderr  # the command that remakes it
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_ends_the_run(tmp_path):
     import psutil
 
     world_model(tmp_path)
-    process = subprocess.Popen(command("05_train_controller.py", *TRAIN[:5], "--max_length", 1000), cwd=tmp_path,
-                               env=ENVIRONMENT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    workers = []
-    while len(workers) < 3 and time.time() < deadline:  # mpiexec's three python processes
-        time.sleep(0.5)
-        workers = [p for p in psutil.Process(process.pid).children(recursive=True) if "python" in p.name()]
-    assert len(workers) == 3
-    time.sleep(2)
-    max(workers, key=lambda p: p.pid).kill()  # one of them, mid-episode
+    output = tmp_path / "stdout.txt"  # a file, not a pipe: read while the run goes on
+    with open(output, "w") as stdout:
+        process = subprocess.Popen(command("05_train_controller.py", *TRAIN[:5], "--max_length", 1000),
+                                   cwd=tmp_path, env=ENVIRONMENT, stdout=stdout, stderr=subprocess.PIPE, text=True)
+
+    def python_processes():  # mpiexec's three: the leader and two workers
+        found = [p for p in psutil.Process(process.pid).children(recursive=True) if "python" in p.name()]
+        return found if len(found) == 3 else None
+
+    ranks = wait_for(python_processes, what="three python processes under mpiexec")
+    # The leader prints the names of its files just before it hands out the first generation's episodes, each
+    # 1000 steps long (seconds): from then on a worker is playing.
+    wait_for(lambda: "checkpoint ./controller" in output.read_text() or process.poll() is not None,
+             what="the first generation to start")
+    assert process.poll() is None, process.communicate()
+    worker = next(p for p in ranks if p.environ().get("PMI_RANK") not in (None, "0"))  # not the leader
+    worker.kill()  # mid-episode
     process.communicate(timeout=60)  # no hang
     assert process.returncode != 0
 
 
+@pytest.mark.slow
 def test_missing_weights_are_named_before_any_launch(tmp_path):
     result = train(tmp_path, "--generations", 1, check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "vae/car_racing.npz is missing" in result.stderr and "02_train_vae.py" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_crafted_checkpoint_is_refused_without_running(tmp_path):
     world_model(tmp_path)
     marker = tmp_path / "owned"
@@ -193,6 +208,7 @@ def test_a_crafted_checkpoint_is_refused_without_running(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_resume_with_another_num_episode_is_refused(trained):
     """The file base holds --num_episode: resuming with another value would write into another run's files."""
     folder, _ = trained
@@ -202,6 +218,7 @@ def test_a_resume_with_another_num_episode_is_refused(trained):
     assert not (folder / "controller" / "car_racing.cma.2.4.es.pk").exists()
 
 
+@pytest.mark.slow
 def test_a_population_of_two_trains_with_cma(tmp_path):
     """--num_worker 2 --num_worker_trial 1, what a two-core user types (pycma crashed in generation 2)."""
     world_model(tmp_path)
@@ -210,6 +227,7 @@ def test_a_population_of_two_trains_with_cma(tmp_path):
         assert [row[0] for row in json.load(handle)] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_init_params_starts_a_new_run_from_a_controller(tmp_path):
     world_model(tmp_path)
     start = np.round(np.random.default_rng(0).standard_normal(867) * 0.1, 4)
@@ -223,6 +241,7 @@ def test_init_params_starts_a_new_run_from_a_controller(tmp_path):
     assert result.returncode == 1 and "give one of them" in result.stderr
 
 
+@pytest.mark.slow
 def test_exp_mode_z_hidden_trains_resumes_and_plays_without_the_flag(tmp_path):
     world_model(tmp_path)
     base = "car_racing.z_hidden.cma.1.4"  # the mode is in the base: runs of different modes never collide
@@ -246,6 +265,7 @@ def test_exp_mode_z_hidden_trains_resumes_and_plays_without_the_flag(tmp_path):
     assert wrong.returncode == 1 and "mode z_hidden" in wrong.stderr and "Traceback" not in wrong.stderr
 
 
+@pytest.mark.slow
 def test_model_records_a_video_and_scores_the_best_controller(trained):
     import imageio_ffmpeg
 

@@ -1,0 +1,161 @@
+"""Stage 05's training options, run in this process as run_leader runs them on a single rank: `lead` with a LocalPool
+(the leader plays every episode itself), real CarRacing episodes with the NumPy agent or the NumPy dream of Doom.
+No MPI launch, so these run in seconds (the MPI path is tested in test_training.py).
+
+--retrain   after an evaluation that is not a new best, the optimizer's mean moves back to the best
+--cap_time  each generation's episodes are capped at twice the previous generation's mean length
+mirrored    antithetic optimizers (openes, pepg, ses) give rows i and i + population/2 the same tracks
+
+The world models hold random weights of the right shapes: what is tested is the training machinery.
+"""
+
+import numpy as np
+import pytest
+
+from config import DOOM_TAKE_COVER
+from controller.training import generation_seeds, new_state
+from es import load_optimizer
+from parallel import LocalPool
+from rnn.numpy_rnn import expected_rnn_shapes
+from tests.test_dream_training import doom_world_model
+from tests.test_finite_and_flags import stage_05
+from tests.test_training import world_model
+from utils import random_weights, save_npz
+
+
+class Leader:
+    """05's leader on one rank for `flags`, one generation a call (each call is a run of --generations 1 that goes
+    on from the same optimizer and state, as a resume does)."""
+
+    def __init__(self, folder, monkeypatch, *flags):
+        self.module = stage_05()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        monkeypatch.chdir(folder)
+        self.plan = self.module.Plan(self.module.parse_args([*map(str, flags), "--generations", "1"]))
+        self.pool = LocalPool(self.plan.make_evaluator(), lambda: None)  # the check for signals: none arrives
+
+    def generation(self, capsys):
+        """Run one generation; returns its progress line."""
+        self.module.lead(self.plan, self.pool, 1)
+        return next(line for line in capsys.readouterr().out.splitlines() if line.startswith("gen "))
+
+    @property
+    def state(self):
+        return self.plan.state
+
+    def checkpoint(self):
+        """(optimizer, state) as saved in this run's checkpoint (its path is relative to the run's folder)."""
+        return load_optimizer(str(self.folder / self.plan.files.checkpoint))
+
+
+# --- --retrain -------------------------------------------------------------------------------------------------------
+
+# Cheap generations (population 2, 10 steps, an evaluation of 2 episodes after every generation) whose seeded scores
+# give new bests in generations 1 and 2 and none in 3.
+RETRAIN = ["car_racing", "--num_worker", 2, "--max_length", 10, "--eval_episodes", 2, "--eval_steps", 1]
+
+
+def test_retrain_moves_the_mean_back_to_the_best_after_an_evaluation_that_is_not_one(tmp_path, monkeypatch, capsys):
+    runs = {}
+    for retrain in (0, 1):
+        folder = world_model(tmp_path / f"retrain{retrain}")
+        leader = Leader(folder, monkeypatch, *RETRAIN, "--retrain", retrain)
+        steps = []
+        for _ in range(3):
+            line = leader.generation(capsys)
+            steps.append((line, leader.plan.optimizer.current_param(), list(leader.state["best_params"])))
+        runs[retrain] = leader, steps
+    (plain, plain_steps), (retrained, retrained_steps) = runs[0], runs[1]
+    # The flag acts only after an evaluation: until then both runs are the same run, evaluation for evaluation.
+    assert plain.state["evaluations"] == retrained.state["evaluations"]
+    scores = [row[1] for row in retrained.state["evaluations"]]
+    assert scores[1] > scores[0] and scores[2] <= scores[1], f"no longer 2 new bests, then none: {scores}"
+    assert all("(new best)" in line for line, _, _ in retrained_steps[:2])
+    line, mean, best = retrained_steps[2]
+    assert "(new best)" not in line and "(mean moved back to the best)" in line
+    assert best == retrained.state["evaluations"][1][2]  # the best is generation 2's evaluated (rounded) mean ...
+    np.testing.assert_array_equal(mean, best)  # ... and the search goes on from there
+    optimizer, _ = retrained.checkpoint()
+    np.testing.assert_array_equal(optimizer.current_param(), best)  # so does a resume from the checkpoint
+    # without --retrain, the mean stays where generation 3's update put it (the one that scored worse)
+    line, mean, best = plain_steps[2]
+    assert "moved back" not in line and not np.allclose(mean, best, atol=1e-3)
+    assert np.abs(mean - np.asarray(best)).max() < 1.0  # (one CMA-ES step of sigma 0.1 away, not a random vector)
+
+
+# --- --cap_time ------------------------------------------------------------------------------------------------------
+
+# Doom in the dream: M's done head (random weights, bias -0.5) ends the dreamed episodes after ~70 steps on average,
+# at widely different steps (30 to 300), so a cap at twice the mean cuts some episodes of every generation. 16
+# episodes a generation, so the mean length is a multiple of 1/16 and the history's 2 decimals give it exactly enough
+# for int(mean + 1). No evaluation (it would also play the real game).
+CAP = ["doom_take_cover", "--dream_mode", 1, "--num_worker", 2, "--num_worker_trial", 2, "--num_episode", 4,
+       "--max_length", 300, "--eval_steps", 1000]
+
+
+def dreamy_doom_world_model(folder):
+    doom_world_model(folder)
+    weights = random_weights(expected_rnn_shapes(DOOM_TAKE_COVER), 3)
+    weights["done/bias"][:] = -0.5
+    save_npz(str(folder / "rnn" / "doom_take_cover.npz"), **weights)
+    return folder
+
+
+def test_cap_time_caps_each_generation_at_twice_the_previous_mean_length(tmp_path, monkeypatch, capsys):
+    capped = Leader(dreamy_doom_world_model(tmp_path / "capped"), monkeypatch, *CAP, "--cap_time", 1)
+    for _ in range(4):
+        capped.generation(capsys)
+    uncapped = Leader(dreamy_doom_world_model(tmp_path / "uncapped"), monkeypatch, *CAP)
+    for _ in range(2):
+        uncapped.generation(capsys)
+    rows, free = capped.state["history"], uncapped.state["history"]
+    assert rows[0][2:] == free[0][2:]  # generation 1 has no previous one: uncapped, the same episodes
+    for previous, row in zip(rows, rows[1:]):
+        cap = 2 * int(previous[7] + 1)  # row[7]: the mean episode length, row[8]: the longest episode
+        assert cap < 300  # the cap, not --max_length, is what binds
+        assert row[8] == cap, f"generation {row[0]}: longest episode {row[8]}, cap {cap}"
+    assert free[1][8] > 2 * int(free[0][7] + 1)  # without --cap_time the same generation 2 plays past that cap
+    assert free[1][7] > rows[1][7]  # and its cut episodes were longer: the cap shortened them
+    # the next generation's cap is in the checkpoint: a resumed run goes on capping
+    _, saved = capped.checkpoint()
+    assert saved["cap_length"] == 2 * int(rows[-1][7] + 1) and uncapped.state["cap_length"] is None
+
+
+# --- mirrored seeds ------------------------------------------------------------------------------------------------
+
+def test_mirrored_generation_seeds_repeat_the_first_half():
+    state = new_state("car_racing", "openes", 6, 2, 111, "zh")
+    seeds = generation_seeds(state, 6, 2, mirrored=True)
+    np.testing.assert_array_equal(seeds, [[111, 112], [113, 114], [115, 116], [111, 112], [113, 114], [115, 116]])
+    assert seeds.dtype == np.int64 and state["next_seed"] == 117  # half the seeds are used: never reused later
+    np.testing.assert_array_equal(generation_seeds(state, 6, 2, mirrored=False), np.arange(117, 129).reshape(6, 2))
+    assert state["next_seed"] == 129
+    np.testing.assert_array_equal(generation_seeds(state, 5, 1, mirrored=True), np.arange(129, 134).reshape(5, 1))
+
+
+@pytest.mark.parametrize("optimizer, antithetic, seeds_used", [("openes", 1, 2), ("ses", 1, 2), ("pepg", 1, 2),
+                                                                ("openes", 0, 4), ("cma", 1, 4), ("ga", 1, 4)])
+def test_05_mirrors_the_seeds_of_antithetic_optimizers_only(tmp_path, monkeypatch, capsys, optimizer, antithetic,
+                                                            seeds_used):
+    leader = Leader(world_model(tmp_path), monkeypatch, "car_racing", "-o", optimizer, "--antithetic", antithetic,
+                    "--num_worker", 2, "--num_worker_trial", 2, "--max_length", 5, "--eval_steps", 1000)
+    leader.generation(capsys)
+    assert leader.state["next_seed"] == 111 + seeds_used  # a population of 4, one episode each
+
+
+def test_mirrored_rows_drive_the_same_tracks(tmp_path, monkeypatch):
+    """openes's rows i and i + 2 are mean + eps and mean - eps; at --sigma_init 1e-9 both are the same driver (to
+    1e-9), so their rewards are equal exactly when their tracks are."""
+    leader = Leader(world_model(tmp_path), monkeypatch, "car_racing", "-o", "openes", "--sigma_init", 1e-9,
+                    "--num_worker", 2, "--num_worker_trial", 2, "--max_length", 25)
+    solutions = leader.plan.optimizer.ask()
+    mean = leader.plan.optimizer.current_param()
+    np.testing.assert_allclose(solutions[:2] - mean, mean - solutions[2:], atol=1e-15)  # mean + eps, mean - eps
+    chunks = [slice(0, 2), slice(2, 4)]  # the two workers' shares, as lead splits a population of 2 x 2
+    mirrored, _ = leader.module.evaluate(leader.pool, solutions, generation_seeds(leader.state, 4, 1, True), 25,
+                                         chunks)
+    assert mirrored[0, 0] == mirrored[2, 0] and mirrored[1, 0] == mirrored[3, 0]
+    assert mirrored[0, 0] != mirrored[1, 0]  # another track, another reward
+    fresh, _ = leader.module.evaluate(leader.pool, solutions, generation_seeds(leader.state, 4, 1, False), 25, chunks)
+    assert fresh[0, 0] != fresh[2, 0] and fresh[1, 0] != fresh[3, 0]  # without mirroring the pair drives two tracks
