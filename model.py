@@ -23,10 +23,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # before NumPy loads its BLAS:
-    os.environ.setdefault(_variable, "1")  # the agent's matrices are small; one thread a process is fastest
+from utils import UserError, check_flags, run_cli, single_thread_blas  # noqa: E402
 
-from utils import UserError, check_flags, run_cli  # noqa: E402
+single_thread_blas()  # before NumPy loads its BLAS
 
 FINAL_EPISODES = 100  # the paper scores over 100 trials
 VIDEO_FPS = {"car_racing": 50, "doom_take_cover": 35}  # the simulators' own rates

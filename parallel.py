@@ -35,12 +35,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from utils import UserError
+from utils import BLAS_VARIABLES, UserError
 
 CHILD_MARKER = "WORLD_MODELS_MPI_CHILD"  # set in the relaunched processes' environment
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
-BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-                  "NUMEXPR_NUM_THREADS")
 MESSAGE_TAG = 7
 POLL_SECONDS = (0.0005, 0.005)  # first and longest sleep between polls while nothing has arrived
 

@@ -19,10 +19,9 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_variable, "1")
+from utils import UserError, check_flags, run_cli, single_thread_blas  # noqa: E402
 
-from utils import UserError, check_flags, run_cli  # noqa: E402
+single_thread_blas()  # before NumPy loads its BLAS
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 PAPER = {0.1: ("2086 ± 140", "193 ± 58"), 0.5: ("2060 ± 277", "196 ± 50"), 1.0: ("1145 ± 690", "868 ± 511"),

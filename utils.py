@@ -408,10 +408,16 @@ def require_file(path: str, made_by: str) -> str:
     return path
 
 
+# The thread-count variables of every BLAS/OpenMP runtime NumPy may load: the one list (rollout workers, model.py,
+# MPI children, benchmarks and tests all set them through here).
+BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                  "NUMEXPR_NUM_THREADS")
+
+
 def single_thread_blas() -> None:
-    """Ask every BLAS/OpenMP runtime for one thread; call before importing NumPy in worker processes."""
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-                     "NUMEXPR_NUM_THREADS"):
+    """Ask every BLAS/OpenMP runtime for one thread (unless the user set one); call before importing NumPy: the
+    agent's matrices are small, and one thread a process is fastest when every core runs a worker."""
+    for variable in BLAS_VARIABLES:
         os.environ.setdefault(variable, "1")
 
 
