@@ -620,8 +620,7 @@ def save_optimizer(path: str, optimizer: EvolutionStrategy, state: dict) -> None
         np.savez(temporary, **{_HEADER: np.frombuffer(text.encode(), dtype=np.uint8)}, **arrays)
 
 
-def _read_header(path: str, archive: zipfile.ZipFile) -> dict:
-    members = {info.filename: info for info in archive.infolist()}
+def _read_header(members: dict[str, zipfile.ZipInfo], archive: zipfile.ZipFile) -> dict:
     header = members.get(_HEADER + ".npy")
     if header is None:
         raise _Invalid("it has no header")
@@ -641,7 +640,8 @@ def _rebuild(path: str) -> tuple[EvolutionStrategy, dict]:
     """Read and check everything; raises _Invalid with what is wrong. Nothing from the file is called or imported:
     the class comes from a fixed table, the fields from that class's own FIELDS, the values are numbers."""
     with zipfile.ZipFile(path) as archive:
-        header = _read_header(path, archive)
+        members = {info.filename: info for info in archive.infolist()}
+        header = _read_header(members, archive)
         if not isinstance(header, dict) or header.get("format") != FILE_FORMAT:
             raise _Invalid(f"it has no {FILE_FORMAT!r} marker")
         if header.get("version") != FILE_VERSION:
@@ -661,7 +661,6 @@ def _rebuild(path: str) -> tuple[EvolutionStrategy, dict]:
         expected = set(kinds) - array_names
         if set(values) != expected:
             raise _Invalid(f"its {cls.__name__} values are {sorted(values)}, expected {sorted(expected)}")
-        members = {info.filename: info for info in archive.infolist()}
         stored = {name[len(_ARRAY_PREFIX):-len(".npy")] for name in members if name.startswith(_ARRAY_PREFIX)}
         unknown = set(members) - {_HEADER + ".npy"} - {_ARRAY_PREFIX + name + ".npy" for name in array_names}
         if unknown or not (array_names - optional) <= stored:
