@@ -20,12 +20,9 @@ dream may be wrong in its favour. Write such episodes to new batch numbers (--st
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,8 +33,8 @@ single_thread_blas()
 import numpy as np  # noqa: E402
 
 from config import CONFIGS, FRAME_SIZE, add_folder_flags, data_file, get_config  # noqa: E402
-from utils import (atomic_path, exit_line, lock_outputs, release_locks, rollout_worker_start, save_npy,  # noqa: E402
-                   temporaries_of)
+from parallel import ProcessPool, WorkerDied  # noqa: E402
+from utils import atomic_path, lock_outputs, save_npy, temporaries_of  # noqa: E402
 
 KINDS = ("obs_data", "action_data", "length_data", "done_data")  # the four files of a batch
 
@@ -167,17 +164,15 @@ def write_batch(pool, env_name: str, batch: int, first_episode: int, episodes: i
                                                       "fortran_order": False, "shape": shape})
         offset = handle.tell()
         handle.truncate(offset + episodes * episode_bytes)
-        results = pool.map(rollout, tasks) if pool else map(rollout, tasks)
         try:
-            for i, (episode_frames, episode_actions, length, episode_dones) in enumerate(results):
+            for i, (episode_frames, episode_actions, length, episode_dones) in enumerate(pool.imap(rollout, tasks)):
                 handle.seek(offset + i * episode_bytes)
                 handle.write(np.ascontiguousarray(episode_frames, dtype=np.uint8).data)
                 actions[i], lengths[i], dones[i] = episode_actions, length, episode_dones
                 progress.update(1)
                 progress.set_postfix(batch=batch, length=int(length))
-        except BrokenProcessPool:
-            raise UserError(f"a rollout worker died (its error, if any, is printed above); batch {batch} was not "
-                            f"written, earlier batches are complete") from None
+        except WorkerDied as error:
+            raise UserError(f"{error}; batch {batch} was not written, earlier batches are complete") from None
     save_npy(data_file("action_data", env_name, batch, args.data_dir), actions)
     save_npy(data_file("length_data", env_name, batch, args.data_dir), lengths)
     save_npy(data_file("done_data", env_name, batch, args.data_dir), dones)
@@ -211,13 +206,9 @@ def main(argv=None):
                      [(args.data_dir, temporaries_of(rf"(?:{'|'.join(KINDS)})_{env_name}_\d+\.npy"))])
     workers = 1 if args.render else min(args.num_workers, args.total_episodes)
     started = time.time()
-    context = multiprocessing.get_context("fork")
-    # An executor rather than multiprocessing.Pool: a worker that dies (a crash in a simulator's C++ code) breaks
-    # it with an error instead of leaving the parent waiting forever for the lost episode.
-    # Workers die with this process (SIGKILL included) and leave through Python on SIGTERM (closing their env).
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=rollout_worker_start,
-                               initargs=(os.getpid(),)) if workers > 1 else None
-    try:
+    # Workers die with this process (SIGKILL included) and leave through Python on SIGTERM (closing their env);
+    # an error, Ctrl-C or SIGTERM stops them and ends 01 with one line (parallel.ProcessPool).
+    with ProcessPool(workers) as pool:
         for env_name in env_names:
             with tqdm(total=args.total_episodes, desc=f"{env_name} rollouts", unit="ep") as progress:
                 done = 0
@@ -229,30 +220,6 @@ def main(argv=None):
                     batch += 1
             print(f"{env_name}: wrote batches {args.start_batch}..{batch - 1} to {args.data_dir} "
                   f"({args.total_episodes} episodes, {time.time() - started:.0f} s)")
-        if pool:
-            pool.shutdown(wait=True)  # workers finish and close their environments
-            pool = None
-    finally:
-        if pool:
-            running = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for process in running:  # stop the episodes under way too (SIGTERM: they close their environments)
-                if process.is_alive():
-                    process.terminate()
-            for process in running:  # one stuck on a queue lock its killed sibling held does not get that far
-                process.join(timeout=3)
-                if process.is_alive():
-                    process.kill()
-            ending = exit_line(sys.exc_info()[1]) if sys.exc_info()[1] is not None else None
-            if ending is not None:
-                # A worker killed mid-task can leave the executor's queues locked, and Python's exit handlers would
-                # then wait on them forever: report (a UserError, Ctrl-C or SIGTERM: one line) and leave at once.
-                # Every file written so far is whole; the batch under way had its temporary file deleted.
-                line, status = ending
-                print(line, file=sys.stderr, flush=True)
-                sys.stdout.flush()
-                release_locks()
-                os._exit(status)
 
 
 if __name__ == "__main__":

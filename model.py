@@ -157,15 +157,11 @@ def play_episode(env, act, seed: int, max_length: int, on_frame=None) -> tuple[f
 _WORKER: Session | None = None
 
 
-def _start_worker(args, params, parent_pid: int | None = None) -> None:
-    """Pool initializer (and the single-process set-up, without `parent_pid`): the process's Session. A pool worker
-    dies with model.py, SIGKILL included, and leaves through Python on SIGTERM (closing its environment)."""
+def _start_worker(args, params) -> None:
+    """The Session of a --final_mode worker process (or of model.py itself, with one worker)."""
     global _WORKER
     from env import headless_video_driver
-    from utils import rollout_worker_start
 
-    if parent_pid is not None:
-        rollout_worker_start(parent_pid)
     headless_video_driver()
     _WORKER = Session(args, params, render=None)
 
@@ -176,30 +172,20 @@ def _score(seed: int) -> tuple[int, float, int]:
 
 
 def score_episodes(args, params, seeds: list[int]) -> list[tuple[int, float, int]]:
-    """(seed, reward, steps) of every episode, on --num_worker processes with a progress bar."""
+    """(seed, reward, steps) of every episode, on --num_worker processes (parallel.ProcessPool: they die with
+    model.py, and Ctrl-C or SIGTERM stops them), with a progress bar."""
     from tqdm import tqdm
 
-    workers = max(1, min(args.num_worker, len(seeds)))
-    results = []
-    # closed however the loop ends, so that the last line on the terminal is the outcome (or why it stopped)
-    with tqdm(total=len(seeds), desc=f"{args.env_name} episodes", unit="ep", dynamic_ncols=True) as progress:
-        if workers == 1:
-            _start_worker(args, params)
-            for seed in seeds:
-                results.append(_score(seed))
-                progress.update()
-                progress.set_postfix(last=f"{results[-1][1]:.1f}")
-        else:
-            import multiprocessing
+    from parallel import ProcessPool
 
-            context = multiprocessing.get_context("fork")
-            with context.Pool(workers, initializer=_start_worker, initargs=(args, params, os.getpid())) as pool:
-                for result in pool.imap_unordered(_score, seeds):
-                    results.append(result)
-                    progress.update()
-                    progress.set_postfix(last=f"{result[1]:.1f}")
-                pool.close()  # let the workers exit normally (closing their environments; VizDoom runs its own
-                pool.join()  # game process, which a terminated worker would leave behind)
+    results = []
+    with ProcessPool(max(1, min(args.num_worker, len(seeds))), _start_worker, (args, params)) as pool:
+        # closed however the loop ends, so that the last line on the terminal is the outcome (or why it stopped)
+        with tqdm(total=len(seeds), desc=f"{args.env_name} episodes", unit="ep", dynamic_ncols=True) as progress:
+            for result in pool.imap(_score, seeds):
+                results.append(result)
+                progress.update()
+                progress.set_postfix(last=f"{result[1]:.1f}")
     return sorted(results)
 
 

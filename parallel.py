@@ -1,4 +1,5 @@
-"""MPI plumbing of the controller training (05): launching, message encoding, the leader's queue, the worker loop.
+"""The worker pools: MPI for the controller training (05), with its launching, messages, the leader's queue and the
+worker loop; forked processes on one machine for 01's rollouts and model.py's scores (ProcessPool, at the end).
 
 As estool: rank 0 leads (asks the optimizer, hands out solutions, tells it the rewards) and ranks 1..n each run
 whole episodes with the NumPy agent. Started without MPI, 05 replaces itself with
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import time
 import traceback
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -319,3 +320,100 @@ class LocalPool:
 
     def stop(self) -> None:
         """Nothing to stop."""
+
+
+# --- forked rollout processes on this machine (01 and model.py) ------------------------------------------------
+
+class WorkerDied(UserError):
+    """A rollout worker died outright (a crash in a simulator's C++ code, the kernel's OOM killer)."""
+
+
+def _process_start(parent_pid: int, initializer: Callable[..., None] | None, initargs: tuple) -> None:
+    from utils import rollout_worker_start
+
+    rollout_worker_start(parent_pid)
+    if initializer is None:
+        return
+    try:
+        initializer(*initargs)
+    except (SystemExit, KeyboardInterrupt):
+        # Stopped while starting (the pool ending on SIGTERM or Ctrl-C): the executor would print this as a failed
+        # initializer with a traceback. Leave quietly, through Python, so that what was opened is still closed.
+        sys.stderr = open(os.devnull, "w")
+        raise
+
+
+class ProcessPool:
+    """`workers` forked processes that each run `initializer(*initargs)` once, then calls of one function; with one
+    worker, everything runs in this process instead. Used as a context manager around `imap`:
+
+        with ProcessPool(2, start_session, (args,)) as pool:
+            for result in pool.imap(play, seeds):    # results in the order of seeds, as soon as each is ready
+                ...
+
+    A worker dies with this process (SIGKILL included) and leaves through Python on SIGTERM, closing its
+    environment (VizDoom runs its own game process). A normal end lets the workers finish and exit. Any other end
+    (an error, Ctrl-C, SIGTERM) stops the episodes under way, waits at most a few seconds for the workers, kills
+    what is left, and then, for an error that ends the script with one line (a UserError, Ctrl-C, SIGTERM), prints
+    that line and leaves at once with its status: a worker killed mid-task can leave the pool's queues locked, and
+    Python's exit handlers would then wait on them forever. Every file written before is whole (atomic writes); the
+    locks of the run are released.
+
+    A concurrent.futures executor rather than multiprocessing.Pool: a worker that dies breaks the executor with an
+    error (WorkerDied here) instead of being replaced while the parent waits forever for its lost task, and an
+    interrupt inside multiprocessing.Pool's constructor leaves a pool that respawns workers while Python exits.
+    """
+
+    def __init__(self, workers: int, initializer: Callable[..., None] | None = None, initargs: tuple = ()):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.executor = None
+        if workers > 1:
+            self.executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                                initializer=_process_start,
+                                                initargs=(os.getpid(), initializer, initargs))
+        elif initializer is not None:
+            initializer(*initargs)
+
+    def imap(self, function: Callable, items) -> Iterator:
+        """function(item) for each item, in order; a worker's exception is raised here (a UserError keeps its one
+        line), a dead worker raises WorkerDied."""
+        if self.executor is None:
+            yield from map(function, items)
+            return
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            yield from self.executor.map(function, items)
+        except BrokenProcessPool:
+            raise WorkerDied("a rollout worker died (its error, if any, is printed above)") from None
+
+    def __enter__(self) -> "ProcessPool":
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if self.executor is None:
+            return
+        executor, self.executor = self.executor, None
+        if error is None:
+            executor.shutdown(wait=True)  # the workers finish and close their environments
+            return
+        from utils import exit_line, release_locks
+
+        running = list((getattr(executor, "_processes", None) or {}).values())
+        executor.shutdown(wait=False, cancel_futures=True)
+        for process in running:  # stop the episodes under way (SIGTERM: they close their environments)
+            if process.is_alive():
+                process.terminate()
+        for process in running:  # one stuck on a queue lock its killed sibling held does not get that far
+            process.join(timeout=3)
+            if process.is_alive():
+                process.kill()
+        ending = exit_line(error)
+        if ending is not None:
+            line, status = ending
+            print(line, file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            release_locks()
+            os._exit(status)

@@ -9,6 +9,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -116,6 +117,69 @@ def test_a_worker_whose_parent_is_already_gone_leaves_at_once():
         os._exit(0)
     _, status = os.waitpid(child, 0)
     assert os.WEXITSTATUS(status) == 1
+
+
+# --- the rollout pool (parallel.ProcessPool) of 01 and model.py ------------------------------------------------
+
+POOL_SCRIPT = """
+import os, sys, time
+sys.path.insert(0, {root!r})
+from parallel import ProcessPool
+from utils import UserError, run_cli
+
+def started(name):
+    open(os.path.join({folder!r}, name + "." + str(os.getpid())), "w").close()
+
+def task(item):
+    if item == "die":
+        os._exit(3)  # a crash in a simulator's C++ code
+    if item == "fail":
+        raise UserError("the worker's own line")
+    if item == "slow":
+        time.sleep(600)
+    return item * 2
+
+def main():
+    with ProcessPool(2, started, ("worker",)) as pool:
+        for result in pool.imap(task, sys.argv[1:]):
+            print(result, flush=True)
+            if result == "stopstop":
+                raise UserError("the parent stopped")
+
+run_cli(main)
+"""
+
+
+def pool_script(tmp_path, *items):
+    script = tmp_path / "pool.py"
+    script.write_text(POOL_SCRIPT.format(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                         folder=str(tmp_path)))
+    return subprocess.run([sys.executable, str(script), *items], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
+
+
+def pool_workers(tmp_path):
+    return [int(name.split(".")[1]) for name in os.listdir(tmp_path) if name.startswith("worker.")]
+
+
+def test_process_pool_gives_results_in_order_and_starts_each_worker_once(tmp_path):
+    result = pool_script(tmp_path, *"abcdef")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["aa", "bb", "cc", "dd", "ee", "ff"]
+    assert len(pool_workers(tmp_path)) == 2
+
+
+@pytest.mark.parametrize("items, line, status", [
+    (["a", "fail", "b"], "error: the worker's own line", 1),  # a worker's UserError keeps its one line
+    (["a", "die", "b"], "error: a rollout worker died", 1),  # a dead worker is an error, not a wait for ever
+    (["stop", "slow", "slow"], "error: the parent stopped", 1),  # the parent's error stops episodes under way
+])
+def test_process_pool_ends_with_one_line_and_no_worker_left(tmp_path, items, line, status):
+    result = pool_script(tmp_path, *items)
+    assert result.returncode == status, result.stderr
+    assert_one_line(result.stderr, line)
+    for pid in pool_workers(tmp_path):
+        assert not psutil.pid_exists(pid) or not alive(psutil.Process(pid))
 
 
 # --- SIGTERM: one line, exit 143, no temporary file ------------------------------------------------------------------
