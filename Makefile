@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= demo
 
-.PHONY: venv test test-fast demo bench clean-demo
+.PHONY: venv test test-fast demo bench clean-demo play
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ test: venv
 # minute on two idle cores, for the edit-test loop; `make test` still runs everything.
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow" tests
+
+# An MP4 of every shipped agent (pretrained/), in its game and in its dream, in ./video: no training needed.
+play: venv
+	$(PY) pretrained.py play
 
 # The tiny preset: every stage runs for seconds to a few minutes on two cores, in ./$(DEMO_DIR) (started afresh
 # each time) so that real data in ./data, ./vae, ./rnn and ./controller is never touched.

@@ -2,6 +2,8 @@
 
     python model.py car_racing --pretrained --record_video          (watch the shipped CarRacing agent)
     python model.py car_racing --pretrained --final_mode            (its 100-episode score: the manifest's)
+    python pretrained.py play                                       (make play: an MP4 of each shipped agent, in
+                                                                     its game and in its dream)
     python pretrained.py pack car_racing --filename ./controller/<base>.best.json --final ./log/<base>.best.final.json \
         --command "python 01_generate_data.py ..." --command ...   (how a trained agent is packed for shipping)
 
@@ -12,7 +14,8 @@ One folder per environment, laid out as the scripts' own folders, so that every 
     pretrained/<env>/controller/<env>.best.json     C: [params, score, {"env", "exp_mode"}] as 05 writes it
     pretrained/<env>/data/rnn_initial_<env>_0.npy   first-frame mu and logvar of recorded episodes (the dream starts
                                                     from them: model.py --dream_mode)
-    pretrained/<env>/manifest.json                  the 100-episode score (mean, std, first seed, episodes), the
+    pretrained/<env>/manifest.json                  the 100-episode score (mean, std, first seed, episodes, every
+                                                    episode's score), short episodes a test replays ("check"), the
                                                     commands that made the files, the date, each file's sha256
 
 `model.py --pretrained` checks every file against the manifest's sha256 before anything is loaded; a missing or
@@ -38,6 +41,7 @@ PRETRAINED_DIR = os.path.join(repo_root(), "pretrained")
 MANIFEST = "manifest.json"
 INITIAL_ROWS = 200  # first frames shipped for the dream (of the thousands 03 writes): enough variety, 50 KB
 MAX_TOTAL_BYTES = 60 * 1024 * 1024  # everything in pretrained/ together (the issue's budget)
+CHECK_EPISODES, CHECK_STEPS = 3, 300  # the manifest's replayable check: the first seeds, short episodes
 
 
 def shipped_files(env_name: str) -> dict[str, str]:
@@ -59,9 +63,7 @@ def verify(env_name: str, root: str = PRETRAINED_DIR) -> dict:
     folder = os.path.join(root, env_name)
     manifest_path = os.path.join(folder, MANIFEST)
     if not os.path.exists(manifest_path):
-        shipped = sorted(name for name in os.listdir(root)
-                         if os.path.exists(os.path.join(root, name, MANIFEST))) if os.path.isdir(root) else []
-        raise UserError(f"no pretrained {env_name} agent in {root} (shipped: {', '.join(shipped) or 'none'}); "
+        raise UserError(f"no pretrained {env_name} agent in {root} (shipped: {', '.join(shipped(root)) or 'none'}); "
                         f"train one with the numbered scripts")
     try:
         with open(manifest_path) as handle:
@@ -96,6 +98,21 @@ def use_pretrained(args, root: str = PRETRAINED_DIR) -> dict:
     return manifest
 
 
+def play_check(env_name: str, root: str, seeds: list[int]) -> list[tuple[int, float, int]]:
+    """(seed, reward, steps) of the shipped agent in root/<env>/ on `seeds`, CHECK_STEPS steps at most, in this
+    process (model.py --pretrained --max_length CHECK_STEPS plays the same episodes)."""
+    import model
+
+    args = model.parse_args([env_name, "--pretrained", "--pretrained_dir", root, "--max_length", str(CHECK_STEPS),
+                             "--num_worker", "1"])
+    use_pretrained(args, root)
+    from config import get_config
+    from controller.controller import load_params
+
+    params, _, args.exp_mode = load_params(args.filename, get_config(env_name))
+    return model.score_episodes(args, params, seeds)
+
+
 def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir: str, rnn_dir: str, data_dir: str,
          root: str = PRETRAINED_DIR) -> str:
     """Copy a trained agent into root/<env>/ and write its manifest; returns the manifest's path.
@@ -125,15 +142,65 @@ def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir:
     os.makedirs(os.path.join(folder, "data"), exist_ok=True)
     np.save(os.path.join(folder, files["initial"]), np.ascontiguousarray(initial, dtype=np.float32))
     manifest = {"env": env_name, "mean": score["mean"], "std": score["std"], "first_seed": score["first_seed"],
-                "episodes": score["episodes"], "commands": commands,
-                "date": datetime.date.today().isoformat(),
+                "episodes": score["episodes"], "scores": score["scores"], "lengths": score["lengths"],
+                "commands": commands, "date": datetime.date.today().isoformat(),
                 "sha256": {relative: sha256(os.path.join(folder, relative)) for relative in files.values()}}
     path = os.path.join(folder, MANIFEST)
+    save_json(path, manifest, indent=1)
+    # the short episodes a fast test replays (tests/test_shipped.py), played from the packed files themselves
+    seeds = list(range(score["first_seed"], score["first_seed"] + CHECK_EPISODES))
+    manifest["check"] = {"seeds": seeds, "max_length": CHECK_STEPS,
+                         "scores": [reward for _, reward, _ in play_check(env_name, root, seeds)]}
     save_json(path, manifest, indent=1)
     total = sum(os.path.getsize(os.path.join(base, name)) for base, _, names in os.walk(root) for name in names)
     if total > MAX_TOTAL_BYTES:
         raise UserError(f"{root} now holds {total / 2**20:.1f} MB, over the {MAX_TOTAL_BYTES / 2**20:.0f} MB budget")
     return path
+
+
+def shipped(root: str = PRETRAINED_DIR) -> list[str]:
+    """The environments with a packed agent (a manifest) in root."""
+    return sorted(name for name in os.listdir(root) if os.path.exists(os.path.join(root, name, MANIFEST))) \
+        if os.path.isdir(root) else []
+
+
+def play(root: str = PRETRAINED_DIR, stills: str | None = None, video_dir: str = "./video",
+         max_length: int = -1) -> list[str]:
+    """Record one episode (seed 111) of every shipped agent in its game and in its dream (decoded by V), with
+    model.py as a user runs it; returns the MP4 paths. With `stills`, also write the frame a third into each video
+    as <stills>/pretrained.<env>[.dream].png (the README's pictures)."""
+    import subprocess
+
+    envs = shipped(root)
+    if not envs:
+        raise UserError(f"no shipped agent in {root}: pack one with `python pretrained.py pack ...`")
+    videos = []
+    for env_name in envs:
+        for dream in (False, True):
+            command = [sys.executable, os.path.join(repo_root(), "model.py"), env_name, "--pretrained",
+                       "--pretrained_dir", root, "--record_video", "--video_dir", video_dir,
+                       "--max_length", str(max_length)] + \
+                      (["--dream_mode"] if dream else [])
+            print("$ " + " ".join(command[1:]), flush=True)
+            if subprocess.run(command).returncode:
+                raise UserError(f"model.py failed on the shipped {env_name} agent (its error is above)")
+            name = f"pretrained.{env_name}.{'dream.' if dream else ''}seed111"
+            videos.append(os.path.join(video_dir, f"{name}.mp4"))
+            if stills:
+                save_still(videos[-1], os.path.join(stills, f"pretrained.{env_name}{'.dream' if dream else ''}.png"))
+    return videos
+
+
+def save_still(video: str, path: str) -> None:
+    """The frame a third into `video`, as a PNG written whole."""
+    import imageio.v2 as imageio
+
+    from utils import atomic_path
+
+    frames = imageio.mimread(video, memtest=False)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path, suffix=".png") as temporary:
+        imageio.imwrite(temporary, frames[len(frames) // 3], format="png")
 
 
 def main(argv=None) -> None:
@@ -151,8 +218,16 @@ def main(argv=None) -> None:
     checking = commands.add_parser("verify", help="check every shipped file's sha256")
     checking.add_argument("env_name", choices=sorted(CONFIGS))
     checking.add_argument("--root", default=PRETRAINED_DIR)
+    playing = commands.add_parser("play", help="record every shipped agent in its game and its dream (make play)")
+    playing.add_argument("--root", default=PRETRAINED_DIR)
+    playing.add_argument("--video_dir", default="./video", help="where the MP4s go (default ./video)")
+    playing.add_argument("--stills", default=None, help="also write a PNG frame of each video to this folder")
+    playing.add_argument("--max_length", type=int, default=-1, help="steps per episode at most (default: the env's)")
     args = parser.parse_args(argv)
-    if args.action == "pack":
+    if args.action == "play":
+        for video in play(args.root, args.stills, args.video_dir, args.max_length):
+            print(f"video {video}")
+    elif args.action == "pack":
         path = pack(args.env_name, args.filename, args.final, args.command, args.vae_dir, args.rnn_dir,
                     args.data_dir, args.root)
         print(f"packed {args.env_name} into {os.path.dirname(path)}")

@@ -56,6 +56,8 @@ def test_the_pack_holds_every_file_with_its_sha256_and_the_score(packed):
     assert (shipped["mean"], shipped["std"], shipped["first_seed"], shipped["episodes"]) == \
         (final["mean"], final["std"], 111, 100)
     assert shipped["commands"] == ["python 01_generate_data.py car_racing"]
+    assert shipped["scores"] == final["scores"] and shipped["lengths"] == final["lengths"]
+    assert shipped["check"]["seeds"] == [111, 112, 113] and shipped["check"]["max_length"] == 300
     for relative in pretrained.shipped_files("car_racing").values():
         assert shipped["sha256"][relative] == pretrained.sha256(str(root / "car_racing" / relative))
     assert np.load(root / "car_racing" / "data" / "rnn_initial_car_racing_0.npy").shape == (200, 2, 32)
@@ -79,6 +81,32 @@ def test_pretrained_plays_in_the_dream_and_records(packed, tmp_path):
                  "--record_video", "--max_length", 5, cwd=tmp_path)
     assert os.path.getsize(tmp_path / "video" / "pretrained.car_racing.dream.seed111.mp4") > 0
     assert "video" in result.stdout
+
+
+def test_the_manifests_check_is_what_model_py_plays(packed, tmp_path):
+    """The short episodes recorded at packing (tests/test_shipped.py replays them for the real shipped agents) are
+    the ones a user gets from model.py --pretrained on the same seeds."""
+    _, root = packed
+    check = manifest(root)["check"]
+    run("model.py", "car_racing", "--pretrained", "--pretrained_dir", root, "--final_mode", "--num_episode", 3,
+        "--max_length", check["max_length"], "--num_worker", 2, cwd=tmp_path)
+    with open(tmp_path / "log" / "pretrained.car_racing.final.json") as handle:
+        assert json.load(handle)["scores"] == check["scores"]
+
+
+def test_make_play_records_each_shipped_agent_in_its_game_and_dream(packed, tmp_path):
+    _, root = packed
+    result = run("pretrained.py", "play", "--root", root, "--max_length", 30, "--stills", tmp_path / "docs",
+                 cwd=tmp_path)
+    videos = ["pretrained.car_racing.seed111.mp4", "pretrained.car_racing.dream.seed111.mp4"]
+    assert [line.split()[-1] for line in result.stdout.splitlines() if line.startswith("video ")] == \
+        [f"./video/{name}" for name in videos]
+    import imageio.v2 as imageio
+
+    for video, still in zip(videos, ["pretrained.car_racing.png", "pretrained.car_racing.dream.png"]):
+        frames = imageio.mimread(tmp_path / "video" / video, memtest=False)
+        assert len(frames) == 31  # the reset's frame and one a step
+        np.testing.assert_array_equal(imageio.imread(tmp_path / "docs" / still), frames[10])
 
 
 def refused(tmp_path, *args):
