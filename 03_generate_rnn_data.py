@@ -4,12 +4,13 @@
 
 For each batch file of stage 01 it writes, whole, into ./data (E episodes, T steps, z latent size, A action size):
   rnn_input_<env>_<b>.npy    (E, T, z + A [+ 1])  [z_t, a_t] (Doom adds restart_t = 1 at an episode's first step)
-  rnn_output_<env>_<b>.npy   (E, T, z)            z_{t+1}, the target (zero where there is no next frame)
   rnn_mu_<env>_<b>.npy, rnn_logvar_<env>_<b>.npy  (E, T, z)  the encoder's Gaussian, so stage 04 can draw a fresh
                                                    z every epoch as the paper does
   rnn_initial_<env>_<b>.npy  (E, 2, z)            mu and logvar of each episode's first frame (dreams start there)
   rnn_length_<env>_<b>.npy (E,) and rnn_done_<env>_<b>.npy (E, T): copies of stage 01's lengths and done flags.
 z here is one draw z = mu + exp(logvar / 2) * eps; padding after an episode's end is zero.
+No z_{t+1} targets are written: stage 04 draws z afresh from the encoder's Gaussian (rnn_mu, rnn_logvar) every epoch
+and builds its targets from that draw (rnn.train.rnn_arrays), so a stored draw would be stale and nothing reads it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import UserError, check_flags, run_cli  # noqa: E402
 
 ENCODE_CHUNK = 1000  # frames encoded per forward pass
-KINDS = ("rnn_input", "rnn_output", "rnn_mu", "rnn_logvar", "rnn_initial", "rnn_length", "rnn_done")  # written
+KINDS = ("rnn_input", "rnn_mu", "rnn_logvar", "rnn_initial", "rnn_length", "rnn_done")  # written
 
 
 def parse_args(argv=None):
@@ -34,7 +35,7 @@ def parse_args(argv=None):
     parser.add_argument("--env_name", default="car_racing", choices=sorted(CONFIGS))
     parser.add_argument("--start_batch", type=int, default=0)
     parser.add_argument("--max_batch", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the z draws written to rnn_input/output")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the z draw written to rnn_input")
     add_folder_flags(parser, "data", "vae")
     args = parser.parse_args(argv)
     check_flags(args, at_least={"start_batch": 0, "seed": 0})  # NumPy takes only non-negative seeds
@@ -97,8 +98,8 @@ def main(argv=None):
             flat_mu[rows], flat_logvar[rows] = np.asarray(chunk_mu), np.asarray(chunk_logvar)
         if not (all_finite(mu) and all_finite(logvar)):  # finite weights can still overflow; M must not train on it
             raise UserError(f"V encodes frames of batch {batch} to NaN or infinite values; retrain V: {makes_vae}")
-        rnn_input, rnn_output = rnn_arrays(mu, logvar, actions, lengths, config.use_done, rng)
-        outputs = {"rnn_input": rnn_input, "rnn_output": rnn_output, "rnn_mu": mu, "rnn_logvar": logvar,
+        rnn_input, _ = rnn_arrays(mu, logvar, actions, lengths, config.use_done, rng)
+        outputs = {"rnn_input": rnn_input, "rnn_mu": mu, "rnn_logvar": logvar,
                    "rnn_initial": np.stack([mu[:, 0], logvar[:, 0]], axis=1), "rnn_length": lengths.astype(np.int32),
                    "rnn_done": dones.astype(bool)}
         assert set(outputs) == set(KINDS)  # the stale temporary files removed above are those of these files

@@ -124,7 +124,7 @@ class Plan:
             raise UserError("--init_opt resumes a run, --init_params starts a new one: give one of them")
         if args.init_opt:
             self.optimizer, self.state = self.resume(args.init_opt)
-            self.exp_mode = self.state["exp_mode"]
+            self.exp_mode = self.state.exp_mode
             self.files = self.training_files()
             self.claim(lock)
         else:
@@ -189,27 +189,27 @@ class Plan:
                                 f"{MAKES_RNN_DATA.format(env=self.config.name)}")
 
     def resume(self, path: str):
-        from controller.training import check_state
+        from controller.training import TrainingState
         from es import load_optimizer
 
-        optimizer, state = load_optimizer(path)
-        check_state(state, path)
+        optimizer, data = load_optimizer(path)
+        state = TrainingState.from_json(data, path)
         # The file base is made of these: a resume with another value would write into another run's files.
         expected = {"env": self.config.name, "optimizer": self.args.optimizer, "population": self.population,
-                    "num_episode": self.args.num_episode, "exp_mode": self.args.exp_mode or state.get("exp_mode")}
+                    "num_episode": self.args.num_episode, "exp_mode": self.args.exp_mode or state.exp_mode}
         for key, value in expected.items():
-            if state.get(key) != value:
+            if getattr(state, key) != value:
                 flag = {"env": "the environment", "optimizer": "-o", "population":
                         "--num_worker x --num_worker_trial", "num_episode": "--num_episode",
                         "exp_mode": "--exp_mode (or leave it out)"}[key]
-                raise UserError(f"{path} was trained with {key} {state.get(key)!r}, this run asks for {value!r}; "
+                raise UserError(f"{path} was trained with {key} {getattr(state, key)!r}, this run asks for {value!r}; "
                                 f"set {flag} to match")
         from config import controller_shape
 
-        count = controller_shape(self.config, state["exp_mode"]).param_count
+        count = controller_shape(self.config, state.exp_mode).param_count
         if optimizer.num_params != count or optimizer.popsize != self.population:
             raise UserError(f"{path} searches {optimizer.num_params} parameters with a population of "
-                            f"{optimizer.popsize}; {self.config.name}'s {state['exp_mode']} controller has {count}, "
+                            f"{optimizer.popsize}; {self.config.name}'s {state.exp_mode} controller has {count}, "
                             f"this run's population is {self.population}")
         return optimizer, state
 
@@ -265,7 +265,7 @@ def lead(plan: Plan, pool, workers: int) -> None:
     """Rank 0: the generations, the evaluations and every file, until --generations or a signal."""
     import numpy as np
 
-    from controller.training import MIRRORED_OPTIMIZERS, generation_seeds, history_row, progress_line, write_logs
+    from controller.training import MIRRORED_OPTIMIZERS, HistoryRow, generation_seeds, progress_line, write_logs
     from es import save_optimizer
 
     args, config, state, optimizer, files = plan.args, plan.config, plan.state, plan.optimizer, plan.files
@@ -275,9 +275,9 @@ def lead(plan: Plan, pool, workers: int) -> None:
     print(f"05: {config.name}, {args.optimizer} over {plan.param_count} parameters (controller {plan.exp_mode}), "
           f"population {plan.population} ({args.num_worker} x {args.num_worker_trial}), {args.num_episode} "
           f"episode(s) of at most {plan.max_length} steps each, {where}, {workers} worker process(es)", flush=True)
-    if state["generation"]:
-        best = state["best_score"]
-        print(f"resuming {args.init_opt} at generation {state['generation']} (best so far "
+    if state.generation:
+        best = state.best_score
+        print(f"resuming {args.init_opt} at generation {state.generation} (best so far "
               f"{'none' if best is None else f'{best:.2f}'})", flush=True)
     print(f"checkpoint {files.checkpoint}, best {files.best}, logs {files.history}, curve {files.plot}", flush=True)
 
@@ -287,29 +287,29 @@ def lead(plan: Plan, pool, workers: int) -> None:
         started = time.time()
         solutions = optimizer.ask()
         seeds = generation_seeds(state, plan.population, args.num_episode, mirrored)
-        max_length = min(state["cap_length"] or plan.max_length, plan.max_length)
+        max_length = min(state.cap_length or plan.max_length, plan.max_length)
         rewards, lengths = evaluate(pool, solutions, seeds, max_length, trial_chunks)
         fitness = rewards.mean(axis=1)
         if not np.all(np.isfinite(fitness)):  # the optimizer must never rank a NaN or an infinity
-            raise UserError(f"generation {state['generation'] + 1}: {int(np.sum(~np.isfinite(fitness)))} solutions "
+            raise UserError(f"generation {state.generation + 1}: {int(np.sum(~np.isfinite(fitness)))} solutions "
                             f"scored NaN or infinity; nothing of this generation was saved")
         optimizer.tell(fitness)
-        state["generation"] += 1
-        generation = state["generation"]
+        state.generation += 1
+        generation = state.generation
         if args.cap_time:
-            state["cap_length"] = 2 * int(np.mean(lengths) + 1.0)
+            state.cap_length = 2 * int(np.mean(lengths) + 1.0)
         evaluation_line = ""
         if generation % args.eval_steps == 0:
             evaluation_line = evaluate_mean(plan, pool, workers, generation)
-        state["elapsed_s"] += time.time() - started
-        row = history_row(generation, state["elapsed_s"], fitness, lengths, optimizer.rms_stdev())
-        state["history"].append(row)
-        save_optimizer(files.checkpoint, optimizer, state)
+        state.elapsed_s += time.time() - started
+        row = HistoryRow.of(generation, state.elapsed_s, fitness, lengths, optimizer.rms_stdev())
+        state.history.append(row)
+        save_optimizer(files.checkpoint, optimizer, state.to_json())
         write_logs(files, state, optimizer.current_param(), float(np.mean(fitness)))
         print(progress_line(row, time.time() - started) + evaluation_line, flush=True)
         done_this_run += 1
     pool.stop()
-    print(f"stopped after generation {state['generation']}; resume with: {plan.resume_command()}", flush=True)
+    print(f"stopped after generation {state.generation}; resume with: {plan.resume_command()}", flush=True)
 
 
 def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> str:
@@ -318,7 +318,7 @@ def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> str:
     import numpy as np
 
     from controller.controller import save_params
-    from controller.training import best_score_on_disk, rounded, take_seeds
+    from controller.training import Evaluation, best_score_on_disk, rounded, take_seeds
 
     args, state, files = plan.args, plan.state, plan.files
     params = rounded(plan.optimizer.current_param())
@@ -330,11 +330,11 @@ def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> str:
     if not math.isfinite(score):  # never a best: a NaN compares False and inf beats every real score forever
         raise UserError(f"generation {generation}: the evaluation of the mean scored {score} (not finite); it was not "
                         f"recorded as a best")
-    earlier = [s for s in (state["best_score"], best_score_on_disk(files.best)) if s is not None]
-    record = [generation, round(score, 2), params.tolist()]
+    earlier = [s for s in (state.best_score, best_score_on_disk(files.best)) if s is not None]
+    record = Evaluation(generation, round(score, 2), params.tolist())
     text = f"  eval {score:.2f}"
     if not earlier or score > max(earlier):
-        state["best_score"], state["best_params"] = score, params.tolist()
+        state.best_score, state.best_params = score, params.tolist()
         save_params(files.best, params, score, plan.config.name, plan.exp_mode)
         text += " (new best)"
         if args.dream_mode:
@@ -345,13 +345,13 @@ def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> str:
             if not np.isfinite(real.mean()):
                 raise UserError(f"generation {generation}: the new best scored {real.mean()} in the real game "
                                 f"(not finite)")
-            state["best_real_score"] = float(real.mean())
-            record.append(round(float(real.mean()), 2))
+            state.best_real_score = float(real.mean())
+            record.real_score = round(float(real.mean()), 2)
             text += f", real game {real.mean():.2f} +- {real.std():.2f} over {count}"
-    elif args.retrain and state["best_params"] is not None:
-        plan.optimizer.set_mean(np.asarray(state["best_params"], dtype=np.float64))
+    elif args.retrain and state.best_params is not None:
+        plan.optimizer.set_mean(np.asarray(state.best_params, dtype=np.float64))
         text += " (mean moved back to the best)"
-    state["evaluations"].append(record)
+    state.evaluations.append(record)
     return text
 
 

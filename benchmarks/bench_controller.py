@@ -39,6 +39,8 @@ def make_world_model(folder: str) -> None:
 
 def steps_per_second(workers: int, generations: int, max_length: int) -> list[float]:
     """Episode steps per second of each generation after the first, for one run with `workers` workers."""
+    from controller.training import HistoryRow
+
     with tempfile.TemporaryDirectory() as folder:
         make_world_model(folder)
         command = [sys.executable, os.path.join(ROOT, "05_train_controller.py"), "car_racing",
@@ -51,8 +53,8 @@ def steps_per_second(workers: int, generations: int, max_length: int) -> list[fl
         seconds = [float(m) for m in re.findall(r"len \S+\s+([\d.]+)s", result.stdout)]
         base = f"car_racing.cma.1.{POPULATION}"
         with open(os.path.join(folder, "log", f"{base}.hist.json")) as handle:
-            rows = json.load(handle)
-        steps = [row[7] * POPULATION for row in rows]
+            rows = [HistoryRow.from_json(row) for row in json.load(handle)]
+        steps = [row.mean_length * POPULATION for row in rows]
         return [count / time for count, time in zip(steps[1:], seconds[1:])]
 
 

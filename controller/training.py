@@ -15,8 +15,10 @@ different modes never overwrite each other):
     ./log/<base>.log.json         one row an evaluation: [generation, score, params evaluated]
     ./log/<base>.png              the training curve: population average, min-max band, evaluations
 
-The state (JSON data, inside the .es.pk) is the one source of truth: history and evaluations are stored
-in it, so the JSON files are rewritten from it and a resumed run appends to them whatever happened to the files.
+The state (TrainingState, stored as JSON data inside the .es.pk) is the one source of truth: history and evaluations
+(HistoryRow, Evaluation) are stored in it, so the JSON files are rewritten from it and a resumed run appends to them
+whatever happened to the files. Each class reads and writes its JSON (to_json, from_json) exactly as the lists and
+dicts of earlier versions were written.
 """
 
 from __future__ import annotations
@@ -61,27 +63,134 @@ def training_files(env_name: str, optimizer: str, num_episode: int, population: 
                          evaluations=f"{log_dir}/{base}.log.json", plot=f"{log_dir}/{base}.png")
 
 
+@dataclasses.dataclass
+class HistoryRow:
+    """One generation of .hist.json, estool's row [generation, elapsed s, average, min, max, std, rms sigma, mean
+    length, max length] (rewards of the population, lengths of its episodes)."""
+
+    generation: int
+    elapsed_s: float
+    average: float
+    min: float
+    max: float
+    std: float
+    rms_sigma: float
+    mean_length: float
+    max_length: int
+
+    @classmethod
+    def of(cls, generation: int, elapsed: float, rewards: np.ndarray, lengths: np.ndarray,
+           rms_sigma: float) -> HistoryRow:
+        """The row of one generation, rounded as estool rounds it."""
+        return cls(int(generation), round(float(elapsed), 1), round(float(np.mean(rewards)), 2),
+                   round(float(np.min(rewards)), 2), round(float(np.max(rewards)), 2),
+                   round(float(np.std(rewards)), 2), round(float(rms_sigma), 6), round(float(np.mean(lengths)), 2),
+                   int(np.max(lengths)))
+
+    def to_json(self) -> list:
+        return list(dataclasses.astuple(self))
+
+    @classmethod
+    def from_json(cls, row: list) -> HistoryRow:
+        return cls(*row)
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """One evaluation of the mean, a row of .log.json: [generation, score, params] and, for a new best of a dream
+    run, its score in the real game as a fourth entry."""
+
+    generation: int
+    score: float
+    params: list
+    real_score: float | None = None
+
+    def to_json(self) -> list:
+        row = [self.generation, self.score, self.params]
+        return row if self.real_score is None else [*row, self.real_score]
+
+    @classmethod
+    def from_json(cls, row: list) -> Evaluation:
+        return cls(*row)
+
+
+@dataclasses.dataclass
+class TrainingState:
+    """The resumable state of a run, stored as JSON in its .es.pk (to_json, from_json)."""
+
+    format: int
+    env: str
+    optimizer: str
+    population: int
+    num_episode: int
+    exp_mode: str  # with env, optimizer, population, num_episode: the file base
+    generation: int = 0  # generations completed
+    next_seed: int = 0  # episode seeds are next_seed, next_seed + 1, ...: never reused
+    elapsed_s: float = 0.0  # training time of earlier runs of this state
+    history: list[HistoryRow] = dataclasses.field(default_factory=list)
+    evaluations: list[Evaluation] = dataclasses.field(default_factory=list)
+    best_score: float | None = None  # of the best evaluation
+    best_params: list | None = None
+    cap_length: int | None = None  # --cap_time: the episode cap of the next generation
+    best_real_score: float | None = None  # dream mode: the real-game score of the best (absent from the JSON if None)
+
+    def to_json(self) -> dict:
+        """The JSON data of the checkpoint: the fields in order, the rows as lists."""
+        data = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        data.update(history=[row.to_json() for row in self.history],
+                    evaluations=[row.to_json() for row in self.evaluations])
+        if self.best_real_score is None:
+            del data["best_real_score"]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict, path: str) -> TrainingState:
+        """The state read from the checkpoint `path`, its keys and types checked (a file may come from anyone): a
+        wrong one is named in one line instead of failing somewhere in the first generation. Keys it does not know
+        are left out."""
+        from utils import UserError
+
+        for key, types in _STATE_TYPES.items():
+            value = data.get(key)
+            if key not in data or isinstance(value, bool) or not isinstance(value, types):
+                raise UserError(f"{path} holds no valid training state ({key!r} is {value!r}); "
+                                "resume from another file")
+        if data["format"] != STATE_FORMAT:
+            raise UserError(f"{path} holds a training state of format {data['format']}, this code reads {STATE_FORMAT}")
+        rows_ok = (all(isinstance(row, list) and len(row) == 9 and all(isinstance(v, (int, float)) for v in row)
+                       for row in data["history"])
+                   and all(isinstance(row, list) and len(row) in (3, 4) for row in data["evaluations"]))
+        numbers = [data["elapsed_s"], *(v for row in data["history"] for v in row)]
+        if data["best_score"] is not None:
+            numbers.append(data["best_score"])
+        if not rows_ok or not all(math.isfinite(v) for v in numbers) or data["generation"] < 0 or data["next_seed"] < 0:
+            raise UserError(f"{path} holds a damaged training history; resume from another file")
+        return cls(**{**{key: data[key] for key in _STATE_TYPES}, "best_real_score": data.get("best_real_score"),
+                      "history": [HistoryRow.from_json(row) for row in data["history"]],
+                      "evaluations": [Evaluation.from_json(row) for row in data["evaluations"]]})
+
+
+_STATE_TYPES = {"format": int, "env": str, "optimizer": str, "population": int, "num_episode": int, "exp_mode": str,
+                "generation": int, "next_seed": int, "elapsed_s": (int, float), "history": list, "evaluations": list,
+                "best_score": (int, float, type(None)), "best_params": (list, type(None)),
+                "cap_length": (int, type(None))}
+
+
 def new_state(env_name: str, optimizer: str, population: int, num_episode: int, seed_start: int,
-              exp_mode: str) -> dict:
+              exp_mode: str) -> TrainingState:
     """The state of a run that has done nothing yet."""
-    return {"format": STATE_FORMAT, "env": env_name, "optimizer": optimizer, "population": population,
-            "num_episode": num_episode, "exp_mode": exp_mode,  # with env, optimizer, population: the file base
-            "generation": 0,  # generations completed
-            "next_seed": int(seed_start),  # episode seeds are next_seed, next_seed + 1, ...: never reused
-            "elapsed_s": 0.0,  # training time of earlier runs of this state
-            "history": [], "evaluations": [],
-            "best_score": None, "best_params": None,  # of the best evaluation
-            "cap_length": None}  # --cap_time: the episode cap of the next generation
+    return TrainingState(STATE_FORMAT, env_name, optimizer, population, num_episode, exp_mode,
+                         next_seed=int(seed_start))
 
 
-def take_seeds(state: dict, count: int) -> np.ndarray:
+def take_seeds(state: TrainingState, count: int) -> np.ndarray:
     """The next `count` episode seeds (int64), advancing the state's counter."""
-    seeds = np.arange(state["next_seed"], state["next_seed"] + count, dtype=np.int64)
-    state["next_seed"] += count
+    seeds = np.arange(state.next_seed, state.next_seed + count, dtype=np.int64)
+    state.next_seed += count
     return seeds
 
 
-def generation_seeds(state: dict, population: int, num_episode: int, mirrored: bool) -> np.ndarray:
+def generation_seeds(state: TrainingState, population: int, num_episode: int, mirrored: bool) -> np.ndarray:
     """Episode seeds of one generation, (population, num_episode).
 
     Every solution gets fresh tracks; with `mirrored` (antithetic sampling by an optimizer whose rows i and
@@ -94,18 +203,11 @@ def generation_seeds(state: dict, population: int, num_episode: int, mirrored: b
     return take_seeds(state, population * num_episode).reshape(population, num_episode)
 
 
-def history_row(generation: int, elapsed: float, rewards: np.ndarray, lengths: np.ndarray, rms_sigma: float) -> list:
-    """[generation, elapsed s, average, min, max, std, rms sigma, mean length, max length] (estool's hist row)."""
-    return [int(generation), round(float(elapsed), 1), round(float(np.mean(rewards)), 2),
-            round(float(np.min(rewards)), 2), round(float(np.max(rewards)), 2), round(float(np.std(rewards)), 2),
-            round(float(rms_sigma), 6), round(float(np.mean(lengths)), 2), int(np.max(lengths))]
-
-
-def progress_line(row: list, seconds: float) -> str:
+def progress_line(row: HistoryRow, seconds: float) -> str:
     """One line a generation, from its history row and its wall time."""
-    generation, elapsed, average, low, high, spread, sigma, mean_length, max_length = row
-    return (f"gen {generation:4d}  avg {average:8.2f}  min {low:8.2f}  max {high:8.2f}  std {spread:7.2f}  "
-            f"sigma {sigma:.4f}  len {mean_length:.0f}/{max_length}  {seconds:5.1f}s  total {elapsed / 60:.1f} min")
+    return (f"gen {row.generation:4d}  avg {row.average:8.2f}  min {row.min:8.2f}  max {row.max:8.2f}  "
+            f"std {row.std:7.2f}  sigma {row.rms_sigma:.4f}  len {row.mean_length:.0f}/{row.max_length}  "
+            f"{seconds:5.1f}s  total {row.elapsed_s / 60:.1f} min")
 
 
 def best_score_on_disk(path: str) -> float | None:
@@ -122,51 +224,24 @@ def rounded(params: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(params, dtype=np.float64), PARAM_DECIMALS)
 
 
-_STATE_TYPES = {"format": int, "env": str, "optimizer": str, "population": int, "num_episode": int, "exp_mode": str,
-                "generation": int, "next_seed": int, "elapsed_s": (int, float), "history": list, "evaluations": list,
-                "best_score": (int, float, type(None)), "best_params": (list, type(None)),
-                "cap_length": (int, type(None))}
-
-
-def check_state(state: dict, path: str) -> dict:
-    """The training state read from a checkpoint, its keys and types checked (a file may come from anyone): a
-    wrong one is named in one line instead of failing somewhere in the first generation."""
-    from utils import UserError
-
-    for key, types in _STATE_TYPES.items():
-        value = state.get(key)
-        if key not in state or isinstance(value, bool) or not isinstance(value, types):
-            raise UserError(f"{path} holds no valid training state ({key!r} is {value!r}); resume from another file")
-    if state["format"] != STATE_FORMAT:
-        raise UserError(f"{path} holds a training state of format {state['format']}, this code reads {STATE_FORMAT}")
-    rows_ok = (all(isinstance(row, list) and len(row) == 9 and all(isinstance(v, (int, float)) for v in row)
-                   for row in state["history"])
-               and all(isinstance(row, list) and len(row) in (3, 4) for row in state["evaluations"]))
-    numbers = [state["elapsed_s"], *(v for row in state["history"] for v in row)]
-    if state["best_score"] is not None:
-        numbers.append(state["best_score"])
-    if not rows_ok or not all(math.isfinite(v) for v in numbers) or state["generation"] < 0 or state["next_seed"] < 0:
-        raise UserError(f"{path} holds a damaged training history; resume from another file")
-    return state
-
-
-def write_logs(files: TrainingFiles, state: dict, current_params: np.ndarray, average: float) -> None:
+def write_logs(files: TrainingFiles, state: TrainingState, current_params: np.ndarray, average: float) -> None:
     """Rewrite ./log/<base>.json, .hist.json, .log.json and .png from the state, each file whole."""
     save_json(files.current, [rounded(current_params).tolist(), float(average)])
-    save_json(files.history, state["history"])
-    save_json(files.evaluations, state["evaluations"])
+    save_json(files.history, [row.to_json() for row in state.history])
+    save_json(files.evaluations, [row.to_json() for row in state.evaluations])
     save_plot(files.plot, state, files.base)
 
 
-def evaluation_points(evaluations: list) -> dict[str, np.ndarray]:
-    """The plotted points, (generation, score) rows: every evaluated mean and, for the new bests of a dream run
-    (evaluation rows that carry a fourth entry), their score in the real game."""
-    points = {"mean evaluated": [row[:2] for row in evaluations],
-              "new best, real game": [[row[0], row[3]] for row in evaluations if len(row) > 3]}
+def evaluation_points(evaluations: list[Evaluation]) -> dict[str, np.ndarray]:
+    """The plotted points, (generation, score) rows: every evaluated mean and, for the new bests of a dream run,
+    their score in the real game."""
+    points = {"mean evaluated": [[row.generation, row.score] for row in evaluations],
+              "new best, real game": [[row.generation, row.real_score] for row in evaluations
+                                      if row.real_score is not None]}
     return {label: np.asarray(rows, dtype=np.float64) for label, rows in points.items() if rows}
 
 
-def save_plot(path: str, state: dict, title: str) -> None:
+def save_plot(path: str, state: TrainingState, title: str) -> None:
     """The training curve as PNG (matplotlib Agg, no display): population average with its min-max band, the
     evaluated means as points and, in dream mode, the real-game scores of the new bests as crosses."""
     import matplotlib
@@ -174,11 +249,13 @@ def save_plot(path: str, state: dict, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    history = np.asarray(state["history"], dtype=np.float64).reshape(-1, 9)
+    def column(name: str) -> np.ndarray:
+        return np.asarray([getattr(row, name) for row in state.history], dtype=np.float64)
+
     figure, axes = plt.subplots(figsize=(7, 4), dpi=100)
-    axes.fill_between(history[:, 0], history[:, 3], history[:, 4], alpha=0.2, label="population min-max")
-    axes.plot(history[:, 0], history[:, 2], label="population average")
-    for (label, points), marker in zip(evaluation_points(state["evaluations"]).items(), ("o", "x")):
+    axes.fill_between(column("generation"), column("min"), column("max"), alpha=0.2, label="population min-max")
+    axes.plot(column("generation"), column("average"), label="population average")
+    for (label, points), marker in zip(evaluation_points(state.evaluations).items(), ("o", "x")):
         axes.plot(points[:, 0], points[:, 1], marker, label=label, markeredgewidth=2)
     axes.set_xlabel("generation")
     axes.set_ylabel("reward per episode")

@@ -19,8 +19,8 @@ def rnn_arrays(mu, logvar, actions, lengths, use_done: bool, rng):
     """Build (rnn_input, rnn_output) from one batch's encodings (E, T, z), actions (E, T, A), lengths (E,).
 
     rnn_input[e, t] = [z_t, a_t (, restart_t)], rnn_output[e, t] = z_{t+1}; both zero after the episode's end, and
-    rnn_output is zero at the last recorded step (no next frame). Stage 03 writes one draw; stage 04 makes a fresh
-    draw of z every epoch.
+    rnn_output is zero at the last recorded step (no next frame). Stage 03 writes the input of one draw; stage 04
+    makes a fresh draw of z, inputs and targets, every epoch.
     """
     episodes, time_steps, _ = mu.shape
     valid = (np.arange(time_steps)[None, :] < lengths[:, None])[..., None]

@@ -9,18 +9,24 @@ mirrored    antithetic optimizers (openes, pepg, ses) give rows i and i + popula
 The world models hold random weights of the right shapes: what is tested is the training machinery.
 """
 
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from config import DOOM_TAKE_COVER
-from controller.training import generation_seeds, new_state
+from controller.training import TrainingState, generation_seeds, new_state, training_files, write_logs
 from es import load_optimizer
 from parallel import LocalPool
 from rnn.numpy_rnn import expected_rnn_shapes
 from tests.test_dream_training import doom_world_model
+from tests.scripts import ROOT
 from tests.test_finite_and_flags import stage_05
 from tests.test_training import world_model
-from utils import random_weights, save_npz
+from utils import UserError, random_weights, save_npz
 
 
 class Leader:
@@ -64,17 +70,17 @@ def test_retrain_moves_the_mean_back_to_the_best_after_an_evaluation_that_is_not
         steps = []
         for _ in range(3):
             line = leader.generation(capsys)
-            steps.append((line, leader.plan.optimizer.current_param(), list(leader.state["best_params"])))
+            steps.append((line, leader.plan.optimizer.current_param(), list(leader.state.best_params)))
         runs[retrain] = leader, steps
     (plain, plain_steps), (retrained, retrained_steps) = runs[0], runs[1]
     # The flag acts only after an evaluation: until then both runs are the same run, evaluation for evaluation.
-    assert plain.state["evaluations"] == retrained.state["evaluations"]
-    scores = [row[1] for row in retrained.state["evaluations"]]
+    assert plain.state.evaluations == retrained.state.evaluations
+    scores = [row.score for row in retrained.state.evaluations]
     assert scores[1] > scores[0] and scores[2] <= scores[1], f"no longer 2 new bests, then none: {scores}"
     assert all("(new best)" in line for line, _, _ in retrained_steps[:2])
     line, mean, best = retrained_steps[2]
     assert "(new best)" not in line and "(mean moved back to the best)" in line
-    assert best == retrained.state["evaluations"][1][2]  # the best is generation 2's evaluated (rounded) mean ...
+    assert best == retrained.state.evaluations[1].params  # the best is generation 2's evaluated (rounded) mean ...
     np.testing.assert_array_equal(mean, best)  # ... and the search goes on from there
     optimizer, _ = retrained.checkpoint()
     np.testing.assert_array_equal(optimizer.current_param(), best)  # so does a resume from the checkpoint
@@ -109,17 +115,17 @@ def test_cap_time_caps_each_generation_at_twice_the_previous_mean_length(tmp_pat
     uncapped = Leader(dreamy_doom_world_model(tmp_path / "uncapped"), monkeypatch, *CAP)
     for _ in range(2):
         uncapped.generation(capsys)
-    rows, free = capped.state["history"], uncapped.state["history"]
-    assert rows[0][2:] == free[0][2:]  # generation 1 has no previous one: uncapped, the same episodes
+    rows, free = capped.state.history, uncapped.state.history
+    assert rows[0].to_json()[2:] == free[0].to_json()[2:]  # generation 1 has no previous one: the same episodes
     for previous, row in zip(rows, rows[1:]):
-        cap = 2 * int(previous[7] + 1)  # row[7]: the mean episode length, row[8]: the longest episode
+        cap = 2 * int(previous.mean_length + 1)
         assert cap < 300  # the cap, not --max_length, is what binds
-        assert row[8] == cap, f"generation {row[0]}: longest episode {row[8]}, cap {cap}"
-    assert free[1][8] > 2 * int(free[0][7] + 1)  # without --cap_time the same generation 2 plays past that cap
-    assert free[1][7] > rows[1][7]  # and its cut episodes were longer: the cap shortened them
+        assert row.max_length == cap, f"generation {row.generation}: longest episode {row.max_length}, cap {cap}"
+    assert free[1].max_length > 2 * int(free[0].mean_length + 1)  # without --cap_time generation 2 plays past it
+    assert free[1].mean_length > rows[1].mean_length  # and its cut episodes were longer: the cap shortened them
     # the next generation's cap is in the checkpoint: a resumed run goes on capping
     _, saved = capped.checkpoint()
-    assert saved["cap_length"] == 2 * int(rows[-1][7] + 1) and uncapped.state["cap_length"] is None
+    assert saved["cap_length"] == 2 * int(rows[-1].mean_length + 1) and uncapped.state.cap_length is None
 
 
 # --- mirrored seeds ------------------------------------------------------------------------------------------------
@@ -128,9 +134,9 @@ def test_mirrored_generation_seeds_repeat_the_first_half():
     state = new_state("car_racing", "openes", 6, 2, 111, "zh")
     seeds = generation_seeds(state, 6, 2, mirrored=True)
     np.testing.assert_array_equal(seeds, [[111, 112], [113, 114], [115, 116], [111, 112], [113, 114], [115, 116]])
-    assert seeds.dtype == np.int64 and state["next_seed"] == 117  # half the seeds are used: never reused later
+    assert seeds.dtype == np.int64 and state.next_seed == 117  # half the seeds are used: never reused later
     np.testing.assert_array_equal(generation_seeds(state, 6, 2, mirrored=False), np.arange(117, 129).reshape(6, 2))
-    assert state["next_seed"] == 129
+    assert state.next_seed == 129
     np.testing.assert_array_equal(generation_seeds(state, 5, 1, mirrored=True), np.arange(129, 134).reshape(5, 1))
 
 
@@ -141,7 +147,7 @@ def test_05_mirrors_the_seeds_of_antithetic_optimizers_only(tmp_path, monkeypatc
     leader = Leader(world_model(tmp_path), monkeypatch, "car_racing", "-o", optimizer, "--antithetic", antithetic,
                     "--num_worker", 2, "--num_worker_trial", 2, "--max_length", 5, "--eval_steps", 1000)
     leader.generation(capsys)
-    assert leader.state["next_seed"] == 111 + seeds_used  # a population of 4, one episode each
+    assert leader.state.next_seed == 111 + seeds_used  # a population of 4, one episode each
 
 
 def test_mirrored_rows_drive_the_same_tracks(tmp_path, monkeypatch):
@@ -159,3 +165,93 @@ def test_mirrored_rows_drive_the_same_tracks(tmp_path, monkeypatch):
     assert mirrored[0, 0] != mirrored[1, 0]  # another track, another reward
     fresh, _ = leader.module.evaluate(leader.pool, solutions, generation_seeds(leader.state, 4, 1, False), 25, chunks)
     assert fresh[0, 0] != fresh[2, 0] and fresh[1, 0] != fresh[3, 0]  # without mirroring the pair drives two tracks
+
+
+# --- the training state ----------------------------------------------------------------------------------------------
+
+# A checkpoint that the code before the typed state wrote (the CarRacing run's, generation 51), and a dream run's
+# state as that code wrote it: its evaluations of new bests carry a real-game score, and the state the last one.
+CHECKPOINT = f"{ROOT}/pretrained/car_racing/training/s1000/car_racing.cma.4.16.es.pk"
+DREAM_STATE = {"format": 1, "env": "doom_take_cover", "optimizer": "cma", "population": 4, "num_episode": 1,
+               "exp_mode": "zch", "generation": 2, "next_seed": 157, "elapsed_s": 12.25,
+               "history": [[1, 6.1, 70.5, 31.0, 140.0, 40.12, 0.099875, 70.5, 140],
+                           [2, 12.2, 66.0, 25.0, 131.0, 38.9, 0.09975, 66.0, 131]],
+               "evaluations": [[1, 80.25, [0.1, -0.2], 301.5], [2, 75.0, [0.1, -0.1]]],
+               "best_score": 80.25, "best_params": [0.1, -0.2], "cap_length": 282, "best_real_score": 301.5}
+
+
+def load_state(data, path="run.es.pk"):
+    return TrainingState.from_json(data, path)
+
+
+def test_a_state_of_todays_format_round_trips_field_for_field():
+    _, saved = load_optimizer(CHECKPOINT)
+    for data in (saved, DREAM_STATE):
+        state = load_state(copy.deepcopy(data))
+        assert json.dumps(state.to_json()) == json.dumps(data)  # the same keys in the same order, the same numbers
+        for key, value in data.items():
+            if key not in ("history", "evaluations"):
+                assert getattr(state, key) == value, key
+        assert [dataclasses.astuple(row) for row in state.history] == [tuple(row) for row in data["history"]]
+        assert [row.generation for row in state.history] == [row[0] for row in data["history"]]
+        assert [row.max_length for row in state.history] == [row[8] for row in data["history"]]
+        for row, written in zip(state.evaluations, data["evaluations"], strict=True):
+            assert (row.generation, row.score, row.params) == tuple(written[:3])
+            assert row.real_score == (written[3] if len(written) == 4 else None)
+    assert state.best_real_score == 301.5 and state.evaluations[0].real_score == 301.5
+
+
+def test_the_logs_rewritten_from_a_loaded_state_are_the_files_the_run_wrote(tmp_path):
+    _, saved = load_optimizer(CHECKPOINT)
+    files = training_files("car_racing", "cma", 4, 16, str(tmp_path), str(tmp_path))
+    write_logs(files, load_state(saved, CHECKPOINT), np.zeros(3), 0.0)
+    written = CHECKPOINT.replace(".es.pk", ".hist.json")
+    assert Path(files.history).read_text() == Path(written).read_text()  # byte for byte
+    assert json.loads(Path(files.evaluations).read_text()) == saved["evaluations"]
+
+
+def damaged(**changes):
+    data = copy.deepcopy(DREAM_STATE)
+    data.update(changes)
+    return {key: value for key, value in data.items() if value is not MISSING}
+
+
+MISSING = object()
+ROW = DREAM_STATE["history"][0]
+
+
+@pytest.mark.parametrize("data, message", [
+    (damaged(generation=MISSING), "holds no valid training state ('generation' is None)"),
+    (damaged(population=True), "holds no valid training state ('population' is True)"),
+    (damaged(generation=2.0), "holds no valid training state ('generation' is 2.0)"),
+    (damaged(elapsed_s="3"), "holds no valid training state ('elapsed_s' is '3')"),
+    (damaged(best_params="x"), "holds no valid training state ('best_params' is 'x')"),
+    (damaged(history={}), "holds no valid training state ('history' is {})"),
+    (damaged(cap_length=1.5), "holds no valid training state ('cap_length' is 1.5)"),
+    (damaged(format=2), "holds a training state of format 2, this code reads 1"),
+    (damaged(history=[ROW[:8]]), "holds a damaged training history"),
+    (damaged(history=[[*ROW[:8], "9"]]), "holds a damaged training history"),
+    (damaged(history=[[*ROW[:8], float("nan")]]), "holds a damaged training history"),
+    (damaged(history=[tuple(ROW)]), "holds a damaged training history"),
+    (damaged(elapsed_s=float("inf")), "holds a damaged training history"),
+    (damaged(best_score=float("nan")), "holds a damaged training history"),
+    (damaged(evaluations=[[1, 2.0]]), "holds a damaged training history"),
+    (damaged(evaluations=[[1, 2.0, [], 3.0, 4.0]]), "holds a damaged training history"),
+    (damaged(evaluations=[(1, 2.0, [])]), "holds a damaged training history"),
+    (damaged(generation=-1), "holds a damaged training history"),
+    (damaged(next_seed=-1), "holds a damaged training history"),
+])
+def test_a_damaged_state_is_refused_in_one_line(data, message):
+    with pytest.raises(UserError) as error:
+        load_state(data)
+    assert str(error.value).startswith("run.es.pk ") and message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_what_the_state_check_lets_through():
+    """Exactly what the dict check let through before the typed state: unknown keys (dropped), a missing real score,
+    integer numbers where floats are written."""
+    state = load_state(damaged(unknown=1, best_real_score=MISSING, elapsed_s=12, best_score=None, best_params=None,
+                               cap_length=None))
+    assert state.to_json() == damaged(elapsed_s=12, best_score=None, best_params=None, cap_length=None,
+                                     best_real_score=MISSING)
+

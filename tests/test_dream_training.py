@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from config import DOOM_TAKE_COVER
-from controller.training import evaluation_points
+from controller.training import Evaluation, evaluation_points
 from es import load_optimizer
 from rnn.numpy_rnn import expected_rnn_shapes
 from tests.test_training import run, world_model
@@ -60,7 +60,7 @@ def test_training_in_the_dream_logs_dream_and_real_scores(dreamed):
     _, state = load_optimizer(str(folder / "controller" / f"{BASE}.es.pk"))
     real_rows = [row for row in evaluations if len(row) == 4]  # the new bests
     assert state["best_real_score"] == pytest.approx(real_rows[-1][3], abs=0.005)
-    points = evaluation_points(evaluations)  # the curve shows the real scores of the new bests beside the dream's
+    points = evaluation_points([Evaluation.from_json(row) for row in evaluations])  # the curve shows the real scores of the new bests beside the dream's
     np.testing.assert_array_equal(points["new best, real game"], [[row[0], row[3]] for row in real_rows])
     assert len(points["mean evaluated"]) == len(evaluations)
 

@@ -52,16 +52,21 @@ def test_rollout_files_have_the_documented_shapes_and_dtypes(pipeline):
 
 
 def test_rnn_files_have_the_documented_shapes(pipeline):
-    mu = load(pipeline, "rnn_mu_car_racing_0.npy")
+    from rnn.train import rnn_arrays
+
+    mu, logvar = load(pipeline, "rnn_mu_car_racing_0.npy"), load(pipeline, "rnn_logvar_car_racing_0.npy")
     rnn_input = load(pipeline, "rnn_input_car_racing_0.npy")
-    rnn_output = load(pipeline, "rnn_output_car_racing_0.npy")
     initial = load(pipeline, "rnn_initial_car_racing_0.npy")
-    assert mu.shape == (BATCH_SIZE, STEPS, 32) and mu.dtype == np.float32
-    assert load(pipeline, "rnn_logvar_car_racing_0.npy").shape == mu.shape
-    assert rnn_input.shape == (BATCH_SIZE, STEPS, 35) and rnn_output.shape == (BATCH_SIZE, STEPS, 32)
-    # The target of step t is the input z of step t + 1, and actions are carried over unchanged.
-    np.testing.assert_array_equal(rnn_output[:, :-1], rnn_input[:, 1:, :32])
-    np.testing.assert_array_equal(rnn_input[..., 32:], load(pipeline, "action_data_car_racing_0.npy"))
+    assert mu.shape == (BATCH_SIZE, STEPS, 32) and mu.dtype == np.float32 and logvar.shape == mu.shape
+    assert rnn_input.shape == (BATCH_SIZE, STEPS, 35)
+    assert not list((pipeline / "data").glob("rnn_output_*"))  # 04 draws its targets afresh every epoch
+    # Actions are carried over unchanged, and the target of step t is the input z of step t + 1 in 04's draws.
+    actions = load(pipeline, "action_data_car_racing_0.npy")
+    np.testing.assert_array_equal(rnn_input[..., 32:], actions)
+    inputs, targets = rnn_arrays(mu, logvar, rnn_input[..., 32:], load(pipeline, "rnn_length_car_racing_0.npy"),
+                                 False, np.random.default_rng(1))
+    np.testing.assert_array_equal(targets[:, :-1], inputs[:, 1:, :32])
+    np.testing.assert_array_equal(inputs[..., 32:], actions)
     np.testing.assert_array_equal(initial[:, 0], mu[:, 0])
     assert initial.shape == (BATCH_SIZE, 2, 32)
 
