@@ -178,8 +178,18 @@ def test_process_pool_ends_with_one_line_and_no_worker_left(tmp_path, items, lin
     result = pool_script(tmp_path, *items)
     assert result.returncode == status, result.stderr
     assert_one_line(result.stderr, line)
+    assert len(pool_workers(tmp_path)) == 2
     for pid in pool_workers(tmp_path):
-        assert not psutil.pid_exists(pid) or not alive(psutil.Process(pid))
+        assert not our_worker_alive(pid, tmp_path / "pool.py"), result.stderr
+
+
+def our_worker_alive(pid, script) -> bool:
+    """Whether `pid` is still a live process of `script` (not a later process that was given the same number)."""
+    try:
+        process = psutil.Process(pid)
+        return alive(process) and str(script) in process.cmdline()
+    except psutil.Error:
+        return False
 
 
 # --- SIGTERM: one line, exit 143, no temporary file ------------------------------------------------------------------
