@@ -33,12 +33,11 @@ single_thread_blas()
 import numpy as np  # noqa: E402
 
 from config import CONFIGS, FRAME_SIZE, add_folder_flags, data_file, get_config  # noqa: E402
+from envs import REAL_ENVS, get_spec  # noqa: E402
 from parallel import ProcessPool, WorkerDied  # noqa: E402
 from utils import atomic_path, lock_outputs, save_npy, temporaries_of  # noqa: E402
 
 KINDS = ("obs_data", "action_data", "length_data", "done_data")  # the four files of a batch
-
-REAL_ENVS = ("car_racing", "doom_take_cover")  # environments with a real simulator (--run_all_envs runs each)
 
 
 def parse_args(argv=None):
@@ -82,9 +81,7 @@ def _env_for(env_name: str, render: bool):
     """One environment per worker process, reused across its episodes."""
     key = (env_name, render)
     if key not in _worker_env:
-        from env import make_env
-
-        _worker_env[key] = make_env(env_name, render_mode="human" if render else None, max_episode_steps=10**9)
+        _worker_env[key] = get_spec(env_name).make(render_mode="human" if render else None, max_episode_steps=10**9)
     return _worker_env[key]
 
 
@@ -112,25 +109,23 @@ def rollout(task):
     frame the policy saw before taking actions[t]; actions and dones at or after `length` are zero padding. Only the
     played frames travel back to the parent (a Doom episode averages ~300 of its 2100 steps).
     """
-    from controller.controller import model_action
-    from env import RandomPolicy, process_frame
-
     env_name, seed, time_steps, render, player = task
-    config = get_config(env_name)
+    spec = get_spec(env_name)
+    config = spec.config
     env = _env_for(env_name, render)
     agent = _agent_for(env_name, player) if player is not None else None
     if agent is not None:
         agent.reset(seed)  # the z noise of the episode, seeded as in model.py
-    policy = RandomPolicy(env_name, seed) if agent is None else None
+    policy = spec.random_policy(seed) if agent is None else None
     frames = np.zeros((time_steps, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
     actions = np.zeros((time_steps, config.action_size), dtype=np.float32)
     dones = np.zeros(time_steps, dtype=bool)
     observation, _ = env.reset(seed=seed)
     length = time_steps
     for t in range(time_steps):
-        frames[t] = process_frame(observation, env_name)
+        frames[t] = spec.process_frame(observation)
         # the action as M sees it: the controller's Doom output becomes its move -1, 0 or 1, as in the game
-        actions[t] = model_action(env_name, agent.act_on_frame(frames[t])) if agent is not None else policy()
+        actions[t] = spec.model_action(agent.act_on_frame(frames[t])) if agent is not None else policy()
         observation, _, terminated, truncated, _ = env.step(actions[t])
         if terminated or truncated:
             dones[t] = terminated

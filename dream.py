@@ -8,7 +8,7 @@ One dream step, in the order of a real rollout (controller/agent.py):
 
     a_t = C([z_t, c_t, h_t])                                    CarRacing: C([z_t, h_t]), with a bias
     h_{t+1}, c_{t+1} = LSTM([z_t, m(a_t), restart_t], h_t, c_t)  m(a): the action as stage 01 records it (Doom: the
-                                                                move -1, 0 or 1, controller.model_action); restart_t
+                                                                move -1, 0 or 1, EnvSpec.model_action); restart_t
                                                                 is 1 on an episode's first step (Doom)
     done_t = done_logit(h_{t+1}) > 0                            Doom: M says the player died at this step
     z_{t+1} ~ M's mixture at h_{t+1}, tempered                  weights softmax(log_pi / tau), sigmas * sqrt(tau)
@@ -52,22 +52,14 @@ import numpy as np
 
 from config import (DATA_DIR, MAKES_RNN, MAKES_RNN_DATA, RNN_DIR, VAE_DIR, controller_shape, rnn_weights_path,
                     vae_weights_path)
-from controller.controller import forward, model_action, require_finite_action, to_env_actions, unflatten
+from controller.controller import forward, require_finite_action, unflatten
+from envs import get_spec
 from rnn.mdn import sample_mdn_from_noise
 from rnn.numpy_rnn import NumpyMDNRNN
 from utils import UserError, load_npy
 
 NOISE_BLOCK = 32  # steps of random numbers an episode draws from its generator at a time
 COMPACT_FRACTION = 8  # drop finished episodes from the batch once 1/8 of its rows have finished
-
-
-def action_space(config) -> gymnasium.spaces.Box:
-    """The real environment's action space, which the dream shares: CarRacing's Box([-1, 0, 0], [1, 1, 1])
-    ([steer, gas, brake]), Doom's Box(-1, 1, (1,)) (env.DoomTakeCover)."""
-    if config.name == "car_racing":
-        return gymnasium.spaces.Box(np.array([-1.0, 0.0, 0.0], dtype=np.float32),
-                                    np.array([1.0, 1.0, 1.0], dtype=np.float32), dtype=np.float32)
-    return gymnasium.spaces.Box(-1.0, 1.0, (config.action_size,), dtype=np.float32)
 
 
 def clip_actions(space: gymnasium.spaces.Box, actions: np.ndarray) -> np.ndarray:
@@ -124,7 +116,7 @@ class DreamBatch:
         return len(self.episode)
 
     def step(self, actions: np.ndarray) -> np.ndarray:
-        """Advance every row: actions (B, action_size) as M sees them (model_action) -> done (B,) bool."""
+        """Advance every row: actions (B, action_size) as M sees them (EnvSpec.model_action) -> done (B,) bool."""
         config = self.config
         parts = [self.z, np.asarray(actions, dtype=np.float32)]
         if config.use_done:
@@ -184,7 +176,8 @@ def dream_rollouts(rnn: NumpyMDNRNN, config, initial: np.ndarray, params: np.nda
     member = np.repeat(np.arange(members), episodes_each)
     row_blocks = unflatten(shape, params[member])  # one controller per episode row: (B, *block shape) each
 
-    space = action_space(config)
+    spec = get_spec(config.name)
+    space = spec.action_space()
     batch = DreamBatch(rnn, config, initial, seeds.reshape(-1), temperature)
     lengths = np.full(members * episodes_each, max_length, dtype=np.int64)
     running = np.ones(len(batch), dtype=bool)  # rows whose episode has not ended
@@ -193,7 +186,7 @@ def dream_rollouts(rnn: NumpyMDNRNN, config, initial: np.ndarray, params: np.nda
             output = forward(shape, row_blocks, {"z": batch.z, "c": batch.c, "h": batch.h})
         if not np.isfinite(output).all():  # Doom's move would read NaN as "stay" and survive, a poisoned best
             require_finite_action(config.name, output[~np.isfinite(output).all(axis=1)][0])
-        done = batch.step(model_action(config.name, clip_actions(space, to_env_actions(config.name, output))))
+        done = batch.step(spec.model_action(clip_actions(space, spec.to_env_actions(output))))
         ended = done & running
         lengths[batch.episode[ended]] = step + 1
         running &= ~done
@@ -211,8 +204,8 @@ def dream_rollouts(rnn: NumpyMDNRNN, config, initial: np.ndarray, params: np.nda
 class DreamEnv(gymnasium.Env):
     """M's dream as a Gymnasium environment: observation z_t (z_size,) float32, action as the real environment's.
 
-    Doom: action Box(-1, 1, (1,)) (a < -1/3 left, > 1/3 right, else stay, as env.DoomTakeCover), reward 1 a step,
-    terminated when M's done logit is above 0, truncated after max_episode_steps (2100). CarRacing: action
+    Doom: action Box(-1, 1, (1,)) (a < -1/3 left, > 1/3 right, else stay, as envs.doom.DoomTakeCover), reward 1 a
+    step, terminated when M's done logit is above 0, truncated after max_episode_steps (2100). CarRacing: action
     [steer, gas, brake] in CarRacing's box, reward 0, never terminated, truncated after max_episode_steps (1000).
     Actions outside the box are clipped to it (clip_actions), as dream_rollouts clips them.
     `z`, `h` and `c` hold the current latent and LSTM state ((z_size,), (units,), (units,)) for a controller.
@@ -230,12 +223,13 @@ class DreamEnv(gymnasium.Env):
         if render_mode == "rgb_array" and vae is None:
             raise ValueError("render_mode 'rgb_array' decodes z through V: pass vae=NumpyVAE")
         self.rnn, self.config = rnn, config
+        self.env_spec = get_spec(config.name)  # the real environment's (not `spec`: gymnasium.Env's registration)
         self.initial = np.asarray(initial, dtype=np.float32)
         self.temperature = config.dream_temperature if temperature is None else float(temperature)
         self.max_episode_steps = max_episode_steps or config.max_episode_length
         self.vae, self.render_mode = vae, render_mode
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (config.z_size,), dtype=np.float32)
-        self.action_space = action_space(config)
+        self.action_space = self.env_spec.action_space()
         self._batch: DreamBatch | None = None
 
     @classmethod
@@ -279,7 +273,7 @@ class DreamEnv(gymnasium.Env):
         if self._batch is None:
             raise RuntimeError("call reset() before step()")
         env_action = clip_actions(self.action_space, np.reshape(action, (1, self.config.action_size)))
-        terminated = bool(self._batch.step(model_action(self.config.name, env_action))[0])
+        terminated = bool(self._batch.step(self.env_spec.model_action(env_action))[0])
         truncated = not terminated and self.steps >= self.max_episode_steps
         return self.z.copy(), step_reward(self.config), terminated, truncated, {}
 

@@ -28,7 +28,6 @@ from utils import UserError, check_flags, run_cli, single_thread_blas  # noqa: E
 single_thread_blas()  # before NumPy loads its BLAS
 
 FINAL_EPISODES = 100  # the paper scores over 100 trials
-VIDEO_FPS = {"car_racing": 50, "doom_take_cover": 35}  # the simulators' own rates
 
 
 def parse_args(argv=None):
@@ -108,19 +107,19 @@ class Session:
                 self.controller = Controller(self.config, params, args.exp_mode)
         else:
             from controller.agent import Agent
-            from env import make_env
+            from envs import get_spec
 
             if not args.random_policy:
                 self.agent = Agent.load(self.config, params, vae_dir=args.vae_dir, rnn_dir=args.rnn_dir,
                                         exp_mode=args.exp_mode)
-            self.env = make_env(self.config.name, render_mode=render,
-                                max_episode_steps=max(self.max_length, self.config.max_episode_length))
+            limit = max(self.max_length, self.config.max_episode_length)
+            self.env = get_spec(self.config.name).make(render_mode=render, max_episode_steps=limit)
 
     def episode(self, seed: int, on_frame=None) -> tuple[float, int]:
         if self.args.random_policy:
-            from env import RandomPolicy
+            from envs import get_spec
 
-            policy = RandomPolicy(self.config.name, seed)
+            policy = get_spec(self.config.name).random_policy(seed)
             return play_episode(self.env, lambda observation: policy(), seed, self.max_length, on_frame)
         if self.args.dream_mode:
             env, controller = self.env, self.controller
@@ -160,7 +159,7 @@ _WORKER: Session | None = None
 def _start_worker(args, params) -> None:
     """The Session of a --final_mode worker process (or of model.py itself, with one worker)."""
     global _WORKER
-    from env import headless_video_driver
+    from envs import headless_video_driver
 
     headless_video_driver()
     _WORKER = Session(args, params, render=None)
@@ -238,7 +237,7 @@ class Recorder:
 
 def watch(args, params, seeds: list[int]) -> list[tuple[int, float, int]]:
     """Run the episodes one by one in this process, shown and/or recorded."""
-    from env import headless_video_driver
+    from envs import get_spec, headless_video_driver
 
     if args.render_mode and not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
         raise UserError("--render_mode needs a display; run under xvfb-run -a, or use --record_video alone")
@@ -258,7 +257,7 @@ def watch(args, params, seeds: list[int]) -> list[tuple[int, float, int]]:
                 where = "dream." if args.dream_mode else ""
                 name = controller_name(args.filename, args.env_name, args.random_policy, args.pretrained)
                 path = os.path.join(args.video_dir, f"{name}.{where}seed{seed}.mp4")
-                recorder.save(path, VIDEO_FPS.get(args.env_name, 30))
+                recorder.save(path, get_spec(args.env_name).video_fps)  # the simulator's own rate
                 line += f"; video {path}"
             print(line, flush=True)
     finally:

@@ -44,16 +44,17 @@ def keras_step(config):
     """V and M called through Keras `predict()` once per step, the controller in NumPy: the older ports' loop."""
     import keras
 
-    from env import process_frame
+    from envs import get_spec
     from rnn.arch import make_rnn
     from vae.arch import make_vae
 
     vae, rnn = make_vae(config, seed=0), make_rnn(config)
     agent = numpy_agent(config)
+    spec = get_spec(config.name)
     state = [np.zeros((1, config.rnn_size), np.float32), np.zeros((1, config.rnn_size), np.float32)]
 
     def step(observation):
-        frame = process_frame(observation, config.name)[None]
+        frame = spec.process_frame(observation)[None]
         mu, _ = vae.encoder.predict(frame, verbose=0)
         action = agent.controller.act(mu[0], state[0][0])
         x = np.concatenate([mu[0], action])[None, None].astype(np.float32)
@@ -87,10 +88,10 @@ ENCODER_MFLOP = 2 * (31 * 31 * 48 * 32 + 14 * 14 * 512 * 64 + 6 * 6 * 1024 * 128
 def measure(steps: int, rounds: int) -> dict[str, float]:
     """Median milliseconds per step of: the env step, the NumPy agent step, the Keras-predict agent step."""
     from config import CAR_RACING
-    from env import make_env
+    from envs import get_spec
 
-    env = make_env("car_racing")
-    stock_env = make_env("car_racing", fast=False)
+    env = get_spec(CAR_RACING.name).make()
+    stock_env = get_spec(CAR_RACING.name).make(fast=False)
     agent = numpy_agent(CAR_RACING)
     keras_agent = keras_step(CAR_RACING)
     observation, _ = env.reset(seed=0)

@@ -56,9 +56,9 @@ def models(config):
 
 def real_env_rate(env, steps: int, seed: int) -> float:
     """Steps per second of env.step alone, random-policy actions, resets untimed."""
-    from env import RandomPolicy
+    from envs import get_spec
 
-    policy = RandomPolicy("doom_take_cover", seed)
+    policy = get_spec("doom_take_cover").random_policy(seed)
     actions = [policy() for _ in range(steps)]
     env.reset(seed=seed)
     elapsed = 0.0
@@ -106,7 +106,7 @@ def main(quick: bool = False) -> dict:
     from config import DOOM_TAKE_COVER as config
     from controller.agent import Agent
     from controller.controller import Controller, random_params
-    from env import make_env
+    from envs import get_spec
 
     rounds = 2 if quick else 5
     real_steps, agent_steps = (500, 300) if quick else (2000, 1000)
@@ -114,7 +114,7 @@ def main(quick: bool = False) -> dict:
                    "dream x1024": 20 if quick else 60}
     vae, rnn, initial = models(config)
     agent = Agent(config, vae, rnn, Controller(config, random_params(config, 3)))
-    env = make_env("doom_take_cover")
+    env = get_spec(config.name).make()
     measures = {
         "real env": lambda r: real_env_rate(env, real_steps, 100 + r),
         "real agent": lambda r: real_agent_rate(env, agent, agent_steps, 100 + r),

@@ -24,9 +24,9 @@ import numpy as np  # noqa: E402
 
 
 def _actions(seed: int, steps: int) -> list[np.ndarray]:
-    from env import RandomPolicy
+    from envs import get_spec
 
-    policy = RandomPolicy("car_racing", seed)
+    policy = get_spec("car_racing").random_policy(seed)
     return [policy() for _ in range(steps)]
 
 
@@ -47,7 +47,7 @@ def compare_rates(steps: int, rounds: int, seeds: tuple[int, ...]) -> dict[str, 
     """Steps per second of each environment in each round; the two alternate within every round."""
     from gymnasium.envs.box2d.car_racing import CarRacing
 
-    from env import FastCarRacing
+    from envs.fast_car_racing import FastCarRacing
 
     envs = {"CarRacing": CarRacing(), "FastCarRacing": FastCarRacing()}
     actions = {seed: _actions(seed, steps) for seed in seeds}
@@ -84,7 +84,7 @@ class _Timer:
 
 
 class _GfxdrawProxy:
-    """Stands in for the `gfxdraw` module inside env.py while profiling, timing its polygon calls."""
+    """Stands in for the `gfxdraw` module inside envs/fast_car_racing.py while profiling, timing its polygon calls."""
 
     def __init__(self, module, timer: _Timer):
         self.aapolygon = timer.wrap("gfxdraw", module.aapolygon)
@@ -93,8 +93,8 @@ class _GfxdrawProxy:
 
 def breakdown(steps: int, seed: int) -> tuple[float, list[tuple[str, float]]]:
     """Milliseconds per FastCarRacing step in total and per part, timed with perf_counter around each part."""
-    import env as env_module
-    from env import FastCarRacing
+    import envs.fast_car_racing as env_module
+    from envs.fast_car_racing import FastCarRacing
 
     env = FastCarRacing()
     actions = _actions(seed, steps)

@@ -2,13 +2,13 @@
 
 One step of a rollout, in the paper's order (and the official code's):
 
-    z_t = V(frame_t)                      encode the 64x64 frame (env.process_frame)
+    z_t = V(frame_t)                      encode the 64x64 frame (EnvSpec.process_frame)
     a_t = C([z_t, h_t])                   act on the current observation and memory ([z_t, c_t, h_t] for Doom)
     frame_{t+1}, r_t = env.step(a_t)
     h_{t+1}, c_{t+1} = M([z_t, a_t], h_t, c_t)   then remember what was seen and done
 
 (The 2018 Keras port fed a_{t-1} to M here, so h was one action behind.) M's input action is the action the
-environment carried out, as in the recorded data stage 03 encodes (controller.model_action: CarRacing
+environment carried out, as in the recorded data stage 03 encodes (EnvSpec.model_action: CarRacing
 [steer, gas, brake]; Doom the move -1/0/1); Doom adds the restart flag, 1 on the first step of an episode.
 
 z_t is sampled, z = mu + exp(logvar / 2) * eps, as the official CarRacing code did during rollouts (the controller
@@ -24,8 +24,8 @@ from typing import Callable
 import numpy as np
 
 from config import MAKES_RNN, MAKES_VAE, RNN_DIR, VAE_DIR, rnn_weights_path, vae_weights_path
-from controller.controller import Controller, model_action
-from env import process_frame
+from controller.controller import Controller
+from envs import get_spec
 from rnn.numpy_rnn import NumpyMDNRNN
 from utils import UserError
 from vae.numpy_vae import NumpyVAE
@@ -55,7 +55,7 @@ class Agent:
     """V + M + C for one EnvConfig. Per episode: reset(seed), then act(observation) / advance() each step."""
 
     def __init__(self, config, vae: NumpyVAE, rnn: NumpyMDNRNN, controller: Controller, sample_z: bool = True):
-        self.config = config
+        self.config, self.spec = config, get_spec(config.name)
         self.vae, self.rnn, self.controller = vae, rnn, controller
         self.sample_z = sample_z
         self.reset(0)
@@ -83,7 +83,7 @@ class Agent:
         self.action = np.zeros(self.config.action_size, dtype=np.float32)
 
     def encode(self, frame: np.ndarray) -> np.ndarray:
-        """z_t (z_size,) of one 64x64 frame (env.process_frame): V's mu (+ sigma * eps when sampling)."""
+        """z_t (z_size,) of one 64x64 frame (EnvSpec.process_frame): V's mu (+ sigma * eps when sampling)."""
         mu, logvar = self.vae.encode(frame)
         if not self.sample_z:
             return mu[0]
@@ -92,7 +92,7 @@ class Agent:
 
     def act(self, observation: np.ndarray) -> np.ndarray:
         """a_t = C([z_t, h_t]) for the raw observation of step t; z_t and a_t are kept for advance()."""
-        return self.act_on_frame(process_frame(observation, self.config.name))
+        return self.act_on_frame(self.spec.process_frame(observation))
 
     def act_on_frame(self, frame: np.ndarray) -> np.ndarray:
         """act() for an observation already cropped and resized (stage 01 has the frame it records)."""
@@ -102,7 +102,7 @@ class Agent:
 
     def advance(self) -> None:
         """h_{t+1}, c_{t+1} = M([z_t, a_t], h_t, c_t): call after stepping the environment with a_t."""
-        parts = [self.z, model_action(self.config.name, self.action)]
+        parts = [self.z, self.spec.model_action(self.action)]
         if self.config.use_done:
             parts.append(np.array([1.0 if self.first_step else 0.0], dtype=np.float32))
         self.h, self.c = self.rnn.step(np.concatenate(parts)[None, :], self.h, self.c)
@@ -142,11 +142,11 @@ class EpisodeRunner:
 
     def __init__(self, config, max_length: int, vae_dir: str = VAE_DIR, rnn_dir: str = RNN_DIR,
                  exp_mode: str | None = None):
-        from env import headless_video_driver, make_env
+        from envs import headless_video_driver
 
         headless_video_driver()
         self.agent = Agent.load(config, vae_dir=vae_dir, rnn_dir=rnn_dir, exp_mode=exp_mode)
-        self.env = make_env(config.name, max_episode_steps=max(max_length, config.max_episode_length))
+        self.env = get_spec(config.name).make(max_episode_steps=max(max_length, config.max_episode_length))
 
     def __call__(self, params: np.ndarray, seeds: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray]:
         """One episode per seed with these controller parameters -> total rewards (k,), steps (k,)."""

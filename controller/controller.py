@@ -13,11 +13,11 @@ is laid out as config.ControllerShape says: W (outputs, inputs) in row-major ord
 CarRacing's zh has 3 * 288 + 3 = 867 parameters and Doom's zch 1 * 1,088 = 1,088 (no bias). (The official code
 stored W transposed, as (inputs, outputs); for Doom's single output the two layouts coincide.)
 
-Actions, from the tanh output a in [-1, 1]:
+Actions, from the tanh output a in [-1, 1] (the environment's spec maps them: envs/, EnvSpec.to_env_action):
     CarRacing  [steer, gas, brake] = [a0, (a1 + 1) / 2, clip(a2, 0, 1)]
-    Doom       a0 itself; the environment wrapper turns a0 < -1/3 into left, > 1/3 into right, else stay.
+    Doom       a0 itself; the environment turns a0 < -1/3 into left, > 1/3 into right, else stay.
 
-M is given the action as the recorded data holds it (`model_action`): CarRacing the environment action itself,
+M is given the action as the recorded data holds it (EnvSpec.model_action): CarRacing the environment action itself,
 Doom the move the game made, -1 (left), 0 (stay) or 1 (right), which is what stage 01's random policy stores.
 
 Parameter files (`.best.json` from 05, `log/<base>.json`) hold the JSON list [params, score] as estool's do; this
@@ -33,6 +33,7 @@ import math
 import numpy as np
 
 from config import ControllerShape, controller_shape
+from envs import get_spec
 from utils import UserError, save_json
 
 
@@ -69,6 +70,7 @@ class Controller:
 
     def __init__(self, config, params: np.ndarray | None = None, exp_mode: str | None = None):
         self.env_name = config.name
+        self.spec = get_spec(config.name)
         self.shape = controller_shape(config, exp_mode)
         self.param_count = self.shape.param_count
         self.set_params(np.zeros(self.param_count) if params is None else params)
@@ -90,7 +92,7 @@ class Controller:
     def act(self, z: np.ndarray, h: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
         """The environment action for one step (see the module docstring for the mapping). A NaN action is never
         returned: it raises NonFiniteAction (the environment would take it for some action and score it)."""
-        return require_finite_action(self.env_name, to_env_action(self.env_name, self.output(z, h, c)))
+        return require_finite_action(self.env_name, self.spec.to_env_action(self.output(z, h, c)))
 
 
 class NonFiniteAction(UserError):
@@ -105,40 +107,6 @@ def require_finite_action(env_name: str, action: np.ndarray) -> np.ndarray:
                               f"V's or M's weights or the controller parameters hold NaN, infinite or huge values; "
                               f"retrain the model that diverged")
     return action
-
-
-def to_env_action(env_name: str, output: np.ndarray) -> np.ndarray:
-    """Map the controller's tanh output to the environment's action (float32)."""
-    if env_name == "car_racing":
-        return np.array([output[0], (output[1] + 1.0) * 0.5, min(max(output[2], 0.0), 1.0)], dtype=np.float32)
-    return np.asarray(output, dtype=np.float32)
-
-
-DOOM_ACTION_THRESHOLD = 1.0 / 3.0  # |a| above this moves the player (paper, appendix A.4)
-
-
-def doom_move(output: np.ndarray) -> np.ndarray:
-    """The move VizDoom makes for controller outputs a (any shape): -1 (a < -1/3, left), 1 (a > 1/3, right) or 0
-    (stay), float32. The real environment (env.DoomTakeCover) and the dream (dream.py) both use this mapping."""
-    output = np.asarray(output, dtype=np.float32)
-    return np.where(output < -DOOM_ACTION_THRESHOLD, np.float32(-1.0),
-                    np.where(output > DOOM_ACTION_THRESHOLD, np.float32(1.0), np.float32(0.0))).astype(np.float32)
-
-
-def to_env_actions(env_name: str, outputs: np.ndarray) -> np.ndarray:
-    """`to_env_action` for a batch: tanh outputs (B, outputs) -> environment actions (B, action_size), float32."""
-    outputs = np.asarray(outputs, dtype=np.float32)
-    if env_name == "car_racing":
-        return np.stack([outputs[:, 0], (outputs[:, 1] + 1.0) * 0.5, np.clip(outputs[:, 2], 0.0, 1.0)], axis=1)
-    return outputs
-
-
-def model_action(env_name: str, env_action: np.ndarray) -> np.ndarray:
-    """The action M sees for an environment action (..., action_size), as stage 01 records it: Doom's move
-    -1/0/1 (doom_move), CarRacing's [steer, gas, brake] unchanged. float32."""
-    if env_name == "car_racing":
-        return np.asarray(env_action, dtype=np.float32)
-    return doom_move(env_action)
 
 
 def random_params(config, seed: int, stdev: float = 0.1, exp_mode: str | None = None) -> np.ndarray:

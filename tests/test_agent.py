@@ -8,7 +8,7 @@ import pytest
 from config import CAR_RACING, DOOM_TAKE_COVER, controller_shape
 from controller.agent import Agent, rollout
 from controller.controller import Controller, load_params, save_params
-from env import make_env
+from envs import get_spec
 from rnn.numpy_rnn import NumpyMDNRNN, expected_rnn_shapes
 from utils import UserError, random_weights
 from vae.numpy_vae import NumpyVAE, expected_vae_shapes
@@ -201,7 +201,7 @@ def agent():
 
 
 def test_same_seed_gives_the_same_rollout(agent):
-    env = make_env("car_racing")
+    env = get_spec("car_racing").make()
     first, second, other = [], [], []
     result = rollout(agent, env, seed=7, max_length=40, trace=first)
     assert rollout(agent, env, seed=7, max_length=40, trace=second) == result
@@ -215,7 +215,7 @@ def test_same_seed_gives_the_same_rollout(agent):
 def test_memory_advances_with_the_action_just_taken(agent):
     """h_{t+1} = M([z_t, a_t], h_t): the action chosen at step t, not the one before (the 2018 port's bug)."""
     trace = []
-    rollout(agent, make_env("car_racing"), seed=9, max_length=12, trace=trace)
+    rollout(agent, get_spec("car_racing").make(), seed=9, max_length=12, trace=trace)
     assert np.abs(trace[0]["h"]).max() == 0.0  # every episode starts from a zero state
     distinct = 0
     for t, (now, after) in enumerate(zip(trace, trace[1:])):

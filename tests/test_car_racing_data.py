@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from env import CAR_RACING_CROP_ROWS, RandomPolicy, make_env, process_frame
+from envs import get_spec
+from envs.car_racing import CROP_ROWS
+
+SPEC = get_spec("car_racing")
 
 GAS = np.array([0.0, 1.0, 0.0], dtype=np.float32)
 
@@ -22,8 +25,8 @@ def striped_frame():
 
 
 def test_the_crop_keeps_rows_0_to_83_and_cuts_the_dashboard():
-    assert CAR_RACING_CROP_ROWS == 84
-    frame = process_frame(striped_frame(), "car_racing")
+    assert CROP_ROWS == 84
+    frame = SPEC.process_frame(striped_frame())
     assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
     assert not frame[..., 1].any()  # no trace of the dashboard's green: not one of its rows is kept
     # The rows run from the top (index 0) to the last picture row (83), all of them: a crop of fewer rows would end
@@ -39,15 +42,15 @@ def test_the_last_picture_row_counts_and_the_dashboard_never_does():
     frame = striped_frame()
     changed = frame.copy()
     changed[83] = (255, 255, 255)  # the last kept row
-    assert not np.array_equal(process_frame(changed, "car_racing"), process_frame(frame, "car_racing"))
+    assert not np.array_equal(SPEC.process_frame(changed), SPEC.process_frame(frame))
     changed = frame.copy()
     changed[84:] = np.random.default_rng(0).integers(0, 256, (12, 96, 3), dtype=np.uint8)  # any dashboard at all
-    np.testing.assert_array_equal(process_frame(changed, "car_racing"), process_frame(frame, "car_racing"))
+    np.testing.assert_array_equal(SPEC.process_frame(changed), SPEC.process_frame(frame))
 
 
 def test_a_real_frames_dashboard_is_cut():
     """On the environment's own frame: the dashboard (speed, ABS and steering bars) does not reach V's input."""
-    env = make_env("car_racing")
+    env = SPEC.make()
     observation, _ = env.reset(seed=3)
     for _ in range(30):
         observation, *_ = env.step(GAS)  # moving: the speed bar is drawn
@@ -55,13 +58,13 @@ def test_a_real_frames_dashboard_is_cut():
     assert observation[84:].any()  # the dashboard is there in the 96x96 frame ...
     blank = observation.copy()
     blank[84:] = 0
-    np.testing.assert_array_equal(process_frame(observation, "car_racing"), process_frame(blank, "car_racing"))
+    np.testing.assert_array_equal(SPEC.process_frame(observation), SPEC.process_frame(blank))
 
 
 # --- the random data policy ---------------------------------------------------------------------------------------
 
 def actions(seed, steps):
-    policy = RandomPolicy("car_racing", seed)
+    policy = SPEC.random_policy(seed)
     return np.array([policy() for _ in range(steps)])
 
 

@@ -15,15 +15,16 @@ from PIL import Image
 from config import CAR_RACING, DOOM_TAKE_COVER
 from controller.agent import Agent
 from controller.agent import rollout as agent_rollout
-from controller.controller import Controller, model_action, random_params, save_params
+from controller.controller import Controller, random_params, save_params
 from dream import DreamBatch, DreamEnv, dream_rollouts, load_dream
-from env import RandomPolicy, make_env, process_frame
+from envs import get_spec
 from rnn.numpy_rnn import NumpyMDNRNN, expected_rnn_shapes
 from utils import UserError, random_weights
 from vae.numpy_vae import NumpyVAE, expected_vae_shapes
 from tests.scripts import run
 
 DOOM = "doom_take_cover"
+SPEC = get_spec(DOOM)
 EPISODES, BATCH_SIZE, STEPS = 4, 2, 150  # stage 01 of the tiny pipeline: 2 batch files of 2 episodes
 
 
@@ -70,13 +71,13 @@ def play(env, seed, actions):
 # --- the real environment ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def doom_env():
-    env = make_env(DOOM)
+    env = SPEC.make()
     yield env
     env.close()
 
 
 def test_same_seed_and_actions_give_the_same_episode(doom_env):
-    policy = RandomPolicy(DOOM, seed=7)
+    policy = SPEC.random_policy(seed=7)
     actions = [policy() for _ in range(2100)]
     frames, rewards, ends = play(doom_env, 3, actions)
     again, rewards_again, _ = play(doom_env, 3, actions)
@@ -107,18 +108,18 @@ def test_moving_changes_the_view(doom_env):
 
 
 def test_episodes_are_cut_at_the_limit():
-    env = make_env(DOOM, max_episode_steps=5)
+    env = SPEC.make(max_episode_steps=5)
     _, rewards, ends = play(env, 1, [np.zeros(1, np.float32)] * 10)
     env.close()
     assert len(rewards) == 5 and ends[-1] == (False, True)
-    env = make_env(DOOM)
+    env = SPEC.make()
     assert env._max_episode_steps == 2100
     env.close()
 
 
 @pytest.mark.parametrize("mode", ["rgb_array", "human"])
 def test_render_modes(mode):
-    env = make_env(DOOM, render_mode=mode)  # "human": a pygame window (SDL's dummy driver here)
+    env = SPEC.make(render_mode=mode)  # "human": a pygame window (SDL's dummy driver here)
     env.reset(seed=0)
     observation, *_ = env.step(np.ones(1, np.float32))
     frame = env.render()
@@ -131,15 +132,15 @@ def test_render_modes(mode):
 
 def test_frames_are_the_top_five_sixths_resized(doom_env):
     observation, _ = doom_env.reset(seed=2)
-    frame = process_frame(observation, DOOM)
+    frame = SPEC.process_frame(observation)
     assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
     expected = np.asarray(Image.fromarray(observation[:200]).resize((64, 64), Image.BILINEAR))
     np.testing.assert_array_equal(frame, expected)
-    assert not np.array_equal(frame, process_frame(observation[::-1].copy(), DOOM))  # the bottom sixth is cut
+    assert not np.array_equal(frame, SPEC.process_frame(observation[::-1].copy()))  # the bottom sixth is cut
 
 
 def test_random_policy_holds_random_moves_for_1_to_10_steps():
-    policy = RandomPolicy(DOOM, seed=0)
+    policy = SPEC.random_policy(seed=0)
     actions, holds = [], []
     for _ in range(3000):
         drew = policy.hold_left == 0
@@ -148,9 +149,9 @@ def test_random_policy_holds_random_moves_for_1_to_10_steps():
             holds.append(policy.hold_left + 1)
     assert set(actions) == {-1.0, 0.0, 1.0}
     assert min(holds) == 1 and max(holds) == 10 and 5.0 < np.mean(holds) < 6.0  # uniform on 1..10: mean 5.5
-    again = RandomPolicy(DOOM, seed=0)
+    again = SPEC.random_policy(seed=0)
     assert [float(again()[0]) for _ in range(3000)] == actions
-    other = RandomPolicy(DOOM, seed=1)
+    other = SPEC.random_policy(seed=1)
     assert [float(other()[0]) for _ in range(3000)] != actions
 
 
@@ -274,13 +275,13 @@ def test_01_plays_a_trained_controller_as_model_py_does(pipeline, tmp_path):
         "--rnn_dir", folder / "rnn", cwd=tmp_path)
     actions, lengths = load(tmp_path, "action_data", 4), load(tmp_path, "length_data", 4)
     agent = Agent.load(DOOM_TAKE_COVER, params, vae_dir=str(folder / "vae"), rnn_dir=str(folder / "rnn"))
-    env = make_env(DOOM)
+    env = SPEC.make()
     try:
         for episode in range(3):
             trace = []
             _, steps = agent_rollout(agent, env, 4 * 3 + episode, STEPS, trace=trace)  # episode k is seeded k
             assert steps == lengths[episode]
-            moves = model_action(DOOM, np.stack([step["action"] for step in trace]))
+            moves = SPEC.model_action(np.stack([step["action"] for step in trace]))
             np.testing.assert_array_equal(actions[episode, :steps], moves)
     finally:
         env.close()

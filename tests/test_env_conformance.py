@@ -1,7 +1,7 @@
 """Every environment of the project against Gymnasium's rules: its env checker, seeded determinism, pickling and
 deep copies, out-of-range actions, and returned data that is never reused.
 
-The environments, all real: FastCarRacing and the stock CarRacing as make_env builds them (TimeLimit-wrapped),
+The environments, all real: FastCarRacing and the stock CarRacing as their spec builds them (TimeLimit-wrapped),
 DoomTakeCover (VizDoom), and the dream (DreamEnv) of each game, with M and V of the paper's shapes holding random
 weights.
 """
@@ -17,9 +17,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from config import CAR_RACING, DOOM_TAKE_COVER
-from controller.controller import to_env_actions
-from dream import DreamEnv, action_space, clip_actions
-from env import make_env
+from dream import DreamEnv, clip_actions
+from envs import get_spec
 from rnn.numpy_rnn import NumpyMDNRNN, expected_rnn_shapes
 from utils import random_weights
 from vae.numpy_vae import NumpyVAE, expected_vae_shapes
@@ -46,9 +45,10 @@ def dream_models(config):
 def build(name, render_mode=None, max_episode_steps=None):
     """Environment `name` of ENVS, as the project builds it."""
     if name in ("fast_car_racing", "car_racing"):
-        return make_env("car_racing", render_mode, fast=name == "fast_car_racing", max_episode_steps=max_episode_steps)
+        return get_spec("car_racing").make(render_mode, fast=name == "fast_car_racing",
+                                           max_episode_steps=max_episode_steps)
     if name == "doom_take_cover":
-        return make_env("doom_take_cover", render_mode, max_episode_steps=max_episode_steps)
+        return get_spec("doom_take_cover").make(render_mode, max_episode_steps=max_episode_steps)
     config = DREAMS[name]
     rnn, vae, initial = dream_models(config)
     return DreamEnv(rnn, config, initial, max_episode_steps=max_episode_steps, vae=vae if render_mode else None,
@@ -96,7 +96,7 @@ def random_actions(env, count, seed=0):
 
 # --- Gymnasium's env checker ----------------------------------------------------------------------------------------
 EXPECTED_WARNINGS = [  # what check_env may say about our environments that is by design
-    r"different from the unwrapped version",  # make_env's TimeLimit (the envs are checked as make_env builds them)
+    r"different from the unwrapped version",  # the spec's TimeLimit (the envs are checked as make builds them)
     r"not having a spec",  # not registered with gymnasium.make: the other render modes are not tried
     r"infinity",  # the dream's z is an unbounded Box
 ]
@@ -176,19 +176,23 @@ def test_actions_beyond_a_bound_act_as_the_bound(name, closing):
 
 
 def test_dream_action_spaces_are_the_real_games(closing):
-    assert action_space(CAR_RACING) == closing(build("fast_car_racing")).action_space
-    assert action_space(DOOM_TAKE_COVER) == closing(build("doom_take_cover")).action_space
+    for dream, real in (("dream_car_racing", "fast_car_racing"), ("dream_doom_take_cover", "doom_take_cover")):
+        space = closing(build(real)).action_space
+        assert get_spec(DREAMS[dream].name).action_space() == space
+        assert closing(build(dream)).action_space == space
 
 
 @pytest.mark.parametrize("config", [CAR_RACING, DOOM_TAKE_COVER], ids=lambda c: c.name)
 def test_clipping_keeps_every_controller_action(config):
-    """dream_rollouts clips as DreamEnv does; a controller's actions (tanh outputs mapped by to_env_actions) all lie in
-    the box, so clipping passes them bit for bit and the dream's training scores are unchanged by it."""
+    """dream_rollouts clips as DreamEnv does; a controller's actions (tanh outputs mapped by the spec's
+    to_env_actions) all lie in the box, so clipping passes them bit for bit and the dream's training scores are
+    unchanged by it."""
     rng = np.random.default_rng(0)
     outputs = np.tanh(rng.normal(0.0, 3.0, (1000, config.controller_outputs))).astype(np.float32)
     outputs[:4] = np.array([-1.0, 1.0, 0.0, -0.0], dtype=np.float32)[:, None]  # the ends and both zeros, everywhere
-    actions = to_env_actions(config.name, outputs)
-    clipped = clip_actions(action_space(config), actions)
+    spec = get_spec(config.name)
+    actions = spec.to_env_actions(outputs)
+    clipped = clip_actions(spec.action_space(), actions)
     assert clipped.dtype == np.float32 and clipped.tobytes() == actions.tobytes()
 
 

@@ -17,7 +17,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from gymnasium.envs.box2d.car_racing import CarRacing  # noqa: E402
 
-from env import FastCarRacing, RandomPolicy, make_env  # noqa: E402
+from envs import get_spec  # noqa: E402
+from envs.fast_car_racing import FastCarRacing  # noqa: E402
+
+SPEC = get_spec("car_racing")
 
 
 def assert_same_step(stock, fast, where):
@@ -67,7 +70,7 @@ def test_first_50_zoom_in_frames():
 def test_data_collection_policy():
     stock, fast = CarRacing(), FastCarRacing()
     for seed in (20, 21):
-        policy = RandomPolicy("car_racing", seed)
+        policy = SPEC.random_policy(seed)
         lockstep(stock, fast, seed, [policy() for _ in range(200)])
 
 
@@ -100,9 +103,9 @@ def test_leaving_the_track_and_the_playfield():
 @pytest.mark.slow  # a thousand steps of the stock renderer: left out of make test-fast
 def test_long_episode_to_the_1000_step_limit():
     stock = gymnasium.wrappers.TimeLimit(CarRacing(), max_episode_steps=1000)
-    fast = make_env("car_racing")  # FastCarRacing under the same 1000-step TimeLimit
+    fast = SPEC.make()  # FastCarRacing under the same 1000-step TimeLimit
     assert isinstance(fast.unwrapped, FastCarRacing)
-    policy = RandomPolicy("car_racing", 5)
+    policy = SPEC.random_policy(5)
     steps, (_, _, terminated, truncated, _) = lockstep(stock, fast, 5, [policy() for _ in range(1000)])
     assert steps == 1000 and truncated and not terminated
 
@@ -117,11 +120,11 @@ def test_domain_randomize_and_discrete_actions():
     lockstep(stock, fast, 52, [int(a) for a in actions])
 
 
-def test_same_spaces_and_make_env_switch():
+def test_same_spaces_and_the_fast_switch_of_make():
     stock, fast = CarRacing(), FastCarRacing()
     assert fast.observation_space == stock.observation_space and fast.action_space == stock.action_space
-    assert type(make_env("car_racing", fast=False).unwrapped) is CarRacing
-    assert type(make_env("car_racing").unwrapped) is FastCarRacing
+    assert type(SPEC.make(fast=False).unwrapped) is CarRacing
+    assert type(SPEC.make().unwrapped) is FastCarRacing
 
 
 def test_human_mode_still_works():

@@ -1,17 +1,14 @@
-"""Environments and the frame preprocessing the world model sees.
+"""FastCarRacing: Gymnasium's CarRacing rendered several times faster, pixel for pixel the same.
 
-`make_env(env_name, ...)` is the one way every script builds an environment. Observations stay as the environment
-returns them (CarRacing: 96x96x3 uint8; DoomTakeCover: 240x320x3 uint8); `process_frame` turns one into the
-64x64x3 uint8 frame the VAE encodes. `RandomPolicy` is the data-collection policy of stage 01.
+Only the renderer lives here; envs.car_racing builds the environment (the spec's `make`, with `fast` True) and holds
+what the pipeline knows about CarRacing (crop, action mappings, random policy).
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing.util
 import os
 
-import gymnasium
 import numpy as np
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # no banner from every worker process
@@ -21,15 +18,7 @@ from gymnasium.envs.box2d.car_dynamics import SIZE as CAR_SIZE
 from gymnasium.envs.box2d.car_dynamics import WHEEL_R, WHEEL_W, WHEEL_WHITE
 from gymnasium.envs.box2d.car_racing import (SCALE, STATE_H, STATE_W, VIDEO_H, VIDEO_W, WINDOW_H, WINDOW_W, ZOOM,
                                              CarRacing)
-from PIL import Image
 from pygame import gfxdraw
-
-from config import FRAME_SIZE, get_config
-from controller.controller import doom_move
-
-CAR_RACING_CROP_ROWS = 84  # rows 0..84 of the 96x96 frame: the dashboard below is cut (paper, appendix A.1)
-
-# --- FastCarRacing -------------------------------------------------------------------------------------------------
 
 _TWO_PI = 2.0 * math.pi  # pygame's TWO_PI (2. * M_PI)
 _HALF_PI = math.pi / 2.0  # pygame's M_PI_2
@@ -340,218 +329,3 @@ class FastCarRacing(CarRacing):
             pygame.transform.smoothscale(screen, size, scaled)
         pixels = np.frombuffer(pygame.image.tobytes(scaled, "RGB"), dtype=np.uint8)
         return pixels.reshape(size[1], size[0], 3).copy()
-
-
-# --- DoomTakeCover -------------------------------------------------------------------------------------------------
-
-DOOM_SCENARIO = "take_cover.cfg"  # shipped with the vizdoom package: map, skill 4, living reward 1, no HUD
-DOOM_RESOLUTION = "RES_320X240"  # the scenario's own screen size; the frame is cropped and resized to 64x64 anyway
-DOOM_TICS_PER_SECOND = 35  # one environment step is one game tic (no frame skip), so 2100 steps are 60 s
-
-
-class DoomTakeCover(gymnasium.Env):
-    """VizDoom's Take Cover scenario (the paper's DoomTakeCover-v0) as a Gymnasium environment, without a window.
-
-    Monsters on the far wall throw fireballs; the player can only strafe left or right and must survive.
-
-    observation  the RGB screen, (240, 320, 3) uint8
-    action       Box(-1, 1, (1,)) float32: a < -1/3 moves left, a > 1/3 moves right, otherwise the player stays
-                 (controller.controller.doom_move, the mapping the dream uses too)
-    reward       1 for every step (game tic) survived, the scenario's living reward, the last step included
-    terminated   the player died; the game's own timeout is off: make_env caps episodes at 2100 steps (truncated)
-
-    reset(seed=s) seeds ViZDoom's random generator with s before the new episode, so the same seed and the same
-    actions give the same frames and rewards. The game runs on a DoomGame of the vizdoom package directly (not
-    vizdoom's Gymnasium wrapper, whose dict observations and button spaces would need translating on every step).
-    render_mode "rgb_array" returns the current screen; "human" shows it in a pygame window. Every observation and
-    frame returned is a new array, never the env's own screen nor an earlier return (Gymnasium's env checker rule).
-
-    pickle and copy.deepcopy give a new, independent env with its own engine, built from the same constructor
-    arguments: the engine runs in another process and cannot be copied, so, as Gymnasium's CarRacing rebuilds its
-    Box2D world (EzPickle), the copy starts afresh and is reset like a new env (the same seed gives the same episode).
-    """
-
-    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": DOOM_TICS_PER_SECOND}
-
-    def __init__(self, render_mode: str | None = None):
-        import vizdoom
-
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"render_mode must be None, 'human' or 'rgb_array', got {render_mode!r}")
-        self.render_mode = render_mode
-        game = vizdoom.DoomGame()
-        game.load_config(os.path.join(vizdoom.scenarios_path, DOOM_SCENARIO))
-        game.set_doom_config_path(os.devnull)  # ZDoom would otherwise write _vizdoom.ini into the working folder
-        game.set_window_visible(False)
-        game.set_screen_format(vizdoom.ScreenFormat.RGB24)
-        game.set_screen_resolution(getattr(vizdoom.ScreenResolution, DOOM_RESOLUTION))
-        game.set_episode_timeout(0)
-        # The engine creates ./_vizdoom/ on start and fails when parallel workers race to create it: make it first.
-        os.makedirs("_vizdoom", exist_ok=True)
-        game.init()
-        self.game = game
-        # ViZDoom runs the game in a separate engine process that outlives its Python process unless the game is
-        # closed; this closes it when the env is collected, at interpreter exit and when a multiprocessing worker
-        # exits (multiprocessing runs these finalizers where atexit handlers are skipped).
-        self._close_game = multiprocessing.util.Finalize(self, game.close, exitpriority=10)
-        height, width = game.get_screen_height(), game.get_screen_width()
-        self.observation_space = gymnasium.spaces.Box(0, 255, (height, width, 3), dtype=np.uint8)
-        self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
-        # MOVE_LEFT, MOVE_RIGHT buttons for the moves -1, 0, 1
-        self._buttons = {-1: [1.0, 0.0], 0: [0.0, 0.0], 1: [0.0, 1.0]}
-        self._screen = np.zeros((height, width, 3), dtype=np.uint8)
-        self._window = None
-        self._clock = None
-
-    def __getstate__(self) -> dict:
-        """Only the constructor arguments: see the class docstring on copies."""
-        return {"render_mode": self.render_mode}
-
-    def __setstate__(self, state: dict) -> None:
-        # __init__ runs on this very object, not EzPickle's way (build another env and take over its __dict__):
-        # the engine's close-on-collect finalizer is tied to the object that built it, so it would close the copy's
-        # engine as soon as that other env was collected.
-        self.__init__(**state)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """Start a new episode; ViZDoom is seeded with `seed`, or without one with a draw from `np_random`."""
-        super().reset(seed=seed)
-        game_seed = int(seed) % 2**32 if seed is not None else int(self.np_random.integers(2**32))
-        self.game.set_seed(game_seed)
-        self.game.new_episode()
-        self._screen = self.game.get_state().screen_buffer
-        if self.render_mode == "human":
-            self.render()
-        return self._screen.copy(), {}  # a copy: a caller writing into it must not change the env's screen
-
-    def step(self, action):
-        move = int(doom_move(np.asarray(action).reshape(-1)[0]))
-        reward = self.game.make_action(self._buttons[move], 1)
-        terminated = self.game.is_episode_finished()
-        if not terminated:  # after death there is no new screen: the last one stays the observation
-            self._screen = self.game.get_state().screen_buffer
-        if self.render_mode == "human":
-            self.render()
-        # a copy: after death the same screen is returned twice, and a caller may write into what it was given
-        return self._screen.copy(), float(reward), terminated, False, {}
-
-    def render(self):
-        if self.render_mode == "rgb_array":
-            return self._screen.copy()
-        if self.render_mode == "human":
-            if self._window is None:
-                pygame.display.init()  # the display only: pygame.init() would open the sound card too
-                pygame.display.set_caption("DoomTakeCover")
-                self._window = pygame.display.set_mode((2 * self._screen.shape[1], 2 * self._screen.shape[0]))
-                self._clock = pygame.time.Clock()
-            surface = pygame.surfarray.make_surface(self._screen.transpose(1, 0, 2))
-            self._window.blit(pygame.transform.scale(surface, self._window.get_size()), (0, 0))
-            pygame.event.pump()
-            pygame.display.flip()
-            self._clock.tick(self.metadata["render_fps"])
-        return None
-
-    def close(self):
-        if self.game is not None:
-            self._close_game()
-            self.game = None
-        if self._window is not None:
-            pygame.display.quit()
-            self._window = None
-
-
-def process_frame(observation: np.ndarray, env_name: str = "car_racing") -> np.ndarray:
-    """Crop and resize one observation to (64, 64, 3) uint8.
-
-    CarRacing: rows 0..84 of the 96x96 frame, bilinear resize to 64x64.
-    Doom: the top 5/6 of the frame (the status bar is cut), bilinear resize to 64x64.
-    """
-    if env_name == "car_racing":
-        cropped = observation[:CAR_RACING_CROP_ROWS]
-    else:
-        cropped = observation[: observation.shape[0] * 5 // 6]
-    image = Image.fromarray(np.ascontiguousarray(cropped)).resize((FRAME_SIZE, FRAME_SIZE), Image.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
-
-
-def make_env(env_name: str = "car_racing", render_mode: str | None = None, fast: bool = True,
-             max_episode_steps: int | None = None):
-    """Build the real environment `env_name` ("car_racing" or "doom_take_cover").
-
-    car_racing: Gymnasium's CarRacing-v3 (continuous actions [steer, gas, brake]), through `FastCarRacing` unless
-    `fast` is False, capped at 1000 steps as Gymnasium registers it. `render_mode` is passed through ("human" opens a
-    window; "rgb_array" gives 600x400 frames for videos; None renders only the 96x96 state).
-    doom_take_cover: `DoomTakeCover` (VizDoom, no window unless render_mode is "human"), capped at 2100 steps.
-    `max_episode_steps` overrides the cap (TimeLimit: the step that reaches it is truncated).
-    """
-    config = get_config(env_name)
-    limit = max_episode_steps or config.max_episode_length
-    if env_name == "car_racing":
-        env_class = FastCarRacing if fast else CarRacing
-        env = env_class(render_mode=render_mode)
-        return gymnasium.wrappers.TimeLimit(env, max_episode_steps=limit)
-    if env_name == "doom_take_cover":
-        return gymnasium.wrappers.TimeLimit(DoomTakeCover(render_mode=render_mode), max_episode_steps=limit)
-    raise ValueError(f"no real environment for {env_name!r}")
-
-
-class RandomPolicy:
-    """The data-collection policy of stage 01, seeded per episode.
-
-    CarRacing (seed article): full gas [0, 1, 0] for the first 60 steps, then every 5 steps a new random action held
-    for 5 steps: 10% nothing, 40% gas in [0, 1], 30% steer left in [-1, 0], 10% steer right in [0, 1], 10% brake in
-    [0, 1].
-    DoomTakeCover (paper, section 4.2): a random move, left (-1), stay (0) or right (1) with equal chances, held for
-    a random 1 to 10 steps, then another. The action is that move itself, so the recorded actions are the moves the
-    game made (-1.0, 0.0, 1.0), which is what M is trained on (controller.controller.model_action).
-    """
-
-    FULL_GAS_STEPS = 60
-    HOLD_STEPS = 5
-    DOOM_HOLD_STEPS = (1, 10)  # a Doom move is held for 1..10 steps, uniformly
-
-    def __init__(self, env_name: str, seed: int):
-        self.env_name = env_name
-        self.rng = np.random.default_rng(seed)
-        self.step_count = 0
-        self.action = np.zeros(get_config(env_name).action_size, dtype=np.float32)
-        self.hold_left = 0  # Doom: steps the current move is still held
-
-    def __call__(self) -> np.ndarray:
-        if self.env_name == "doom_take_cover":
-            return self._doom()
-        if self.step_count < self.FULL_GAS_STEPS:
-            action = np.array([0.0, 1.0, 0.0], dtype=np.float32)
-        elif (self.step_count - self.FULL_GAS_STEPS) % self.HOLD_STEPS == 0:
-            action = self._draw()
-        else:
-            action = self.action
-        self.step_count += 1
-        self.action = action
-        return action.copy()
-
-    def _doom(self) -> np.ndarray:
-        if self.hold_left == 0:
-            self.action = np.array([self.rng.integers(-1, 2)], dtype=np.float32)
-            self.hold_left = int(self.rng.integers(self.DOOM_HOLD_STEPS[0], self.DOOM_HOLD_STEPS[1] + 1))
-        self.hold_left -= 1
-        self.step_count += 1
-        return self.action.copy()
-
-    def _draw(self) -> np.ndarray:
-        choice, amount = self.rng.random(), self.rng.random()
-        if choice < 0.1:
-            return np.array([0.0, 0.0, 0.0], dtype=np.float32)
-        if choice < 0.5:
-            return np.array([0.0, amount, 0.0], dtype=np.float32)
-        if choice < 0.8:
-            return np.array([-amount, 0.0, 0.0], dtype=np.float32)
-        if choice < 0.9:
-            return np.array([amount, 0.0, 0.0], dtype=np.float32)
-        return np.array([0.0, 0.0, amount], dtype=np.float32)
-
-
-def headless_video_driver() -> None:
-    """Let pygame run without a display (CarRacing renders through pygame surfaces even with no window)."""
-    if not os.environ.get("DISPLAY"):
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")

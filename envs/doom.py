@@ -1,0 +1,207 @@
+"""DoomTakeCover: VizDoom's Take Cover scenario (the paper's DoomTakeCover-v0), its frames, actions and data policy.
+
+Observations are the 240x320x3 uint8 screen; the VAE sees its top 5/6 (the status bar is cut) resized to 64x64.
+The controller's single output a is the action; the game moves left for a < -1/3, right for a > 1/3, and M is
+trained on that move, -1, 0 or 1 (`doom_move`), which is what the random policy of stage 01 records.
+"""
+
+from __future__ import annotations
+
+import multiprocessing.util
+import os
+
+import gymnasium
+import numpy as np
+
+from config import DOOM_TAKE_COVER
+from envs.spec import EnvSpec
+
+SCENARIO = "take_cover.cfg"  # shipped with the vizdoom package: map, skill 4, living reward 1, no HUD
+RESOLUTION = "RES_320X240"  # the scenario's own screen size; the frame is cropped and resized to 64x64 anyway
+TICS_PER_SECOND = 35  # one environment step is one game tic (no frame skip), so 2100 steps are 60 s
+ACTION_THRESHOLD = 1.0 / 3.0  # |a| above this moves the player (paper, appendix A.4)
+
+
+def doom_move(output: np.ndarray) -> np.ndarray:
+    """The move VizDoom makes for controller outputs a (any shape): -1 (a < -1/3, left), 1 (a > 1/3, right) or 0
+    (stay), float32. The real environment (DoomTakeCover) and the dream (dream.py) both use this mapping."""
+    output = np.asarray(output, dtype=np.float32)
+    return np.where(output < -ACTION_THRESHOLD, np.float32(-1.0),
+                    np.where(output > ACTION_THRESHOLD, np.float32(1.0), np.float32(0.0))).astype(np.float32)
+
+
+def _pygame():
+    """pygame, imported when a window is first needed (render_mode "human"), without its banner."""
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    import pygame
+
+    return pygame
+
+
+class DoomTakeCover(gymnasium.Env):
+    """VizDoom's Take Cover scenario (the paper's DoomTakeCover-v0) as a Gymnasium environment, without a window.
+
+    Monsters on the far wall throw fireballs; the player can only strafe left or right and must survive.
+
+    observation  the RGB screen, (240, 320, 3) uint8
+    action       Box(-1, 1, (1,)) float32: a < -1/3 moves left, a > 1/3 moves right, otherwise the player stays
+                 (doom_move, the mapping the dream uses too)
+    reward       1 for every step (game tic) survived, the scenario's living reward, the last step included
+    terminated   the player died; the game's own timeout is off: the spec's make caps episodes at 2100 steps
+                 (truncated)
+
+    reset(seed=s) seeds ViZDoom's random generator with s before the new episode, so the same seed and the same
+    actions give the same frames and rewards. The game runs on a DoomGame of the vizdoom package directly (not
+    vizdoom's Gymnasium wrapper, whose dict observations and button spaces would need translating on every step).
+    render_mode "rgb_array" returns the current screen; "human" shows it in a pygame window. Every observation and
+    frame returned is a new array, never the env's own screen nor an earlier return (Gymnasium's env checker rule).
+
+    pickle and copy.deepcopy give a new, independent env with its own engine, built from the same constructor
+    arguments: the engine runs in another process and cannot be copied, so, as Gymnasium's CarRacing rebuilds its
+    Box2D world (EzPickle), the copy starts afresh and is reset like a new env (the same seed gives the same episode).
+    """
+
+    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": TICS_PER_SECOND}
+
+    def __init__(self, render_mode: str | None = None):
+        import vizdoom
+
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be None, 'human' or 'rgb_array', got {render_mode!r}")
+        self.render_mode = render_mode
+        game = vizdoom.DoomGame()
+        game.load_config(os.path.join(vizdoom.scenarios_path, SCENARIO))
+        game.set_doom_config_path(os.devnull)  # ZDoom would otherwise write _vizdoom.ini into the working folder
+        game.set_window_visible(False)
+        game.set_screen_format(vizdoom.ScreenFormat.RGB24)
+        game.set_screen_resolution(getattr(vizdoom.ScreenResolution, RESOLUTION))
+        game.set_episode_timeout(0)
+        # The engine creates ./_vizdoom/ on start and fails when parallel workers race to create it: make it first.
+        os.makedirs("_vizdoom", exist_ok=True)
+        game.init()
+        self.game = game
+        # ViZDoom runs the game in a separate engine process that outlives its Python process unless the game is
+        # closed; this closes it when the env is collected, at interpreter exit and when a multiprocessing worker
+        # exits (multiprocessing runs these finalizers where atexit handlers are skipped).
+        self._close_game = multiprocessing.util.Finalize(self, game.close, exitpriority=10)
+        height, width = game.get_screen_height(), game.get_screen_width()
+        self.observation_space = gymnasium.spaces.Box(0, 255, (height, width, 3), dtype=np.uint8)
+        self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+        # MOVE_LEFT, MOVE_RIGHT buttons for the moves -1, 0, 1
+        self._buttons = {-1: [1.0, 0.0], 0: [0.0, 0.0], 1: [0.0, 1.0]}
+        self._screen = np.zeros((height, width, 3), dtype=np.uint8)
+        self._window = None
+        self._clock = None
+
+    def __getstate__(self) -> dict:
+        """Only the constructor arguments: see the class docstring on copies."""
+        return {"render_mode": self.render_mode}
+
+    def __setstate__(self, state: dict) -> None:
+        # __init__ runs on this very object, not EzPickle's way (build another env and take over its __dict__):
+        # the engine's close-on-collect finalizer is tied to the object that built it, so it would close the copy's
+        # engine as soon as that other env was collected.
+        self.__init__(**state)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start a new episode; ViZDoom is seeded with `seed`, or without one with a draw from `np_random`."""
+        super().reset(seed=seed)
+        game_seed = int(seed) % 2**32 if seed is not None else int(self.np_random.integers(2**32))
+        self.game.set_seed(game_seed)
+        self.game.new_episode()
+        self._screen = self.game.get_state().screen_buffer
+        if self.render_mode == "human":
+            self.render()
+        return self._screen.copy(), {}  # a copy: a caller writing into it must not change the env's screen
+
+    def step(self, action):
+        move = int(doom_move(np.asarray(action).reshape(-1)[0]))
+        reward = self.game.make_action(self._buttons[move], 1)
+        terminated = self.game.is_episode_finished()
+        if not terminated:  # after death there is no new screen: the last one stays the observation
+            self._screen = self.game.get_state().screen_buffer
+        if self.render_mode == "human":
+            self.render()
+        # a copy: after death the same screen is returned twice, and a caller may write into what it was given
+        return self._screen.copy(), float(reward), terminated, False, {}
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return self._screen.copy()
+        if self.render_mode == "human":
+            pygame = _pygame()
+            if self._window is None:
+                pygame.display.init()  # the display only: pygame.init() would open the sound card too
+                pygame.display.set_caption("DoomTakeCover")
+                self._window = pygame.display.set_mode((2 * self._screen.shape[1], 2 * self._screen.shape[0]))
+                self._clock = pygame.time.Clock()
+            surface = pygame.surfarray.make_surface(self._screen.transpose(1, 0, 2))
+            self._window.blit(pygame.transform.scale(surface, self._window.get_size()), (0, 0))
+            pygame.event.pump()
+            pygame.display.flip()
+            self._clock.tick(self.metadata["render_fps"])
+        return None
+
+    def close(self):
+        if self.game is not None:
+            self._close_game()
+            self.game = None
+        if self._window is not None:
+            _pygame().display.quit()
+            self._window = None
+
+
+class RandomPolicy:
+    """The data-collection policy of stage 01 (paper, section 4.2), seeded per episode: a random move, left (-1),
+    stay (0) or right (1) with equal chances, held for a random 1 to 10 steps, then another. The action is that move
+    itself, so the recorded actions are the moves the game made (-1.0, 0.0, 1.0), which is what M is trained on
+    (`model_action`)."""
+
+    HOLD_STEPS = (1, 10)  # a move is held for 1..10 steps, uniformly
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.step_count = 0
+        self.action = np.zeros(DOOM_TAKE_COVER.action_size, dtype=np.float32)
+        self.hold_left = 0  # steps the current move is still held
+
+    def __call__(self) -> np.ndarray:
+        if self.hold_left == 0:
+            self.action = np.array([self.rng.integers(-1, 2)], dtype=np.float32)
+            self.hold_left = int(self.rng.integers(self.HOLD_STEPS[0], self.HOLD_STEPS[1] + 1))
+        self.hold_left -= 1
+        self.step_count += 1
+        return self.action.copy()
+
+
+class DoomTakeCoverSpec(EnvSpec):
+    """DoomTakeCover. The action is the controller's output a itself, in Box(-1, 1, (1,)); M sees the move the game
+    made, doom_move(a). Capped at 2100 steps (60 s of game time)."""
+
+    config = DOOM_TAKE_COVER
+    video_fps = TICS_PER_SECOND
+
+    def make_unwrapped(self, render_mode: str | None, fast: bool) -> gymnasium.Env:
+        """DoomTakeCover (no window unless render_mode is "human"); `fast` does not apply: there is one renderer."""
+        return DoomTakeCover(render_mode=render_mode)
+
+    def crop(self, observation: np.ndarray) -> np.ndarray:
+        return observation[: observation.shape[0] * 5 // 6]
+
+    def to_env_action(self, output: np.ndarray) -> np.ndarray:
+        return np.asarray(output, dtype=np.float32)
+
+    def to_env_actions(self, outputs: np.ndarray) -> np.ndarray:
+        return np.asarray(outputs, dtype=np.float32)
+
+    def model_action(self, env_action: np.ndarray) -> np.ndarray:
+        return doom_move(env_action)
+
+    def action_space(self) -> gymnasium.spaces.Box:
+        return gymnasium.spaces.Box(-1.0, 1.0, (self.config.action_size,), dtype=np.float32)
+
+    def random_policy(self, seed: int) -> RandomPolicy:
+        return RandomPolicy(seed)
+
+
+SPEC = DoomTakeCoverSpec()
