@@ -109,30 +109,23 @@ def rollout(task):
     frame the policy saw before taking actions[t]; actions and dones at or after `length` are zero padding. Only the
     played frames travel back to the parent (a Doom episode averages ~300 of its 2100 steps).
     """
+    from episodes import RandomPlay, play_episode
+
     env_name, seed, time_steps, render, player = task
     spec = get_spec(env_name)
-    config = spec.config
-    env = _env_for(env_name, render)
     agent = _agent_for(env_name, player) if player is not None else None
-    if agent is not None:
-        agent.reset(seed)  # the z noise of the episode, seeded as in model.py
-    policy = spec.random_policy(seed) if agent is None else None
     frames = np.zeros((time_steps, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
-    actions = np.zeros((time_steps, config.action_size), dtype=np.float32)
+    actions = np.zeros((time_steps, spec.config.action_size), dtype=np.float32)
     dones = np.zeros(time_steps, dtype=bool)
-    observation, _ = env.reset(seed=seed)
-    length = time_steps
-    for t in range(time_steps):
-        frames[t] = spec.process_frame(observation)
-        # the action as M sees it: the controller's Doom output becomes its move -1, 0 or 1, as in the game
-        actions[t] = spec.model_action(agent.act_on_frame(frames[t])) if agent is not None else policy()
-        observation, _, terminated, truncated, _ = env.step(actions[t])
-        if terminated or truncated:
-            dones[t] = terminated
-            length = t + 1
-            break
-        if agent is not None:
-            agent.advance()
+
+    def record(step, observation, action):
+        frames[step] = agent.frame if agent is not None else spec.process_frame(observation)  # the agent's V saw it
+        actions[step] = spec.model_action(action)  # as M sees it: a controller's Doom output becomes its move
+
+    policy = agent if agent is not None else RandomPlay(spec)
+    episode = play_episode(_env_for(env_name, render), policy, seed, time_steps, on_step=record)
+    length = episode.steps
+    dones[length - 1] = episode.terminated
     return frames[:length], actions, length, dones
 
 

@@ -18,6 +18,7 @@ game says whether M's dream is as hard as the game, before any controller is tra
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -26,6 +27,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import UserError, check_flags, run_cli, single_thread_blas  # noqa: E402
 
 single_thread_blas()  # before NumPy loads its BLAS
+
+import numpy as np  # noqa: E402
+
+from config import DATA_DIR, RNN_DIR, VAE_DIR, get_config  # noqa: E402
+from episodes import Episode  # noqa: E402
 
 FINAL_EPISODES = 100  # the paper scores over 100 trials
 
@@ -79,76 +85,75 @@ def controller_name(filename: str, env_name: str, random_policy: bool = False, p
     return name[: -len(".json")] if name.endswith(".json") else name
 
 
+@dataclasses.dataclass(frozen=True)
+class Play:
+    """What model.py plays, every default resolved once (Play.of): the controller's parameters (None: stage 01's
+    random data policy), its input mode, the real game or the dream at `temperature`, episodes of at most
+    `max_length` steps, and the folders of V, M and the dream's first frames."""
+
+    env_name: str
+    params: np.ndarray | None
+    exp_mode: str | None
+    dream: bool
+    max_length: int
+    temperature: float
+    vae_dir: str
+    rnn_dir: str
+    data_dir: str
+
+    @classmethod
+    def of(cls, env_name: str, params: np.ndarray | None, exp_mode: str | None = None, dream: bool = False,
+           max_length: int = -1, temperature: float | None = None, vae_dir: str = VAE_DIR, rnn_dir: str = RNN_DIR,
+           data_dir: str = DATA_DIR) -> Play:
+        """max_length -1: the environment's episode length; temperature None: the environment's dream tau."""
+        config = get_config(env_name)
+        return cls(env_name, params, exp_mode, dream, max_length if max_length > 0 else config.max_episode_length,
+                   config.dream_temperature if temperature is None else float(temperature), vae_dir, rnn_dir,
+                   data_dir)
+
+
 class Session:
-    """The agent and environment of one process (model.py itself, or a --final_mode worker)."""
+    """The environment and policy of one process (model.py itself, or a --final_mode worker) for a Play."""
 
-    def __init__(self, args, params, render: str | None):
-        from config import get_config
+    def __init__(self, play: Play, render: str | None):
+        from envs import get_spec
+        from episodes import DreamPlay, RandomPlay
 
-        self.args = args
-        self.config = get_config(args.env_name)
-        self.max_length = args.max_length if args.max_length > 0 else self.config.max_episode_length
-        self.temperature = self.config.dream_temperature if args.temperature is None else args.temperature
-        self.controller = self.agent = None
-        if args.dream_mode:
+        self.play = play
+        self.config = config = get_config(play.env_name)
+        spec = get_spec(play.env_name)
+        if play.dream:
             from controller.agent import weight_files
             from dream import DreamEnv, load_dream
             from vae.numpy_vae import NumpyVAE
 
-            rnn, initial = load_dream(self.config, data_dir=args.data_dir, rnn_dir=args.rnn_dir)
-            (vae_path, makes_vae), _ = weight_files(self.config, args.vae_dir, args.rnn_dir)
-            vae = NumpyVAE.load(vae_path, self.config.z_size, makes_vae) if render else None
-            self.env = DreamEnv(rnn, self.config, initial, temperature=self.temperature,
-                                max_episode_steps=self.max_length, vae=vae,
+            rnn, initial = load_dream(config, data_dir=play.data_dir, rnn_dir=play.rnn_dir)
+            (vae_path, makes_vae), _ = weight_files(config, play.vae_dir, play.rnn_dir)
+            vae = NumpyVAE.load(vae_path, config.z_size, makes_vae) if render else None
+            self.env = DreamEnv(rnn, config, initial, temperature=play.temperature,
+                                max_episode_steps=play.max_length, vae=vae,
                                 render_mode="rgb_array" if render else None)
-            if not args.random_policy:
-                from controller.controller import Controller
+        else:
+            self.env = spec.make(render_mode=render, max_episode_steps=max(play.max_length, config.max_episode_length))
+        if play.params is None:
+            self.policy = RandomPlay(spec)
+        elif play.dream:
+            from controller.controller import Controller
 
-                self.controller = Controller(self.config, params, args.exp_mode)
+            self.policy = DreamPlay(Controller(config, play.params, play.exp_mode), self.env)
         else:
             from controller.agent import Agent
-            from envs import get_spec
 
-            if not args.random_policy:
-                self.agent = Agent.load(self.config, params, vae_dir=args.vae_dir, rnn_dir=args.rnn_dir,
-                                        exp_mode=args.exp_mode)
-            limit = max(self.max_length, self.config.max_episode_length)
-            self.env = get_spec(self.config.name).make(render_mode=render, max_episode_steps=limit)
+            self.policy = Agent.load(config, play.params, vae_dir=play.vae_dir, rnn_dir=play.rnn_dir,
+                                     exp_mode=play.exp_mode)
 
-    def episode(self, seed: int, on_frame=None) -> tuple[float, int]:
-        if self.args.random_policy:
-            from envs import get_spec
+    def episode(self, seed: int, on_frame=None) -> Episode:
+        from episodes import play_episode
 
-            policy = get_spec(self.config.name).random_policy(seed)
-            return play_episode(self.env, lambda observation: policy(), seed, self.max_length, on_frame)
-        if self.args.dream_mode:
-            env, controller = self.env, self.controller
-            return play_episode(env, lambda z: controller.act(z, env.h, env.c), seed, self.max_length, on_frame)
-        from controller.agent import rollout
-
-        return rollout(self.agent, self.env, seed, self.max_length, on_frame=on_frame)
+        return play_episode(self.env, self.policy, seed, self.play.max_length, on_frame=on_frame)
 
     def close(self) -> None:
         self.env.close()
-
-
-def play_episode(env, act, seed: int, max_length: int, on_frame=None) -> tuple[float, int]:
-    """One episode of `act(observation) -> action` from env.reset(seed=seed): (total reward, steps). In the dream the
-    observation is z and a controller also reads the env's LSTM state; the real agent has its own loop
-    (controller.agent.rollout: it encodes frames and advances M after each step)."""
-    observation, _ = env.reset(seed=int(seed))
-    if on_frame is not None:
-        on_frame()
-    total, steps = 0.0, 0
-    while steps < max_length:
-        observation, reward, terminated, truncated, _ = env.step(act(observation))
-        if on_frame is not None:
-            on_frame()
-        total += float(reward)
-        steps += 1
-        if terminated or truncated:
-            break
-    return total, steps
 
 
 # --- --final_mode on several processes ---------------------------------------------------------------------------
@@ -156,31 +161,31 @@ def play_episode(env, act, seed: int, max_length: int, on_frame=None) -> tuple[f
 _WORKER: Session | None = None
 
 
-def _start_worker(args, params) -> None:
+def _start_worker(play: Play) -> None:
     """The Session of a --final_mode worker process (or of model.py itself, with one worker)."""
     global _WORKER
     from envs import headless_video_driver
 
     headless_video_driver()
-    _WORKER = Session(args, params, render=None)
+    _WORKER = Session(play, render=None)
 
 
 def _score(seed: int) -> tuple[int, float, int]:
-    reward, steps = _WORKER.episode(seed)
-    return seed, reward, steps
+    episode = _WORKER.episode(seed)
+    return seed, episode.reward, episode.steps
 
 
-def score_episodes(args, params, seeds: list[int]) -> list[tuple[int, float, int]]:
-    """(seed, reward, steps) of every episode, on --num_worker processes (parallel.ProcessPool: they die with
+def score_episodes(play: Play, seeds: list[int], workers: int) -> list[tuple[int, float, int]]:
+    """(seed, reward, steps) of every episode, on `workers` processes (parallel.ProcessPool: they die with
     model.py, and Ctrl-C or SIGTERM stops them), with a progress bar."""
     from tqdm import tqdm
 
     from parallel import ProcessPool
 
     results = []
-    with ProcessPool(max(1, min(args.num_worker, len(seeds))), _start_worker, (args, params)) as pool:
+    with ProcessPool(max(1, min(workers, len(seeds))), _start_worker, (play,)) as pool:
         # closed however the loop ends, so that the last line on the terminal is the outcome (or why it stopped)
-        with tqdm(total=len(seeds), desc=f"{args.env_name} episodes", unit="ep", dynamic_ncols=True) as progress:
+        with tqdm(total=len(seeds), desc=f"{play.env_name} episodes", unit="ep", dynamic_ncols=True) as progress:
             for result in pool.imap(_score, seeds):
                 results.append(result)
                 progress.update()
@@ -235,8 +240,8 @@ class Recorder:
         self.frames = []
 
 
-def watch(args, params, seeds: list[int]) -> list[tuple[int, float, int]]:
-    """Run the episodes one by one in this process, shown and/or recorded."""
+def watch(play: Play, args, seeds: list[int]) -> list[tuple[int, float, int]]:
+    """Run the episodes one by one in this process, shown (--render_mode) and/or recorded (--record_video)."""
     from envs import get_spec, headless_video_driver
 
     if args.render_mode and not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
@@ -244,13 +249,13 @@ def watch(args, params, seeds: list[int]) -> list[tuple[int, float, int]]:
     if not args.render_mode:
         headless_video_driver()
     need_frames = args.render_mode or args.record_video
-    session = Session(args, params, render="rgb_array" if need_frames else None)
+    session = Session(play, render="rgb_array" if need_frames else None)
     recorder = Recorder(session.env, show=args.render_mode, record=args.record_video)
     results = []
     try:
         for seed in seeds:
             started = time.time()
-            reward, steps = session.episode(seed, on_frame=recorder if need_frames else None)
+            reward, steps, _ = session.episode(seed, on_frame=recorder if need_frames else None)
             results.append((seed, reward, steps))
             line = f"seed {seed}: reward {reward:.2f} in {steps} steps ({steps / (time.time() - started):.0f} steps/s)"
             if args.record_video:
@@ -267,9 +272,6 @@ def watch(args, params, seeds: list[int]) -> list[tuple[int, float, int]]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    import numpy as np
-
-    from config import get_config
     from controller.agent import check_weight_files
     from controller.controller import load_params, random_params
     from utils import check_writable, save_json
@@ -302,20 +304,21 @@ def main(argv=None) -> None:
     if count < 1:
         raise UserError(f"--num_episode must be at least 1, got {count}")
     seeds = [args.seed + i for i in range(count)]
+    play = Play.of(args.env_name, params, args.exp_mode, args.dream_mode, args.max_length, args.temperature,
+                   args.vae_dir, args.rnn_dir, args.data_dir)
     if args.render_mode or args.record_video:
-        results = watch(args, params, seeds)
+        results = watch(play, args, seeds)
     else:
-        results = score_episodes(args, params, seeds)
+        results = score_episodes(play, seeds, args.num_worker)
     scores = np.array([reward for _, reward, _ in results])
-    temperature = config.dream_temperature if args.temperature is None else args.temperature  # the one played
-    where = f"dream at tau {temperature}" if args.dream_mode else "real environment"
+    where = f"dream at tau {play.temperature}" if args.dream_mode else "real environment"
     print(f"{args.env_name} ({where}), {count} episode(s) from seed {args.seed}: "
           f"mean {scores.mean():.2f} +- {scores.std():.2f} (min {scores.min():.2f}, max {scores.max():.2f})")
     if args.final_mode:
         name = controller_name(args.filename, args.env_name, args.random_policy, args.pretrained)
         path = os.path.join(args.log_dir, f"{name}.{'dream.' if args.dream_mode else ''}final.json")
         save_json(path, {"env": args.env_name, "filename": args.filename, "random_policy": args.random_policy,
-                         "dream_mode": args.dream_mode, "temperature": temperature if args.dream_mode else None,
+                         "dream_mode": args.dream_mode, "temperature": play.temperature if args.dream_mode else None,
                          "first_seed": args.seed,
                          "episodes": count, "mean": float(scores.mean()), "std": float(scores.std()),
                          "scores": [float(s) for s in scores], "lengths": [int(n) for _, _, n in results]},

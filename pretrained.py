@@ -102,15 +102,15 @@ def play_check(env_name: str, root: str, seeds: list[int]) -> list[tuple[int, fl
     """(seed, reward, steps) of the shipped agent in root/<env>/ on `seeds`, CHECK_STEPS steps at most, in this
     process (model.py --pretrained --max_length CHECK_STEPS plays the same episodes)."""
     import model
-
-    args = model.parse_args([env_name, "--pretrained", "--pretrained_dir", root, "--max_length", str(CHECK_STEPS),
-                             "--num_worker", "1"])
-    use_pretrained(args, root)
     from config import get_config
     from controller.controller import load_params
 
-    params, _, args.exp_mode = load_params(args.filename, get_config(env_name))
-    return model.score_episodes(args, params, seeds)
+    verify(env_name, root)
+    folder = os.path.join(root, env_name)
+    params, _, exp_mode = load_params(os.path.join(folder, shipped_files(env_name)["controller"]), get_config(env_name))
+    play = model.Play.of(env_name, params, exp_mode, max_length=CHECK_STEPS, vae_dir=os.path.join(folder, "vae"),
+                         rnn_dir=os.path.join(folder, "rnn"), data_dir=os.path.join(folder, "data"))
+    return model.score_episodes(play, seeds, workers=1)
 
 
 def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir: str, rnn_dir: str, data_dir: str,

@@ -59,14 +59,12 @@ def score(env_name: str, best: str, dream: bool, temperature: float, args) -> tu
     import numpy as np
 
     model = __import__("model")
-    model_args = model.parse_args([env_name, "--filename", best, "--seed", str(args.seed), "--num_worker",
-                                   str(args.num_worker), "--temperature", str(temperature)]
-                                  + (["--dream_mode"] if dream else []))
     from config import get_config
     from controller.controller import load_params
 
-    params, _, model_args.exp_mode = load_params(best, get_config(env_name))
-    results = model.score_episodes(model_args, params, [args.seed + i for i in range(args.episodes)])
+    params, _, exp_mode = load_params(best, get_config(env_name))
+    play = model.Play.of(env_name, params, exp_mode, dream=dream, temperature=temperature)
+    results = model.score_episodes(play, [args.seed + i for i in range(args.episodes)], args.num_worker)
     scores = np.array([reward for _, reward, _ in results])
     return float(scores.mean()), float(scores.std())
 

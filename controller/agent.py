@@ -19,13 +19,13 @@ so the same seed and parameters give the same rollout; `sample_z=False` uses mu 
 from __future__ import annotations
 
 import os
-from typing import Callable
 
 import numpy as np
 
 from config import MAKES_RNN, MAKES_VAE, RNN_DIR, VAE_DIR, rnn_weights_path, vae_weights_path
 from controller.controller import Controller
 from envs import get_spec
+from episodes import play_episode
 from rnn.numpy_rnn import NumpyMDNRNN
 from utils import UserError
 from vae.numpy_vae import NumpyVAE
@@ -52,7 +52,8 @@ def check_weight_files(config, vae_dir: str = VAE_DIR, rnn_dir: str = RNN_DIR, r
 
 
 class Agent:
-    """V + M + C for one EnvConfig. Per episode: reset(seed), then act(observation) / advance() each step."""
+    """V + M + C for one EnvConfig, a policy of episodes.play_episode: per episode reset(seed), then act(observation)
+    and advance() each step."""
 
     def __init__(self, config, vae: NumpyVAE, rnn: NumpyMDNRNN, controller: Controller, sample_z: bool = True):
         self.config, self.spec = config, get_spec(config.name)
@@ -91,12 +92,10 @@ class Agent:
         return mu[0] + np.exp(0.5 * logvar[0]) * noise
 
     def act(self, observation: np.ndarray) -> np.ndarray:
-        """a_t = C([z_t, h_t]) for the raw observation of step t; z_t and a_t are kept for advance()."""
-        return self.act_on_frame(self.spec.process_frame(observation))
-
-    def act_on_frame(self, frame: np.ndarray) -> np.ndarray:
-        """act() for an observation already cropped and resized (stage 01 has the frame it records)."""
-        self.z = self.encode(frame)
+        """a_t = C([z_t, h_t]) for the raw observation of step t; the frame V saw, z_t and a_t are kept (stage 01
+        records the frame, advance() reads z_t and a_t)."""
+        self.frame = self.spec.process_frame(observation)
+        self.z = self.encode(self.frame)
         self.action = self.controller.act(self.z, self.h[0], self.c[0])
         return self.action
 
@@ -107,34 +106,6 @@ class Agent:
             parts.append(np.array([1.0 if self.first_step else 0.0], dtype=np.float32))
         self.h, self.c = self.rnn.step(np.concatenate(parts)[None, :], self.h, self.c)
         self.first_step = False
-
-
-def rollout(agent: Agent, env, seed: int, max_length: int, trace: list | None = None,
-            on_frame: Callable[[], None] | None = None) -> tuple[float, int]:
-    """Run one episode of at most `max_length` steps from env.reset(seed=seed); return (total reward, steps).
-
-    With `trace`, one dict per step is appended: z, action, and the h and c the action was chosen with.
-    `on_frame()` is called after the reset and after every env.step (model.py grabs video frames there).
-    """
-    observation, _ = env.reset(seed=int(seed))
-    agent.reset(int(seed))
-    if on_frame is not None:
-        on_frame()
-    total_reward, steps = 0.0, 0
-    while steps < max_length:
-        action = agent.act(observation)
-        if trace is not None:
-            trace.append({"z": agent.z.copy(), "action": action.copy(), "h": agent.h[0].copy(),
-                          "c": agent.c[0].copy()})
-        observation, reward, terminated, truncated, _ = env.step(action)
-        if on_frame is not None:
-            on_frame()
-        total_reward += float(reward)
-        steps += 1
-        if terminated or truncated:
-            break
-        agent.advance()
-    return total_reward, steps
 
 
 class EpisodeRunner:
@@ -151,6 +122,6 @@ class EpisodeRunner:
     def __call__(self, params: np.ndarray, seeds: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray]:
         """One episode per seed with these controller parameters -> total rewards (k,), steps (k,)."""
         self.agent.set_params(params)
-        outcomes = [rollout(self.agent, self.env, int(seed), max_length) for seed in seeds]
-        return (np.array([reward for reward, _ in outcomes], dtype=np.float64),
-                np.array([steps for _, steps in outcomes], dtype=np.int64))
+        episodes = [play_episode(self.env, self.agent, int(seed), max_length) for seed in seeds]
+        return (np.array([episode.reward for episode in episodes], dtype=np.float64),
+                np.array([episode.steps for episode in episodes], dtype=np.int64))

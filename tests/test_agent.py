@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from config import CAR_RACING, DOOM_TAKE_COVER, controller_shape
-from controller.agent import Agent, rollout
+from controller.agent import Agent
 from controller.controller import Controller, load_params, save_params
 from envs import get_spec
+from episodes import play_episode
 from rnn.numpy_rnn import NumpyMDNRNN, expected_rnn_shapes
 from utils import UserError, random_weights
 from vae.numpy_vae import NumpyVAE, expected_vae_shapes
@@ -200,12 +201,22 @@ def agent():
     return Agent(CAR_RACING, vae, rnn, Controller(CAR_RACING, params))
 
 
+def traced_episode(agent, env, seed, max_length, trace):
+    """episodes.play_episode with the agent; `trace` gets a dict a step: z, the action, and the h and c the action
+    was chosen with. Returns (total reward, steps)."""
+    def record(step, observation, action):
+        trace.append({"z": agent.z.copy(), "action": action.copy(), "h": agent.h[0].copy(), "c": agent.c[0].copy()})
+
+    episode = play_episode(env, agent, seed, max_length, on_step=record)
+    return episode.reward, episode.steps
+
+
 def test_same_seed_gives_the_same_rollout(agent):
     env = get_spec("car_racing").make()
     first, second, other = [], [], []
-    result = rollout(agent, env, seed=7, max_length=40, trace=first)
-    assert rollout(agent, env, seed=7, max_length=40, trace=second) == result
-    rollout(agent, env, seed=8, max_length=40, trace=other)
+    result = traced_episode(agent, env, 7, 40, first)
+    assert traced_episode(agent, env, 7, 40, second) == result
+    traced_episode(agent, env, 8, 40, other)
     assert result[1] == 40
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a["action"], b["action"])
@@ -215,7 +226,7 @@ def test_same_seed_gives_the_same_rollout(agent):
 def test_memory_advances_with_the_action_just_taken(agent):
     """h_{t+1} = M([z_t, a_t], h_t): the action chosen at step t, not the one before (the 2018 port's bug)."""
     trace = []
-    rollout(agent, get_spec("car_racing").make(), seed=9, max_length=12, trace=trace)
+    traced_episode(agent, get_spec("car_racing").make(), 9, 12, trace)
     assert np.abs(trace[0]["h"]).max() == 0.0  # every episode starts from a zero state
     distinct = 0
     for t, (now, after) in enumerate(zip(trace, trace[1:])):

@@ -14,7 +14,6 @@ from PIL import Image
 
 from config import CAR_RACING, DOOM_TAKE_COVER
 from controller.agent import Agent
-from controller.agent import rollout as agent_rollout
 from controller.controller import Controller, random_params, save_params
 from dream import DreamBatch, DreamEnv, dream_rollouts, load_dream
 from envs import get_spec
@@ -22,6 +21,7 @@ from rnn.numpy_rnn import NumpyMDNRNN, expected_rnn_shapes
 from utils import UserError, random_weights
 from vae.numpy_vae import NumpyVAE, expected_vae_shapes
 from tests.scripts import run
+from tests.test_agent import traced_episode
 
 DOOM = "doom_take_cover"
 SPEC = get_spec(DOOM)
@@ -279,7 +279,7 @@ def test_01_plays_a_trained_controller_as_model_py_does(pipeline, tmp_path):
     try:
         for episode in range(3):
             trace = []
-            _, steps = agent_rollout(agent, env, 4 * 3 + episode, STEPS, trace=trace)  # episode k is seeded k
+            _, steps = traced_episode(agent, env, 4 * 3 + episode, STEPS, trace)  # episode k is seeded k
             assert steps == lengths[episode]
             moves = SPEC.model_action(np.stack([step["action"] for step in trace]))
             np.testing.assert_array_equal(actions[episode, :steps], moves)
