@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from utils import UserError, run_cli, single_thread_blas  # noqa: E402
+from utils import UserError, run_cli, single_thread_blas
 
 single_thread_blas()
 

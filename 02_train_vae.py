@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from utils import UserError, check_flags, run_cli  # noqa: E402
+from utils import UserError, check_flags, run_cli
 
 RECONSTRUCTED_FRAMES = 8  # frames shown in ./vae/<env>.reconstructions.png
 

@@ -16,13 +16,9 @@ and builds its targets from that draw (rnn.train.rnn_arrays), so a stored draw w
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from utils import UserError, check_flags, run_cli  # noqa: E402
+from utils import UserError, check_flags, run_cli
 
 ENCODE_CHUNK = 1000  # frames encoded per forward pass
 KINDS = ("rnn_input", "rnn_mu", "rnn_logvar", "rnn_initial", "rnn_length", "rnn_done")  # written

@@ -30,9 +30,7 @@ import signal
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from utils import UserError, check_flags, run_cli  # noqa: E402
+from utils import UserError, check_flags, run_cli
 
 SCRIPT = os.path.abspath(__file__)
 

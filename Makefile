@@ -6,10 +6,13 @@ DEMO_DIR ?= demo
 
 .PHONY: venv test test-fast demo bench clean-demo play
 
-$(VENV)/.installed: requirements.txt
+# The pinned dependencies, then the project itself in editable mode (pyproject.toml): its modules import from
+# anywhere, and edits take effect without reinstalling.
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 venv: $(VENV)/.installed

@@ -23,8 +23,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from utils import UserError, check_flags, run_cli, single_thread_blas  # noqa: E402
+from utils import UserError, check_flags, run_cli, single_thread_blas
 
 single_thread_blas()  # before NumPy loads its BLAS
 

@@ -33,9 +33,7 @@ import os
 import shutil
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from utils import UserError, repo_root, run_cli, save_json  # noqa: E402
+from utils import UserError, repo_root, run_cli, save_json
 
 PRETRAINED_DIR = os.path.join(repo_root(), "pretrained")
 MANIFEST = "manifest.json"

@@ -23,8 +23,6 @@ import statistics
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 from utils import single_thread_blas  # noqa: E402
 
@@ -36,7 +34,6 @@ from utils import random_weights  # noqa: E402
 
 POPULATION = 64  # the paper's Doom population
 EPISODES_PER_MEMBER = 16  # the paper's Doom episodes per controller and generation
-
 
 
 def models(config):

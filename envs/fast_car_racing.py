@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # no banner from every worker process
-import pygame  # noqa: E402
+import pygame
 from gymnasium.envs.box2d import car_racing as _car_racing
 from gymnasium.envs.box2d.car_dynamics import SIZE as CAR_SIZE
 from gymnasium.envs.box2d.car_dynamics import WHEEL_R, WHEEL_W, WHEEL_WHITE

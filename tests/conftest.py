@@ -1,14 +1,10 @@
-"""Test set-up: import the project's modules from the repository root, one BLAS thread (as rollout workers run;
-two threads' small matrix products crawl when other processes keep the cores busy), headless pygame, quiet
-TensorFlow."""
+"""Test set-up: one BLAS thread (as rollout workers run; two threads' small matrix products crawl when other
+processes keep the cores busy), headless pygame, quiet TensorFlow. The project's modules import through its
+editable install (make venv); pytest.ini puts the repository root on the path for tests.*."""
 
 import os
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from utils import single_thread_blas  # noqa: E402
+from utils import single_thread_blas
 
 single_thread_blas()  # before NumPy loads
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")

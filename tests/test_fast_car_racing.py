@@ -12,13 +12,13 @@ import os
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
-import gymnasium  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from gymnasium.envs.box2d.car_racing import CarRacing  # noqa: E402
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.envs.box2d.car_racing import CarRacing
 
-from envs import get_spec  # noqa: E402
-from envs.fast_car_racing import FastCarRacing  # noqa: E402
+from envs import get_spec
+from envs.fast_car_racing import FastCarRacing
 
 SPEC = get_spec("car_racing")
 

@@ -15,7 +15,7 @@ from utils import (UserError, atomic_path, check_room_for_model, require_finite_
                    save_npz)
 from vae.arch import make_vae
 
-import keras  # noqa: E402  (vae.arch configured the backend)
+import keras
 
 
 def valid_frame_index(lengths: np.ndarray, time_steps: int) -> np.ndarray:
