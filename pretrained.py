@@ -179,7 +179,7 @@ def play(root: str = PRETRAINED_DIR, stills: str | None = None, video_dir: str =
                        "--pretrained_dir", root, "--record_video", "--video_dir", video_dir,
                        "--max_length", str(max_length)] + \
                       (["--dream_mode"] if dream else [])
-            print("$ " + " ".join(command[1:]), flush=True)
+            print("$ python " + " ".join(command[1:]), flush=True)
             if subprocess.run(command).returncode:
                 raise UserError(f"model.py failed on the shipped {env_name} agent (its error is above)")
             name = f"pretrained.{env_name}.{'dream.' if dream else ''}seed111"
