@@ -33,7 +33,9 @@ import os
 import shutil
 import sys
 
-from utils import UserError, repo_root, run_cli, save_json
+from utils import UserError, repo_root, run_cli, save_json, single_thread_blas
+
+single_thread_blas()  # the check episodes are played here, with one BLAS thread as model.py's workers play them
 
 PRETRAINED_DIR = os.path.join(repo_root(), "pretrained")
 MANIFEST = "manifest.json"
