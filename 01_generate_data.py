@@ -150,7 +150,7 @@ def write_batch(pool, env_name: str, batch: int, first_episode: int, episodes: i
         offset = handle.tell()
         handle.truncate(offset + episodes * episode_bytes)
         try:
-            for i, (episode_frames, episode_actions, length, episode_dones) in enumerate(pool.imap(rollout, tasks)):
+            for i, (episode_frames, episode_actions, length, episode_dones) in enumerate(pool.imap(tasks)):
                 handle.seek(offset + i * episode_bytes)
                 handle.write(np.ascontiguousarray(episode_frames, dtype=np.uint8).data)
                 actions[i], lengths[i], dones[i] = episode_actions, length, episode_dones
@@ -193,7 +193,7 @@ def main(argv=None):
     started = time.time()
     # Workers die with this process (SIGKILL included) and leave through Python on SIGTERM (closing their env);
     # an error, Ctrl-C or SIGTERM stops them and ends 01 with one line (parallel.ProcessPool).
-    with ProcessPool(workers) as pool:
+    with ProcessPool(workers, rollout) as pool:
         for env_name in env_names:
             with tqdm(total=args.total_episodes, desc=f"{env_name} rollouts", unit="ep") as progress:
                 done = 0

@@ -306,7 +306,7 @@ def lead(plan: Plan, pool, workers: int) -> None:
         write_logs(files, state, optimizer.current_param(), float(np.mean(fitness)))
         print(progress_line(row, time.time() - started) + evaluation_line, flush=True)
         done_this_run += 1
-    pool.stop()
+    pool.close()
     print(f"stopped after generation {state.generation}; resume with: {plan.resume_command()}", flush=True)
 
 
@@ -379,7 +379,7 @@ def main(argv=None) -> None:
 
 def run_leader(args, comm) -> None:
     """Rank 0 under MPI: any way out that is not a clean finish ends every process (MPI_Abort), never a hang."""
-    from parallel import LocalPool, Pool, WorkerFailed, abort
+    from parallel import LocalPool, Pool, WorkerFailed, abort, task_runner
 
     stop_signal: list[int] = []
 
@@ -395,7 +395,7 @@ def run_leader(args, comm) -> None:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         workers = comm.Get_size() - 1
-        pool = Pool(comm, check) if workers > 0 else LocalPool(plan.make_evaluator(), check)
+        pool = Pool(comm, check) if workers > 0 else LocalPool(task_runner(plan.make_evaluator()), check)
         lead(plan, pool, max(workers, 1))
     except Stopping as stopping:
         print(f"\n{stopping} received: stopped; the last whole checkpoint is {plan.files.checkpoint}; resume with: "

@@ -182,10 +182,10 @@ def score_episodes(play: Play, seeds: list[int], workers: int) -> list[tuple[int
     from parallel import ProcessPool
 
     results = []
-    with ProcessPool(max(1, min(workers, len(seeds))), _start_worker, (play,)) as pool:
+    with ProcessPool(max(1, min(workers, len(seeds))), _score, _start_worker, (play,)) as pool:
         # closed however the loop ends, so that the last line on the terminal is the outcome (or why it stopped)
         with tqdm(total=len(seeds), desc=f"{play.env_name} episodes", unit="ep", dynamic_ncols=True) as progress:
-            for result in pool.imap(_score, seeds):
+            for result in pool.imap(seeds):
                 results.append(result)
                 progress.update()
                 progress.set_postfix(last=f"{result[1]:.1f}")

@@ -227,13 +227,42 @@ def _poll(comm, source: int | None = None, give_up: Callable[[], None] | None = 
     return sender, decode(bytes(buffer))
 
 
+# --- the one interface of the pools -----------------------------------------------------------------------------
+
+class WorkerPool:
+    """What every pool of the project offers: `imap(items)` yields the pool's function applied to each item, in the
+    order of the items, each as soon as it and those before it are ready; `run(items)` is the list of them; `close()`
+    ends the workers. The function is fixed when the pool is made (a callable for LocalPool and ProcessPool; on MPI,
+    the evaluator each worker builds on its own rank), so that only data travels between processes.
+
+        LocalPool     this process (05 on a single rank)
+        ProcessPool   forked processes of this machine (01's rollouts, model.py's scores)
+        Pool          MPI ranks, on one machine or several (05's episodes)
+    """
+
+    def imap(self, items: Sequence) -> Iterator:
+        raise NotImplementedError
+
+    def run(self, items: Sequence) -> list:
+        return list(self.imap(items))
+
+    def close(self) -> None:
+        """Nothing to end."""
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        self.close()
+
+
 # --- the leader -------------------------------------------------------------------------------------------------
 
 class WorkerFailed(Exception):
     """A worker reported an error; the run cannot go on."""
 
 
-class Pool:
+class Pool(WorkerPool):
     """The leader's view of the workers: ranks 1..size-1, each given one task at a time as soon as it is free.
 
     `check` is called between polls (the training script raises from it when a signal asks it to stop).
@@ -244,12 +273,14 @@ class Pool:
         self.workers = list(range(1, comm.Get_size()))
         self.check = check
 
-    def run(self, tasks: Sequence[Task]) -> list[Result]:
-        """Evaluate every task; results in the order of `tasks`. A Failure raises WorkerFailed."""
+    def imap(self, tasks: Sequence[Task]) -> Iterator[Result]:
+        """Evaluate every task; results in the order of `tasks`. A Failure raises WorkerFailed. Read it to the end
+        (run does): the workers of tasks not yet yielded are still busy."""
         waiting = list(reversed(tasks))
         idle = list(self.workers)
         results: dict[int, Result] = {}
-        while len(results) < len(tasks):
+        done = 0
+        while done < len(tasks):
             while idle and waiting:
                 _send(self.comm, idle.pop(), waiting.pop())
             sender, message = _poll(self.comm, None, self.check)
@@ -257,12 +288,22 @@ class Pool:
                 raise WorkerFailed(f"worker {message.rank} failed: {message.text.strip()}")
             results[message.task_id] = message
             idle.append(sender)
-        return [results[task.task_id] for task in tasks]
+            while done < len(tasks) and tasks[done].task_id in results:
+                yield results.pop(tasks[done].task_id)
+                done += 1
 
-    def stop(self) -> None:
+    def close(self) -> None:
         """Tell every worker to leave its loop (they are all idle between calls to run)."""
         for rank in self.workers:
             _send(self.comm, rank, Stop())
+
+
+def task_runner(evaluator: Callable[[Task], tuple[np.ndarray, np.ndarray]]) -> Callable[[Task], Result]:
+    """The function of a pool of tasks: the evaluator's rewards and lengths of a task as its Result."""
+    def run(task: Task) -> Result:
+        rewards, lengths = evaluator(task)
+        return Result(task.task_id, np.asarray(rewards), np.asarray(lengths))
+    return run
 
 
 # --- a worker ---------------------------------------------------------------------------------------------------
@@ -279,7 +320,7 @@ def serve(comm, make_evaluator: Callable[[], Callable[[Task], tuple[np.ndarray, 
     rank = comm.Get_rank()
     evaluator = None
     try:
-        evaluator = make_evaluator()
+        evaluator = task_runner(make_evaluator())
     except Exception as error:
         _send(comm, 0, Failure(rank, _describe(error)))
     while True:
@@ -289,8 +330,7 @@ def serve(comm, make_evaluator: Callable[[], Callable[[Task], tuple[np.ndarray, 
         if evaluator is None:
             continue  # already reported; the leader is ending the run
         try:
-            rewards, lengths = evaluator(message)
-            _send(comm, 0, Result(message.task_id, rewards, lengths))
+            _send(comm, 0, evaluator(message))
         except Exception as error:
             _send(comm, 0, Failure(rank, _describe(error)))
 
@@ -301,25 +341,20 @@ def _describe(error: BaseException) -> str:
     return "".join(traceback.format_exception(type(error), error, error.__traceback__)).strip()
 
 
-class LocalPool:
-    """Pool's interface without MPI: the leader evaluates every task itself (a run started on a single rank)."""
+class LocalPool(WorkerPool):
+    """The pools' interface in this process: `function` applied to each item here (05 started on a single rank; a
+    ProcessPool of one worker). `check` is called before each item (05 raises from it when a signal asks it to
+    stop)."""
 
-    def __init__(self, evaluator: Callable[[Task], tuple[np.ndarray, np.ndarray]],
-                 check: Callable[[], None] | None = None):
-        self.evaluator = evaluator
+    def __init__(self, function: Callable, check: Callable[[], None] | None = None):
+        self.function = function
         self.check = check
 
-    def run(self, tasks: Sequence[Task]) -> list[Result]:
-        results = []
-        for task in tasks:
+    def imap(self, items: Sequence) -> Iterator:
+        for item in items:
             if self.check is not None:
                 self.check()
-            rewards, lengths = self.evaluator(task)
-            results.append(Result(task.task_id, np.asarray(rewards), np.asarray(lengths)))
-        return results
-
-    def stop(self) -> None:
-        """Nothing to stop."""
+            yield self.function(item)
 
 
 # --- forked rollout processes on this machine (01 and model.py) ------------------------------------------------
@@ -343,12 +378,12 @@ def _process_start(parent_pid: int, initializer: Callable[..., None] | None, ini
         raise
 
 
-class ProcessPool:
-    """`workers` forked processes that each run `initializer(*initargs)` once, then calls of one function; with one
-    worker, everything runs in this process instead. Used as a context manager around `imap`:
+class ProcessPool(WorkerPool):
+    """`workers` forked processes that each run `initializer(*initargs)` once, then `function` on the items given to
+    imap; with one worker, everything runs in this process instead (a LocalPool). As a context manager:
 
-        with ProcessPool(2, start_session, (args,)) as pool:
-            for result in pool.imap(play, seeds):    # results in the order of seeds, as soon as each is ready
+        with ProcessPool(2, play, start_session, (args,)) as pool:
+            for result in pool.imap(seeds):    # play(seed) for each seed, in order, as soon as each is ready
                 ...
 
     A worker dies with this process (SIGKILL included) and leaves through Python on SIGTERM, closing its
@@ -364,10 +399,12 @@ class ProcessPool:
     interrupt inside multiprocessing.Pool's constructor leaves a pool that respawns workers while Python exits.
     """
 
-    def __init__(self, workers: int, initializer: Callable[..., None] | None = None, initargs: tuple = ()):
+    def __init__(self, workers: int, function: Callable, initializer: Callable[..., None] | None = None,
+                 initargs: tuple = ()):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        self.function = function
         self.executor = None
         if workers > 1:
             self.executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
@@ -376,31 +413,31 @@ class ProcessPool:
         elif initializer is not None:
             initializer(*initargs)
 
-    def imap(self, function: Callable, items) -> Iterator:
-        """function(item) for each item, in order; a worker's exception is raised here (a UserError keeps its one
-        line), a dead worker raises WorkerDied."""
+    def imap(self, items: Sequence) -> Iterator:
+        """A worker's exception is raised here (a UserError keeps its one line), a dead worker raises WorkerDied."""
         if self.executor is None:
-            yield from map(function, items)
+            yield from LocalPool(self.function).imap(items)
             return
         from concurrent.futures.process import BrokenProcessPool
 
         try:
-            yield from self.executor.map(function, items)
+            yield from self.executor.map(self.function, items)
         except BrokenProcessPool:
             raise WorkerDied("a rollout worker died (its error, if any, is printed above)") from None
 
-    def __enter__(self) -> "ProcessPool":
-        return self
+    def close(self) -> None:
+        """Let the workers finish and exit, closing their environments."""
+        if self.executor is not None:
+            executor, self.executor = self.executor, None
+            executor.shutdown(wait=True)
 
     def __exit__(self, kind, error, trace) -> None:
-        if self.executor is None:
-            return
-        executor, self.executor = self.executor, None
-        if error is None:
-            executor.shutdown(wait=True)  # the workers finish and close their environments
+        if self.executor is None or error is None:
+            self.close()
             return
         from utils import exit_line, release_locks
 
+        executor, self.executor = self.executor, None
         running = list((getattr(executor, "_processes", None) or {}).values())
         executor.shutdown(wait=False, cancel_futures=True)
         for process in running:  # stop the episodes under way (SIGTERM: they close their environments)

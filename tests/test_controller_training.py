@@ -20,7 +20,7 @@ import pytest
 from config import DOOM_TAKE_COVER
 from controller.training import TrainingState, generation_seeds, new_state, training_files, write_logs
 from es import load_optimizer
-from parallel import LocalPool
+from parallel import LocalPool, task_runner
 from rnn.numpy_rnn import expected_rnn_shapes
 from tests.test_dream_training import doom_world_model
 from tests.scripts import ROOT
@@ -39,7 +39,7 @@ class Leader:
         self.folder = folder
         monkeypatch.chdir(folder)
         self.plan = self.module.Plan(self.module.parse_args([*map(str, flags), "--generations", "1"]))
-        self.pool = LocalPool(self.plan.make_evaluator(), lambda: None)  # the check for signals: none arrives
+        self.pool = LocalPool(task_runner(self.plan.make_evaluator()), lambda: None)  # the check for signals: none arrives
 
     def generation(self, capsys):
         """Run one generation; returns its progress line."""

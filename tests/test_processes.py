@@ -140,8 +140,8 @@ def task(item):
     return item * 2
 
 def main():
-    with ProcessPool(2, started, ("worker",)) as pool:
-        for result in pool.imap(task, sys.argv[1:]):
+    with ProcessPool(2, task, started, ("worker",)) as pool:
+        for result in pool.imap(sys.argv[1:]):
             print(result, flush=True)
             if result == "stopstop":
                 raise UserError("the parent stopped")
