@@ -150,6 +150,17 @@ run_cli(main)
 """
 
 
+def test_the_in_process_pools_share_the_interface_and_check_before_each_item():
+    from parallel import LocalPool, ProcessPool
+
+    checks = []
+    local = LocalPool(lambda item: item * 3, check=lambda: checks.append(len(checks)))
+    assert local.run([1, 2, 5]) == [3, 6, 15] and checks == [0, 1, 2]
+    started = []
+    with ProcessPool(1, lambda item: item - 1, started.append, ("here",)) as single:  # one worker: this process
+        assert started == ["here"] and list(single.imap(range(4))) == [-1, 0, 1, 2]
+
+
 def pool_script(tmp_path, *items):
     script = tmp_path / "pool.py"
     script.write_text(POOL_SCRIPT.format(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
