@@ -66,7 +66,7 @@ class RandomPlay:
 
     def __init__(self, spec):
         self.spec = spec
-        self.policy = spec.random_policy(0)
+        self.policy = None  # reset(seed) makes the episode's
 
     def reset(self, seed: int) -> None:
         self.policy = self.spec.random_policy(seed)

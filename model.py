@@ -119,7 +119,7 @@ class Session:
         from episodes import DreamPlay, RandomPlay
 
         self.play = play
-        self.config = config = get_config(play.env_name)
+        config = get_config(play.env_name)
         spec = get_spec(play.env_name)
         if play.dream:
             from controller.agent import weight_files

@@ -23,6 +23,7 @@ mpiexec end every process. Waiting on either side polls with short sleeps (MPICH
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import os
 import shutil
@@ -229,7 +230,7 @@ def _poll(comm, source: int | None = None, give_up: Callable[[], None] | None = 
 
 # --- the one interface of the pools -----------------------------------------------------------------------------
 
-class WorkerPool:
+class WorkerPool(abc.ABC):
     """What every pool of the project offers: `imap(items)` yields the pool's function applied to each item, in the
     order of the items, each as soon as it and those before it are ready; `run(items)` is the list of them; `close()`
     ends the workers. The function is fixed when the pool is made (a callable for LocalPool and ProcessPool; on MPI,
@@ -240,8 +241,9 @@ class WorkerPool:
         Pool          MPI ranks, on one machine or several (05's episodes)
     """
 
+    @abc.abstractmethod
     def imap(self, items: Sequence) -> Iterator:
-        raise NotImplementedError
+        """The function's result for each item, in order."""
 
     def run(self, items: Sequence) -> list:
         return list(self.imap(items))

@@ -8,6 +8,7 @@ the attribute `env_spec`.)
 
 from __future__ import annotations
 
+import abc
 from typing import Callable
 
 import gymnasium
@@ -17,7 +18,7 @@ from PIL import Image
 from config import FRAME_SIZE, EnvConfig
 
 
-class EnvSpec:
+class EnvSpec(abc.ABC):
     """One environment: its settings (`config`, config.py's EnvConfig), how to build it, the 64x64 frame the VAE
     encodes, the data-collection policy of stage 01, and the actions as the controller, the environment and M see them.
 
@@ -46,13 +47,13 @@ class EnvSpec:
         limit = max_episode_steps or self.config.max_episode_length
         return gymnasium.wrappers.TimeLimit(self.make_unwrapped(render_mode, fast), max_episode_steps=limit)
 
+    @abc.abstractmethod
     def make_unwrapped(self, render_mode: str | None, fast: bool) -> gymnasium.Env:
         """The environment itself, without the TimeLimit."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def crop(self, observation: np.ndarray) -> np.ndarray:
         """The part of an observation (H, W, 3) the VAE sees: rows of it, before the resize."""
-        raise NotImplementedError
 
     def process_frame(self, observation: np.ndarray) -> np.ndarray:
         """One observation -> the (64, 64, 3) uint8 frame the VAE encodes: `crop`, then a bilinear resize."""
@@ -60,22 +61,22 @@ class EnvSpec:
         image = Image.fromarray(np.ascontiguousarray(cropped)).resize((FRAME_SIZE, FRAME_SIZE), Image.BILINEAR)
         return np.asarray(image, dtype=np.uint8)
 
+    @abc.abstractmethod
     def to_env_action(self, output: np.ndarray) -> np.ndarray:
         """The controller's tanh output (controller_outputs,) -> the environment's action (action_size,) float32."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def to_env_actions(self, outputs: np.ndarray) -> np.ndarray:
         """`to_env_action` for a batch: tanh outputs (B, outputs) -> environment actions (B, action_size), float32."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def model_action(self, env_action: np.ndarray) -> np.ndarray:
         """The action M sees for an environment action (..., action_size), as stage 01 records it, float32."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def action_space(self) -> gymnasium.spaces.Box:
         """The real environment's action space, which the dream (dream.DreamEnv) shares."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def random_policy(self, seed: int) -> Callable[[], np.ndarray]:
         """Stage 01's data-collection policy for one episode, seeded: call it for each step's action (float32)."""
-        raise NotImplementedError
