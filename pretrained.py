@@ -101,12 +101,16 @@ def use_pretrained(args, root: str = PRETRAINED_DIR) -> dict:
 def play_check(env_name: str, root: str, seeds: list[int]) -> list[tuple[int, float, int]]:
     """(seed, reward, steps) of the shipped agent in root/<env>/ on `seeds`, CHECK_STEPS steps at most, in this
     process (model.py --pretrained --max_length CHECK_STEPS plays the same episodes)."""
+    verify(env_name, root)
+    return _play_folder(env_name, os.path.join(root, env_name), seeds)
+
+
+def _play_folder(env_name: str, folder: str, seeds: list[int]) -> list[tuple[int, float, int]]:
+    """play_check's episodes from the files in `folder` (laid out as shipped_files), unverified."""
     import model
     from config import get_config
     from controller.controller import load_params
 
-    verify(env_name, root)
-    folder = os.path.join(root, env_name)
     params, _, exp_mode = load_params(os.path.join(folder, shipped_files(env_name)["controller"]), get_config(env_name))
     play = model.Play.of(env_name, params, exp_mode, max_length=CHECK_STEPS, vae_dir=os.path.join(folder, "vae"),
                          rnn_dir=os.path.join(folder, "rnn"), data_dir=os.path.join(folder, "data"))
@@ -135,27 +139,44 @@ def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir:
     files = shipped_files(env_name)
     sources = {"vae": vae_weights_path(env_name, numpy_export=True, vae_dir=vae_dir),
                "rnn": rnn_weights_path(env_name, numpy_export=True, rnn_dir=rnn_dir), "controller": filename}
-    for role, source in sources.items():
-        os.makedirs(os.path.dirname(os.path.join(folder, files[role])), exist_ok=True)
-        shutil.copyfile(source, os.path.join(folder, files[role]))
-    initial = np.load(data_file("rnn_initial", env_name, 0, data_dir), allow_pickle=False)[:INITIAL_ROWS]
-    os.makedirs(os.path.join(folder, "data"), exist_ok=True)
-    np.save(os.path.join(folder, files["initial"]), np.ascontiguousarray(initial, dtype=np.float32))
-    manifest = {"env": env_name, "mean": score["mean"], "std": score["std"], "first_seed": score["first_seed"],
-                "episodes": score["episodes"], "scores": score["scores"], "lengths": score["lengths"],
-                "commands": commands, "date": datetime.date.today().isoformat(),
-                "sha256": {relative: sha256(os.path.join(folder, relative)) for relative in files.values()}}
+    # Everything is made in a staging folder first (the files, then the short check episodes played from them), and
+    # only then moved in, the manifest last: a pack that fails part-way leaves the shipped agent as it was.
+    staging = os.path.join(root, f".{env_name}.packing")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        for role, source in sources.items():
+            os.makedirs(os.path.dirname(os.path.join(staging, files[role])), exist_ok=True)
+            shutil.copyfile(source, os.path.join(staging, files[role]))
+        initial = np.load(data_file("rnn_initial", env_name, 0, data_dir), allow_pickle=False)[:INITIAL_ROWS]
+        os.makedirs(os.path.join(staging, "data"), exist_ok=True)
+        np.save(os.path.join(staging, files["initial"]), np.ascontiguousarray(initial, dtype=np.float32))
+        # the short episodes a fast test replays (tests/test_shipped.py), played from the packed files themselves
+        seeds = list(range(score["first_seed"], score["first_seed"] + CHECK_EPISODES))
+        check = {"seeds": seeds, "max_length": CHECK_STEPS,
+                 "scores": [reward for _, reward, _ in _play_folder(env_name, staging, seeds)]}
+        hashes = {relative: sha256(os.path.join(staging, relative)) for relative in files.values()}
+        replaced = {os.path.join(folder, relative) for relative in list(files.values()) + [MANIFEST]}
+        total = sum(os.path.getsize(path) for path in walk_files(root) if path not in replaced)  # staging counted
+        if total > MAX_TOTAL_BYTES:
+            raise UserError(f"{root} would hold {total / 2**20:.1f} MB, over the {MAX_TOTAL_BYTES / 2**20:.0f} MB "
+                            f"budget; nothing was changed")
+        manifest = {"env": env_name, "mean": score["mean"], "std": score["std"], "first_seed": score["first_seed"],
+                    "episodes": score["episodes"], "scores": score["scores"], "lengths": score["lengths"],
+                    "commands": commands, "date": datetime.date.today().isoformat(), "sha256": hashes,
+                    "check": check}
+        for relative in files.values():
+            os.makedirs(os.path.dirname(os.path.join(folder, relative)), exist_ok=True)
+            os.replace(os.path.join(staging, relative), os.path.join(folder, relative))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     path = os.path.join(folder, MANIFEST)
     save_json(path, manifest, indent=1)
-    # the short episodes a fast test replays (tests/test_shipped.py), played from the packed files themselves
-    seeds = list(range(score["first_seed"], score["first_seed"] + CHECK_EPISODES))
-    manifest["check"] = {"seeds": seeds, "max_length": CHECK_STEPS,
-                         "scores": [reward for _, reward, _ in play_check(env_name, root, seeds)]}
-    save_json(path, manifest, indent=1)
-    total = sum(os.path.getsize(os.path.join(base, name)) for base, _, names in os.walk(root) for name in names)
-    if total > MAX_TOTAL_BYTES:
-        raise UserError(f"{root} now holds {total / 2**20:.1f} MB, over the {MAX_TOTAL_BYTES / 2**20:.0f} MB budget")
     return path
+
+
+def walk_files(root: str) -> list[str]:
+    """Every file under root, as root-joined paths."""
+    return [os.path.join(base, name) for base, _, names in os.walk(root) for name in names]
 
 
 def shipped(root: str = PRETRAINED_DIR) -> list[str]:

@@ -139,3 +139,23 @@ def test_nothing_shipped_and_pretrained_with_filename_are_refused(packed, tmp_pa
     assert "no pretrained car_racing agent" in message
     message = refused(tmp_path, "--pretrained", "--pretrained_dir", root, "--filename", "x.best.json")
     assert "leave out --filename" in message
+
+
+def test_a_pack_over_the_budget_is_refused_and_changes_nothing(packed, tmp_path):
+    """Packing again over a shipped agent: over the 60 MB budget it is one line, and the shipped agent is untouched
+    (the files are staged, checked and measured before anything is moved in)."""
+    folder, root = packed
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    before = {path: open(path, "rb").read() for path in pretrained.walk_files(str(copy))}
+    with open(copy / "car_racing" / "training.bin", "wb") as handle:  # another file of the budget, sparse
+        handle.truncate(pretrained.MAX_TOTAL_BYTES - sum(len(data) for data in before.values()) // 2)
+    result = run("pretrained.py", "pack", "car_racing", "--filename", "./controller/car_racing.cma.1.4.best.json",
+                 "--final", "./log/car_racing.cma.1.4.best.final.json", "--root", str(copy), cwd=folder, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "over the 60 MB budget; nothing was changed" in result.stderr
+    (copy / "car_racing" / "training.bin").unlink()
+    assert {path: open(path, "rb").read() for path in pretrained.walk_files(str(copy))} == before
+    pretrained.verify("car_racing", str(copy))
