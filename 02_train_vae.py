@@ -5,7 +5,8 @@
 Reads ./data/obs_data_<env>_<batch>.npy for batches start..max (memory-mapped, uint8), trains batch file by batch
 file for --epochs passes, and after every batch file writes ./vae/<env>.weights.h5 and ./vae/<env>.npz whole, plus
 ./vae/<env>.history.json, a loss curve ./vae/<env>.loss.png and ./vae/<env>.reconstructions.png (eight frames of
-the first file above what V makes of them). Without --new_model it resumes from the saved weights.
+the first file above what V makes of them). Without --new_model it resumes from the saved weights; a run stopped
+part-way through an epoch resumes at the batch file after the last one it saved (that epoch counts as one of --epochs).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def main(argv=None):
     from plots import save_curves, save_reconstructions
     from vae.arch import make_vae
     from utils import check_room_for_model
-    from vae.train import FrameBatches, StopOnNonFiniteLoss, load_vae, save_vae, valid_frame_index
+    from vae.train import FrameBatches, StopOnNonFiniteLoss, load_vae, resume_point, save_vae, valid_frame_index
     from config import vae_weights_path
 
     keras.utils.set_random_seed(args.seed)
@@ -97,10 +98,13 @@ def main(argv=None):
     shown = recorded[np.linspace(0, len(recorded) - 1, RECONSTRUCTED_FRAMES).astype(int)]
     shown_frames = np.asarray(first_frames.reshape((-1, *first_frames.shape[2:]))[shown])
     started = time.time()
-    first_epoch = history[-1]["epoch"] + 1 if history else 1  # a resumed run continues the count
+    names = [os.path.basename(path) for path, _, _ in batches]
+    first_epoch, done = resume_point(history, names)  # a resumed run continues the count (and a stopped epoch)
     last_epoch = first_epoch + args.epochs - 1
     for epoch in range(first_epoch, last_epoch + 1):
-        for path, frames, lengths in batches:
+        for position, (path, frames, lengths) in enumerate(batches):
+            if epoch == first_epoch and position < done:
+                continue  # trained on before the last run stopped
             index = valid_frame_index(lengths, frames.shape[1])
             dataset = FrameBatches(frames, index, batch_size, seed=args.seed * 1000 + epoch,
                                    max_batches=args.steps_per_file)
@@ -112,7 +116,8 @@ def main(argv=None):
                 raise UserError(f"V's loss became {stop.loss} in epoch {epoch}, minibatch {stop.batch + 1} of "
                                 f"{os.path.basename(path)}; stopped without saving ({weights_path} keeps the last "
                                 f"good weights); try a lower --learning_rate (this run: {learning_rate:g})")
-            history.append({"epoch": epoch, "file": os.path.basename(path), "frames": int(len(index)),
+            history.append({"epoch": epoch, "file": os.path.basename(path), "position": position,
+                            "files": len(batches), "frames": int(len(index)),
                             "elapsed_s": round(time.time() - started, 1),
                             **{name: float(values[-1]) for name, values in result.items()}})
             save_vae(vae, args.env_name, args.vae_dir)

@@ -10,7 +10,7 @@ from rnn import mdn
 from rnn.arch import make_rnn, mdn_negative_log_likelihood, weighted_done_loss
 from rnn.train import length_buckets, load_rnn, rnn_arrays, save_rnn, training_masks
 from vae.arch import kl_divergence, make_vae, reconstruction_error
-from vae.train import load_vae, save_vae, valid_frame_index
+from vae.train import load_vae, resume_point, save_vae, valid_frame_index
 
 
 @pytest.mark.parametrize("config, vae_params, rnn_params, controller_params", [
@@ -238,6 +238,22 @@ def test_resume_continues_the_history_and_names_a_corrupt_one(tmp_path):
 
 
 @pytest.mark.slow  # 60 epochs of training (over ten seconds): left out of make test-fast
+def test_02_resumes_a_stopped_epoch_at_the_next_file():
+    files = ["obs_0.npy", "obs_1.npy", "obs_2.npy"]
+
+    def rows(epoch, names, total=3):
+        return [{"epoch": epoch, "file": name, "position": position, "files": total}
+                for position, name in enumerate(names)]
+
+    assert resume_point([], files) == (1, 0)
+    assert resume_point(rows(1, files), files) == (2, 0)  # a whole epoch: the next one
+    assert resume_point(rows(1, files) + rows(2, files[:2]), files) == (2, 2)  # stopped after 2 of 3: the third
+    assert resume_point(rows(1, files[:1]), files) == (1, 1)
+    assert resume_point(rows(1, files[:1]), files[:2]) == (2, 0)  # another range than the stopped run's
+    assert resume_point(rows(1, files[:1]), ["obs_5.npy"] + files[1:]) == (2, 0)
+    assert resume_point([{"epoch": 4, "file": "obs_0.npy"}], files) == (5, 0)  # rows of older runs end their epoch
+
+
 def test_mdn_rnn_learns_a_predictable_sequence():
     """z_{t+1} = 0.9 z_t exactly: the MDN loss must fall well below its starting value."""
     rng = np.random.default_rng(4)

@@ -113,6 +113,28 @@ def test_training_resumes_from_saved_weights(pipeline):
     assert "epoch 2" in rnn_run.stdout  # the epoch count continues
 
 
+def test_02_stopped_after_a_batch_file_finishes_that_epoch_first(pipeline, tmp_path):
+    """A run stopped between batch files (here: its history cut back to the first file, as a stop after saving it
+    leaves it) resumes at the next file of the same epoch, and the epoch counts as one of --epochs."""
+    history_path = tmp_path / "vae" / "car_racing.history.json"
+    first = run("02_train_vae.py", "--start_batch", 0, "--max_batch", 1, "--new_model", "--epochs", 1, "--verbose", 0,
+                "--data_dir", pipeline / "data", cwd=tmp_path)
+    rows = json.loads(history_path.read_text())
+    assert [(row["epoch"], row["file"], row["position"], row["files"]) for row in rows] == \
+        [(1, "obs_data_car_racing_0.npy", 0, 2), (1, "obs_data_car_racing_1.npy", 1, 2)]
+    history_path.write_text(json.dumps(rows[:1]))
+    resumed = run("02_train_vae.py", "--start_batch", 0, "--max_batch", 1, "--epochs", 1, "--verbose", 0,
+                  "--data_dir", pipeline / "data", cwd=tmp_path)
+    assert "epoch 1 stopped after 1 of 2 batch files: finishing it first" in resumed.stdout
+    assert "epoch 1/1: obs_data_car_racing_1.npy" in resumed.stdout and "car_racing_0.npy (" not in resumed.stdout
+    assert [(row["epoch"], row["file"]) for row in json.loads(history_path.read_text())] == \
+        [(1, "obs_data_car_racing_0.npy"), (1, "obs_data_car_racing_1.npy")]
+    assert "epoch 1/1" in first.stdout
+    again = run("02_train_vae.py", "--start_batch", 0, "--max_batch", 1, "--epochs", 1, "--verbose", 0,
+                "--data_dir", pipeline / "data", cwd=tmp_path)  # the epoch is whole now: the next one
+    assert "epoch 2/2: obs_data_car_racing_0.npy" in again.stdout and "finishing" not in again.stdout
+
+
 def test_04_reports_losses_on_held_out_batches(pipeline, tmp_path):
     result = run("04_train_rnn.py", "--start_batch", 0, "--max_batch", 1, "--holdout_batches", 1, "--new_model",
                  "--epochs", 2, "--verbose", 0, "--rnn_dir", tmp_path / "rnn", cwd=pipeline)

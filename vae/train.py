@@ -115,3 +115,26 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         if not np.isfinite(loss):
             self.batch, self.loss = batch, loss
             self.model.stop_training = True
+
+
+def resume_point(history: list[dict], names: list[str]) -> tuple[int, int]:
+    """(epoch to start with, batch files of it already trained on) for a run over the files `names`.
+
+    Every history row names its epoch, its file, the file's position in the epoch and the epoch's file count. A run
+    stopped part-way through an epoch (after file k of n) is finished where it stopped when the new run has the same
+    files: the epoch's shuffles are seeded by its number, so the files left see the minibatches they would have
+    seen. The stopped epoch then counts as one of --epochs. Rows of older runs (no position) end their epoch.
+    """
+    if not history:
+        return 1, 0
+    last = history[-1]
+    epoch = last["epoch"]
+    if "position" not in last or last["position"] + 1 >= last["files"]:
+        return epoch + 1, 0
+    done = [row["file"] for row in history if row["epoch"] == epoch]
+    if last["files"] == len(names) and done == names[:len(done)]:
+        print(f"epoch {epoch} stopped after {len(done)} of {len(names)} batch files: finishing it first")
+        return epoch, len(done)
+    print(f"epoch {epoch} stopped after {len(done)} of {last['files']} batch files, of another file range than "
+          f"this run's: starting epoch {epoch + 1}")
+    return epoch + 1, 0
