@@ -237,7 +237,6 @@ def test_resume_continues_the_history_and_names_a_corrupt_one(tmp_path):
             start()
 
 
-@pytest.mark.slow  # 60 epochs of training (over ten seconds): left out of make test-fast
 def test_02_resumes_a_stopped_epoch_at_the_next_file():
     files = ["obs_0.npy", "obs_1.npy", "obs_2.npy"]
 
@@ -254,6 +253,7 @@ def test_02_resumes_a_stopped_epoch_at_the_next_file():
     assert resume_point([{"epoch": 4, "file": "obs_0.npy"}], files) == (5, 0)  # rows of older runs end their epoch
 
 
+@pytest.mark.slow  # 60 epochs of training (over ten seconds): left out of make test-fast
 def test_mdn_rnn_learns_a_predictable_sequence():
     """z_{t+1} = 0.9 z_t exactly: the MDN loss must fall well below its starting value."""
     rng = np.random.default_rng(4)
