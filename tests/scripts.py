@@ -33,3 +33,13 @@ def wait_for(condition, timeout=120.0, what="the condition"):
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def alive(process) -> bool:
+    """Whether a psutil.Process still runs (a zombie, dead but not yet reaped, does not)."""
+    import psutil
+
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

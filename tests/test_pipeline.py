@@ -6,7 +6,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from tests.scripts import ENVIRONMENT, command, run, wait_for
+from tests.scripts import ENVIRONMENT, alive, command, run, wait_for
 
 pytestmark = pytest.mark.slow  # every test runs the scripts as subprocesses: left out of make test-fast
 
@@ -212,13 +212,6 @@ def test_a_rollout_worker_that_dies_stops_01_with_an_error(tmp_path):
     workers[0].kill()
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1 and "rollout worker died" in stderr and "Traceback" not in stderr
-    survivor = workers[1]  # no worker left behind: the kill (or the parent-death signal) lands within seconds
-
-    def ended():
-        try:
-            return not survivor.is_running() or survivor.status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
-
-    wait_for(ended, timeout=10, what="the surviving worker to end")
+    # no worker left behind: the kill (or the parent-death signal) lands within seconds
+    wait_for(lambda: not alive(workers[1]), timeout=10, what="the surviving worker to end")
     assert not os.path.exists(tmp_path / "data" / "obs_data_car_racing_0.npy")  # nothing half-written

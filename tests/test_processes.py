@@ -16,7 +16,7 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.scripts import ENVIRONMENT, command, run, wait_for
+from tests.scripts import ENVIRONMENT, alive, command, run, wait_for
 from tests.test_training import BASE, TRAIN, world_model
 from utils import UserError, save_json, save_npy
 
@@ -26,13 +26,6 @@ ROLLOUTS = ["car_racing", "--total_episodes", 8, "--batch_size", 8, "--time_step
 def start(script, *args, cwd):
     return subprocess.Popen(command(script, *args), cwd=cwd, env=ENVIRONMENT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-
-
-def alive(process: psutil.Process) -> bool:
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def workers_of(process, count):
