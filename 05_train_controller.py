@@ -270,7 +270,9 @@ def lead(plan: Plan, pool, workers: int) -> None:
     mirrored = bool(args.antithetic) and args.optimizer in MIRRORED_OPTIMIZERS
     trial_chunks = [slice(i, i + args.num_worker_trial) for i in range(0, plan.population, args.num_worker_trial)]
     where = "dream at tau %.2f" % plan.temperature if args.dream_mode else "real environment"
-    print(f"05: {config.name}, {args.optimizer} over {plan.param_count} parameters (controller {plan.exp_mode}), "
+    variant = optimizer.describe()
+    print(f"05: {config.name}, {args.optimizer}{f' ({variant})' if variant else ''} over {plan.param_count} "
+          f"parameters (controller {plan.exp_mode}), "
           f"population {plan.population} ({args.num_worker} x {args.num_worker_trial}), {args.num_episode} "
           f"episode(s) of at most {plan.max_length} steps each, {where}, {workers} worker process(es)", flush=True)
     if state.generation:

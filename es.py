@@ -49,7 +49,8 @@ import numpy as np
 from utils import UserError, atomic_path
 
 FILE_FORMAT = "world-models-es-optimizer"  # marker inside every .es.pk file this module writes
-FILE_VERSION = 2  # 1 was a pickle (refused since: a crafted pickle can run code); 2 is .npz + JSON
+FILE_VERSION = 3  # 1 was a pickle (refused since: a crafted pickle can run code); 2 and 3 are .npz + JSON
+READABLE_VERSIONS = (2, 3)  # 3 added CMAES's TPA and active fields; a version-2 CMAES resumes as CSA, positive weights
 
 
 class Result(NamedTuple):
@@ -137,6 +138,10 @@ class EvolutionStrategy(abc.ABC):
         """(num_params,) the best solution ever told; the current mean before the first tell."""
         return self.current_param() if self.best_solution is None else self.best_solution.copy()
 
+    def describe(self) -> str:
+        """A few words on the variant, for the training script's first line ("" when there is nothing to add)."""
+        return ""
+
     def rms_stdev(self) -> float:
         """Root-mean-square of the per-parameter step sizes (estool's "rms sigma" column)."""
         return float(np.sqrt(np.mean(np.square(self.sigma_vector()))))
@@ -189,44 +194,79 @@ class CMAES(EvolutionStrategy):
     arXiv:1604.00772, 2016), with its default strategy parameters; the paper trains its controller with it
     (section 3.3 and appendix).
 
-    Each generation samples x_k = m + sigma * B D z_k with z_k ~ N(0, I) and C = B D^2 B^T, ranks the popsize
-    solutions, and moves m to the weighted mean of the best mu = popsize // 2 (log-decreasing positive weights).
-    sigma follows cumulative step-size adaptation (path p_sigma; one step changes log sigma by at most 1, as pycma
-    caps it), C the rank-one update (path p_c, stalled by h_sigma) plus the rank-mu update. B and D are recomputed
-    from C every ~popsize / (c1 + cmu) / n / 10 generations (the tutorial's lazy eigendecomposition: for the
-    controller's 867 parameters C learns slowly, c1 + cmu ~ 1e-5, and B D stays valid for many generations).
+    Each generation samples x_k = m + sigma * y_k with y_k = B D z_k, z_k ~ N(0, I) and C = B D^2 B^T, ranks the
+    popsize solutions, and moves m to the weighted mean of the best mu = popsize // 2 (log-decreasing positive
+    weights). C follows the rank-one update (path p_c, stalled by h_sigma) plus the rank-mu update. B and D are
+    recomputed from C every ~popsize / (c1 + cmu) / n / 10 generations (the tutorial's lazy eigendecomposition: for
+    the controller's 867 parameters C learns slowly, c1 + cmu ~ 1e-5, and B D stays valid for many generations).
+
+    The defaults are pycma's, which estool and the 2018 code ran:
+
+    - `active=True`: the rank-mu update also subtracts the worst popsize - mu steps with negative weights (the
+      tutorial's active CMA, its equations (53) and (46)-(47)): each rescaled to the Mahalanobis length sqrt(n), the
+      negative weights summing to -min(1 + c1/cmu, 1 + 2 mu_eff^- / (mu_eff + 2), (1 - c1 - cmu) / (n cmu)).
+    - `step_size="auto"`: two-point adaptation (TPA; Hansen 2008, "CMA-ES with Two-Point Step-Size Adaptation",
+      and Hansen et al. 2014) from 300 parameters on (CarRacing's C has 867, Doom's 576), cumulative step-size
+      adaptation (CSA; the tutorial's path p_sigma) below, as pycma chooses. TPA spends the first two solutions
+      of each population on a line test: m +- sigma * y along the last mean shift, y of a random sample's
+      Mahalanobis length. If the one ahead ranks better the step grows, if behind, it shrinks:
+      z = (rank(behind) - rank(ahead)) / (popsize - 1), s <- 0.7 s + 0.3 sign(z) |z|^0.5,
+      sigma <- sigma exp(s / d) with d = 0.7 + 2 ln n + 2 ln max(1, popsize - n) (pycma's constants). When the
+      ranking is mostly noise the two rank alike and sigma stops growing; CSA, whose path sees only the mean's
+      random walk, kept a step twice as large in the noisy 867-parameter test of docs/results.md. CSA caps one
+      step's change of log sigma at 1, as pycma does. `step_size="csa"` or `"tpa"` chooses either at any size;
+      TPA needs popsize >= 4 (two line samples and two or more drawn ones).
 
     Written here rather than wrapping pycma so that the whole state is a handful of arrays and numbers (FIELDS):
     a checkpoint is data and resumes bit for bit, and any popsize >= 2 works (pycma's mirrored sampling failed
-    for population 2). `sigma_decay` and `antithetic` are ignored: CMA-ES adapts sigma itself.
+    for population 2). A checkpoint of file version 2 predates TPA and active updates: it resumes as the
+    optimizer that wrote it (CSA, positive weights only). `sigma_decay` and `antithetic` are ignored: CMA-ES
+    adapts sigma itself.
     """
 
     FIELDS = {**EvolutionStrategy.FIELDS, "mean": "vector", "sigma": "positive", "cov": "matrix",
               "eigenbasis": "matrix", "eigenvalues_sqrt": "positive vector", "path_sigma": "vector",
-              "path_cov": "vector", "generation": "count", "eigen_generation": "count", "steps": "population?"}
+              "path_cov": "vector", "generation": "count", "eigen_generation": "count", "steps": "population?",
+              "tpa": "bool", "active": "bool", "tpa_s": "float", "mean_shift": "vector?"}
+    VERSION_2_DEFAULTS = {"tpa": False, "active": False, "tpa_s": 0.0}  # what a version-2 file was written by
+    TPA_FROM_PARAMS = 300  # pycma's TPA_dimension: "auto" uses TPA from this many parameters on
+    TPA_MIN_POPSIZE = 4
 
     def __init__(self, num_params: int, popsize: int, sigma_init: float = 0.1, sigma_decay: float = 0.999,
-                 weight_decay: float = 0.01, antithetic: bool = True, seed: int = 0, x0=None):
+                 weight_decay: float = 0.01, antithetic: bool = True, seed: int = 0, x0=None, *,
+                 step_size: str = "auto", active: bool = True):
         super().__init__(num_params, popsize, weight_decay, seed)
+        if step_size not in ("auto", "tpa", "csa"):
+            raise ValueError(f"step_size must be 'auto', 'tpa' or 'csa', got {step_size!r}")
+        if step_size == "auto":
+            step_size = ("tpa" if self.num_params >= self.TPA_FROM_PARAMS and self.popsize >= self.TPA_MIN_POPSIZE
+                         else "csa")
+        if step_size == "tpa" and self.popsize < self.TPA_MIN_POPSIZE:
+            raise ValueError(f"TPA step-size adaptation needs a population of at least {self.TPA_MIN_POPSIZE} "
+                             f"(two line samples and two drawn ones), got {self.popsize}; use step_size='csa'")
         n = self.num_params
+        self.tpa = step_size == "tpa"
+        self.active = bool(active)
         self.mean = _initial_mean(x0, n)
         self.sigma = _checked_sigma(sigma_init)
         self.cov = np.eye(n)  # C
         self.eigenbasis = np.eye(n)  # B: C's eigenvectors in its columns
         self.eigenvalues_sqrt = np.ones(n)  # D: square roots of C's eigenvalues
-        self.path_sigma = np.zeros(n)
+        self.path_sigma = np.zeros(n)  # CSA's path; with TPA it still gives h_sigma, as in pycma
         self.path_cov = np.zeros(n)
+        self.tpa_s = 0.0  # TPA's smoothed rank difference
+        self.mean_shift: np.ndarray | None = None  # TPA: the last update's m_new - m_old, the next line test
         self.generation = 0  # updates done
         self.eigen_generation = 0  # the generation whose C gave B and D
-        self.steps: np.ndarray | None = None  # (popsize, n) y_k = B D z_k of the last ask
+        self.steps: np.ndarray | None = None  # (popsize, n) y_k of the last ask
         self._derive()
 
     def _derive(self) -> None:
-        """The tutorial's default strategy parameters (its table 1), from n and popsize alone."""
+        """The tutorial's default strategy parameters (its table 1), from n and popsize alone; TPA's from pycma."""
         n, popsize = self.num_params, self.popsize
         self.mu = popsize // 2
-        weights = math.log((popsize + 1) / 2) - np.log(np.arange(1, self.mu + 1))
-        self.weights = weights / weights.sum()
+        raw = math.log((popsize + 1) / 2) - np.log(np.arange(1, popsize + 1))
+        self.weights = raw[:self.mu] / raw[:self.mu].sum()
         self.mu_eff = 1.0 / float(np.sum(np.square(self.weights)))
         self.c_sigma = (self.mu_eff + 2) / (n + self.mu_eff + 5)
         self.d_sigma = 1 + 2 * max(0.0, math.sqrt((self.mu_eff - 1) / (n + 1)) - 1) + self.c_sigma
@@ -235,17 +275,42 @@ class CMAES(EvolutionStrategy):
         self.c_mu = min(1 - self.c_1, 2 * (self.mu_eff - 2 + 1 / self.mu_eff) / ((n + 2) ** 2 + self.mu_eff))
         self.chi_n = math.sqrt(n) * (1 - 1 / (4 * n) + 1 / (21 * n * n))  # E|N(0, I)|
         self.eigen_interval = popsize / (self.c_1 + self.c_mu) / n / 10
+        # Active CMA: the worst popsize - mu get negative weights (tutorial eq. 53), zero when not active.
+        negative = raw[self.mu:]
+        self.negative_weights = np.zeros(popsize - self.mu)
+        if self.active and self.c_mu > 0 and np.any(negative < 0):  # (c_mu is 0 at popsize 2: no rank-mu update)
+            mu_eff_negative = float(negative.sum() ** 2 / np.sum(np.square(negative)))
+            scale = min(1 + self.c_1 / self.c_mu, 1 + 2 * mu_eff_negative / (self.mu_eff + 2),
+                        (1 - self.c_1 - self.c_mu) / (n * self.c_mu))
+            self.negative_weights = negative * scale / np.abs(negative).sum()
+        self.tpa_c = 0.3
+        self.tpa_damp = 0.7 + 2 * math.log(n) + 2 * math.log(max(1, popsize - n))
+
+    def _tpa_unit(self) -> np.ndarray | None:
+        """The last mean shift scaled to Mahalanobis length 1 (|C^(-1/2) v| = 1), or None: no line test this
+        generation (CSA, the first generation, or a shift of length zero)."""
+        if not self.tpa or self.mean_shift is None:
+            return None
+        length = float(np.linalg.norm((self.eigenbasis.T @ self.mean_shift) / self.eigenvalues_sqrt))
+        return self.mean_shift / length if length > 0 and math.isfinite(length) else None
 
     def _sample(self) -> np.ndarray:
         normal = self.rng.standard_normal((self.popsize, self.num_params))
         self.steps = (normal * self.eigenvalues_sqrt) @ self.eigenbasis.T
+        unit = self._tpa_unit()
+        if unit is not None:  # the line test: ahead and behind along the mean shift, at a random sample's length
+            self.steps[0] = unit * float(np.linalg.norm(normal[0]))
+            self.steps[1] = -self.steps[0]
         return self.mean + self.sigma * self.steps
 
     def _update(self, fitness: np.ndarray) -> None:
         n = self.num_params
-        best = self.steps[np.argsort(-fitness, kind="stable")[:self.mu]]  # (mu, n), best first
+        line_test = self._tpa_unit() is not None  # asked with the current mean shift, B and D
+        ranked = self.steps[np.argsort(-fitness, kind="stable")]  # (popsize, n), best first
+        best = ranked[:self.mu]
         step = self.weights @ best  # y_w
-        self.mean = self.mean + self.sigma * step
+        shift = self.sigma * step
+        self.mean = self.mean + shift
 
         # Step-size path, in the coordinates where C is the identity: C^(-1/2) y_w = B D^-1 B^T y_w.
         whitened = self.eigenbasis @ ((self.eigenbasis.T @ step) / self.eigenvalues_sqrt)
@@ -260,10 +325,27 @@ class CMAES(EvolutionStrategy):
 
         rank_one = np.outer(self.path_cov, self.path_cov)
         rank_mu = (best * self.weights[:, None]).T @ best
+        total_weight = 1.0
+        if self.active:  # the worst steps, each rescaled to Mahalanobis length sqrt(n), with negative weights
+            worst = ranked[self.mu:]
+            squared_lengths = np.sum(np.square((worst @ self.eigenbasis) / self.eigenvalues_sqrt), axis=1)
+            coefficients = self.negative_weights * n / np.maximum(squared_lengths, 1e-300)
+            rank_mu += (worst * coefficients[:, None]).T @ worst
+            total_weight += float(self.negative_weights.sum())
         stalled = (1 - h_sigma) * self.c_c * (2 - self.c_c)  # keeps C's scale while h_sigma is 0
-        self.cov = ((1 - self.c_1 - self.c_mu + self.c_1 * stalled) * self.cov
+        self.cov = ((1 - self.c_1 - self.c_mu * total_weight + self.c_1 * stalled) * self.cov
                     + self.c_1 * rank_one + self.c_mu * rank_mu)
-        self.sigma *= math.exp(min(1.0, (self.c_sigma / self.d_sigma) * (path_norm / self.chi_n - 1)))
+
+        if self.tpa:
+            if line_test:
+                # ranks as "how many solutions did better": z > 0 when the one ahead beat the one behind
+                ahead, behind = (int(np.sum(fitness > fitness[k])) for k in (0, 1))
+                z = (behind - ahead) / (self.popsize - 1)
+                self.tpa_s = (1 - self.tpa_c) * self.tpa_s + self.tpa_c * math.copysign(math.sqrt(abs(z)), z)
+                self.sigma *= math.exp(self.tpa_s / self.tpa_damp)
+            self.mean_shift = shift
+        else:
+            self.sigma *= math.exp(min(1.0, (self.c_sigma / self.d_sigma) * (path_norm / self.chi_n - 1)))
         self.generation += 1
 
         if self.generation - self.eigen_generation > self.eigen_interval:
@@ -272,6 +354,10 @@ class CMAES(EvolutionStrategy):
             self.eigenvalues_sqrt = np.sqrt(np.maximum(eigenvalues, 1e-300))
             self.eigen_generation = self.generation
         self.steps = None
+
+    def describe(self) -> str:
+        return (f"step size by {'TPA' if self.tpa else 'CSA'}, "
+                f"{'active' if self.active else 'positive-weight'} covariance update")
 
     def current_param(self) -> np.ndarray:
         return self.mean.copy()
@@ -644,8 +730,9 @@ def _rebuild(path: str) -> tuple[EvolutionStrategy, dict]:
         header = _read_header(members, archive)
         if not isinstance(header, dict) or header.get("format") != FILE_FORMAT:
             raise _Invalid(f"it has no {FILE_FORMAT!r} marker")
-        if header.get("version") != FILE_VERSION:
-            raise _Invalid(f"it is format version {header.get('version')!r}; this code reads version {FILE_VERSION}")
+        if header.get("version") not in READABLE_VERSIONS:
+            raise _Invalid(f"it is format version {header.get('version')!r}; this code reads versions "
+                           f"{', '.join(map(str, READABLE_VERSIONS))}")
         if set(header) != {"format", "version", "optimizer", "values", "state"}:
             raise _Invalid(f"its header has the keys {sorted(header)}")
         cls = _CLASSES.get(header["optimizer"]) if isinstance(header["optimizer"], str) else None
@@ -654,6 +741,8 @@ def _rebuild(path: str) -> tuple[EvolutionStrategy, dict]:
         values, state = header["values"], header["state"]
         if not isinstance(values, dict) or not isinstance(state, dict):
             raise _Invalid("its values or state are not objects")
+        if header["version"] == 2:  # fields added since: the values of the optimizer that wrote the file
+            values = {**getattr(cls, "VERSION_2_DEFAULTS", {}), **values}
 
         kinds = {name: kind.rstrip("?") for name, kind in cls.FIELDS.items()}
         array_names = {name for name, kind in kinds.items() if kind in _ARRAY_KINDS}

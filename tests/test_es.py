@@ -184,6 +184,92 @@ def test_cma_strategy_constants_follow_the_tutorial():
     assert optimizer.rms_stdev() == pytest.approx(0.1)  # sigma_init with C = I
 
 
+def test_cma_chooses_tpa_and_active_updates_as_pycma_does():
+    """pycma (what estool and the 2018 code ran) adapts the step size by TPA from 300 parameters on and updates C
+    actively. For n = 867, popsize 16 the negative weights sum to -min(1 + c1/cmu, 1 + 2 mu_eff^- / (mu_eff + 2),
+    (1 - c1 - cmu) / (n cmu)) = -(1 + c1/cmu) (the other two are ~2.5 and ~140), and TPA's damping is
+    0.7 + 2 ln 867 (popsize < n)."""
+    optimizer = es.CMAES(867, 16)
+    assert optimizer.tpa and optimizer.active
+    assert optimizer.describe() == "step size by TPA, active covariance update"
+    raw = np.log(8.5) - np.log(np.arange(9, 17))  # ranks 9..16: all negative
+    assert np.all(optimizer.negative_weights < 0)
+    assert optimizer.negative_weights.sum() == pytest.approx(-(1 + optimizer.c_1 / optimizer.c_mu))
+    np.testing.assert_allclose(optimizer.negative_weights / optimizer.negative_weights.sum(), raw / raw.sum())
+    assert optimizer.tpa_damp == pytest.approx(0.7 + 2 * np.log(867))
+    assert not es.CMAES(299, 16).tpa  # below pycma's TPA_dimension: CSA
+    assert not es.CMAES(867, 3).tpa  # too small a population for a line test
+    assert es.CMAES(10, 8, step_size="tpa").tpa and not es.CMAES(867, 16, step_size="csa").tpa
+    assert not np.any(es.CMAES(867, 16, active=False).negative_weights)
+    with pytest.raises(ValueError, match="at least 4"):
+        es.CMAES(867, 3, step_size="tpa")
+    with pytest.raises(ValueError, match="step_size"):
+        es.CMAES(10, 8, step_size="msr")
+
+
+def test_tpa_line_test_mirrors_the_last_mean_shift_at_a_sampled_length():
+    optimizer = run(es.CMAES(NUM_PARAMS, 8, sigma_init=0.5, weight_decay=0.0, seed=2, step_size="tpa"), 3)
+    shift = optimizer.mean_shift
+    mean = optimizer.current_param()
+    replay = np.random.Generator(np.random.PCG64())
+    replay.bit_generator.state = optimizer.rng.bit_generator.state
+    drawn_length = np.linalg.norm(replay.standard_normal((8, NUM_PARAMS))[0])  # the first row's N(0, I) draw
+    solutions = optimizer.ask()
+    ahead, behind = solutions[0] - mean, solutions[1] - mean
+    mahalanobis = np.linalg.norm((optimizer.eigenbasis.T @ optimizer.steps[0]) / optimizer.eigenvalues_sqrt)
+    assert mahalanobis == pytest.approx(drawn_length, rel=1e-12)
+    np.testing.assert_array_equal(optimizer.steps[0], -optimizer.steps[1])
+    np.testing.assert_allclose(ahead, -behind, rtol=1e-12, atol=1e-15)
+    assert ahead @ shift / (np.linalg.norm(ahead) * np.linalg.norm(shift)) == pytest.approx(1.0)  # along the shift
+    # The other rows are ordinary samples: none of them lies on the line.
+    others = solutions[2:] - mean
+    assert np.all(np.abs(others @ shift) / (np.linalg.norm(others, axis=1) * np.linalg.norm(shift)) < 0.999)
+
+
+def test_tpa_step_size_change_computed_by_hand():
+    """n = 10, popsize 8, d = 0.7 + 2 ln 10. Generation 1 has no line test (no mean shift yet): sigma stays.
+    Generation 2: the one ahead is best, the one behind worst: z = (7 - 0) / 7 = 1, s = 0.3, sigma *= exp(0.3 / d).
+    Generation 3, the other way round: z = -1, s = 0.7 * 0.3 - 0.3 = -0.09, sigma *= exp(-0.09 / d).
+    Generation 4, the two tie in the middle: z = 0, s = 0.7 * -0.09, sigma *= exp(-0.063 / d)."""
+    damp = 0.7 + 2 * np.log(10)
+    optimizer = es.CMAES(NUM_PARAMS, 8, sigma_init=0.3, weight_decay=0.0, seed=0, step_size="tpa")
+    optimizer.ask()
+    optimizer.tell(np.arange(8.0))
+    assert optimizer.sigma == 0.3
+    expected = 0.3
+    for rewards, s in [([9.0, -9.0, 1, 2, 3, 4, 5, 6], 0.3), ([-9.0, 9.0, 1, 2, 3, 4, 5, 6], -0.09),
+                       ([3.5, 3.5, 1, 2, 3, 4, 5, 6], -0.063)]:
+        optimizer.ask()
+        optimizer.tell(np.array(rewards))
+        expected *= np.exp(s / damp)
+        assert optimizer.tpa_s == pytest.approx(s)
+        assert optimizer.sigma == pytest.approx(expected, rel=1e-12)
+
+
+def test_tpa_solves_the_sphere_and_grows_the_step_on_a_slope():
+    optimizer = run(es.CMAES(NUM_PARAMS, 12, sigma_init=0.5, weight_decay=0.0, seed=0, step_size="tpa"), 250)
+    assert np.max(np.abs(optimizer.current_param() - OPTIMUM)) < 1e-6
+    assert optimizer.rms_stdev() < 1e-4
+    slope = run(es.CMAES(NUM_PARAMS, 8, sigma_init=0.1, weight_decay=0.0, seed=0, step_size="tpa"), 60,
+                reward=lambda solutions: solutions.sum(axis=1))
+    assert slope.sigma > 1000 * 0.1  # the one ahead keeps winning: sigma grows by up to exp(1 / d) a generation
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_active_update_shrinks_the_variance_of_a_direction_that_only_hurts(seed):
+    """Reward -1000 x_0^2, flat in the other nine: every large step in x_0 is among the worst. The active update
+    subtracts those steps from C, so C's variance along x_0 falls well below the others'; with positive weights
+    only it falls much less."""
+    ratios = {}
+    for active in (True, False):
+        optimizer = run(es.CMAES(NUM_PARAMS, 8, sigma_init=0.1, weight_decay=0.0, seed=seed, step_size="csa",
+                                 active=active, x0=np.ones(NUM_PARAMS)), 30,
+                        reward=lambda solutions: -1000 * solutions[:, 0] ** 2)
+        variances = np.diag(optimizer.cov)
+        ratios[active] = variances[0] / variances[1:].mean()
+    assert ratios[True] < 0.6 and ratios[True] < 0.7 * ratios[False]
+
+
 @pytest.mark.parametrize("name", list(CLASSES))
 @pytest.mark.parametrize("sigma", [0.0, -0.1, float("nan"), float("inf")])
 def test_a_step_size_that_is_not_positive_is_refused(name, sigma):
@@ -255,6 +341,42 @@ def test_cma_checkpoint_keeps_the_eigendecomposition(tmp_path):
     path = str(tmp_path / "run.es.pk")
     es.save_optimizer(path, optimizer, {})
     assert_same_optimizer(es.load_optimizer(path)[0], optimizer)
+
+
+@pytest.mark.parametrize("between_ask_and_tell", [False, True])
+def test_tpa_checkpoint_round_trip_is_exact(tmp_path, between_ask_and_tell):
+    """TPA's state (its smoothed rank difference and the last mean shift, the next line test) is stored."""
+    path = str(tmp_path / "run.es.pk")
+    original = run(es.CMAES(NUM_PARAMS, 8, sigma_init=0.5, seed=3, step_size="tpa"), 5)
+    assert original.tpa_s != 0 and original.mean_shift is not None
+    asked = original.ask() if between_ask_and_tell else None
+    es.save_optimizer(path, original, {})
+    loaded, _ = es.load_optimizer(path)
+    assert loaded.tpa and loaded.active and loaded.tpa_s == original.tpa_s
+    if between_ask_and_tell:
+        original.tell(sphere(asked))
+        loaded.tell(sphere(asked))
+    assert_same_optimizer(loaded, original)
+
+
+def test_a_version_2_checkpoint_resumes_as_the_optimizer_that_wrote_it(tmp_path):
+    """Version-2 files predate TPA and active updates (runs trained with CSA and positive weights, such as the
+    shipped CarRacing checkpoints): they load without the new fields and resume exactly as that optimizer."""
+    original = run(es.CMAES(NUM_PARAMS, 8, sigma_init=0.5, seed=3, step_size="csa", active=False), 3)
+    values, arrays = es._state_of(original)
+    for name in ("tpa", "active", "tpa_s"):
+        del values[name]
+    header = {"format": es.FILE_FORMAT, "version": 2, "optimizer": "CMAES", "values": values, "state": {"g": 3}}
+    path = tmp_path / "old.es.pk"
+    path.write_bytes(_checkpoint(header, arrays))
+    loaded, state = es.load_optimizer(str(path))
+    assert state == {"g": 3} and not loaded.tpa and not loaded.active
+    assert loaded.describe() == "step size by CSA, positive-weight covariance update"
+    assert_same_optimizer(loaded, original)
+    header["version"] = 3  # the same fields written as version 3 lack what version 3 requires
+    path.write_bytes(_checkpoint(header, arrays))
+    with pytest.raises(UserError, match="expected"):
+        es.load_optimizer(str(path))
 
 
 def test_checkpoint_loads_in_a_fresh_process(tmp_path):
