@@ -171,7 +171,7 @@ def test_mirrored_rows_drive_the_same_tracks(tmp_path, monkeypatch):
 
 # A checkpoint that the code before the typed state wrote (the CarRacing run's, generation 51), and a dream run's
 # state as that code wrote it: its evaluations of new bests carry a real-game score, and the state the last one.
-CHECKPOINT = f"{ROOT}/pretrained/car_racing/training/s1000/car_racing.cma.4.16.es.pk"
+CHECKPOINT = f"{ROOT}/runs/car_racing/s1000/car_racing.cma.4.16.es.pk"
 DREAM_STATE = {"format": 1, "env": "doom_take_cover", "optimizer": "cma", "population": 4, "num_episode": 1,
                "exp_mode": "zch", "generation": 2, "next_seed": 157, "elapsed_s": 12.25,
                "history": [[1, 6.1, 70.5, 31.0, 140.0, 40.12, 0.099875, 70.5, 140],
