@@ -206,7 +206,7 @@ class CMAES(EvolutionStrategy):
       tutorial's active CMA, its equations (53) and (46)-(47)): each rescaled to the Mahalanobis length sqrt(n), the
       negative weights summing to -min(1 + c1/cmu, 1 + 2 mu_eff^- / (mu_eff + 2), (1 - c1 - cmu) / (n cmu)).
     - `step_size="auto"`: two-point adaptation (TPA; Hansen 2008, "CMA-ES with Two-Point Step-Size Adaptation",
-      and Hansen et al. 2014) from 300 parameters on (CarRacing's C has 867, Doom's 576), cumulative step-size
+      and Hansen et al. 2014) from 300 parameters on (CarRacing's C has 867, Doom's 1,088), cumulative step-size
       adaptation (CSA; the tutorial's path p_sigma) below, as pycma chooses. TPA spends the first two solutions
       of each population on a line test: m +- sigma * y along the last mean shift, y of a random sample's
       Mahalanobis length. If the one ahead ranks better the step grows, if behind, it shrinks:
