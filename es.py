@@ -203,8 +203,8 @@ class CMAES(EvolutionStrategy):
     The defaults are pycma's, which estool and the 2018 code ran:
 
     - `active=True`: the rank-mu update also subtracts the worst popsize - mu steps with negative weights (the
-      tutorial's active CMA, its default weights for ranks mu + 1 .. popsize): each rescaled to the Mahalanobis length sqrt(n), the
-      negative weights summing to -min(1 + c1/cmu, 1 + 2 mu_eff^- / (mu_eff + 2), (1 - c1 - cmu) / (n cmu)).
+      tutorial's active CMA, its default weights for ranks mu + 1 .. popsize): each step rescaled to the Mahalanobis
+      length sqrt(n), the weights summing to -min(1 + c1/cmu, 1 + 2 mu_eff^- / (mu_eff + 2), (1 - c1 - cmu) / (n cmu)).
     - `step_size="auto"`: two-point adaptation (TPA; Hansen 2008, "CMA-ES with Two-Point Step-Size Adaptation",
       and Hansen et al. 2014) from 300 parameters on (CarRacing's C has 867, Doom's 1,088), cumulative step-size
       adaptation (CSA; the tutorial's path p_sigma) below, as pycma chooses. TPA spends the first two solutions
