@@ -5,8 +5,9 @@ then score it in the dream (at tau) and in the real game.
         --num_worker 2 --num_worker_trial 32 --num_episode 4
 
 Each tau trains with 05_train_controller.py --dream_mode 1 --temperature tau in its own folder,
-./controller/tau<tau>/ (logs in ./log/tau<tau>/), so the runs never overwrite each other; a tau whose folder already
-holds a checkpoint is resumed for --generations more (0: scored as it is). Scores are means +- std over
+./controller/tau<tau>/ (logs in ./log/tau<tau>/), so the runs never overwrite each other. --generations is each
+tau's total: a tau whose folder holds a checkpoint of fewer generations is resumed for the rest (an interrupted
+sweep goes on where it stopped when the same command is run again), one that holds as many is only scored. Scores are means +- std over
 --episodes episodes (100, as the paper) from model.py's code. The table is printed and written to
 ./log/<env>.temperature_sweep.json.
 """
@@ -33,7 +34,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Train in the dream at several temperatures; score dream and real.")
     parser.add_argument("env_name", choices=["doom_take_cover"])
     parser.add_argument("--temperatures", type=float, nargs="+", default=sorted(PAPER))
-    parser.add_argument("--generations", type=int, default=50, help="dream generations per temperature (this run)")
+    parser.add_argument("--generations", type=int, default=50,
+                        help="dream generations per temperature, in all (a rerun trains only those still owed)")
     parser.add_argument("-n", "--num_worker", type=int, default=os.cpu_count() or 1)
     parser.add_argument("-t", "--num_worker_trial", type=int, default=8)
     parser.add_argument("-e", "--num_episode", type=int, default=4)
@@ -68,6 +70,17 @@ def score(env_name: str, best: str, dream: bool, temperature: float, args) -> tu
     return float(scores.mean()), float(scores.std())
 
 
+def trained_generations(checkpoint: str) -> int:
+    """Generations a sweep's checkpoint holds (0 when there is none); a damaged one is a one-line error."""
+    if not os.path.exists(checkpoint):
+        return 0
+    from controller.training import TrainingState
+    from es import load_optimizer
+
+    _, data = load_optimizer(checkpoint)
+    return TrainingState.from_json(data, checkpoint).generation
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     from utils import save_json
@@ -81,13 +94,16 @@ def main(argv=None) -> None:
         base = f"{args.env_name}.cma.{args.num_episode}.{population}"
         checkpoint = os.path.join(controller_dir, f"{base}.es.pk")
         best = os.path.join(controller_dir, f"{base}.best.json")
-        if args.generations > 0:
+        done = trained_generations(checkpoint)
+        if done:
+            print(f"== tau {tau:g}: {checkpoint} holds {done} generation(s) of {args.generations}", flush=True)
+        if args.generations > done:
             command = [sys.executable, os.path.join(ROOT, "05_train_controller.py"), args.env_name, "--dream_mode", "1",
                        "--temperature", str(tau), "--num_worker", str(args.num_worker), "--num_worker_trial",
                        str(args.num_worker_trial), "--num_episode", str(args.num_episode), "--eval_steps",
-                       str(args.eval_steps), "--generations", str(args.generations), "--controller_dir",
+                       str(args.eval_steps), "--generations", str(args.generations - done), "--controller_dir",
                        controller_dir, "--log_dir", log_dir, "--real_episodes", str(args.real_episodes)]
-            if os.path.exists(checkpoint):
+            if done:
                 command += ["--init_opt", checkpoint]
             print(f"== tau {tau:g}: training in the dream ({' '.join(command[2:])})", flush=True)
             if subprocess.run(command).returncode != 0:

@@ -117,3 +117,20 @@ def test_temperature_sweep_prints_the_table(tmp_path):
     for row in table["rows"]:
         assert os.path.exists(tmp_path / row["controller"]) and row["real_mean"] > 0
     assert "1092 ± 556" in result.stdout  # the paper's column beside ours
+
+
+def test_a_temperature_sweep_run_again_trains_only_the_generations_still_owed(tmp_path):
+    """--generations is each temperature's total: the same command again only scores; a larger total resumes."""
+    doom_world_model(tmp_path)
+    flags = ["-n", 2, "-t", 2, "-e", 1, "--eval_steps", 1, "--episodes", 2, "--real_episodes", 2]
+    checkpoint = tmp_path / "controller" / "tau1.15" / "doom_take_cover.cma.1.4.es.pk"
+    run("sweep_temperature.py", "doom_take_cover", "--temperatures", 1.15, "--generations", 1, *flags, cwd=tmp_path)
+    first = json.loads((tmp_path / "log" / "doom_take_cover.temperature_sweep.json").read_text())["rows"]
+    again = run("sweep_temperature.py", "doom_take_cover", "--temperatures", 1.15, "--generations", 1, *flags,
+                cwd=tmp_path)
+    assert "holds 1 generation(s) of 1" in again.stdout and "training in the dream" not in again.stdout
+    assert json.loads((tmp_path / "log" / "doom_take_cover.temperature_sweep.json").read_text())["rows"] == first
+    more = run("sweep_temperature.py", "doom_take_cover", "--temperatures", 1.15, "--generations", 3, *flags,
+               cwd=tmp_path)
+    assert "--generations 2 " in more.stdout and f"--init_opt {os.path.join('.', 'controller', 'tau1.15')}" in more.stdout
+    assert load_optimizer(str(checkpoint))[1]["generation"] == 3
