@@ -4,6 +4,8 @@ episodes to the same scores (what model.py --pretrained plays on those seeds).
 
 In-process and a few seconds an agent: part of make test-fast."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -12,8 +14,8 @@ import pretrained
 SHIPPED = pretrained.shipped()
 
 
-def test_the_car_racing_agent_is_shipped():
-    assert "car_racing" in SHIPPED  # so that the tests below cannot pass by having nothing to check
+def test_both_agents_are_shipped():
+    assert SHIPPED == ["car_racing", "doom_take_cover"]  # so that the tests below cannot pass by having nothing to check
 
 
 @pytest.mark.parametrize("env_name", SHIPPED)
@@ -32,3 +34,8 @@ def test_the_shipped_agent_replays_its_manifests_episodes(env_name):
     results = pretrained.play_check(env_name, pretrained.PRETRAINED_DIR, check["seeds"])
     assert [seed for seed, _, _ in results] == check["seeds"]
     assert [reward for _, reward, _ in results] == pytest.approx(check["scores"], abs=1e-6)
+
+
+def test_everything_in_pretrained_fits_the_60_mb_budget():
+    total = sum(os.path.getsize(path) for path in pretrained.walk_files(pretrained.PRETRAINED_DIR))
+    assert 0 < total <= pretrained.MAX_TOTAL_BYTES == 60 * 1024 * 1024
