@@ -365,10 +365,30 @@ class WorkerDied(UserError):
     """A rollout worker died outright (a crash in a simulator's C++ code, the kernel's OOM killer)."""
 
 
-def _process_start(parent_pid: int, initializer: Callable[..., None] | None, initargs: tuple) -> None:
+class _QuietOnceEnding:
+    """A pool worker's stderr that goes silent once the parent ends the pool on an error: the parent prints the one
+    line that says why, and a worker stopped while it waited on the task queue (the queue closed under it: EOFError
+    in multiprocessing's reader) would otherwise add a traceback of its own."""
+
+    def __init__(self, stream, ending):
+        self._stream, self._ending = stream, ending
+
+    def write(self, text: str) -> int:
+        return len(text) if self._ending.value else self._stream.write(text)
+
+    def flush(self) -> None:
+        if not self._ending.value:
+            self._stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _process_start(parent_pid: int, initializer: Callable[..., None] | None, initargs: tuple, ending) -> None:
     from utils import rollout_worker_start
 
     rollout_worker_start(parent_pid)
+    sys.stderr = _QuietOnceEnding(sys.stderr, ending)
     if initializer is None:
         return
     try:
@@ -393,7 +413,8 @@ class ProcessPool(WorkerPool):
     (an error, Ctrl-C, SIGTERM) stops the episodes under way, waits at most a few seconds for the workers, kills
     what is left, and then, for an error that ends the script with one line (a UserError, Ctrl-C, SIGTERM), prints
     that line and leaves at once with its status: a worker killed mid-task can leave the pool's queues locked, and
-    Python's exit handlers would then wait on them forever. Every file written before is whole (atomic writes); the
+    Python's exit handlers would then wait on them forever. From then on the workers print nothing (their stderr
+    goes quiet), so that the line stays the only one. Every file written before is whole (atomic writes); the
     locks of the run are released.
 
     A concurrent.futures executor rather than multiprocessing.Pool: a worker that dies breaks the executor with an
@@ -409,9 +430,10 @@ class ProcessPool(WorkerPool):
         self.function = function
         self.executor = None
         if workers > 1:
-            self.executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                                                initializer=_process_start,
-                                                initargs=(os.getpid(), initializer, initargs))
+            context = multiprocessing.get_context("fork")
+            self.ending = context.Value("b", 0, lock=False)  # shared with the workers: 1 once an error ends the pool
+            self.executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_process_start,
+                                                initargs=(os.getpid(), initializer, initargs, self.ending))
         elif initializer is not None:
             initializer(*initargs)
 
@@ -440,6 +462,7 @@ class ProcessPool(WorkerPool):
         from utils import exit_line, release_locks
 
         executor, self.executor = self.executor, None
+        self.ending.value = 1  # the workers stop printing: this process prints the one line
         running = list((getattr(executor, "_processes", None) or {}).values())
         executor.shutdown(wait=False, cancel_futures=True)
         for process in running:  # stop the episodes under way (SIGTERM: they close their environments)
