@@ -7,8 +7,8 @@ then score it in the dream (at tau) and in the real game.
 Each tau trains with 05_train_controller.py --dream_mode 1 --temperature tau in its own folder,
 ./controller/tau<tau>/ (logs in ./log/tau<tau>/), so the runs never overwrite each other. --generations is each
 tau's total: a tau whose folder holds a checkpoint of fewer generations is resumed for the rest (an interrupted
-sweep goes on where it stopped when the same command is run again), one that holds as many is only scored. Scores are means +- std over
---episodes episodes (100, as the paper) from model.py's code. The table is printed and written to
+sweep goes on where it stopped when the same command is run again), one that holds as many is only scored. Scores
+are means +- std over --episodes episodes (100, as the paper) from model.py's code. The table is printed and written to
 ./log/<env>.temperature_sweep.json.
 """
 
