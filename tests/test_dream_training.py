@@ -132,5 +132,6 @@ def test_a_temperature_sweep_run_again_trains_only_the_generations_still_owed(tm
     assert json.loads((tmp_path / "log" / "doom_take_cover.temperature_sweep.json").read_text())["rows"] == first
     more = run("sweep_temperature.py", "doom_take_cover", "--temperatures", 1.15, "--generations", 3, *flags,
                cwd=tmp_path)
-    assert "--generations 2 " in more.stdout and f"--init_opt {os.path.join('.', 'controller', 'tau1.15')}" in more.stdout
+    assert "--generations 2 " in more.stdout
+    assert f"--init_opt {os.path.join('.', 'controller', 'tau1.15')}" in more.stdout
     assert load_optimizer(str(checkpoint))[1]["generation"] == 3

@@ -15,7 +15,7 @@ SHIPPED = pretrained.shipped()
 
 
 def test_both_agents_are_shipped():
-    assert SHIPPED == ["car_racing", "doom_take_cover"]  # so that the tests below cannot pass by having nothing to check
+    assert SHIPPED == ["car_racing", "doom_take_cover"]  # so that the tests below cannot pass with nothing to check
 
 
 @pytest.mark.parametrize("env_name", SHIPPED)
