@@ -2,7 +2,8 @@
 
     python 04_train_rnn.py --start_batch 0 --max_batch 9 --new_model
 
-Reads the rnn_mu / rnn_logvar / rnn_input / rnn_length / rnn_done files of stage 03 for batches start..max. Every
+Reads the rnn_mu / rnn_logvar / rnn_input / rnn_length / rnn_done files of stage 03 for batches start..max (files of
+different episode lengths train together: random play recorded for 300 steps beside a controller's 1000). Every
 epoch draws a fresh z = mu + exp(logvar / 2) * eps for every frame (as the paper does), so M never fits one noisy
 encoding. Minibatches group episodes of similar length, each cut to its longest (rnn.train.length_buckets): Doom
 episodes last 50 to 2100 steps, and the LSTM need not run over padding. After every epoch it writes
@@ -78,10 +79,21 @@ def load_sequences(args, config, start_batch: int, max_batch: int):
         parts["actions"].append(rnn_input[..., config.z_size:config.z_size + config.action_size])
         parts["lengths"].append(lengths)
         parts["dones"].append(dones)
-    time_steps = {m.shape[1] for m in parts["mu"]}
-    if len(time_steps) > 1:
-        raise UserError(f"batch files have different episode lengths {sorted(time_steps)}; train them separately")
-    return {name: np.concatenate(values) for name, values in parts.items()}
+    # files of different episode lengths (random play recorded for 300 steps, a controller's episodes for 1000) are
+    # padded to the longest: the steps past an episode's length are padding in every file already
+    time_steps = max(m.shape[1] for m in parts["mu"])
+    return {name: np.concatenate([pad_steps(value, time_steps) for value in values])
+            for name, values in parts.items()}
+
+
+def pad_steps(array, time_steps: int):
+    """array (N, T, ...) zero-padded on axis 1 to `time_steps` steps; (N,) arrays (lengths) are returned as they are."""
+    import numpy as np
+
+    if array.ndim < 2 or array.shape[1] == time_steps:
+        return array
+    widths = [(0, 0), (0, time_steps - array.shape[1])] + [(0, 0)] * (array.ndim - 2)
+    return np.pad(array, widths)
 
 
 def main(argv=None):
@@ -96,15 +108,13 @@ def main(argv=None):
     last_trained = args.max_batch - args.holdout_batches
     data = load_sequences(args, config, args.start_batch, last_trained)
     held_out = load_sequences(args, config, last_trained + 1, args.max_batch) if args.holdout_batches else None
-    if held_out is not None and held_out["mu"].shape[1] != data["mu"].shape[1]:
-        raise UserError("the held-out batch files have another episode length than the training files")
     # Steps after the longest episode are padding in every sequence: leave them out (a Doom file is padded to 2100
     # steps while random play survives about 300, so this skips most of the LSTM's work and changes no loss).
     parts = [part for part in (data, held_out) if part is not None]
     longest = max(int(part["lengths"].max()) for part in parts)
     for part in parts:
         for key in ("mu", "logvar", "actions", "dones"):
-            part[key] = part[key][:, :longest]
+            part[key] = pad_steps(part[key], max(longest, part[key].shape[1]))[:, :longest]
 
     import keras
     import numpy as np

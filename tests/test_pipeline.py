@@ -152,6 +152,29 @@ def test_04_reports_losses_on_held_out_batches(pipeline, tmp_path):
     assert refused.returncode == 1 and "must leave at least one of batches 0..1 to train on" in refused.stderr
 
 
+def test_04_trains_files_of_different_episode_lengths_as_if_padded(pipeline, tmp_path):
+    """Random play recorded for 300 steps and a controller's episodes for 1000 train together: a file of T steps is
+    padded to the longest file's; padding changes no loss, so batch 0 stored with 15 extra padding steps (its
+    episodes as long as before) trains M to exactly the losses of the original files, held-out ones too."""
+    padded = tmp_path / "data"
+    padded.mkdir()
+    sequence_files = ("rnn_mu", "rnn_logvar", "rnn_input", "rnn_output", "rnn_done")  # (E, T, ...) of stage 03
+    for path in (pipeline / "data").glob("rnn_*_car_racing_*.npy"):
+        array = np.load(path)
+        if path.name.endswith("_0.npy") and path.name.split("_car_racing")[0] in sequence_files:
+            array = np.pad(array, [(0, 0), (0, 15)] + [(0, 0)] * (array.ndim - 2))
+        np.save(padded / path.name, array)
+    assert np.load(padded / "rnn_mu_car_racing_0.npy").shape[1] == STEPS + 15
+    assert np.load(padded / "rnn_mu_car_racing_1.npy").shape[1] == STEPS
+    histories = []
+    for data_dir, rnn_dir in ((pipeline / "data", tmp_path / "rnn_a"), (padded, tmp_path / "rnn_b")):
+        run("04_train_rnn.py", "--start_batch", 0, "--max_batch", 1, "--holdout_batches", 1, "--new_model",
+            "--epochs", 1, "--verbose", 0, "--data_dir", data_dir, "--rnn_dir", rnn_dir, cwd=tmp_path)
+        histories.append(json.loads((rnn_dir / "car_racing.history.json").read_text()))
+    original, mixed = ([{key: row[key] for key in ("loss", "val_loss")} for row in history] for history in histories)
+    assert original == mixed and np.isfinite(original[0]["loss"])
+
+
 @pytest.mark.parametrize("script, args, names", [
     ("02_train_vae.py", ["--max_batch", 1], "01_generate_data.py"),
     ("03_generate_rnn_data.py", ["--max_batch", 1], "01_generate_data.py"),
