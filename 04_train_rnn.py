@@ -19,6 +19,7 @@ a controller trained in the dream finds; for those, see docs/results.md (DoomTak
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 
@@ -171,8 +172,9 @@ def main(argv=None):
         save_json(history_path, history, indent=1)
         names = [n for n in ("loss", "z_loss", "done_loss", "val_loss", "val_z_loss", "val_done_loss")
                  if n in history[-1]]
+        # a run resumed with --holdout_batches has no held-out losses for its earlier epochs: gaps in the curve
         save_curves(os.path.join(args.rnn_dir, f"{args.env_name}.loss.png"),
-                    {name: [row[name] for row in history] for name in names},
+                    {name: [row.get(name, math.nan) for row in history] for name in names},
                     xlabel="epoch", ylabel="loss per step", title=f"MDN-RNN training ({args.env_name})")
     print(f"saved {weights_path} and its NumPy copy ({time.time() - started:.0f} s)")
 
@@ -189,8 +191,6 @@ def run_minibatches(step, groups, inputs, targets: tuple, lengths, after_each=No
     """step(x, y, return_dict=True) (train_on_batch or test_on_batch) on every minibatch (rows, steps) of `groups`;
     returns the losses averaged over recorded steps (each minibatch weighted by its episodes' lengths). A loss that
     is not finite raises NonFiniteLoss at once (every later step would train on NaN weights)."""
-    import math
-
     totals, recorded = {}, 0.0
     for index, (rows, steps) in enumerate(groups):
         logs = step(inputs[rows, :steps], tuple(target[rows, :steps] for target in targets), return_dict=True)

@@ -152,6 +152,17 @@ def test_04_reports_losses_on_held_out_batches(pipeline, tmp_path):
     assert refused.returncode == 1 and "must leave at least one of batches 0..1 to train on" in refused.stderr
 
 
+def test_04_resumed_with_held_out_batches_adds_their_losses_from_then_on(pipeline, tmp_path):
+    rnn_dir = tmp_path / "rnn"
+    run("04_train_rnn.py", "--start_batch", 0, "--max_batch", 1, "--new_model", "--epochs", 1, "--verbose", 0,
+        "--rnn_dir", rnn_dir, cwd=pipeline)
+    run("04_train_rnn.py", "--start_batch", 0, "--max_batch", 1, "--holdout_batches", 1, "--epochs", 1,
+        "--verbose", 0, "--rnn_dir", rnn_dir, cwd=pipeline)
+    first, second = json.loads((rnn_dir / "car_racing.history.json").read_text())
+    assert "val_loss" not in first and np.isfinite(second["val_loss"])
+    assert (rnn_dir / "car_racing.loss.png").stat().st_size > 0
+
+
 def test_04_trains_files_of_different_episode_lengths_as_if_padded(pipeline, tmp_path):
     """Random play recorded for 300 steps and a controller's episodes for 1000 train together: a file of T steps is
     padded to the longest file's; padding changes no loss, so batch 0 stored with 15 extra padding steps (its
