@@ -16,6 +16,7 @@ and builds its targets from that draw (rnn.train.rnn_arrays), so a stored draw w
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from utils import UserError, check_flags, run_cli
@@ -48,7 +49,12 @@ def main(argv=None):
     made_by = MAKES_OBS_DATA.format(env=args.env_name)
     obs_paths = batch_range_files("obs_data", args.env_name, args.start_batch, args.max_batch, made_by, args.data_dir)
     makes_vae = MAKES_VAE.format(env=args.env_name)
-    require_file(vae_weights_path(args.env_name, vae_dir=args.vae_dir), makes_vae)
+    # V's Keras file, or where there is none, its NumPy copy (the shipped pretrained/<env>/vae holds only that one):
+    # both encode alike (tests/test_agent.py: to 1e-4)
+    numpy_vae = vae_weights_path(args.env_name, numpy_export=True, vae_dir=args.vae_dir)
+    use_numpy = not os.path.exists(vae_weights_path(args.env_name, vae_dir=args.vae_dir)) and os.path.exists(numpy_vae)
+    if not use_numpy:
+        require_file(vae_weights_path(args.env_name, vae_dir=args.vae_dir), makes_vae)
     # one run at a time writes an env's rnn_* files; the lock file is also the check that the folder takes files
     lock_outputs(args.data_dir, f"rnn_data_{args.env_name}",
                  [(args.data_dir, temporaries_of(rf"(?:{'|'.join(KINDS)})_{args.env_name}_\d+\.npy"))])
@@ -76,7 +82,13 @@ def main(argv=None):
     from rnn.train import rnn_arrays
     from vae.train import load_vae
 
-    vae = load_vae(config, args.vae_dir)
+    if use_numpy:
+        from vae.numpy_vae import NumpyVAE
+
+        print(f"V: its NumPy copy {numpy_vae} (no Keras file in {args.vae_dir})")
+        vae = NumpyVAE.load(numpy_vae, config.z_size, makes_vae)
+    else:
+        vae = load_vae(config, args.vae_dir)
     rng = np.random.default_rng(args.seed)
     started = time.time()
     for batch, obs_path in obs_paths:

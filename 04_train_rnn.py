@@ -42,12 +42,18 @@ def parse_args(argv=None):
     parser.add_argument("--holdout_batches", type=int, default=0,
                         help="last N batch files of the range: not trained on, their losses printed every epoch")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init_from", default=None, metavar="DIR",
+                        help="a new M (as --new_model) starting from the weights of DIR/<env>.npz, an M's NumPy copy "
+                             "(e.g. pretrained/<env>/rnn, the shipped one); Adam starts afresh")
     add_folder_flags(parser, "data", "rnn")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
                         help="1: a progress bar per epoch; every value prints a line per epoch")
     args = parser.parse_args(argv)
     check_flags(args, at_least={"epochs": 1, "batch_size": 1, "start_batch": 0, "seed": 0},
                 positive=("learning_rate",))
+    if args.init_from is not None and os.path.realpath(args.init_from) == os.path.realpath(args.rnn_dir):
+        raise UserError(f"--init_from {args.init_from} is the --rnn_dir the new M is written to; give another "
+                        "--rnn_dir (or leave --init_from out to resume that M)")
     if not 0 <= args.holdout_batches <= args.max_batch - args.start_batch:
         raise UserError(f"--holdout_batches {args.holdout_batches} must leave at least one of batches "
                         f"{args.start_batch}..{args.max_batch} to train on")
@@ -122,7 +128,7 @@ def main(argv=None):
 
     from plots import save_curves
     from rnn.arch import make_rnn
-    from rnn.train import length_buckets, load_rnn, rnn_arrays, save_rnn, training_masks
+    from rnn.train import length_buckets, load_rnn, rnn_arrays, rnn_from_numpy_copy, save_rnn, training_masks
     from tqdm import tqdm
     from utils import check_room_for_model, new_or_resumed, save_json
 
@@ -130,8 +136,15 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     weights_path = rnn_weights_path(args.env_name, rnn_dir=args.rnn_dir)
     history_path = os.path.join(args.rnn_dir, f"{args.env_name}.history.json")
-    rnn, history = new_or_resumed("MDN-RNN", weights_path, history_path, args.new_model,
-                                  make=lambda: make_rnn(config, args.learning_rate),
+    def make():
+        if args.init_from is None:
+            return make_rnn(config, args.learning_rate)
+        path = rnn_weights_path(args.env_name, numpy_export=True, rnn_dir=args.init_from)
+        print(f"a new M from the weights of {path} (Adam starts afresh)")
+        return rnn_from_numpy_copy(config, path, args.learning_rate)
+
+    rnn, history = new_or_resumed("MDN-RNN", weights_path, history_path, args.new_model or args.init_from is not None,
+                                  make=make,
                                   load=lambda: load_rnn(config, args.rnn_dir, args.learning_rate))
     check_room_for_model(rnn, args.rnn_dir)  # a full disk is named now, not after the first epoch
     batch_size = args.batch_size or config.rnn_batch_size

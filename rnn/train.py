@@ -82,6 +82,21 @@ def save_rnn(rnn, env_name: str, rnn_dir: str) -> str:
     return path
 
 
+def rnn_from_numpy_copy(config, path: str, learning_rate: float | None = None):
+    """A new MDN-RNN whose weights are those of an M's NumPy copy (`<rnn_dir>/<env>.npz`, the shipped
+    `pretrained/<env>/rnn` one included), Adam starting afresh; a missing, corrupt or mismatched file is a UserError."""
+    from rnn.arch import make_rnn
+    from rnn.numpy_rnn import expected_rnn_shapes
+    from vae.numpy_vae import load_npz_weights
+
+    weights = load_npz_weights(path, expected_rnn_shapes(config), MAKES_RNN.format(env=config.name))
+    rnn = make_rnn(config, learning_rate)
+    for layer in (rnn.lstm, rnn.mdn, rnn.done_head):
+        for variable in layer.weights if layer is not None else ():
+            variable.assign(weights[f"{layer.name}/{variable.name}"])
+    return rnn
+
+
 def load_rnn(config, rnn_dir: str, learning_rate: float | None = None):
     """The trained MDN-RNN of `config`; a UserError names the command to run if its weights are missing or corrupt."""
     from rnn.arch import make_rnn

@@ -8,7 +8,7 @@ import pytest
 from config import CAR_RACING, DOOM_TAKE_COVER
 from rnn import mdn
 from rnn.arch import make_rnn, mdn_negative_log_likelihood, weighted_done_loss
-from rnn.train import length_buckets, load_rnn, rnn_arrays, save_rnn, training_masks
+from rnn.train import length_buckets, load_rnn, rnn_arrays, rnn_from_numpy_copy, save_rnn, training_masks
 from vae.arch import kl_divergence, make_vae, reconstruction_error
 from vae.train import load_vae, resume_point, save_vae, valid_frame_index
 
@@ -199,6 +199,16 @@ def test_rnn_checkpoint_round_trip_is_exact(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert set(np.load(tmp_path / "doom_take_cover.npz").files) == {
         "lstm/kernel", "lstm/recurrent_kernel", "lstm/bias", "mdn/kernel", "mdn/bias", "done/kernel", "done/bias"}
+
+
+def test_an_m_rebuilt_from_its_numpy_copy_has_exactly_its_weights(tmp_path):
+    rnn = make_rnn(DOOM_TAKE_COVER)  # random weights: every variable differs from a fresh model's
+    save_rnn(rnn, "doom_take_cover", str(tmp_path))
+    rebuilt = rnn_from_numpy_copy(DOOM_TAKE_COVER, str(tmp_path / "doom_take_cover.npz"))
+    assert len(rebuilt.trainable_weights) == len(rnn.trainable_weights) == 7
+    for a, b in zip(rnn.trainable_weights, rebuilt.trainable_weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert int(rebuilt.optimizer.iterations.numpy()) == 0  # Adam starts afresh
 
 
 def test_corrupt_weights_are_named(tmp_path):

@@ -186,6 +186,40 @@ def test_04_trains_files_of_different_episode_lengths_as_if_padded(pipeline, tmp
     assert original == mixed and np.isfinite(original[0]["loss"])
 
 
+def test_03_encodes_with_vs_numpy_copy_as_with_its_keras_file(pipeline, tmp_path):
+    """The shipped pretrained/<env>/vae holds only V's NumPy copy: 03 encodes with it where no Keras file is."""
+    data, vae_dir = tmp_path / "data", tmp_path / "vae"
+    data.mkdir()
+    vae_dir.mkdir()
+    for kind in ("obs_data", "action_data", "length_data", "done_data"):
+        for batch in (0, 1):
+            (data / f"{kind}_car_racing_{batch}.npy").symlink_to(pipeline / "data" / f"{kind}_car_racing_{batch}.npy")
+    (vae_dir / "car_racing.npz").symlink_to(pipeline / "vae" / "car_racing.npz")
+    result = run("03_generate_rnn_data.py", "--start_batch", 0, "--max_batch", 1, "--data_dir", data,
+                 "--vae_dir", vae_dir, cwd=tmp_path)
+    assert f"V: its NumPy copy {vae_dir / 'car_racing.npz'}" in result.stdout
+    for batch in (0, 1):
+        for kind in ("rnn_mu", "rnn_logvar"):
+            np.testing.assert_allclose(np.load(data / f"{kind}_car_racing_{batch}.npy"),
+                                       load(pipeline, f"{kind}_car_racing_{batch}.npy"), atol=1e-4)
+
+
+def test_04_init_from_starts_a_new_m_from_an_ms_numpy_copy(pipeline, tmp_path):
+    result = run("04_train_rnn.py", "--start_batch", 0, "--max_batch", 1, "--init_from", pipeline / "rnn",
+                 "--epochs", 1, "--verbose", 0, "--rnn_dir", tmp_path / "rnn", cwd=pipeline)
+    assert f"a new M from the weights of {pipeline / 'rnn' / 'car_racing.npz'}" in result.stdout
+    history = json.loads((tmp_path / "rnn" / "car_racing.history.json").read_text())
+    assert [row["epoch"] for row in history] == [1]
+    trained = json.loads((pipeline / "rnn" / "car_racing.history.json").read_text())
+    assert history[0]["loss"] < trained[0]["loss"]  # it went on from a trained M, not from random weights
+    refused = run("04_train_rnn.py", "--max_batch", 1, "--init_from", tmp_path / "rnn", "--rnn_dir", tmp_path / "rnn",
+                  cwd=pipeline, check=False)
+    assert refused.returncode == 1 and "is the --rnn_dir the new M is written to" in refused.stderr
+    missing = run("04_train_rnn.py", "--max_batch", 1, "--init_from", tmp_path / "nothing", "--rnn_dir",
+                  tmp_path / "rnn2", cwd=pipeline, check=False)
+    assert missing.returncode == 1 and "car_racing.npz is missing" in missing.stderr
+
+
 @pytest.mark.parametrize("script, args, names", [
     ("02_train_vae.py", ["--max_batch", 1], "01_generate_data.py"),
     ("03_generate_rnn_data.py", ["--max_batch", 1], "01_generate_data.py"),
