@@ -51,10 +51,11 @@ def main(argv=None):
     makes_vae = MAKES_VAE.format(env=args.env_name)
     # V's Keras file, or where there is none, its NumPy copy (the shipped pretrained/<env>/vae holds only that one):
     # both encode alike (tests/test_agent.py: to 1e-4)
+    keras_vae = vae_weights_path(args.env_name, vae_dir=args.vae_dir)
     numpy_vae = vae_weights_path(args.env_name, numpy_export=True, vae_dir=args.vae_dir)
-    use_numpy = not os.path.exists(vae_weights_path(args.env_name, vae_dir=args.vae_dir)) and os.path.exists(numpy_vae)
+    use_numpy = not os.path.exists(keras_vae) and os.path.exists(numpy_vae)
     if not use_numpy:
-        require_file(vae_weights_path(args.env_name, vae_dir=args.vae_dir), makes_vae)
+        require_file(keras_vae, makes_vae)
     # one run at a time writes an env's rnn_* files; the lock file is also the check that the folder takes files
     lock_outputs(args.data_dir, f"rnn_data_{args.env_name}",
                  [(args.data_dir, temporaries_of(rf"(?:{'|'.join(KINDS)})_{args.env_name}_\d+\.npy"))])
