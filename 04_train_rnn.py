@@ -94,11 +94,12 @@ def load_sequences(args, config, start_batch: int, max_batch: int):
 
 
 def pad_steps(array, time_steps: int):
-    """array (N, T, ...) zero-padded on axis 1 to `time_steps` steps; (N,) arrays (lengths) are returned as they are."""
+    """array (N, T, ...) with exactly `time_steps` steps on axis 1: cut, or zero-padded; (N,) arrays (lengths) are
+    returned as they are."""
     import numpy as np
 
-    if array.ndim < 2 or array.shape[1] == time_steps:
-        return array
+    if array.ndim < 2 or array.shape[1] >= time_steps:
+        return array if array.ndim < 2 else array[:, :time_steps]
     widths = [(0, 0), (0, time_steps - array.shape[1])] + [(0, 0)] * (array.ndim - 2)
     return np.pad(array, widths)
 
@@ -121,7 +122,7 @@ def main(argv=None):
     longest = max(int(part["lengths"].max()) for part in parts)
     for part in parts:
         for key in ("mu", "logvar", "actions", "dones"):
-            part[key] = pad_steps(part[key], max(longest, part[key].shape[1]))[:, :longest]
+            part[key] = pad_steps(part[key], longest)
 
     import keras
     import numpy as np
