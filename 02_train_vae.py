@@ -7,6 +7,13 @@ file for --epochs passes, and after every batch file writes ./vae/<env>.weights.
 ./vae/<env>.history.json, a loss curve ./vae/<env>.loss.png and ./vae/<env>.reconstructions.png (eight frames of
 the first file above what V makes of them). Without --new_model it resumes from the saved weights; a run stopped
 part-way through an epoch resumes at the batch file after the last one it saved (that epoch counts as one of --epochs).
+
+--holdout_batches N keeps the last N batch files of the range out of training and prints V's losses on 2,000 of their
+frames before training and after every epoch (in the history and the curve too): how well V draws frames it never
+saw, such as a controller's episodes when it was trained on random ones. With --epochs 0 it only prints them for the
+saved V and writes nothing:
+
+    python 02_train_vae.py --start_batch 10 --max_batch 12 --holdout_batches 3 --epochs 0
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import time
 from utils import UserError, check_flags, run_cli
 
 RECONSTRUCTED_FRAMES = 8  # frames shown in ./vae/<env>.reconstructions.png
+HELD_OUT_FRAMES = 2000  # frames of the --holdout_batches files V's held-out losses are measured on
 
 
 def parse_args(argv=None):
@@ -34,13 +42,30 @@ def parse_args(argv=None):
                         help="Adam step (default: paper's 1e-4; a resumed run keeps its own unless given)")
     parser.add_argument("--steps_per_file", type=int, default=None,
                         help="train on at most this many minibatches per batch file and epoch (default: all frames)")
+    parser.add_argument("--holdout_batches", type=int, default=0,
+                        help=f"last N batch files of the range: not trained on; V's losses on {HELD_OUT_FRAMES:,} of "
+                             "their frames printed before training and after every epoch (with --epochs 0: printed "
+                             "for the saved V, nothing trained or written)")
     parser.add_argument("--seed", type=int, default=0)
     add_folder_flags(parser, "data", "vae")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="fit() output: 1 = progress bar")
     args = parser.parse_args(argv)
-    check_flags(args, at_least={"epochs": 1, "batch_size": 1, "steps_per_file": 1, "start_batch": 0,
-                                "seed": 0},
+    check_flags(args, at_least={"epochs": 0, "batch_size": 1, "steps_per_file": 1, "start_batch": 0,
+                                "seed": 0, "holdout_batches": 0},
                 positive=("learning_rate",))
+    if args.epochs == 0 and not args.holdout_batches:
+        raise UserError("--epochs must be at least 1 to train (0 trains nothing: with --holdout_batches N it prints "
+                        "the saved V's losses on the last N batch files)")
+    if args.epochs == 0 and args.new_model:
+        raise UserError("--new_model must be left out with --epochs 0: it would measure untrained weights, not the "
+                        "saved V")
+    files = max(args.max_batch - args.start_batch + 1, 0)
+    if args.epochs and args.holdout_batches >= files:
+        raise UserError(f"--holdout_batches must leave at least one of batches {args.start_batch}..{args.max_batch} "
+                        f"to train on (got {args.holdout_batches})")
+    if not args.epochs and args.holdout_batches > files:
+        raise UserError(f"--holdout_batches must be at most {files}, the batch files {args.start_batch}.."
+                        f"{args.max_batch} (got {args.holdout_batches})")
     return args
 
 
@@ -64,8 +89,10 @@ def main(argv=None):
                             f"remake them with: {made_by}")
         check_lengths(lengths, frames.shape[1], length_path, made_by)
         batches.append((path, frames, lengths))
-    # one run at a time writes ./vae/<env>.*; the lock file is also the check that the folder takes files
-    lock_outputs(args.vae_dir, args.env_name, [(args.vae_dir, temporaries_of(rf"{args.env_name}\..+"))])
+    held = batches[len(batches) - args.holdout_batches:] if args.holdout_batches else []
+    batches = batches[:len(batches) - len(held)]
+    if args.epochs:  # one run at a time writes ./vae/<env>.*; the lock file also checks that the folder takes files
+        lock_outputs(args.vae_dir, args.env_name, [(args.vae_dir, temporaries_of(rf"{args.env_name}\..+"))])
 
     import keras
     import numpy as np
@@ -73,10 +100,27 @@ def main(argv=None):
     from plots import save_curves, save_reconstructions
     from vae.arch import make_vae
     from utils import check_room_for_model
-    from vae.train import FrameBatches, StopOnNonFiniteLoss, load_vae, resume_point, save_vae, valid_frame_index
+    from vae.train import (FrameBatches, StopOnNonFiniteLoss, held_out_frames, held_out_losses, load_vae, resume_point,
+                           save_vae, valid_frame_index)
     from config import vae_weights_path
 
     keras.utils.set_random_seed(args.seed)
+    batch_size = args.batch_size or config.vae_batch_size
+    held_out = held_out_frames([(frames, lengths) for _, frames, lengths in held], HELD_OUT_FRAMES) if held else None
+
+    def measure_held_out(when: str) -> dict[str, float]:
+        losses = held_out_losses(vae, held_out, batch_size)
+        first = args.max_batch - len(held) + 1
+        print(f"held-out batches {first}..{args.max_batch} ({len(held_out):,} frames), {when}: loss "
+              f"{losses['holdout_loss']:.2f} = reconstruction {losses['holdout_reconstruction_loss']:.2f} + KL "
+              f"{losses['holdout_kl_loss']:.2f} a frame")
+        return losses
+
+    if not args.epochs:  # --epochs 0: measure the saved V, write nothing
+        vae = load_vae(config, args.vae_dir, seed=args.seed)
+        print(f"V {vae_weights_path(args.env_name, vae_dir=args.vae_dir)}, z = {config.z_size}")
+        measure_held_out("the saved V")
+        return
     # --- model: new or resumed ---------------------------------------------------------------------------------------
     weights_path = vae_weights_path(args.env_name, vae_dir=args.vae_dir)
     learning_rate = args.learning_rate or config.vae_learning_rate
@@ -87,9 +131,10 @@ def main(argv=None):
         load=lambda: load_vae(config, args.vae_dir, seed=args.seed, learning_rate=args.learning_rate))
     learning_rate = float(vae.optimizer.learning_rate)  # a resumed run without the flag keeps its saved rate
     check_room_for_model(vae, args.vae_dir)  # a full disk is named now, not after training the first file
-    batch_size = args.batch_size or config.vae_batch_size
     print(f"VAE for {args.env_name}: z = {config.z_size}, {vae.count_params():,} parameters; "
           f"{len(batches)} batch files, {args.epochs} epochs, minibatch {batch_size}, Adam {learning_rate:g}")
+    if held:
+        measure_held_out("before training")
 
     # --- training loop: every epoch visits every batch file, saving after each -----------------------------------
     # the same frames of the first file, reconstructed after each file: ./vae/<env>.reconstructions.png
@@ -120,14 +165,22 @@ def main(argv=None):
                             "files": len(batches), "frames": int(len(index)),
                             "elapsed_s": round(time.time() - started, 1),
                             **{name: float(values[-1]) for name, values in result.items()}})
+            if held and position == len(batches) - 1:  # the epoch's last file: how V does on frames it never saw
+                history[-1].update(measure_held_out(f"after epoch {epoch}"))
             save_vae(vae, args.env_name, args.vae_dir)
             save_json(history_path, history, indent=1)
             mu, _ = vae.encode(shown_frames)
             save_reconstructions(os.path.join(args.vae_dir, f"{args.env_name}.reconstructions.png"), shown_frames,
                                  np.asarray(vae.decoder(mu)))
+            # held-out losses are points at the ends of epochs (rows of runs without them: none)
+            points = {f"held-out {name}": ([row_number for row_number, row in enumerate(history, 1)
+                                            if f"holdout_{name}" in row],
+                                           [row[f"holdout_{name}"] for row in history if f"holdout_{name}" in row])
+                      for name in ("loss", "reconstruction_loss")}
             save_curves(os.path.join(args.vae_dir, f"{args.env_name}.loss.png"),
                         {name: [row[name] for row in history] for name in ("loss", "reconstruction_loss", "kl_loss")},
-                        xlabel="batch file visited", ylabel="loss per frame", title=f"VAE training ({args.env_name})")
+                        xlabel="batch file visited", ylabel="loss per frame", title=f"VAE training ({args.env_name})",
+                        points={name: xy for name, xy in points.items() if xy[0]})
     print(f"saved {weights_path} and its NumPy copy ({time.time() - started:.0f} s)")
 
 

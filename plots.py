@@ -8,8 +8,10 @@ from utils import atomic_path
 
 
 def save_curves(path: str, series: Mapping[str, Sequence[float]], xlabel: str, ylabel: str, title: str,
-                x: Sequence[float] | None = None, log_y: bool = False) -> str:
-    """Plot each named series against `x` (default 1, 2, ...) into one PNG at `path`; returns `path`."""
+                x: Sequence[float] | None = None, log_y: bool = False,
+                points: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None) -> str:
+    """Plot each named series against `x` (default 1, 2, ...) into one PNG at `path`; returns `path`. `points`:
+    named (xs, ys) measured only now and then (held-out losses at the ends of epochs), drawn as dots joined by lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,13 +21,15 @@ def save_curves(path: str, series: Mapping[str, Sequence[float]], xlabel: str, y
     for name, values in series.items():
         xs = list(x) if x is not None else list(range(1, len(values) + 1))
         axes.plot(xs[: len(values)], list(values), label=name)
+    for name, (xs, ys) in (points or {}).items():
+        axes.plot(list(xs), list(ys), marker="o", label=name)
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
     axes.set_title(title)
     if log_y:
         axes.set_yscale("symlog")
     axes.grid(alpha=0.3)
-    if len(series) > 1:
+    if len(series) + len(points or {}) > 1:
         axes.legend()
     figure.tight_layout()
     with atomic_path(path, suffix=".png") as temporary:

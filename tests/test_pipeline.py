@@ -135,6 +135,46 @@ def test_02_stopped_after_a_batch_file_finishes_that_epoch_first(pipeline, tmp_p
     assert "epoch 2/2: obs_data_car_racing_0.npy" in again.stdout and "finishing" not in again.stdout
 
 
+def test_02_measures_v_on_held_out_batches_as_numpy_computes_it(pipeline, tmp_path):
+    """--holdout_batches 1 trains on batch 0 only and, after every epoch, records V's losses on batch 1's frames
+    (all 60 of them: fewer than 2,000), decoded from mu: the NumPy V of the saved weights gives the same numbers.
+    --epochs 0 prints them again for the saved V and writes nothing."""
+    from vae.numpy_vae import NumpyVAE
+
+    vae_dir = tmp_path / "vae"
+    common = ["--start_batch", 0, "--max_batch", 1, "--holdout_batches", 1, "--verbose", 0,
+              "--data_dir", pipeline / "data", "--vae_dir", vae_dir]
+    result = run("02_train_vae.py", *common, "--new_model", "--epochs", 2, cwd=tmp_path)
+    rows = json.loads((vae_dir / "car_racing.history.json").read_text())
+    assert [(row["epoch"], row["file"]) for row in rows] == [(1, "obs_data_car_racing_0.npy"),
+                                                              (2, "obs_data_car_racing_0.npy")]
+    assert rows[0]["holdout_loss"] != rows[1]["holdout_loss"]  # measured again after every epoch
+    frames = load(pipeline, "obs_data_car_racing_1.npy").reshape(-1, 64, 64, 3)
+    numpy_vae = NumpyVAE.load(str(vae_dir / "car_racing.npz"), 32, "02")
+    mu, logvar = numpy_vae.encode(frames)
+    reconstruction = ((frames / 255.0 - numpy_vae.decode(mu)) ** 2).sum(axis=(1, 2, 3)).mean()
+    kl = np.maximum(-0.5 * (1.0 + logvar - mu ** 2 - np.exp(logvar)).sum(axis=1), 0.5 * 32).mean()
+    last = rows[-1]
+    assert last["holdout_reconstruction_loss"] == pytest.approx(reconstruction, rel=1e-4)
+    assert last["holdout_kl_loss"] == pytest.approx(kl, rel=1e-4)
+    assert last["holdout_loss"] == pytest.approx(last["holdout_reconstruction_loss"] + last["holdout_kl_loss"])
+    line = (f"loss {last['holdout_loss']:.2f} = reconstruction {last['holdout_reconstruction_loss']:.2f} + KL "
+            f"{last['holdout_kl_loss']:.2f} a frame")
+    assert "held-out batches 1..1 (60 frames), before training: loss" in result.stdout
+    assert f"held-out batches 1..1 (60 frames), after epoch 2: {line}" in result.stdout
+
+    saved = {path.name: path.read_bytes() for path in vae_dir.iterdir()}
+    measured = run("02_train_vae.py", *common, "--epochs", 0, cwd=tmp_path)
+    assert f"held-out batches 1..1 (60 frames), the saved V: {line}" in measured.stdout
+    assert {path.name: path.read_bytes() for path in vae_dir.iterdir()} == saved  # nothing written
+    missing = run("02_train_vae.py", *common[:-1], tmp_path / "none", "--epochs", 0, cwd=tmp_path, check=False)
+    assert missing.returncode == 1 and "car_racing.weights.h5 is missing; make it with" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    refused = run("02_train_vae.py", *common[:-1], tmp_path / "none", "--holdout_batches", 2, cwd=tmp_path,
+                  check=False)
+    assert refused.returncode == 1 and "must leave at least one of batches 0..1 to train on" in refused.stderr
+
+
 def test_04_reports_losses_on_held_out_batches(pipeline, tmp_path):
     result = run("04_train_rnn.py", "--start_batch", 0, "--max_batch", 1, "--holdout_batches", 1, "--new_model",
                  "--epochs", 2, "--verbose", 0, "--rnn_dir", tmp_path / "rnn", cwd=pipeline)

@@ -138,3 +138,36 @@ def resume_point(history: list[dict], names: list[str]) -> tuple[int, int]:
     print(f"epoch {epoch} stopped after {len(done)} of {last['files']} batch files, of another file range than "
           f"this run's: starting epoch {epoch + 1}")
     return epoch + 1, 0
+
+
+def held_out_frames(files: list[tuple[np.ndarray, np.ndarray]], limit: int) -> np.ndarray:
+    """Up to `limit` recorded frames (uint8, (N, 64, 64, 3)) spread evenly over each file's recorded frames, an equal
+    share from each of `files` ((frames (E, T, 64, 64, 3), lengths (E,)) pairs): the same frames on every call."""
+    share = max(1, limit // len(files))
+    chosen = []
+    for frames, lengths in files:
+        index = valid_frame_index(lengths, frames.shape[1])
+        picked = index[np.unique(np.linspace(0, len(index) - 1, min(share, len(index))).round().astype(int))]
+        chosen.append(np.asarray(frames.reshape((-1,) + frames.shape[2:])[picked]))
+    return np.concatenate(chosen)
+
+
+def held_out_losses(vae, frames: np.ndarray, batch_size: int) -> dict[str, float]:
+    """V's mean losses a frame on uint8 `frames`, decoding z = mu (no sampling: the same weights give the same
+    numbers): reconstruction (sum of squared errors over the frame's pixels), KL with training's floor of
+    kl_tolerance * z_size, and their sum. The keys are the training losses' names with "holdout_" in front."""
+    from vae.arch import kl_divergence, reconstruction_error, to_unit_float
+
+    reconstruction, kl = [], []
+    for start in range(0, len(frames), batch_size):
+        batch = frames[start:start + batch_size]
+        mu, logvar = vae.encode(batch)
+        reconstruction.append(np.asarray(reconstruction_error(to_unit_float(batch), vae.decoder(mu))))
+        kl.append(np.maximum(np.asarray(kl_divergence(mu, logvar)), vae.kl_tolerance * vae.z_size))
+    losses = {"holdout_reconstruction_loss": float(np.concatenate(reconstruction).mean()),
+              "holdout_kl_loss": float(np.concatenate(kl).mean())}
+    losses["holdout_loss"] = losses["holdout_reconstruction_loss"] + losses["holdout_kl_loss"]
+    for name, value in losses.items():
+        if not np.isfinite(value):
+            raise UserError(f"V's {name} on the held-out frames is {value}: these weights are broken")
+    return losses
