@@ -14,6 +14,9 @@ saw, such as a controller's episodes when it was trained on random ones. With --
 saved V and writes nothing:
 
     python 02_train_vae.py --start_batch 10 --max_batch 12 --holdout_batches 3 --epochs 0
+
+--init_from DIR starts a new V from DIR/<env>.npz, a V's NumPy copy such as the shipped pretrained/<env>/vae (Adam
+starts afresh), to go on training it on new frames from a clone that has no Keras file.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ def parse_args(argv=None):
                              "their frames printed before training and after every epoch (with --epochs 0: printed "
                              "for the saved V, nothing trained or written)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init_from", default=None, metavar="DIR",
+                        help="a new V (as --new_model) starting from the weights of DIR/<env>.npz, a V's NumPy copy "
+                             "(e.g. pretrained/<env>/vae, the shipped one); Adam starts afresh")
     add_folder_flags(parser, "data", "vae")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="fit() output: 1 = progress bar")
     args = parser.parse_args(argv)
@@ -56,6 +62,12 @@ def parse_args(argv=None):
     if args.epochs == 0 and not args.holdout_batches:
         raise UserError("--epochs must be at least 1 to train (0 trains nothing: with --holdout_batches N it prints "
                         "the saved V's losses on the last N batch files)")
+    if args.init_from is not None and os.path.realpath(args.init_from) == os.path.realpath(args.vae_dir):
+        raise UserError(f"--init_from {args.init_from} is the --vae_dir the new V is written to; give another "
+                        "--vae_dir (or leave --init_from out to resume that V)")
+    if args.epochs == 0 and args.init_from is not None:
+        raise UserError("--init_from must be left out with --epochs 0: give that folder as --vae_dir to measure its V "
+                        "(its NumPy copy where it has no Keras file)")
     if args.epochs == 0 and args.new_model:
         raise UserError("--new_model must be left out with --epochs 0: it would measure untrained weights, not the "
                         "saved V")
@@ -101,7 +113,7 @@ def main(argv=None):
     from vae.arch import make_vae
     from utils import check_room_for_model
     from vae.train import (FrameBatches, StopOnNonFiniteLoss, held_out_frames, held_out_losses, load_vae, resume_point,
-                           save_vae, valid_frame_index)
+                           save_vae, vae_from_numpy_copy, valid_frame_index)
     from config import vae_weights_path
 
     keras.utils.set_random_seed(args.seed)
@@ -116,18 +128,29 @@ def main(argv=None):
               f"{losses['holdout_kl_loss']:.2f} a frame")
         return losses
 
-    if not args.epochs:  # --epochs 0: measure the saved V, write nothing
-        vae = load_vae(config, args.vae_dir, seed=args.seed)
-        print(f"V {vae_weights_path(args.env_name, vae_dir=args.vae_dir)}, z = {config.z_size}")
+    weights_path = vae_weights_path(args.env_name, vae_dir=args.vae_dir)
+    numpy_path = vae_weights_path(args.env_name, numpy_export=True, vae_dir=args.vae_dir)
+    if not args.epochs:  # --epochs 0: measure the saved V (its NumPy copy where there is no Keras file), write nothing
+        if not os.path.exists(weights_path) and os.path.exists(numpy_path):
+            vae, measured = vae_from_numpy_copy(config, numpy_path, seed=args.seed), numpy_path
+        else:
+            vae, measured = load_vae(config, args.vae_dir, seed=args.seed), weights_path
+        print(f"V {measured}, z = {config.z_size}")
         measure_held_out("the saved V")
         return
-    # --- model: new or resumed ---------------------------------------------------------------------------------------
-    weights_path = vae_weights_path(args.env_name, vae_dir=args.vae_dir)
+    # --- model: new, from a NumPy copy, or resumed -------------------------------------------------------------------
     learning_rate = args.learning_rate or config.vae_learning_rate
     history_path = os.path.join(args.vae_dir, f"{args.env_name}.history.json")
+
+    def make():
+        if args.init_from is None:
+            return make_vae(config, seed=args.seed, learning_rate=learning_rate)
+        path = vae_weights_path(args.env_name, numpy_export=True, vae_dir=args.init_from)
+        print(f"a new V from the weights of {path} (Adam starts afresh)")
+        return vae_from_numpy_copy(config, path, seed=args.seed, learning_rate=learning_rate)
+
     vae, history = new_or_resumed(
-        "VAE", weights_path, history_path, args.new_model,
-        make=lambda: make_vae(config, seed=args.seed, learning_rate=learning_rate),
+        "VAE", weights_path, history_path, args.new_model or args.init_from is not None, make=make,
         load=lambda: load_vae(config, args.vae_dir, seed=args.seed, learning_rate=args.learning_rate))
     learning_rate = float(vae.optimizer.learning_rate)  # a resumed run without the flag keeps its saved rate
     check_room_for_model(vae, args.vae_dir)  # a full disk is named now, not after training the first file

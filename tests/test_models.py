@@ -10,7 +10,7 @@ from rnn import mdn
 from rnn.arch import make_rnn, mdn_negative_log_likelihood, weighted_done_loss
 from rnn.train import length_buckets, load_rnn, rnn_arrays, rnn_from_numpy_copy, save_rnn, training_masks
 from vae.arch import kl_divergence, make_vae, reconstruction_error
-from vae.train import load_vae, resume_point, save_vae, valid_frame_index
+from vae.train import load_vae, resume_point, save_vae, vae_from_numpy_copy, valid_frame_index
 
 
 @pytest.mark.parametrize("config, vae_params, rnn_params, controller_params", [
@@ -208,6 +208,19 @@ def test_an_m_rebuilt_from_its_numpy_copy_has_exactly_its_weights(tmp_path):
     assert len(rebuilt.trainable_weights) == len(rnn.trainable_weights) == 7
     for a, b in zip(rnn.trainable_weights, rebuilt.trainable_weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert int(rebuilt.optimizer.iterations.numpy()) == 0  # Adam starts afresh
+
+
+def test_a_v_rebuilt_from_its_numpy_copy_has_exactly_its_weights(tmp_path):
+    vae = make_vae(CAR_RACING)
+    save_vae(vae, "car_racing", str(tmp_path))
+    rebuilt = vae_from_numpy_copy(CAR_RACING, str(tmp_path / "car_racing.npz"))
+    fresh = make_vae(CAR_RACING)  # other random weights: the copy is not an accident of the initialisers
+    assert len(rebuilt.trainable_weights) == len(vae.trainable_weights) == 22
+    for a, b, c in zip(vae.trainable_weights, rebuilt.trainable_weights, fresh.trainable_weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+        if "kernel" in a.path:
+            assert not np.array_equal(a.numpy(), c.numpy())
     assert int(rebuilt.optimizer.iterations.numpy()) == 0  # Adam starts afresh
 
 

@@ -265,6 +265,38 @@ def test_04_init_from_starts_a_new_m_from_an_ms_numpy_copy(pipeline, tmp_path):
     assert missing.returncode == 1 and "car_racing.npz is missing" in missing.stderr
 
 
+def test_02_init_from_starts_a_new_v_from_a_vs_numpy_copy(pipeline, tmp_path):
+    result = run("02_train_vae.py", "--start_batch", 0, "--max_batch", 1, "--init_from", pipeline / "vae",
+                 "--epochs", 1, "--verbose", 0, "--vae_dir", tmp_path / "vae", cwd=pipeline)
+    assert f"a new V from the weights of {pipeline / 'vae' / 'car_racing.npz'}" in result.stdout
+    history = json.loads((tmp_path / "vae" / "car_racing.history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 1]
+    trained = json.loads((pipeline / "vae" / "car_racing.history.json").read_text())
+    assert history[0]["loss"] < trained[0]["loss"]  # it went on from a trained V, not from random weights
+    refused = run("02_train_vae.py", "--max_batch", 1, "--init_from", tmp_path / "vae", "--vae_dir", tmp_path / "vae",
+                  cwd=pipeline, check=False)
+    assert refused.returncode == 1 and "is the --vae_dir the new V is written to" in refused.stderr
+    missing = run("02_train_vae.py", "--max_batch", 1, "--init_from", tmp_path / "nothing", "--vae_dir",
+                  tmp_path / "vae2", cwd=pipeline, check=False)
+    assert missing.returncode == 1 and "car_racing.npz is missing" in missing.stderr
+    assert not (tmp_path / "vae2" / "car_racing.npz").exists()
+
+
+def test_02_measures_a_v_from_its_numpy_copy_as_from_its_keras_file(pipeline, tmp_path):
+    """--epochs 0 on a folder with only V's NumPy copy (as pretrained/<env>/vae) prints the Keras file's numbers."""
+    numpy_only = tmp_path / "numpy_only"
+    numpy_only.mkdir()
+    (numpy_only / "car_racing.npz").write_bytes((pipeline / "vae" / "car_racing.npz").read_bytes())
+    lines = []
+    for folder in (pipeline / "vae", numpy_only):
+        result = run("02_train_vae.py", "--start_batch", 0, "--max_batch", 1, "--holdout_batches", 2, "--epochs", 0,
+                     "--vae_dir", folder, cwd=pipeline)
+        assert f"V {folder / ('car_racing.weights.h5' if folder != numpy_only else 'car_racing.npz')}" in result.stdout
+        lines.append([line for line in result.stdout.splitlines() if line.startswith("held-out batches 0..1")])
+    assert len(lines[0]) == 1 and lines[0] == lines[1]
+    assert sorted(path.name for path in numpy_only.iterdir()) == ["car_racing.npz"]  # nothing written
+
+
 @pytest.mark.parametrize("script, args, names", [
     ("02_train_vae.py", ["--max_batch", 1], "01_generate_data.py"),
     ("03_generate_rnn_data.py", ["--max_batch", 1], "01_generate_data.py"),

@@ -100,6 +100,20 @@ def load_vae(config, vae_dir: str, seed: int | None = None, learning_rate: float
     return vae
 
 
+def vae_from_numpy_copy(config, path: str, seed: int | None = None, learning_rate: float | None = None):
+    """A new VAE whose weights are those of a V's NumPy copy (`<vae_dir>/<env>.npz`, the shipped
+    `pretrained/<env>/vae` one included), Adam starting afresh; a missing, corrupt or mismatched file is a UserError."""
+    from vae.numpy_vae import expected_vae_shapes, load_npz_weights
+
+    weights = load_npz_weights(path, expected_vae_shapes(config.z_size), MAKES_VAE.format(env=config.name))
+    vae = make_vae(config, seed=seed, learning_rate=learning_rate)
+    for model in (vae.encoder, vae.decoder):
+        for layer in model.layers:
+            for variable in layer.weights:
+                variable.assign(weights[f"{layer.name}/{variable.name}"])
+    return vae
+
+
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stops fit() at the first minibatch whose loss is NaN or infinite and remembers where (`batch`, `loss`).
 
