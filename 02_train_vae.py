@@ -25,7 +25,7 @@ import argparse
 import os
 import time
 
-from utils import UserError, check_flags, run_cli
+from utils import UserError, check_flags, check_init_from, run_cli
 
 RECONSTRUCTED_FRAMES = 8  # frames shown in ./vae/<env>.reconstructions.png
 HELD_OUT_FRAMES = 2000  # frames of the --holdout_batches files V's held-out losses are measured on
@@ -62,9 +62,7 @@ def parse_args(argv=None):
     if args.epochs == 0 and not args.holdout_batches:
         raise UserError("--epochs must be at least 1 to train (0 trains nothing: with --holdout_batches N it prints "
                         "the saved V's losses on the last N batch files)")
-    if args.init_from is not None and os.path.realpath(args.init_from) == os.path.realpath(args.vae_dir):
-        raise UserError(f"--init_from {args.init_from} is the --vae_dir the new V is written to; give another "
-                        "--vae_dir (or leave --init_from out to resume that V)")
+    check_init_from(args.init_from, args.vae_dir, "--vae_dir", "V")
     if args.epochs == 0 and args.init_from is not None:
         raise UserError("--init_from must be left out with --epochs 0: give that folder as --vae_dir to measure its V "
                         "(its NumPy copy where it has no Keras file)")
@@ -114,7 +112,7 @@ def main(argv=None):
     from utils import check_room_for_model
     from vae.train import (FrameBatches, StopOnNonFiniteLoss, held_out_frames, held_out_losses, load_vae, resume_point,
                            save_vae, vae_from_numpy_copy, valid_frame_index)
-    from config import vae_weights_path
+    from config import vae_file_to_read, vae_weights_path
 
     keras.utils.set_random_seed(args.seed)
     batch_size = args.batch_size or config.vae_batch_size
@@ -129,12 +127,10 @@ def main(argv=None):
         return losses
 
     weights_path = vae_weights_path(args.env_name, vae_dir=args.vae_dir)
-    numpy_path = vae_weights_path(args.env_name, numpy_export=True, vae_dir=args.vae_dir)
     if not args.epochs:  # --epochs 0: measure the saved V (its NumPy copy where there is no Keras file), write nothing
-        if not os.path.exists(weights_path) and os.path.exists(numpy_path):
-            vae, measured = vae_from_numpy_copy(config, numpy_path, seed=args.seed), numpy_path
-        else:
-            vae, measured = load_vae(config, args.vae_dir, seed=args.seed), weights_path
+        measured, from_numpy = vae_file_to_read(args.env_name, args.vae_dir)
+        vae = (vae_from_numpy_copy(config, measured, seed=args.seed) if from_numpy
+               else load_vae(config, args.vae_dir, seed=args.seed))
         print(f"V {measured}, z = {config.z_size}")
         measure_held_out("the saved V")
         return
@@ -196,14 +192,14 @@ def main(argv=None):
             save_reconstructions(os.path.join(args.vae_dir, f"{args.env_name}.reconstructions.png"), shown_frames,
                                  np.asarray(vae.decoder(mu)))
             # held-out losses are points at the ends of epochs (rows of runs without them: none)
-            points = {f"held-out {name}": ([row_number for row_number, row in enumerate(history, 1)
-                                            if f"holdout_{name}" in row],
-                                           [row[f"holdout_{name}"] for row in history if f"holdout_{name}" in row])
+            measured = [(row_number, row) for row_number, row in enumerate(history, 1) if "holdout_loss" in row]
+            points = {f"held-out {name}": ([number for number, _ in measured],
+                                           [row[f"holdout_{name}"] for _, row in measured])
                       for name in ("loss", "reconstruction_loss")}
             save_curves(os.path.join(args.vae_dir, f"{args.env_name}.loss.png"),
                         {name: [row[name] for row in history] for name in ("loss", "reconstruction_loss", "kl_loss")},
                         xlabel="batch file visited", ylabel="loss per frame", title=f"VAE training ({args.env_name})",
-                        points={name: xy for name, xy in points.items() if xy[0]})
+                        points=points if measured else None)
     print(f"saved {weights_path} and its NumPy copy ({time.time() - started:.0f} s)")
 
 

@@ -16,7 +16,6 @@ and builds its targets from that draw (rnn.train.rnn_arrays), so a stored draw w
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 from utils import UserError, check_flags, run_cli
@@ -41,7 +40,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from config import MAKES_OBS_DATA, data_file, get_config, vae_weights_path, MAKES_VAE
+    from config import MAKES_OBS_DATA, data_file, get_config, vae_file_to_read, MAKES_VAE
     from utils import (all_finite, batch_range_files, check_lengths, load_npy, lock_outputs, require_file, save_npy,
                        temporaries_of)
 
@@ -49,13 +48,9 @@ def main(argv=None):
     made_by = MAKES_OBS_DATA.format(env=args.env_name)
     obs_paths = batch_range_files("obs_data", args.env_name, args.start_batch, args.max_batch, made_by, args.data_dir)
     makes_vae = MAKES_VAE.format(env=args.env_name)
-    # V's Keras file, or where there is none, its NumPy copy (the shipped pretrained/<env>/vae holds only that one):
-    # both encode alike (tests/test_agent.py: to 1e-4)
-    keras_vae = vae_weights_path(args.env_name, vae_dir=args.vae_dir)
-    numpy_vae = vae_weights_path(args.env_name, numpy_export=True, vae_dir=args.vae_dir)
-    use_numpy = not os.path.exists(keras_vae) and os.path.exists(numpy_vae)
+    vae_path, use_numpy = vae_file_to_read(args.env_name, args.vae_dir)
     if not use_numpy:
-        require_file(keras_vae, makes_vae)
+        require_file(vae_path, makes_vae)
     # one run at a time writes an env's rnn_* files; the lock file is also the check that the folder takes files
     lock_outputs(args.data_dir, f"rnn_data_{args.env_name}",
                  [(args.data_dir, temporaries_of(rf"(?:{'|'.join(KINDS)})_{args.env_name}_\d+\.npy"))])
@@ -86,8 +81,8 @@ def main(argv=None):
     if use_numpy:
         from vae.numpy_vae import NumpyVAE
 
-        print(f"V: its NumPy copy {numpy_vae} (no Keras file in {args.vae_dir})")
-        vae = NumpyVAE.load(numpy_vae, config.z_size, makes_vae)
+        print(f"V: its NumPy copy {vae_path} (no Keras file in {args.vae_dir})")
+        vae = NumpyVAE.load(vae_path, config.z_size, makes_vae)
     else:
         vae = load_vae(config, args.vae_dir)
     rng = np.random.default_rng(args.seed)

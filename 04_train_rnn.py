@@ -23,7 +23,7 @@ import math
 import os
 import time
 
-from utils import UserError, check_flags, run_cli
+from utils import UserError, check_flags, check_init_from, run_cli
 
 
 def parse_args(argv=None):
@@ -51,9 +51,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     check_flags(args, at_least={"epochs": 1, "batch_size": 1, "start_batch": 0, "seed": 0},
                 positive=("learning_rate",))
-    if args.init_from is not None and os.path.realpath(args.init_from) == os.path.realpath(args.rnn_dir):
-        raise UserError(f"--init_from {args.init_from} is the --rnn_dir the new M is written to; give another "
-                        "--rnn_dir (or leave --init_from out to resume that M)")
+    check_init_from(args.init_from, args.rnn_dir, "--rnn_dir", "M")
     if not 0 <= args.holdout_batches <= args.max_batch - args.start_batch:
         raise UserError(f"--holdout_batches {args.holdout_batches} must leave at least one of batches "
                         f"{args.start_batch}..{args.max_batch} to train on")

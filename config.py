@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 DATA_DIR = "./data"  # rollouts (01) and encoded sequences (03)
 VAE_DIR = "./vae"  # VAE weights (02)
@@ -190,6 +191,16 @@ def data_file(kind: str, env_name: str, batch: int, data_dir: str = DATA_DIR) ->
 def vae_weights_path(env_name: str, numpy_export: bool = False, vae_dir: str = VAE_DIR) -> str:
     """./vae/<env>.weights.h5 (Keras, what 02 trains and resumes) or ./vae/<env>.npz (NumPy copy for rollouts)."""
     return f"{vae_dir}/{env_name}.npz" if numpy_export else f"{vae_dir}/{env_name}.weights.h5"
+
+
+def vae_file_to_read(env_name: str, vae_dir: str = VAE_DIR) -> tuple[str, bool]:
+    """(path, is_numpy_copy) of the V a reader uses: the Keras weights, or where there are none its NumPy copy (the
+    shipped pretrained/<env>/vae holds only that one; both encode alike, tests/test_agent.py: to 1e-4)."""
+    keras_path = vae_weights_path(env_name, vae_dir=vae_dir)
+    numpy_path = vae_weights_path(env_name, numpy_export=True, vae_dir=vae_dir)
+    if not os.path.exists(keras_path) and os.path.exists(numpy_path):
+        return numpy_path, True
+    return keras_path, False
 
 
 def rnn_weights_path(env_name: str, numpy_export: bool = False, rnn_dir: str = RNN_DIR) -> str:

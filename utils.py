@@ -488,6 +488,14 @@ def check_flags(args, at_least: dict[str, int] | None = None, positive: Sequence
                 raise UserError(f"--{name} must be a finite number {words}, got {value}")
 
 
+def check_init_from(init_from: str | None, out_dir: str, out_flag: str, model: str) -> None:
+    """--init_from DIR starts a new model from DIR's NumPy copy and writes it to `out_dir`: the same folder would
+    overwrite what it starts from, so it is refused (`model`: "V" or "M")."""
+    if init_from is not None and os.path.realpath(init_from) == os.path.realpath(out_dir):
+        raise UserError(f"--init_from {init_from} is the {out_flag} the new {model} is written to; give another "
+                        f"{out_flag} (or leave --init_from out to resume that {model})")
+
+
 def nonfinite_variables(model) -> list[str]:
     """Names of a Keras model's weights and optimizer variables (Adam's moments) holding NaN or infinite values."""
     import numpy as np

@@ -249,37 +249,26 @@ def test_03_encodes_with_vs_numpy_copy_as_with_its_keras_file(pipeline, tmp_path
         np.testing.assert_allclose(encoded["numpy"][key], keras_value, atol=1e-4)
 
 
-def test_04_init_from_starts_a_new_m_from_an_ms_numpy_copy(pipeline, tmp_path):
-    result = run("04_train_rnn.py", "--start_batch", 0, "--max_batch", 1, "--init_from", pipeline / "rnn",
-                 "--epochs", 1, "--verbose", 0, "--rnn_dir", tmp_path / "rnn", cwd=pipeline)
-    assert f"a new M from the weights of {pipeline / 'rnn' / 'car_racing.npz'}" in result.stdout
-    history = json.loads((tmp_path / "rnn" / "car_racing.history.json").read_text())
-    assert [row["epoch"] for row in history] == [1]
-    trained = json.loads((pipeline / "rnn" / "car_racing.history.json").read_text())
-    assert history[0]["loss"] < trained[0]["loss"]  # it went on from a trained M, not from random weights
-    refused = run("04_train_rnn.py", "--max_batch", 1, "--init_from", tmp_path / "rnn", "--rnn_dir", tmp_path / "rnn",
+@pytest.mark.parametrize("script, folder, model, epochs", [("02_train_vae.py", "vae", "V", [1, 1]),
+                                                          ("04_train_rnn.py", "rnn", "M", [1])])
+def test_init_from_starts_a_new_model_from_a_numpy_copy(pipeline, tmp_path, script, folder, model, epochs):
+    """02 --init_from and 04 --init_from: a new V or M from the trained one's NumPy copy, Adam afresh (its first
+    epoch per batch file for V, per epoch for M)."""
+    out_flag = f"--{folder}_dir"
+    result = run(script, "--start_batch", 0, "--max_batch", 1, "--init_from", pipeline / folder,
+                 "--epochs", 1, "--verbose", 0, out_flag, tmp_path / folder, cwd=pipeline)
+    assert f"a new {model} from the weights of {pipeline / folder / 'car_racing.npz'}" in result.stdout
+    history = json.loads((tmp_path / folder / "car_racing.history.json").read_text())
+    assert [row["epoch"] for row in history] == epochs
+    trained = json.loads((pipeline / folder / "car_racing.history.json").read_text())
+    assert history[0]["loss"] < trained[0]["loss"]  # it went on from a trained model, not from random weights
+    refused = run(script, "--max_batch", 1, "--init_from", tmp_path / folder, out_flag, tmp_path / folder,
                   cwd=pipeline, check=False)
-    assert refused.returncode == 1 and "is the --rnn_dir the new M is written to" in refused.stderr
-    missing = run("04_train_rnn.py", "--max_batch", 1, "--init_from", tmp_path / "nothing", "--rnn_dir",
-                  tmp_path / "rnn2", cwd=pipeline, check=False)
-    assert missing.returncode == 1 and "car_racing.npz is missing" in missing.stderr
-
-
-def test_02_init_from_starts_a_new_v_from_a_vs_numpy_copy(pipeline, tmp_path):
-    result = run("02_train_vae.py", "--start_batch", 0, "--max_batch", 1, "--init_from", pipeline / "vae",
-                 "--epochs", 1, "--verbose", 0, "--vae_dir", tmp_path / "vae", cwd=pipeline)
-    assert f"a new V from the weights of {pipeline / 'vae' / 'car_racing.npz'}" in result.stdout
-    history = json.loads((tmp_path / "vae" / "car_racing.history.json").read_text())
-    assert [row["epoch"] for row in history] == [1, 1]
-    trained = json.loads((pipeline / "vae" / "car_racing.history.json").read_text())
-    assert history[0]["loss"] < trained[0]["loss"]  # it went on from a trained V, not from random weights
-    refused = run("02_train_vae.py", "--max_batch", 1, "--init_from", tmp_path / "vae", "--vae_dir", tmp_path / "vae",
+    assert refused.returncode == 1 and f"is the {out_flag} the new {model} is written to" in refused.stderr
+    missing = run(script, "--max_batch", 1, "--init_from", tmp_path / "nothing", out_flag, tmp_path / f"{folder}2",
                   cwd=pipeline, check=False)
-    assert refused.returncode == 1 and "is the --vae_dir the new V is written to" in refused.stderr
-    missing = run("02_train_vae.py", "--max_batch", 1, "--init_from", tmp_path / "nothing", "--vae_dir",
-                  tmp_path / "vae2", cwd=pipeline, check=False)
     assert missing.returncode == 1 and "car_racing.npz is missing" in missing.stderr
-    assert not (tmp_path / "vae2" / "car_racing.npz").exists()
+    assert not (tmp_path / f"{folder}2" / "car_racing.npz").exists()
 
 
 def test_02_measures_a_v_from_its_numpy_copy_as_from_its_keras_file(pipeline, tmp_path):
