@@ -33,8 +33,13 @@ class Terminated(KeyboardInterrupt):
     Ctrl-C (temporary files removed, rollout workers stopped) runs for it too."""
 
 
+_sigterm_received = False
+
+
 def _raise_terminated(signum, frame) -> None:
+    global _sigterm_received
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up of the first
+    _sigterm_received = True
     raise Terminated()
 
 
@@ -57,6 +62,8 @@ def run_cli(main: Callable[[], object]) -> None:
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         main()
+        if _sigterm_received:  # its exception was lost (raised where Python only prints it): still not a success
+            raise Terminated()
     except (UserError, KeyboardInterrupt) as error:
         line, status = exit_line(error)
         print(line, file=sys.stderr)

@@ -115,7 +115,7 @@ def test_a_worker_whose_parent_is_already_gone_leaves_at_once():
 # --- the rollout pool (parallel.ProcessPool) of 01 and model.py ------------------------------------------------
 
 POOL_SCRIPT = """
-import os, sys, time
+import os, signal, sys, time
 sys.path.insert(0, {root!r})
 from parallel import ProcessPool
 from utils import UserError, run_cli
@@ -139,6 +139,8 @@ def main():
             if result == "stopstop":
                 raise UserError("the parent stopped")
 
+if sys.argv[1] == "term_at_fork":  # SIGTERM just as fork() returns, inside the interpreter's at-fork callbacks
+    os.register_at_fork(after_in_parent=lambda: os.kill(os.getpid(), signal.SIGTERM))
 run_cli(main)
 """
 
@@ -185,6 +187,47 @@ def test_process_pool_ends_with_one_line_and_no_worker_left(tmp_path, items, lin
     assert len(pool_workers(tmp_path)) == 2
     for pid in pool_workers(tmp_path):
         assert not our_worker_alive(pid, tmp_path / "pool.py"), result.stderr
+
+
+def test_process_pool_ends_on_a_sigterm_that_comes_while_it_forks(tmp_path):
+    """Before: the handler's exception was raised inside the at-fork callbacks, printed as ignored and lost; the run
+    went on and exited 0 (test_sigterm_gives_one_line_exit_143_and_no_temporary_file[01] failed now and then)."""
+    result = pool_script(tmp_path, "term_at_fork", "b", "c")
+    assert result.returncode == 143, result.stderr
+    assert_one_line(result.stderr, "terminated (SIGTERM)")
+    assert result.stdout == ""
+    for pid in pool_workers(tmp_path):
+        assert not our_worker_alive(pid, tmp_path / "pool.py"), result.stderr
+
+
+LOST_SIGTERM_SCRIPT = """
+import gc, os, signal, sys
+sys.path.insert(0, {root!r})
+from utils import run_cli
+
+class SignalledWhileCollected:
+    def __del__(self):  # an exception raised here is only printed ("Exception ignored in ...")
+        os.kill(os.getpid(), signal.SIGTERM)
+        sum(range(1000))
+
+def main():
+    SignalledWhileCollected()
+    gc.collect()
+    print("finished", flush=True)
+
+run_cli(main)
+"""
+
+
+def test_a_sigterm_whose_exception_python_lost_still_ends_the_script_with_143(tmp_path):
+    """A backstop for handlers run where Python drops their exception (a __del__, a weakref or at-fork callback)."""
+    script = tmp_path / "lost.py"
+    script.write_text(LOST_SIGTERM_SCRIPT.format(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert "Exception ignored in" in result.stderr  # the handler did run where its exception is lost
+    assert result.stdout == "finished\n"
+    assert result.returncode == 143, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "terminated (SIGTERM)"
 
 
 def our_worker_alive(pid, script) -> bool:
