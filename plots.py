@@ -1,10 +1,28 @@
-"""Training curves and V's reconstructions as PNG files (no display needed), written whole."""
+"""Training curves and V's reconstructions as PNG files (no display needed), written whole; and, from the shell,
+controller runs side by side in one PNG:
+
+    python plots.py [--out FILE] [--official] [--title TEXT] [LABEL=]RUN.hist.json [[LABEL=]RUN.hist.json ...]
+
+Each run is 05's ./log/<base>.hist.json: its population average per generation as a line and, where its .log.json
+lies beside it, the evaluated means as dots of the same colour. --official adds the official estool CarRacing run's
+population average (the paper's agent: population 64, 16 episodes each). Default output: ./log/runs.png. The files
+are read as JSON data and checked (rows of finite numbers): a malformed one is refused with one line.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
+import os
 from typing import Mapping, Sequence
 
-from utils import atomic_path
+from utils import UserError, atomic_path, run_cli
+
+# The official CarRacing run's population average, (generation, reward), as the paper's authors reported it
+# (shared/REFERENCE.md): population 64 x 16 episodes, 2342 s a generation on 64 cores.
+OFFICIAL_CAR_RACING = ((1, -55), (7, 148), (12, 329), (17, 556), (27, 662), (37, 741), (52, 774), (101, 792),
+                       (181, 830), (1800, 890))
 
 
 def save_curves(path: str, series: Mapping[str, Sequence[float]], xlabel: str, ylabel: str, title: str,
@@ -51,3 +69,111 @@ def save_reconstructions(path: str, frames, reconstructions, scale: int = 2) -> 
     with atomic_path(path, suffix=".png") as temporary:
         Image.fromarray(grid).save(temporary, format="PNG")
     return path
+
+
+# --- runs side by side (the command line) ----------------------------------------------------------------------------
+
+def _read_rows(path: str, what: str) -> list:
+    try:
+        with open(path) as handle:
+            rows = json.load(handle)
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist ({what})") from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path} is not JSON ({error})") from None
+    if not isinstance(rows, list) or not all(isinstance(row, list) and len(row) >= 2 for row in rows):
+        raise UserError(f"{path} is not {what}: that is a list of rows")
+    return rows
+
+
+def _number(path: str, row: int, value: object) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise UserError(f"{path}, row {row + 1}: {value!r} is not a finite number")
+    return float(value)
+
+
+def read_history(path: str) -> tuple[list[float], list[float]]:
+    """(generations, population averages) of 05's .hist.json, whose rows are [generation, elapsed s, average, ...]."""
+    rows = _read_rows(path, "a controller run's history (05 writes ./log/<base>.hist.json)")
+    if not rows:
+        raise UserError(f"{path} has no generation yet")
+    if not all(len(row) >= 3 for row in rows):
+        raise UserError(f"{path} is not a controller run's history: its rows start [generation, elapsed s, average]")
+    return ([_number(path, i, row[0]) for i, row in enumerate(rows)],
+            [_number(path, i, row[2]) for i, row in enumerate(rows)])
+
+
+def read_evaluations(path: str) -> tuple[list[float], list[float]]:
+    """(generations, scores) of 05's .log.json, whose rows are [generation, score, params(, real score)]."""
+    rows = _read_rows(path, "a controller run's evaluations (05 writes ./log/<base>.log.json)")
+    return ([_number(path, i, row[0]) for i, row in enumerate(rows)],
+            [_number(path, i, row[1]) for i, row in enumerate(rows)])
+
+
+def parse_run(text: str) -> tuple[str, str]:
+    """'LABEL=PATH' or 'PATH' -> (label, path); the label defaults to the file's base (<base>.hist.json)."""
+    label, separator, path = text.partition("=")
+    if not separator or not label:
+        path = text
+        label = os.path.basename(text).removesuffix(".json").removesuffix(".hist")
+    if not path.endswith(".hist.json"):
+        raise UserError(f"{path} is not a .hist.json file (05's ./log/<base>.hist.json)")
+    return label, path
+
+
+def save_runs(path: str, runs: Sequence[tuple[str, str]], official: bool = False, title: str = "") -> str:
+    """One PNG at `path` of each (label, .hist.json) run's population average and evaluated means; returns `path`.
+    Every file is read and checked before anything is drawn."""
+    curves = []
+    for label, history in runs:
+        evaluations = history.removesuffix(".hist.json") + ".log.json"
+        points = read_evaluations(evaluations) if os.path.exists(evaluations) else ([], [])
+        curves.append((label, read_history(history), points))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 4.5), dpi=100)
+    last = max(max(generations) for _, (generations, _), _ in curves)
+    for index, (label, (generations, averages), (evaluated, scores)) in enumerate(curves):
+        color = f"C{index}"
+        axes.plot(generations, averages, color=color, label=f"{label}: population average")
+        if evaluated:
+            axes.plot(evaluated, scores, "o", color=color, label=f"{label}: mean evaluated")
+    if official:
+        beyond = next(i for i, (generation, _) in enumerate(OFFICIAL_CAR_RACING + ((math.inf, 0),))
+                      if generation > last)
+        shown = OFFICIAL_CAR_RACING[:beyond + 1]  # up to the first point past our last generation, cut at the edge
+        axes.plot(*zip(*shown), "k--", marker="s", markersize=4, label="official run (pop. 64 x 16 episodes)")
+        axes.set_xlim(0, last * 1.03 + 1)
+    axes.set_xlabel("generation")
+    axes.set_ylabel("reward per episode")
+    axes.set_title(title or "controller training")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best", fontsize="small")
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path, suffix=".png") as temporary:
+        figure.savefig(temporary, format="png")
+    plt.close(figure)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Controller runs side by side: population averages per generation "
+                                     "and evaluated means, from 05's ./log/<base>.hist.json (and .log.json).")
+    parser.add_argument("runs", nargs="+", metavar="[LABEL=]HIST_JSON", help="a run's ./log/<base>.hist.json")
+    parser.add_argument("--out", default=os.path.join("log", "runs.png"), help="the PNG to write (./log/runs.png)")
+    parser.add_argument("--official", action="store_true",
+                        help="add the official estool CarRacing run's population average, up to the last generation "
+                             "shown")
+    parser.add_argument("--title", default="", help="the plot's title")
+    args = parser.parse_args(argv)
+    if not args.out.endswith(".png"):
+        raise UserError(f"--out {args.out}: the plot is a PNG; give a file name ending in .png")
+    print(save_runs(args.out, [parse_run(run) for run in args.runs], args.official, args.title))
+
+
+if __name__ == "__main__":
+    run_cli(main)

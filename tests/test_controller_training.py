@@ -255,3 +255,59 @@ def test_what_the_state_check_lets_through():
     assert state.to_json() == damaged(elapsed_s=12, best_score=None, best_params=None, cap_length=None,
                                      best_real_score=MISSING)
 
+
+
+# --- runs side by side: plots.py ---------------------------------------------------------------------------------
+
+def test_plots_py_draws_runs_side_by_side_from_their_logs(tmp_path):
+    from PIL import Image
+
+    from plots import read_evaluations, read_history
+    from tests.scripts import run
+
+    rows = json.loads(Path(CHECKPOINT.replace(".es.pk", ".hist.json")).read_text())  # a committed run's logs
+    evaluations = load_optimizer(CHECKPOINT)[1]["evaluations"]
+    (tmp_path / "log").mkdir()
+    history = tmp_path / "log" / "a.hist.json"
+    history.write_text(json.dumps(rows))
+    (tmp_path / "log" / "a.log.json").write_text(json.dumps(evaluations))
+    assert read_history(str(history)) == ([row[0] for row in rows], [row[2] for row in rows])
+    assert read_evaluations(str(tmp_path / "log" / "a.log.json")) == ([row[0] for row in evaluations],
+                                                                      [row[1] for row in evaluations])
+    other = tmp_path / "log" / "b.hist.json"  # a second run with no .log.json beside it: a line, no dots
+    other.write_text(json.dumps([[1, 1.0, -20.5], [2, 2.0, 30]]))
+    result = run("plots.py", f"seed 1000={history}", str(other), "--official", cwd=tmp_path)
+    assert result.stdout.strip() == "log/runs.png" and result.stderr == ""
+    with Image.open(tmp_path / "log" / "runs.png") as image:
+        assert image.format == "PNG" and image.size == (800, 450)
+
+
+@pytest.mark.parametrize("content, beside, message", [
+    (None, None, "does not exist"),
+    ("[[1, 2.0, 3", None, "is not JSON"),
+    ("{}", None, "is not a controller run's history"),
+    ("[]", None, "has no generation yet"),
+    ("[[1, 2.0]]", None, "its rows start [generation, elapsed s, average]"),
+    ("[[1, 2.0, NaN]]", None, "row 1: nan is not a finite number"),
+    ('[[1, 2.0, 5], [2, 3.0, "7"]]', None, "row 2: '7' is not a finite number"),
+    ("[[1, 2.0, 5]]", "[[1, Infinity, []]]", "b.log.json, row 1: inf is not a finite number"),
+    ("[[1, 2.0, 5]]", "[3]", "is not a controller run's evaluations"),
+])
+def test_plots_py_refuses_a_malformed_run_in_one_line_and_writes_nothing(tmp_path, content, beside, message):
+    from tests.scripts import run
+    from tests.test_finite_and_flags import refused
+
+    if content is not None:
+        (tmp_path / "b.hist.json").write_text(content)
+    if beside is not None:
+        (tmp_path / "b.log.json").write_text(beside)
+    refused(run("plots.py", "b.hist.json", "--out", "out.png", cwd=tmp_path, check=False), message)
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_plots_py_refuses_what_is_not_a_history_or_a_png(tmp_path):
+    from tests.scripts import run
+    from tests.test_finite_and_flags import refused
+
+    refused(run("plots.py", "b.log.json", cwd=tmp_path, check=False), "b.log.json is not a .hist.json file")
+    refused(run("plots.py", "b.hist.json", "--out", "x.jpg", cwd=tmp_path, check=False), "ending in .png")

@@ -120,7 +120,7 @@ def test_every_flag_of_every_script_is_in_the_stage_table():
 
 def test_every_script_has_a_row():
     scripts = {os.path.basename(path) for path in glob.glob(os.path.join(ROOT, "[0-9][0-9]_*.py"))}
-    scripts |= {"model.py", "sweep_temperature.py", "pretrained.py"}
+    scripts |= {"model.py", "sweep_temperature.py", "pretrained.py", "plots.py"}
     assert scripts <= {command[0] for command, _ in stage_rows(read_readme())}
 
 
