@@ -17,7 +17,7 @@ import math
 import os
 from typing import Mapping, Sequence
 
-from utils import UserError, atomic_path, run_cli
+from utils import UserError, atomic_path, check_writable, run_cli
 
 # The official CarRacing run's population average, (generation, reward), as the paper's authors reported it
 # (shared/REFERENCE.md): population 64 x 16 episodes, 2342 s a generation on 64 cores.
@@ -87,9 +87,14 @@ def _read_rows(path: str, what: str) -> list:
 
 
 def _number(path: str, row: int, value: object) -> float:
-    if type(value) not in (int, float) or not math.isfinite(value):
-        raise UserError(f"{path}, row {row + 1}: {value!r} is not a finite number")
-    return float(value)
+    try:
+        number = float(value) if type(value) in (int, float) else math.nan  # not bool, str, list or null
+    except OverflowError:  # an integer beyond float64 (JSON integers have no limit)
+        number = math.inf
+    if not math.isfinite(number):
+        shown = repr(value) if len(repr(value)) <= 20 else repr(value)[:17] + "..."
+        raise UserError(f"{path}, row {row + 1}: {shown} is not a finite number")
+    return number
 
 
 def read_history(path: str) -> tuple[list[float], list[float]]:
@@ -153,7 +158,6 @@ def save_runs(path: str, runs: Sequence[tuple[str, str]], official: bool = False
     axes.grid(alpha=0.3)
     axes.legend(loc="best", fontsize="small")
     figure.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_path(path, suffix=".png") as temporary:
         figure.savefig(temporary, format="png")
     plt.close(figure)
@@ -172,7 +176,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.out.endswith(".png"):
         raise UserError(f"--out {args.out}: the plot is a PNG; give a file name ending in .png")
-    print(save_runs(args.out, [parse_run(run) for run in args.runs], args.official, args.title))
+    runs = [parse_run(run) for run in args.runs]
+    check_writable(os.path.dirname(os.path.abspath(args.out)))
+    print(save_runs(args.out, runs, args.official, args.title))
 
 
 if __name__ == "__main__":

@@ -290,6 +290,8 @@ def test_plots_py_draws_runs_side_by_side_from_their_logs(tmp_path):
     ("[[1, 2.0]]", None, "its rows start [generation, elapsed s, average]"),
     ("[[1, 2.0, NaN]]", None, "row 1: nan is not a finite number"),
     ('[[1, 2.0, 5], [2, 3.0, "7"]]', None, "row 2: '7' is not a finite number"),
+    ("[[1, 2.0, true]]", None, "row 1: True is not a finite number"),
+    (f"[[1, 2.0, 1{'0' * 400}]]", None, "row 1: 10000000000000000... is not a finite number"),
     ("[[1, 2.0, 5]]", "[[1, Infinity, []]]", "b.log.json, row 1: inf is not a finite number"),
     ("[[1, 2.0, 5]]", "[3]", "is not a controller run's evaluations"),
 ])
@@ -311,3 +313,7 @@ def test_plots_py_refuses_what_is_not_a_history_or_a_png(tmp_path):
 
     refused(run("plots.py", "b.log.json", cwd=tmp_path, check=False), "b.log.json is not a .hist.json file")
     refused(run("plots.py", "b.hist.json", "--out", "x.jpg", cwd=tmp_path, check=False), "ending in .png")
+    (tmp_path / "b.hist.json").write_text("[[1, 2.0, 5]]")
+    (tmp_path / "file").write_text("")
+    refused(run("plots.py", "b.hist.json", "--out", "file/x.png", cwd=tmp_path, check=False),
+            f"cannot write to {tmp_path / 'file'}: ")
