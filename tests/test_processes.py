@@ -139,8 +139,8 @@ def main():
             if result == "stopstop":
                 raise UserError("the parent stopped")
 
-if sys.argv[1] == "term_at_fork":  # SIGTERM just as fork() returns, inside the interpreter's at-fork callbacks
-    os.register_at_fork(after_in_parent=lambda: os.kill(os.getpid(), signal.SIGTERM))
+if sys.argv[1] in ("SIGTERM", "SIGINT"):  # that signal just as fork() returns, inside the at-fork callbacks
+    os.register_at_fork(after_in_parent=lambda: os.kill(os.getpid(), getattr(signal, sys.argv[1])))
 run_cli(main)
 """
 
@@ -189,12 +189,14 @@ def test_process_pool_ends_with_one_line_and_no_worker_left(tmp_path, items, lin
         assert not our_worker_alive(pid, tmp_path / "pool.py"), result.stderr
 
 
-def test_process_pool_ends_on_a_sigterm_that_comes_while_it_forks(tmp_path):
+@pytest.mark.parametrize("signal_name, line, status", [("SIGTERM", "terminated (SIGTERM)", 143),
+                                                        ("SIGINT", "interrupted", 130)])
+def test_process_pool_ends_on_a_signal_that_comes_while_it_forks(tmp_path, signal_name, line, status):
     """Before: the handler's exception was raised inside the at-fork callbacks, printed as ignored and lost; the run
     went on and exited 0 (test_sigterm_gives_one_line_exit_143_and_no_temporary_file[01] failed now and then)."""
-    result = pool_script(tmp_path, "term_at_fork", "b", "c")
-    assert result.returncode == 143, result.stderr
-    assert_one_line(result.stderr, "terminated (SIGTERM)")
+    result = pool_script(tmp_path, signal_name, "b", "c")
+    assert result.returncode == status, result.stderr
+    assert_one_line(result.stderr, line)
     assert result.stdout == ""
     for pid in pool_workers(tmp_path):
         assert not our_worker_alive(pid, tmp_path / "pool.py"), result.stderr
