@@ -118,7 +118,7 @@ def read_evaluations(path: str) -> tuple[list[float], list[float]]:
 def parse_run(text: str) -> tuple[str, str]:
     """'LABEL=PATH' or 'PATH' -> (label, path); the label defaults to the file's base (<base>.hist.json)."""
     label, separator, path = text.partition("=")
-    if not separator or not label:
+    if not separator or not label or os.path.exists(text):  # a file whose own name holds an "="
         path = text
         label = os.path.basename(text).removesuffix(".json").removesuffix(".hist")
     if not path.endswith(".hist.json"):
