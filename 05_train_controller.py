@@ -287,7 +287,8 @@ def lead(plan: Plan, pool, workers: int) -> None:
         started = time.time()
         solutions = optimizer.ask()
         seeds = generation_seeds(state, plan.population, args.num_episode, mirrored)
-        max_length = min(state.cap_length or plan.max_length, plan.max_length)
+        # the cap binds only while --cap_time is on (a resume without it plays full episodes again)
+        max_length = min(state.cap_length, plan.max_length) if args.cap_time and state.cap_length else plan.max_length
         rewards, lengths = evaluate(pool, solutions, seeds, max_length, trial_chunks)
         fitness = rewards.mean(axis=1)
         if not np.all(np.isfinite(fitness)):  # the optimizer must never rank a NaN or an infinity
@@ -296,8 +297,7 @@ def lead(plan: Plan, pool, workers: int) -> None:
         optimizer.tell(fitness)
         state.generation += 1
         generation = state.generation
-        if args.cap_time:
-            state.cap_length = 2 * int(np.mean(lengths) + 1.0)
+        state.cap_length = 2 * int(np.mean(lengths) + 1.0) if args.cap_time else None
         evaluation_line = ""
         if generation % args.eval_steps == 0:
             evaluation_line = evaluate_mean(plan, pool, workers, generation)

@@ -126,6 +126,11 @@ def test_cap_time_caps_each_generation_at_twice_the_previous_mean_length(tmp_pat
     # the next generation's cap is in the checkpoint: a resumed run goes on capping
     _, saved = capped.checkpoint()
     assert saved["cap_length"] == 2 * int(rows[-1].mean_length + 1) and uncapped.state.cap_length is None
+    # ... while --cap_time is on: resumed without it, the run plays full episodes again and keeps no cap
+    resumed = Leader(tmp_path / "capped", monkeypatch, *CAP, "--init_opt", capped.plan.files.checkpoint)
+    resumed.generation(capsys)
+    assert resumed.state.generation == 5 and resumed.state.history[-1].max_length > saved["cap_length"]
+    assert resumed.checkpoint()[1]["cap_length"] is None
 
 
 # --- mirrored seeds ------------------------------------------------------------------------------------------------
