@@ -334,11 +334,9 @@ def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> str:
     record = Evaluation(generation, round(score, 2), params.tolist())
     text = f"  eval {score:.2f}"
     if not earlier or score > max(earlier):
-        state.best_score, state.best_params = score, params.tolist()
-        save_params(files.best, params, score, plan.config.name, plan.exp_mode)
         text += " (new best)"
-        if args.dream_mode:
-            count = args.real_episodes
+        if args.dream_mode:  # scored in the real game (minutes) before anything is written: a run stopped meanwhile
+            count = args.real_episodes  # replays this generation on resume and finds the same new best
             seeds = take_seeds(state, count).reshape(count, 1)
             real, _ = evaluate(pool, np.repeat(params[None], count, axis=0), seeds, plan.max_length,
                                split_rows(count, workers), real=True)
@@ -348,6 +346,8 @@ def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> str:
             state.best_real_score = float(real.mean())
             record.real_score = round(float(real.mean()), 2)
             text += f", real game {real.mean():.2f} +- {real.std():.2f} over {count}"
+        state.best_score, state.best_params = score, params.tolist()
+        save_params(files.best, params, score, plan.config.name, plan.exp_mode)
     elif args.retrain and state.best_params is not None:
         plan.optimizer.set_mean(np.asarray(state.best_params, dtype=np.float64))
         text += " (mean moved back to the best)"

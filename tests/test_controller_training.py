@@ -133,6 +133,35 @@ def test_cap_time_caps_each_generation_at_twice_the_previous_mean_length(tmp_pat
     assert resumed.checkpoint()[1]["cap_length"] is None
 
 
+# --- a dream run's new best ------------------------------------------------------------------------------------------
+
+def test_a_dream_run_stopped_while_its_new_best_plays_the_real_game_writes_no_best_and_finds_it_again(
+        tmp_path, monkeypatch, capsys):
+    """Before: .best.json was written before the real-game episodes (minutes); a run stopped during them replayed
+    the generation on resume, found its score equal to the file's, not above it, and lost that best from its state
+    (no real-game score, --retrain moving the mean back to an older best)."""
+    flags = [*CAP, "--eval_steps", 1, "--eval_episodes", 2, "--real_episodes", 2, "--max_length", 30]
+    folder = dreamy_doom_world_model(tmp_path / "run")
+    stopped = Leader(folder, monkeypatch, *flags)
+    play = stopped.pool.function
+
+    def stopped_in_the_real_game(task):
+        if task.real:
+            raise stopped.module.Stopping("SIGTERM")
+        return play(task)
+
+    stopped.pool.function = stopped_in_the_real_game
+    with pytest.raises(stopped.module.Stopping):
+        stopped.generation(capsys)
+    assert not (folder / stopped.plan.files.best).exists() and not (folder / stopped.plan.files.checkpoint).exists()
+    again = Leader(folder, monkeypatch, *flags)  # the same command again: generation 1 replayed
+    line = again.generation(capsys)
+    assert "(new best), real game" in line
+    score = again.state.evaluations[0].score
+    assert round(again.state.best_score, 2) == score and again.state.best_real_score is not None
+    assert json.loads((folder / again.plan.files.best).read_text())[1] == again.state.best_score
+
+
 # --- mirrored seeds ------------------------------------------------------------------------------------------------
 
 def test_mirrored_generation_seeds_repeat_the_first_half():
