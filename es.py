@@ -46,7 +46,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from utils import UserError, atomic_path
+from utils import UserError, atomic_path, finite_number
 
 FILE_FORMAT = "world-models-es-optimizer"  # marker inside every .es.pk file this module writes
 FILE_VERSION = 3  # 1 was a pickle (refused since: a crafted pickle can run code); 2 and 3 are .npz + JSON
@@ -600,6 +600,9 @@ def _put(optimizer: EvolutionStrategy, name: str, value) -> None:
     setattr(target, name.split(".")[-1], value)
 
 
+_MAX_COUNT = 1_000_000  # parameters or population of a stored optimizer: beyond any run, below a MemoryError
+
+
 def _array_shape(kind: str, num_params: int, popsize: int, rows: int) -> tuple[int, ...]:
     return {"vector": (num_params,), "positive vector": (num_params,), "matrix": (num_params, num_params),
             "population": (popsize, num_params), "half_population": (popsize // 2, num_params),
@@ -610,11 +613,17 @@ def _is_int(value) -> bool:
     return type(value) is int  # not bool, not float
 
 
+def _shown(value) -> str:
+    """A stored value for an error line, shortened (a crafted file may hold a 4,000-digit integer)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _checked_value(name: str, kind: str, value):
     """A JSON value of the optimizer's field `name`, checked against its kind."""
     if kind == "count":
         if not (_is_int(value) and 0 <= value < 2 ** 63):
-            raise _Invalid(f"{name} must be a non-negative integer, got {value!r}")
+            raise _Invalid(f"{name} must be a non-negative integer, got {_shown(value)}")
         return value
     if kind == "bool":
         if type(value) is not bool:
@@ -625,8 +634,8 @@ def _checked_value(name: str, kind: str, value):
             return -math.inf
         kind = "float"
     if kind in ("float", "positive"):
-        if not ((_is_int(value) or type(value) is float) and math.isfinite(value)):
-            raise _Invalid(f"{name} must be a finite number, got {value!r}")
+        if finite_number(value) is None:
+            raise _Invalid(f"{name} must be a finite number, got {_shown(value)}")
         if kind == "positive" and not value > 0:
             raise _Invalid(f"{name} must be positive, got {value!r}")
         return float(value)
@@ -758,8 +767,9 @@ def _rebuild(path: str) -> tuple[EvolutionStrategy, dict]:
         optimizer = cls.__new__(cls)
         for name in sorted(values):
             _put(optimizer, name, _checked_value(name, kinds[name], values[name]))
-        if optimizer.num_params < 1 or optimizer.popsize < 2:
-            raise _Invalid(f"num_params {optimizer.num_params} or popsize {optimizer.popsize} is too small")
+        if not (1 <= optimizer.num_params <= _MAX_COUNT and 2 <= optimizer.popsize <= _MAX_COUNT):
+            raise _Invalid(f"num_params {optimizer.num_params} or popsize {optimizer.popsize} is out of range (1 and 2 "
+                           f"to {_MAX_COUNT:,})")
         for name in sorted(array_names):
             if name not in stored:
                 _put(optimizer, name, None)

@@ -17,7 +17,7 @@ import math
 import os
 from typing import Mapping, Sequence
 
-from utils import UserError, atomic_path, check_writable, run_cli
+from utils import UserError, atomic_path, check_writable, finite_number, run_cli
 
 # The official CarRacing run's population average, (generation, reward), as the paper's authors reported it
 # (shared/REFERENCE.md): population 64 x 16 episodes, 2342 s a generation on 64 cores.
@@ -87,11 +87,8 @@ def _read_rows(path: str, what: str) -> list:
 
 
 def _number(path: str, row: int, value: object) -> float:
-    try:
-        number = float(value) if type(value) in (int, float) else math.nan  # not bool, str, list or null
-    except OverflowError:  # an integer beyond float64 (JSON integers have no limit)
-        number = math.inf
-    if not math.isfinite(number):
+    number = finite_number(value)
+    if number is None:
         shown = repr(value) if len(repr(value)) <= 20 else repr(value)[:17] + "..."
         raise UserError(f"{path}, row {row + 1}: {shown} is not a finite number")
     return number

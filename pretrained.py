@@ -33,7 +33,7 @@ import os
 import shutil
 import sys
 
-from utils import UserError, repo_root, run_cli, save_json, single_thread_blas
+from utils import UserError, finite_number, repo_root, run_cli, save_json, single_thread_blas
 
 single_thread_blas()  # the check episodes are played here, with one BLAS thread as model.py's workers play them
 
@@ -130,10 +130,22 @@ def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir:
     from controller.controller import load_params
 
     config = get_config(env_name)
-    with open(final) as handle:
-        score = json.load(handle)
-    if score.get("env") != env_name or score.get("dream_mode") or score.get("episodes", 0) < 100:
+    try:
+        with open(final) as handle:
+            score = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read {final} ({error}); it is the .final.json model.py --final_mode writes") from None
+    if (not isinstance(score, dict) or score.get("env") != env_name or score.get("dream_mode")
+            or type(score.get("episodes")) is not int or score["episodes"] < 100):
         raise UserError(f"{final} is not a 100-episode score of {env_name} in the real game")
+    episodes = score["episodes"]
+    if (type(score.get("first_seed")) is not int or finite_number(score.get("mean")) is None
+            or finite_number(score.get("std")) is None
+            or not all(isinstance(score.get(key), list) and len(score[key]) == episodes for key in ("scores", "lengths"))
+            or not all(finite_number(value) is not None for value in score["scores"])
+            or not all(type(value) is int for value in score["lengths"])):
+        raise UserError(f"{final} is damaged: its first_seed, mean, std, scores and lengths are not those of "
+                        f"{episodes} episodes")
     load_params(filename, config)  # refuses a file of another env or a broken one
     folder = os.path.join(root, env_name)
     files = shipped_files(env_name)

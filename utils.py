@@ -349,6 +349,18 @@ def load_npy(path: str, made_by: str, mmap: bool = True, ndim: int | None = None
     return array
 
 
+def finite_number(value: object) -> float | None:
+    """A number read from JSON as a finite float, or None: NaN, infinity, an integer beyond float64 (JSON integers
+    have no limit; float() would raise OverflowError), true/false, a string, a list or null."""
+    if type(value) not in (int, float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def all_finite(array: np.ndarray, chunk_elements: int = 1 << 24) -> bool:
     """True if no element of a float array is NaN or infinite (other dtypes: always True). A memory-mapped array
     is checked a slab of its first axis at a time, so the check never holds more than a slab's mask in memory."""

@@ -34,7 +34,7 @@ import numpy as np
 
 from config import ControllerShape, controller_shape
 from envs import get_spec
-from utils import UserError, save_json
+from utils import UserError, finite_number, save_json
 
 
 def unflatten(shape: ControllerShape, params: np.ndarray) -> dict[str, np.ndarray]:
@@ -171,5 +171,4 @@ def load_params(path: str, config, exp_mode: str | None = None) -> tuple[np.ndar
     if not np.all(np.isfinite(params)) or np.abs(params).max(initial=0.0) > np.finfo(np.float32).max:
         raise UserError(f"{path} holds NaN, infinite or out-of-range parameters (beyond float32's "
                         f"{np.finfo(np.float32).max:.1e}); a trained controller never has them")
-    score = value[1] if len(value) > 1 and type(value[1]) in (int, float) else None
-    return params, (None if score is None or not math.isfinite(score) else float(score)), mode
+    return params, finite_number(value[1]) if len(value) > 1 else None, mode

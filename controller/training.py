@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 
 import numpy as np
 
 from config import CONTROLLER_DIR, LOG_DIR
-from utils import atomic_path, save_json
+from utils import atomic_path, finite_number, save_json
 
 STATE_FORMAT = 1
 PARAM_DECIMALS = 4  # estool rounds the evaluated and saved means to 4 decimals (smaller JSON, same agent)
@@ -163,7 +162,8 @@ class TrainingState:
         numbers = [data["elapsed_s"], *(v for row in data["history"] for v in row)]
         if data["best_score"] is not None:
             numbers.append(data["best_score"])
-        if not rows_ok or not all(math.isfinite(v) for v in numbers) or data["generation"] < 0 or data["next_seed"] < 0:
+        if (not rows_ok or not all(finite_number(v) is not None for v in numbers) or data["generation"] < 0
+                or data["next_seed"] < 0):
             raise UserError(f"{path} holds a damaged training history; resume from another file")
         return cls(**{**{key: data[key] for key in _STATE_TYPES}, "best_real_score": data.get("best_real_score"),
                       "history": [HistoryRow.from_json(row) for row in data["history"]],
@@ -217,7 +217,7 @@ def best_score_on_disk(path: str) -> float | None:
             score = json.load(handle)[1]
     except (OSError, ValueError, IndexError, KeyError, TypeError):
         return None
-    return float(score) if isinstance(score, (int, float)) and math.isfinite(score) else None
+    return finite_number(score)
 
 
 def rounded(params: np.ndarray) -> np.ndarray:

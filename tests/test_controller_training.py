@@ -268,6 +268,8 @@ ROW = DREAM_STATE["history"][0]
     (damaged(history=[[*ROW[:8], float("nan")]]), "holds a damaged training history"),
     (damaged(history=[tuple(ROW)]), "holds a damaged training history"),
     (damaged(elapsed_s=float("inf")), "holds a damaged training history"),
+    (damaged(elapsed_s=10 ** 400), "holds a damaged training history"),  # JSON integers have no limit
+    (damaged(history=[[*ROW[:8], 10 ** 400]]), "holds a damaged training history"),
     (damaged(best_score=float("nan")), "holds a damaged training history"),
     (damaged(evaluations=[[1, 2.0]]), "holds a damaged training history"),
     (damaged(evaluations=[[1, 2.0, [], 3.0, 4.0]]), "holds a damaged training history"),
@@ -279,6 +281,19 @@ def test_a_damaged_state_is_refused_in_one_line(data, message):
     with pytest.raises(UserError) as error:
         load_state(data)
     assert str(error.value).startswith("run.es.pk ") and message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_score_beyond_float64_in_a_best_file_is_no_score(tmp_path):
+    """Before: OverflowError (a traceback) from math.isfinite, in 05's check of the best on disk and in model.py."""
+    from config import CAR_RACING
+    from controller.controller import load_params
+    from controller.training import best_score_on_disk
+
+    path = tmp_path / "x.best.json"
+    path.write_text(json.dumps([[0.0] * 867, 10 ** 400]))
+    assert best_score_on_disk(str(path)) is None
+    params, score, mode = load_params(str(path), CAR_RACING)
+    assert score is None and mode == "zh" and params.shape == (867,)
 
 
 def test_what_the_state_check_lets_through():

@@ -539,6 +539,8 @@ def _hostile_files(marker) -> dict[str, bytes]:
         "a mean of the wrong shape": _checkpoint(header, {**arrays, "optimizer.mean": np.zeros(NUM_PARAMS + 1)}),
         "an infinite covariance": _checkpoint(header, {**arrays, "optimizer.cov": np.full((10, 10), np.inf)}),
         "a zero eigenvalue": _checkpoint(header, {**arrays, "optimizer.eigenvalues_sqrt": np.zeros(NUM_PARAMS)}),
+        "an integer beyond float64": with_values(sigma=10 ** 400),
+        "a huge population": with_values(popsize=2 ** 40),
         "a huge declared size": _checkpoint({**header, "values": {**header["values"], "num_params": 10 ** 9}},
                                             arrays),
         "a compressed member": _checkpoint(header, arrays, compression=zipfile.ZIP_DEFLATED),

@@ -159,3 +159,24 @@ def test_a_pack_over_the_budget_is_refused_and_changes_nothing(packed, tmp_path)
     (copy / "car_racing" / "training.bin").unlink()
     assert {path: open(path, "rb").read() for path in pretrained.walk_files(str(copy))} == before
     pretrained.verify("car_racing", str(copy))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda final: "[1, 2", "cannot read"),
+    (lambda final: [final], "is not a 100-episode score of car_racing"),
+    (lambda final: {**final, "episodes": "100"}, "is not a 100-episode score of car_racing"),
+    (lambda final: {**final, "mean": 10 ** 400}, "is damaged"),
+    (lambda final: {**final, "scores": final["scores"][:99]}, "is damaged"),
+    (lambda final: {**final, "lengths": [*final["lengths"][:99], 2.5]}, "is damaged"),
+])
+def test_a_damaged_final_score_is_refused_before_packing(packed, tmp_path, damage, message):
+    folder, _ = packed
+    with open(folder / "log" / "car_racing.cma.1.4.best.final.json") as handle:
+        changed = damage(json.load(handle))
+    (tmp_path / "bad.final.json").write_text(changed if isinstance(changed, str) else json.dumps(changed))
+    result = run("pretrained.py", "pack", "car_racing", "--filename", "./controller/car_racing.cma.1.4.best.json",
+                 "--final", str(tmp_path / "bad.final.json"), "--root", str(tmp_path / "root"), cwd=folder,
+                 check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert message in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "root").exists()
