@@ -36,7 +36,7 @@ SCRIPT = os.path.abspath(__file__)
 
 
 def parse_args(argv=None):
-    from config import CONFIGS, EXP_MODES, add_folder_flags
+    from config import CONFIGS, EXP_MODES, FIRST_SEED, add_folder_flags
     from es import OPTIMIZER_NAMES
 
     parser = argparse.ArgumentParser(description="Train the controller (C) with an evolution strategy on MPI workers.")
@@ -63,7 +63,8 @@ def parse_args(argv=None):
                         help="cap episodes at twice the previous generation's mean length")
     parser.add_argument("--retrain", type=int, default=0, choices=(0, 1),
                         help="after an evaluation that is not a new best, move the mean back to the best")
-    parser.add_argument("-s", "--seed_start", type=int, default=111, help="first episode seed (and optimizer seed)")
+    parser.add_argument("-s", "--seed_start", type=int, default=FIRST_SEED,
+                        help="first episode seed (and optimizer seed)")
     parser.add_argument("--sigma_init", type=float, default=0.1, help="initial step size (official code: 0.1)")
     parser.add_argument("--sigma_decay", type=float, default=0.999, help="step-size decay (not used by cma)")
     parser.add_argument("--weight_decay", type=float, default=0.01,
@@ -263,6 +264,7 @@ def lead(plan: Plan, pool, workers: int) -> None:
     """Rank 0: the generations, the evaluations and every file, until --generations or a signal."""
     import numpy as np
 
+    from config import FINAL_EPISODES, FIRST_SEED
     from controller.training import MIRRORED_OPTIMIZERS, HistoryRow, generation_seeds, progress_line, write_logs
     from es import save_optimizer
 
@@ -280,6 +282,11 @@ def lead(plan: Plan, pool, workers: int) -> None:
         print(f"resuming {args.init_opt} at generation {state.generation} (best so far "
               f"{'none' if best is None else f'{best:.2f}'})", flush=True)
     print(f"checkpoint {files.checkpoint}, best {files.best}, logs {files.history}, curve {files.plot}", flush=True)
+    scored = range(FIRST_SEED, FIRST_SEED + FINAL_EPISODES)  # model.py --final_mode's episodes by default
+    if state.next_seed <= scored[-1]:
+        print(f"note: this run's episode seeds go on from {state.next_seed}, so it may train on some of the tracks "
+              f"{scored[0]}..{scored[-1]} that model.py --final_mode scores by default; for a score on unseen tracks, "
+              f"train with --seed_start 1000 (as docs/results.md does) or score with another --seed", flush=True)
 
     done_this_run = 0
     while args.generations <= 0 or done_this_run < args.generations:

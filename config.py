@@ -36,6 +36,9 @@ def add_folder_flags(parser, *names: str) -> None:
 
 FRAME_SIZE = 64  # V sees 64x64 RGB frames, stored as uint8
 
+FINAL_EPISODES = 100  # the paper scores over 100 trials (model.py --final_mode)
+FIRST_SEED = 111  # model.py's --seed and 05's --seed_start by default, as in the command lines users know
+
 
 @dataclasses.dataclass(frozen=True)
 class EnvConfig:

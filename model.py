@@ -29,10 +29,8 @@ single_thread_blas()  # before NumPy loads its BLAS
 
 import numpy as np  # noqa: E402
 
-from config import DATA_DIR, RNN_DIR, VAE_DIR, get_config  # noqa: E402
+from config import DATA_DIR, FINAL_EPISODES, FIRST_SEED, RNN_DIR, VAE_DIR, get_config  # noqa: E402
 from episodes import Episode  # noqa: E402
-
-FINAL_EPISODES = 100  # the paper scores over 100 trials
 
 
 def parse_args(argv=None):
@@ -44,7 +42,7 @@ def parse_args(argv=None):
     parser.add_argument("--exp_mode", default=None, choices=EXP_MODES,
                         help="the controller's input mode; default: the file's own (the paper's for a file without "
                              "one, and for a random controller)")
-    parser.add_argument("--seed", type=int, default=111, help="seed of the first episode")
+    parser.add_argument("--seed", type=int, default=FIRST_SEED, help="seed of the first episode")
     parser.add_argument("--max_length", type=int, default=-1, help="steps per episode at most (default: the env's)")
     parser.add_argument("--render_mode", action="store_true", help="show the episode in a window")
     parser.add_argument("--record_video", action="store_true", help="write an MP4 per episode to ./video")

@@ -366,3 +366,18 @@ def test_plots_py_refuses_what_is_not_a_history_or_a_png(tmp_path):
     (tmp_path / "file").write_text("")
     refused(run("plots.py", "b.hist.json", "--out", "file/x.png", cwd=tmp_path, check=False),
             f"cannot write to {tmp_path / 'file'}: ")
+
+
+@pytest.mark.parametrize("seed_start, warned", [(None, True), (150, True), (211, False), (1000, False)])
+def test_05_says_when_its_episodes_may_take_the_tracks_model_py_scores(tmp_path, monkeypatch, capsys, seed_start,
+                                                                       warned):
+    """model.py --final_mode scores seeds 111..210 by default, and 05's --seed_start is 111 by default (both as in the
+    command lines users know): a run that will play some of those tracks says so."""
+    folder = world_model(tmp_path / "run")
+    flags = RETRAIN + ([] if seed_start is None else ["--seed_start", seed_start])
+    leader = Leader(folder, monkeypatch, *flags)
+    leader.module.lead(leader.plan, leader.pool, 1)
+    out = capsys.readouterr().out
+    assert ("note: this run's episode seeds go on from" in out) == warned, out
+    if warned:
+        assert f"from {seed_start or 111}, so it may train on some of the tracks 111..210" in out
