@@ -264,7 +264,8 @@ def release_locks() -> None:
 def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
     """Yield a temporary path beside `path`; on success rename it onto `path`, on failure delete it.
 
-    The rename is atomic on POSIX, so readers see either the old file or the whole new one, never a partial one.
+    The rename is atomic on POSIX, so readers see either the old file or the whole new one, never a partial one; the
+    new file is flushed to the disk first, so a machine that loses power mid-run does not either.
     `suffix` keeps an extension that a writer insists on (Keras wants names ending in `.weights.h5`). A full disk,
     a read-only or forbidden folder becomes a UserError naming the folder (the temporary file removed).
     """
@@ -281,7 +282,10 @@ def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
     try:
         os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
         yield temporary
+        _flush_to_disk(temporary)  # before the rename: a machine that loses power keeps the old file or the new one
         os.replace(temporary, path)
+        with contextlib.suppress(OSError):  # and the rename itself (some systems cannot open a folder)
+            _flush_to_disk(directory)
     except BaseException as error:
         # translated before the temporary file is deleted: a full disk is seen as full only while it still is
         translated = storage_error(error, directory) if isinstance(error, Exception) else None
@@ -290,6 +294,14 @@ def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
         if translated is not None:
             raise translated from None
         raise
+
+
+def _flush_to_disk(path: str) -> None:
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def save_npy(path: str, array: np.ndarray) -> None:
