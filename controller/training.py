@@ -163,7 +163,7 @@ class TrainingState:
         if data["best_score"] is not None:
             numbers.append(data["best_score"])
         if (not rows_ok or not all(finite_number(v) is not None for v in numbers) or data["generation"] < 0
-                or data["next_seed"] < 0):
+                or data["next_seed"] < 0 or (data["cap_length"] is not None and data["cap_length"] < 1)):
             raise UserError(f"{path} holds a damaged training history; resume from another file")
         return cls(**{**{key: data[key] for key in _STATE_TYPES}, "best_real_score": data.get("best_real_score"),
                       "history": [HistoryRow.from_json(row) for row in data["history"]],

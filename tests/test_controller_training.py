@@ -275,6 +275,7 @@ ROW = DREAM_STATE["history"][0]
     (damaged(evaluations=[[1, 2.0, [], 3.0, 4.0]]), "holds a damaged training history"),
     (damaged(evaluations=[(1, 2.0, [])]), "holds a damaged training history"),
     (damaged(generation=-1), "holds a damaged training history"),
+    (damaged(cap_length=0), "holds a damaged training history"),
     (damaged(next_seed=-1), "holds a damaged training history"),
 ])
 def test_a_damaged_state_is_refused_in_one_line(data, message):
