@@ -123,16 +123,15 @@ def main(argv=None):
             part[key] = pad_steps(part[key], longest)
 
     import keras
-    import numpy as np
 
     from plots import save_curves
     from rnn.arch import make_rnn
-    from rnn.train import length_buckets, load_rnn, rnn_arrays, rnn_from_numpy_copy, save_rnn, training_masks
+    from rnn.train import (epoch_rng, length_buckets, load_rnn, rnn_arrays, rnn_from_numpy_copy, save_rnn,
+                           training_masks)
     from tqdm import tqdm
     from utils import check_room_for_model, new_or_resumed, save_json
 
     keras.utils.set_random_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
     weights_path = rnn_weights_path(args.env_name, rnn_dir=args.rnn_dir)
     history_path = os.path.join(args.rnn_dir, f"{args.env_name}.history.json")
     def make():
@@ -158,6 +157,7 @@ def main(argv=None):
     started = time.time()
     first_epoch = len(history) + 1
     for epoch in range(first_epoch, first_epoch + args.epochs):
+        rng = epoch_rng(args.seed, epoch)  # a resumed run's epochs 21.. do not replay the draws of its epochs 1..
         inputs, z_next = rnn_arrays(data["mu"], data["logvar"], data["actions"], data["lengths"], config.use_done,
                                     rng)
         # minibatches of similar-length episodes, each cut to its longest: the LSTM skips most of the padding

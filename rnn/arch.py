@@ -139,11 +139,13 @@ class MDNRNN(keras.Model):
 
 def make_rnn(config, learning_rate: float | None = None) -> MDNRNN:
     """The MDN-RNN for an EnvConfig, built and compiled with Adam and clipping by value. `learning_rate` replaces
-    the config's starting rate (a decaying schedule then decays from it to the config's end rate, or stays)."""
+    the config's starting rate. An environment whose rate decays (Doom) always gets the schedule, from that rate to
+    the config's end rate (or staying at a rate below it): Adam then has the same variables whatever the rate, so a
+    saved M resumes with its Adam state under any --learning_rate."""
     rnn = MDNRNN(config).build_all()
     start = learning_rate or config.rnn_learning_rate
-    if config.rnn_min_learning_rate < start and config.rnn_min_learning_rate < config.rnn_learning_rate:
-        learning_rate = DecayingLearningRate(start, config.rnn_min_learning_rate)
+    if config.rnn_min_learning_rate < config.rnn_learning_rate:
+        learning_rate = DecayingLearningRate(start, min(config.rnn_min_learning_rate, start))
     else:
         learning_rate = start
     rnn.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipvalue=config.rnn_grad_clip))

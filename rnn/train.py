@@ -38,6 +38,12 @@ def rnn_arrays(mu, logvar, actions, lengths, use_done: bool, rng):
     return rnn_input, rnn_output
 
 
+def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The random stream of one epoch of 04 (its z draws and minibatches), a function of the seed and the epoch number
+    alone: a resumed run draws anew, and 1 + 1 epochs draw what 2 in one go do."""
+    return np.random.default_rng([seed, epoch])
+
+
 def training_masks(lengths, dones, time_steps: int):
     """Masks for one batch of sequences: lengths (E,), dones (E, T) ->
 
@@ -97,6 +103,15 @@ def rnn_from_numpy_copy(config, path: str, learning_rate: float | None = None):
     return rnn
 
 
+def saved_optimizer_variables(path: str) -> int:
+    """How many optimizer variables a Keras .weights.h5 file holds (its group optimizer/vars)."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        group = handle.get("optimizer/vars")
+        return 0 if group is None else len(group)
+
+
 def load_rnn(config, rnn_dir: str, learning_rate: float | None = None):
     """The trained MDN-RNN of `config`; a UserError names the command to run if its weights are missing or corrupt."""
     from rnn.arch import make_rnn
@@ -107,7 +122,15 @@ def load_rnn(config, rnn_dir: str, learning_rate: float | None = None):
         raise UserError(f"{path} is missing; make it with: {made_by}")
     rnn = make_rnn(config, learning_rate)
     try:
+        saved = saved_optimizer_variables(path)
+        if saved != len(rnn.optimizer.variables):  # Keras would skip Adam's state with a warning, and go on afresh
+            raise UserError(f"{path} holds an optimizer of {saved} variables, this M's Adam has "
+                            f"{len(rnn.optimizer.variables)} (saved by another version of this project?); resuming "
+                            f"would lose Adam's state: start afresh with --new_model, or from its weights with "
+                            f"--init_from on a folder holding its {config.name}.npz")
         rnn.load_weights(path)
+    except UserError:
+        raise
     except Exception as error:  # h5py/keras raise several types on truncated or foreign files
         raise UserError(f"{path} is corrupt or not an MDN-RNN for {config.name} ({type(error).__name__}); "
                         f"delete it and run: {made_by}") from None

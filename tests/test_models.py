@@ -163,6 +163,45 @@ def test_mdn_rnn_test_step_gives_the_training_loss_without_a_step():
     assert not all(np.array_equal(a, b) for a, b in zip(before, rnn.get_weights()))
 
 
+def _doom_batch():
+    rng = np.random.default_rng(4)
+    lengths = np.array([9, 5])
+    mu = rng.normal(size=(2, 10, 64)).astype(np.float32)
+    actions = rng.choice([-1.0, 0.0, 1.0], size=(2, 10, 1)).astype(np.float32)
+    dones = np.zeros((2, 10), dtype=bool)
+    dones[1, 4] = True
+    inputs, z_next = rnn_arrays(mu, np.full_like(mu, -4.0), actions, lengths, True, rng)
+    return inputs, (z_next, *training_masks(lengths, dones, 10))
+
+
+def test_doom_m_resumes_with_adams_state_under_a_rate_below_the_schedules_end(tmp_path):
+    """Before: --learning_rate 1e-5 or lower built a constant-rate Adam, one variable more than the decaying one's;
+    Keras then skipped the saved Adam state with a warning and 04 went on afresh, saying it had resumed."""
+    rnn = make_rnn(DOOM_TAKE_COVER)
+    for _ in range(3):
+        rnn.train_on_batch(*_doom_batch())
+    save_rnn(rnn, "doom_take_cover", str(tmp_path))
+    resumed = load_rnn(DOOM_TAKE_COVER, str(tmp_path), learning_rate=5e-6)
+    assert int(resumed.optimizer.iterations) == 3
+    for saved, loaded in zip(rnn.optimizer.variables, resumed.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(saved), np.asarray(loaded))
+    assert math.isclose(float(resumed.optimizer.learning_rate), 5e-6, rel_tol=1e-6)  # stays at the given rate
+
+
+def test_an_m_whose_adam_does_not_fit_is_refused_not_resumed_afresh(tmp_path):
+    import keras
+
+    from rnn.arch import MDNRNN
+    from utils import UserError
+
+    rnn = MDNRNN(DOOM_TAKE_COVER).build_all()  # Doom's M with a constant-rate Adam, as earlier versions made
+    rnn.compile(optimizer=keras.optimizers.Adam(1e-4, clipvalue=1.0))
+    rnn.optimizer.build(rnn.trainable_variables)
+    save_rnn(rnn, "doom_take_cover", str(tmp_path))
+    with pytest.raises(UserError, match="resuming would lose Adam's state"):
+        load_rnn(DOOM_TAKE_COVER, str(tmp_path))
+
+
 @pytest.mark.slow  # XLA compiles the VAE's training step (over ten seconds): left out of make test-fast
 def test_xla_and_plain_vae_training_steps_agree():
     frames = np.random.default_rng(0).integers(0, 256, (16, 64, 64, 3), dtype=np.uint8)

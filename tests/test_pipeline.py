@@ -349,3 +349,17 @@ def test_a_rollout_worker_that_dies_stops_01_with_an_error(tmp_path):
     # no worker left behind: the kill (or the parent-death signal) lands within seconds
     wait_for(lambda: not alive(workers[1]), timeout=10, what="the surviving worker to end")
     assert not os.path.exists(tmp_path / "data" / "obs_data_car_racing_0.npy")  # nothing half-written
+
+
+def test_04_resumed_draws_what_one_run_draws(pipeline, tmp_path):
+    """Each epoch of 04 draws its z and minibatches from the seed and its own number: 1 + 1 epochs with a resume
+    between train on what 2 epochs in one go do (before, the resumed epoch replayed epoch 1's draws)."""
+    losses = {}
+    for name, runs in (("one go", [2]), ("resumed", [1, 1])):
+        folder = tmp_path / name
+        for index, epochs in enumerate(runs):
+            run("04_train_rnn.py", "--start_batch", 0, "--max_batch", 1, *(["--new_model"] if index == 0 else []),
+                "--epochs", epochs, "--verbose", 0, "--data_dir", pipeline / "data", "--rnn_dir", folder, cwd=tmp_path)
+        losses[name] = [row["loss"] for row in json.loads((folder / "car_racing.history.json").read_text())]
+    assert len(losses["one go"]) == 2
+    np.testing.assert_allclose(losses["resumed"], losses["one go"], rtol=1e-4)  # replayed draws: 1e-2 apart
