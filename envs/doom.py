@@ -1,6 +1,8 @@
 """DoomTakeCover: VizDoom's Take Cover scenario (the paper's DoomTakeCover-v0), its frames, actions and data policy.
 
-Observations are the 240x320x3 uint8 screen; the VAE sees its top 5/6 (the status bar is cut) resized to 64x64.
+Observations are the 240x320x3 uint8 screen; the VAE sees its top 5/6 resized to 64x64. That is the official
+crop (rows 0..400 of 480), which removed the status bar of the Gym Doom the paper used; the scenario here draws no
+status bar, so it cuts floor. It is kept: the same preprocessing as the official code, and the shipped Doom V saw it.
 The controller's single output a is the action; the game moves left for a < -1/3, right for a > 1/3, and M is
 trained on that move, -1, 0 or 1 (`doom_move`), which is what the random policy of stage 01 records.
 """
