@@ -24,7 +24,6 @@ mpiexec end every process. Waiting on either side polls with short sleeps (MPICH
 from __future__ import annotations
 
 import abc
-import contextlib
 import dataclasses
 import os
 import shutil
@@ -32,7 +31,6 @@ import signal
 import struct
 import subprocess
 import sys
-import threading
 import time
 import traceback
 from typing import Callable, Iterator, Sequence
@@ -386,52 +384,15 @@ class _QuietOnceEnding:
         return getattr(self._stream, name)
 
 
-_deferred: dict | None = None  # while ProcessPool forks its workers: the handlers of Ctrl-C and SIGTERM, set aside
-_noted: list[int] = []  # the signals that came meanwhile
-os.register_at_fork(after_in_child=_noted.clear)  # a worker's own, not the ones its parent noted
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Ctrl-C and SIGTERM are only noted while ProcessPool forks its workers, and handled once it has.
-
-    Python runs a signal's handler at the next bytecode of the main thread; right after fork() that can be inside the
-    interpreter's at-fork callbacks (logging's lock release), where the exception the handler raises is printed as
-    "ignored" and lost: 01 went on as if never signalled and exited 0. (Blocking the signals would not do: another
-    thread, tqdm's or BLAS's, receives them instead.) The first signal noted is raised again once the handlers are
-    back, in this frame, so it ends the run as it should; a worker does the same with what it noted (_process_start).
-    """
-    global _deferred
-    kept = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    if threading.current_thread() is not threading.main_thread() or None in kept.values():
-        yield  # handlers can only be set from the main thread, and one set outside Python cannot be put back
-        return
-    _noted.clear()
-    for signum in kept:
-        signal.signal(signum, lambda signum, frame: _noted.append(signum))
-    _deferred = kept
-    try:
-        yield
-    finally:
-        _deferred = None
-        _restore_deferred(kept)
-
-
-def _restore_deferred(handlers: dict) -> None:
-    for signum, handler in handlers.items():
-        signal.signal(signum, handler)
-    if _noted:
-        signal.raise_signal(_noted[0])
-
-
 def _process_start(parent_pid: int, initializer: Callable[..., None] | None, initargs: tuple, ending) -> None:
-    from utils import rollout_worker_start
+    from utils import resume_deferred_signals, rollout_worker_start
 
     rollout_worker_start(parent_pid)
     sys.stderr = _QuietOnceEnding(sys.stderr, ending)
     try:
-        if _deferred is not None:  # forked while the parent deferred Ctrl-C and SIGTERM: ours to handle again
-            _restore_deferred({signum: handler for signum, handler in _deferred.items() if signum != signal.SIGTERM})
+        # forked while the parent deferred Ctrl-C and SIGTERM (ProcessPool.imap): ours to handle again, SIGTERM with
+        # the handler rollout_worker_start just set
+        resume_deferred_signals(keep=(signal.SIGTERM,))
         if initializer is not None:
             initializer(*initargs)
     except (SystemExit, KeyboardInterrupt):
@@ -485,8 +446,12 @@ class ProcessPool(WorkerPool):
             return
         from concurrent.futures.process import BrokenProcessPool
 
+        from utils import signals_deferred
+
         try:
-            with _signals_deferred():  # map submits every item; the first submit forks the workers
+            # map submits every item, and the first submit forks the workers: a signal then would be lost (see
+            # utils.signals_deferred)
+            with signals_deferred():
                 results = self.executor.map(self.function, items)
             yield from results
         except BrokenProcessPool:

@@ -18,6 +18,7 @@ import shlex
 import signal
 import sys
 import tempfile
+import threading
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 if TYPE_CHECKING:
@@ -68,6 +69,57 @@ def run_cli(main: Callable[[], object]) -> None:
         line, status = exit_line(error)
         print(line, file=sys.stderr)
         sys.exit(status)
+
+
+# --- short sections that signals do not cut in two ------------------------------------------------------------------
+
+_deferred: dict | None = None  # inside signals_deferred: the handlers of Ctrl-C and SIGTERM, set aside
+_noted: list[int] = []  # the signals that came meanwhile
+os.register_at_fork(after_in_child=_noted.clear)  # a forked worker's own, not the ones its parent noted
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM are only noted inside the block, and the first one is handled when it ends, from here.
+
+    For short sections that must not be cut in two. Forking workers (parallel.ProcessPool): Python runs a handler at
+    the next bytecode of the main thread, and right after fork() that can be inside the interpreter's at-fork
+    callbacks (logging's lock release), where the exception it raises is printed as "ignored" and lost - 01 went on
+    as if never signalled and exited 0. Saving files that belong together (V's or M's Keras and NumPy weights, 03's
+    files of a batch): a stop between them would leave one new and one old. Blocking the signals would not do:
+    another thread (tqdm's, BLAS's) receives them instead. Outside the main thread, or when a handler was set outside
+    Python (it could not be put back), the block runs as it is.
+    """
+    global _deferred
+    kept = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    if _deferred is not None or threading.current_thread() is not threading.main_thread() or None in kept.values():
+        yield  # (nested: the outer block defers them already)
+        return
+    _noted.clear()
+    for signum in kept:
+        signal.signal(signum, lambda signum, frame: _noted.append(signum))
+    _deferred = kept
+    try:
+        yield
+    finally:
+        _deferred = None
+        _put_back(kept)
+
+
+def resume_deferred_signals(keep: Sequence[int] = ()) -> None:
+    """In a process forked inside signals_deferred: put back the handlers its parent set aside (except those of the
+    signals in `keep`, which the new process has set itself) and handle the first signal it noted since."""
+    global _deferred
+    if _deferred is not None:
+        handlers, _deferred = _deferred, None
+        _put_back({signum: handler for signum, handler in handlers.items() if signum not in keep})
+
+
+def _put_back(handlers: dict) -> None:
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
+    if _noted:
+        signal.raise_signal(_noted[0])
 
 
 # --- processes that end together ---------------------------------------------------------------------------------
@@ -525,6 +577,18 @@ def check_init_from(init_from: str | None, out_dir: str, out_flag: str, model: s
     if init_from is not None and os.path.realpath(init_from) == os.path.realpath(out_dir):
         raise UserError(f"--init_from {init_from} is the {out_flag} the new {model} is written to; give another "
                         f"{out_flag} (or leave --init_from out to resume that {model})")
+
+
+def save_model_files(model, kind: str, weights_path: str, numpy_path: str) -> None:
+    """Write a Keras model's weights with its optimizer's state (`weights_path`, .weights.h5) and their NumPy copy
+    for the rollout workers (`numpy_path`, .npz), each whole. A Ctrl-C or SIGTERM waits until both are written, so
+    the two never disagree (03 encodes with the first, 05 plays with the second)."""
+    require_finite_before_save(model, kind, weights_path)
+    check_room_for_model(model, os.path.dirname(weights_path))  # before HDF5 can meet a full disk
+    with signals_deferred():
+        with atomic_path(weights_path, suffix=".weights.h5") as temporary:
+            model.save_weights(temporary)
+        save_npz(numpy_path, **model.numpy_weights())
 
 
 def nonfinite_variables(model) -> list[str]:

@@ -11,8 +11,7 @@ import os
 import numpy as np
 
 from config import MAKES_RNN, rnn_weights_path
-from utils import (UserError, atomic_path, check_room_for_model, require_finite_before_save, require_finite_model,
-                   save_npz)
+from utils import UserError, require_finite_model, save_model_files
 
 
 def rnn_arrays(mu, logvar, actions, lengths, use_done: bool, rng):
@@ -80,11 +79,7 @@ def length_buckets(lengths, batch_size: int, rng, multiple: int = 64, max_steps:
 def save_rnn(rnn, env_name: str, rnn_dir: str) -> str:
     """Write ./rnn/<env>.weights.h5 and ./rnn/<env>.npz whole; returns the Keras weights path."""
     path = rnn_weights_path(env_name, rnn_dir=rnn_dir)
-    require_finite_before_save(rnn, "M", path)
-    check_room_for_model(rnn, rnn_dir)  # before HDF5 can meet a full disk (see check_room_for_model)
-    with atomic_path(path, suffix=".weights.h5") as temporary:
-        rnn.save_weights(temporary)
-    save_npz(rnn_weights_path(env_name, numpy_export=True, rnn_dir=rnn_dir), **rnn.numpy_weights())
+    save_model_files(rnn, "M", path, rnn_weights_path(env_name, numpy_export=True, rnn_dir=rnn_dir))
     return path
 
 

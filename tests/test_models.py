@@ -188,6 +188,30 @@ def test_doom_m_resumes_with_adams_state_under_a_rate_below_the_schedules_end(tm
     assert math.isclose(float(resumed.optimizer.learning_rate), 5e-6, rel_tol=1e-6)  # stays at the given rate
 
 
+def test_a_ctrl_c_while_m_is_saved_waits_for_both_files(tmp_path, monkeypatch):
+    """The Keras weights and their NumPy copy are written together or not at all: a stop between them would leave a
+    new one beside an old one (03 encodes with V's first, 05 plays with the second)."""
+    import os
+    import signal
+
+    from rnn.numpy_rnn import expected_rnn_shapes
+    from vae.numpy_vae import load_npz_weights
+
+    rnn = make_rnn(CAR_RACING)
+    save_weights = rnn.save_weights
+
+    def interrupted(path):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the first file is being written
+        save_weights(path)
+
+    monkeypatch.setattr(rnn, "save_weights", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_rnn(rnn, "car_racing", str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["car_racing.npz", "car_racing.weights.h5"]  # both, and no temporary
+    saved = load_npz_weights(str(tmp_path / "car_racing.npz"), expected_rnn_shapes(CAR_RACING), "04")
+    assert all(np.array_equal(saved[name], value) for name, value in rnn.numpy_weights().items())
+
+
 def test_an_m_whose_adam_does_not_fit_is_refused_not_resumed_afresh(tmp_path):
     import keras
 

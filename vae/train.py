@@ -11,8 +11,7 @@ import os
 import numpy as np
 
 from config import MAKES_VAE, vae_weights_path
-from utils import (UserError, atomic_path, check_room_for_model, require_finite_before_save, require_finite_model,
-                   save_npz)
+from utils import UserError, require_finite_model, save_model_files
 from vae.arch import make_vae
 
 import keras
@@ -74,11 +73,7 @@ class FrameBatches(keras.utils.PyDataset):
 def save_vae(vae, env_name: str, vae_dir: str) -> str:
     """Write ./vae/<env>.weights.h5 and ./vae/<env>.npz whole; returns the Keras weights path."""
     path = vae_weights_path(env_name, vae_dir=vae_dir)
-    require_finite_before_save(vae, "V", path)
-    check_room_for_model(vae, vae_dir)  # before HDF5 can meet a full disk (see check_room_for_model)
-    with atomic_path(path, suffix=".weights.h5") as temporary:
-        vae.save_weights(temporary)
-    save_npz(vae_weights_path(env_name, numpy_export=True, vae_dir=vae_dir), **vae.numpy_weights())
+    save_model_files(vae, "V", path, vae_weights_path(env_name, numpy_export=True, vae_dir=vae_dir))
     return path
 
 
