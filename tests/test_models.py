@@ -144,14 +144,7 @@ def test_mdn_rnn_losses_of_a_cut_minibatch_equal_those_of_the_padded_one():
 
 
 def test_mdn_rnn_test_step_gives_the_training_loss_without_a_step():
-    rng = np.random.default_rng(4)
-    lengths = np.array([9, 5])
-    mu = rng.normal(size=(2, 10, 64)).astype(np.float32)
-    actions = rng.choice([-1.0, 0.0, 1.0], size=(2, 10, 1)).astype(np.float32)
-    dones = np.zeros((2, 10), dtype=bool)
-    dones[1, 4] = True
-    inputs, z_next = rnn_arrays(mu, np.full_like(mu, -4.0), actions, lengths, True, rng)
-    targets = (z_next, *training_masks(lengths, dones, 10))
+    inputs, targets = _doom_batch()
     rnn = make_rnn(DOOM_TAKE_COVER)
     before = [w.copy() for w in rnn.get_weights()]
     evaluated = rnn.test_on_batch(inputs, targets, return_dict=True)
@@ -164,6 +157,7 @@ def test_mdn_rnn_test_step_gives_the_training_loss_without_a_step():
 
 
 def _doom_batch():
+    """(inputs, targets) of two Doom episodes of 9 and 5 steps, the second ending in death."""
     rng = np.random.default_rng(4)
     lengths = np.array([9, 5])
     mu = rng.normal(size=(2, 10, 64)).astype(np.float32)
