@@ -19,8 +19,8 @@ from typing import Mapping, Sequence
 
 from utils import UserError, atomic_path, check_writable, finite_number, run_cli
 
-# The official CarRacing run's population average, (generation, reward), as the paper's authors reported it
-# (shared/REFERENCE.md): population 64 x 16 episodes, 2342 s a generation on 64 cores.
+# The official estool CarRacing run's population average, (generation, reward), as its training log reports it:
+# population 64 x 16 episodes, 2342 s a generation on 64 cores.
 OFFICIAL_CAR_RACING = ((1, -55), (7, 148), (12, 329), (17, 556), (27, 662), (37, 741), (52, 774), (101, 792),
                        (181, 830), (1800, 890))
 
