@@ -387,17 +387,19 @@ class _QuietOnceEnding:
 def _process_start(parent_pid: int, initializer: Callable[..., None] | None, initargs: tuple, ending) -> None:
     from utils import resume_deferred_signals, rollout_worker_start
 
-    rollout_worker_start(parent_pid)
-    sys.stderr = _QuietOnceEnding(sys.stderr, ending)
     try:
+        rollout_worker_start(parent_pid)
+        sys.stderr = _QuietOnceEnding(sys.stderr, ending)
         # forked while the parent deferred Ctrl-C and SIGTERM (ProcessPool.imap): ours to handle again, SIGTERM with
         # the handler rollout_worker_start just set
         resume_deferred_signals(keep=(signal.SIGTERM,))
         if initializer is not None:
             initializer(*initargs)
     except (SystemExit, KeyboardInterrupt):
-        # Stopped while starting (the pool ending on SIGTERM or Ctrl-C): the executor would print this as a failed
-        # initializer with a traceback. Leave quietly, through Python, so that what was opened is still closed.
+        # Stopped while starting (the pool ending on SIGTERM or Ctrl-C, at any point of this function): the executor
+        # would print this as a failed initializer with a traceback. Leave quietly, through Python, so that what was
+        # opened is still closed.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not interrupt the leaving
         sys.stderr = open(os.devnull, "w")
         raise
 

@@ -199,8 +199,12 @@ def test_a_ctrl_c_while_m_is_saved_waits_for_both_files(tmp_path, monkeypatch):
         save_weights(path)
 
     monkeypatch.setattr(rnn, "save_weights", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        save_rnn(rnn, "car_racing", str(tmp_path))
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if run in background
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            save_rnn(rnn, "car_racing", str(tmp_path))
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert sorted(os.listdir(tmp_path)) == ["car_racing.npz", "car_racing.weights.h5"]  # both, and no temporary
     saved = load_npz_weights(str(tmp_path / "car_racing.npz"), expected_rnn_shapes(CAR_RACING), "04")
     assert all(np.array_equal(saved[name], value) for name, value in rnn.numpy_weights().items())

@@ -117,6 +117,7 @@ def test_a_worker_whose_parent_is_already_gone_leaves_at_once():
 POOL_SCRIPT = """
 import os, signal, sys, time
 sys.path.insert(0, {root!r})
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, even if the tests run in background
 from parallel import ProcessPool
 from utils import UserError, run_cli
 
