@@ -46,7 +46,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from utils import UserError, atomic_path, finite_number
+from utils import UserError, atomic_path, finite_number, short_repr
 
 FILE_FORMAT = "world-models-es-optimizer"  # marker inside every .es.pk file this module writes
 FILE_VERSION = 3  # 1 was a pickle (refused since: a crafted pickle can run code); 2 and 3 are .npz + JSON
@@ -613,17 +613,11 @@ def _is_int(value) -> bool:
     return type(value) is int  # not bool, not float
 
 
-def _shown(value) -> str:
-    """A stored value for an error line, shortened (a crafted file may hold a 4,000-digit integer)."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _checked_value(name: str, kind: str, value):
     """A JSON value of the optimizer's field `name`, checked against its kind."""
     if kind == "count":
         if not (_is_int(value) and 0 <= value < 2 ** 63):
-            raise _Invalid(f"{name} must be a non-negative integer, got {_shown(value)}")
+            raise _Invalid(f"{name} must be a non-negative integer, got {short_repr(value)}")
         return value
     if kind == "bool":
         if type(value) is not bool:
@@ -635,7 +629,7 @@ def _checked_value(name: str, kind: str, value):
         kind = "float"
     if kind in ("float", "positive"):
         if finite_number(value) is None:
-            raise _Invalid(f"{name} must be a finite number, got {_shown(value)}")
+            raise _Invalid(f"{name} must be a finite number, got {short_repr(value)}")
         if kind == "positive" and not value > 0:
             raise _Invalid(f"{name} must be positive, got {value!r}")
         return float(value)

@@ -17,7 +17,7 @@ import math
 import os
 from typing import Mapping, Sequence
 
-from utils import UserError, atomic_path, check_writable, finite_number, run_cli
+from utils import UserError, atomic_path, check_writable, finite_number, run_cli, short_repr
 
 # The official estool CarRacing run's population average, (generation, reward), as its training log reports it:
 # population 64 x 16 episodes, 2342 s a generation on 64 cores.
@@ -89,8 +89,7 @@ def _read_rows(path: str, what: str) -> list:
 def _number(path: str, row: int, value: object) -> float:
     number = finite_number(value)
     if number is None:
-        shown = repr(value) if len(repr(value)) <= 20 else repr(value)[:17] + "..."
-        raise UserError(f"{path}, row {row + 1}: {shown} is not a finite number")
+        raise UserError(f"{path}, row {row + 1}: {short_repr(value, 20)} is not a finite number")
     return number
 
 

@@ -425,6 +425,13 @@ def finite_number(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def short_repr(value: object, limit: int = 40) -> str:
+    """A value read from a file, for an error line, cut to `limit` characters (a crafted file may hold a
+    4,000-digit integer)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def all_finite(array: np.ndarray, chunk_elements: int = 1 << 24) -> bool:
     """True if no element of a float array is NaN or infinite (other dtypes: always True). A memory-mapped array
     is checked a slab of its first axis at a time, so the check never holds more than a slab's mask in memory."""
