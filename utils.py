@@ -402,6 +402,9 @@ def load_npy(path: str, made_by: str, mmap: bool = True, ndim: int | None = None
     except Exception as error:  # numpy raises ValueError, OSError or EOFError on truncated or foreign files
         raise UserError(f"{path} is corrupt or not a .npy file ({type(error).__name__}: {error}); "
                         f"delete it and run again: {made_by}") from None
+    if not array.flags.c_contiguous:  # only a foreign file: readers such as 02's read frames as raw C-order bytes
+        raise UserError(f"{path} is stored in Fortran order; this project reads and writes C order: "
+                        f"remake it with: {made_by}")
     if ndim is not None and array.ndim != ndim:
         raise UserError(f"{path} has shape {array.shape}, expected {ndim} dimensions; remake it with: {made_by}")
     if trailing_shape is not None and tuple(array.shape[-len(trailing_shape):]) != tuple(trailing_shape):

@@ -321,6 +321,17 @@ def test_mis_shaped_input_is_named(tmp_path):
     assert result.returncode == 1 and "has shape (2, 5, 32, 32, 3)" in result.stderr
 
 
+def test_fortran_order_input_is_refused(tmp_path):
+    """02 reads frames as raw C-order bytes from the file; a Fortran-order file (only a foreign one) would be read as
+    scrambled pixels, so it is refused in one line."""
+    (tmp_path / "data").mkdir()
+    frames = np.asfortranarray(np.arange(2 * 3 * 64 * 64 * 3, dtype=np.uint8).reshape(2, 3, 64, 64, 3))
+    np.save(tmp_path / "data" / "obs_data_car_racing_0.npy", frames)
+    result = run("02_train_vae.py", cwd=tmp_path, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "Fortran order" in result.stderr
+
+
 def test_bad_flag_values_give_one_line(tmp_path):
     result = run("01_generate_data.py", "car_racing", "--total_episodes", 0, cwd=tmp_path, check=False)
     assert result.returncode == 1 and result.stderr.strip() == "error: --total_episodes must be at least 1"
