@@ -20,6 +20,7 @@ dream may be wrong in its favour. Write such episodes to new batch numbers (--st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 
@@ -32,7 +33,7 @@ import numpy as np  # noqa: E402
 from config import CONFIGS, FRAME_SIZE, add_folder_flags, data_file, get_config  # noqa: E402
 from envs import REAL_ENVS, get_spec  # noqa: E402
 from parallel import ProcessPool, WorkerDied  # noqa: E402
-from utils import atomic_path, lock_outputs, save_npy, temporaries_of  # noqa: E402
+from utils import atomic_path, lock_outputs, save_npy, signals_deferred, temporaries_of  # noqa: E402
 
 KINDS = ("obs_data", "action_data", "length_data", "done_data")  # the four files of a batch
 
@@ -144,23 +145,29 @@ def write_batch(pool, env_name: str, batch: int, first_episode: int, episodes: i
     # process with SIGBUS and leaves the file behind.
     shape = (episodes, time_steps, FRAME_SIZE, FRAME_SIZE, 3)
     episode_bytes = int(np.prod(shape[1:]))
-    with atomic_path(obs_path, suffix=".npy") as temporary, open(temporary, "r+b") as handle:
-        np.lib.format.write_array_header_1_0(handle, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
-                                                      "fortran_order": False, "shape": shape})
-        offset = handle.tell()
-        handle.truncate(offset + episodes * episode_bytes)
-        try:
-            for i, (episode_frames, episode_actions, length, episode_dones) in enumerate(pool.imap(tasks)):
-                handle.seek(offset + i * episode_bytes)
-                handle.write(np.ascontiguousarray(episode_frames, dtype=np.uint8).data)
-                actions[i], lengths[i], dones[i] = episode_actions, length, episode_dones
-                progress.update(1)
-                progress.set_postfix(batch=batch, length=int(length))
-        except WorkerDied as error:
-            raise UserError(f"{error}; batch {batch} was not written, earlier batches are complete") from None
-    save_npy(data_file("action_data", env_name, batch, args.data_dir), actions)
-    save_npy(data_file("length_data", env_name, batch, args.data_dir), lengths)
-    save_npy(data_file("done_data", env_name, batch, args.data_dir), dones)
+    # The four files land together: a stop (Ctrl-C, SIGTERM) after the frames are in waits until the three small
+    # files are written and the frame file renamed into place, so a batch is never left as a frame file alone.
+    # (The deferral is entered inside atomic_path's block but left after it, so it covers the rename.)
+    landing = contextlib.ExitStack()
+    with landing, atomic_path(obs_path, suffix=".npy") as temporary:
+        with open(temporary, "r+b") as handle:
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False, "shape": shape}
+            np.lib.format.write_array_header_1_0(handle, header)
+            offset = handle.tell()
+            handle.truncate(offset + episodes * episode_bytes)
+            try:
+                for i, (episode_frames, episode_actions, length, episode_dones) in enumerate(pool.imap(tasks)):
+                    handle.seek(offset + i * episode_bytes)
+                    handle.write(np.ascontiguousarray(episode_frames, dtype=np.uint8).data)
+                    actions[i], lengths[i], dones[i] = episode_actions, length, episode_dones
+                    progress.update(1)
+                    progress.set_postfix(batch=batch, length=int(length))
+            except WorkerDied as error:
+                raise UserError(f"{error}; batch {batch} was not written, earlier batches are complete") from None
+        landing.enter_context(signals_deferred())
+        save_npy(data_file("action_data", env_name, batch, args.data_dir), actions)
+        save_npy(data_file("length_data", env_name, batch, args.data_dir), lengths)
+        save_npy(data_file("done_data", env_name, batch, args.data_dir), dones)
 
 
 def main(argv=None):

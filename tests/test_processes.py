@@ -16,7 +16,7 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.scripts import ENVIRONMENT, alive, command, run, wait_for
+from tests.scripts import ENVIRONMENT, ROOT, alive, command, run, wait_for
 from tests.test_training import BASE, TRAIN, world_model
 from utils import UserError, save_json, save_npy
 
@@ -309,6 +309,36 @@ def test_sigterm_gives_one_line_exit_143_and_no_temporary_file(tmp_path, stage):
     assert process.returncode == 143, stderr
     assert_one_line(stderr, "terminated (SIGTERM)")
     assert temporaries(tmp_path / output) == []
+
+
+def test_a_ctrl_c_as_01_lands_a_batch_waits_for_its_four_files(tmp_path, monkeypatch):
+    """A batch's frame file and its action, length and done files land together: Ctrl-C as the first small file is
+    being written (the frames already in) is handled once all four are in place, not between them (before, the frame
+    file was left alone, and 02 and 03 stopped at the missing files)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("stage_01", os.path.join(ROOT, "01_generate_data.py"))
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    save = stage.save_npy
+
+    def interrupted(path, array):
+        os.kill(os.getpid(), signal.SIGINT)
+        save(path, array)
+
+    monkeypatch.setattr(stage, "save_npy", interrupted)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if run in background
+    try:
+        with pytest.raises(KeyboardInterrupt):  # one worker: the episode is played in this process
+            stage.main(["car_racing", "--total_episodes", "1", "--time_steps", "5", "--num_workers", "1",
+                        "--data_dir", str(tmp_path)])
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert sorted(name for name in os.listdir(tmp_path) if name.endswith(".npy")) == [
+        f"{kind}_data_car_racing_0.npy" for kind in ("action", "done", "length", "obs")]
+    assert temporaries(tmp_path) == []
+    assert np.load(tmp_path / "length_data_car_racing_0.npy").tolist() == [5]
+    assert np.load(tmp_path / "obs_data_car_racing_0.npy").shape == (1, 5, 64, 64, 3)
 
 
 # --- full, read-only and impossible output folders ------------------------------------------------------------------
