@@ -294,6 +294,10 @@ def main(argv=None) -> None:
         print("no --filename: a random controller")
     if args.dream_mode or not args.random_policy:  # the random policy in the real game needs no model
         check_weight_files(config, args.vae_dir, args.rnn_dir, read=True)
+    if args.dream_mode:  # and the dream's first frames (03's files), before any worker starts
+        from dream import load_dream
+
+        load_dream(config, data_dir=args.data_dir, rnn_dir=args.rnn_dir)
     for wanted, folder in ((args.final_mode, args.log_dir), (args.record_video, args.video_dir)):
         if wanted:
             check_writable(folder)  # a full disk or read-only folder is named now, not after the episodes

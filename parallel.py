@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import os
 import shutil
 import signal
@@ -384,7 +385,11 @@ class _QuietOnceEnding:
         return getattr(self._stream, name)
 
 
+_START_ERROR: UserError | None = None  # a worker's: its initializer's one-line error, raised with its first task
+
+
 def _process_start(parent_pid: int, initializer: Callable[..., None] | None, initargs: tuple, ending) -> None:
+    global _START_ERROR
     from utils import resume_deferred_signals, rollout_worker_start
 
     try:
@@ -394,7 +399,12 @@ def _process_start(parent_pid: int, initializer: Callable[..., None] | None, ini
         # the handler rollout_worker_start just set
         resume_deferred_signals(keep=(signal.SIGTERM,))
         if initializer is not None:
-            initializer(*initargs)
+            try:
+                initializer(*initargs)
+            except UserError as error:
+                # (a missing or malformed file the worker reads): the executor would print it as a failed initializer
+                # with a traceback and break the pool; handed to the parent with the first task, it is one line
+                _START_ERROR = error
     except (SystemExit, KeyboardInterrupt):
         # Stopped while starting (the pool ending on SIGTERM or Ctrl-C, at any point of this function): the executor
         # would print this as a failed initializer with a traceback. Leave quietly, through Python, so that what was
@@ -402,6 +412,12 @@ def _process_start(parent_pid: int, initializer: Callable[..., None] | None, ini
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not interrupt the leaving
         sys.stderr = open(os.devnull, "w")
         raise
+
+
+def _in_worker(function: Callable, item):
+    if _START_ERROR is not None:
+        raise _START_ERROR
+    return function(item)
 
 
 class ProcessPool(WorkerPool):
@@ -454,7 +470,7 @@ class ProcessPool(WorkerPool):
             # map submits every item, and the first submit forks the workers: a signal then would be lost (see
             # utils.signals_deferred)
             with signals_deferred():
-                results = self.executor.map(self.function, items)
+                results = self.executor.map(functools.partial(_in_worker, self.function), items)
             yield from results
         except BrokenProcessPool:
             raise WorkerDied("a rollout worker died (its error, if any, is printed above)") from None

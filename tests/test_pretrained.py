@@ -133,6 +133,17 @@ def test_an_altered_or_missing_file_is_refused(packed, tmp_path):
     assert "is missing" in refused(tmp_path, "--pretrained", "--pretrained_dir", copy)
 
 
+def test_a_dream_without_first_frames_is_one_line_before_any_worker_starts(packed, tmp_path):
+    """Before: each worker's start-up failed with a traceback (the pool's failed initializer), then the parent said a
+    worker had died."""
+    folder, _ = packed
+    result = run("model.py", "car_racing", "--filename", "./controller/car_racing.cma.1.4.best.json", "--dream_mode",
+                 "--final_mode", "--num_episode", 2, "--data_dir", tmp_path / "nothing", *SHORT, cwd=folder,
+                 check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: no first frames for the dream")
+
+
 def test_nothing_shipped_and_pretrained_with_filename_are_refused(packed, tmp_path):
     _, root = packed
     message = refused(tmp_path, "--pretrained", "--pretrained_dir", tmp_path / "empty")

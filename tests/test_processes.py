@@ -123,6 +123,8 @@ from utils import UserError, run_cli
 
 def started(name):
     open(os.path.join({folder!r}, name + "." + str(os.getpid())), "w").close()
+    if "badstart" in sys.argv:
+        raise UserError("the worker's start-up line")  # a file the worker reads as it starts is missing
 
 def task(item):
     if item == "die":
@@ -180,6 +182,7 @@ def test_process_pool_gives_results_in_order_and_starts_each_worker_once(tmp_pat
     (["a", "fail", "b"], "error: the worker's own line", 1),  # a worker's UserError keeps its one line
     (["a", "die", "b"], "error: a rollout worker died", 1),  # a dead worker is an error, not a wait for ever
     (["stop", "slow", "slow"], "error: the parent stopped", 1),  # the parent's error stops episodes under way
+    (["badstart", "a", "b"], "error: the worker's start-up line", 1),  # its start-up's UserError too (was a traceback)
 ])
 def test_process_pool_ends_with_one_line_and_no_worker_left(tmp_path, items, line, status):
     result = pool_script(tmp_path, *items)
