@@ -178,7 +178,9 @@ class Plan:
         from controller.agent import check_weight_files
 
         args = self.args
-        check_weight_files(self.config, args.vae_dir, args.rnn_dir)  # the real game needs V and M; the dream M
+        # the real game needs V and M (the Evaluator reads them at once); the dream M, and V for the real-game
+        # scoring of each new best: read now, so that a bad V is not found generations later
+        check_weight_files(self.config, args.vae_dir, args.rnn_dir, read=bool(args.dream_mode))
         if args.dream_mode:
             import glob
 

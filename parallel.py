@@ -191,10 +191,12 @@ def abort(code: int) -> None:
     """End every process of the run now (MPI_Abort); mpiexec exits with `code`.
 
     The last lines this process printed (why it stops, how to resume) travel through mpiexec's I/O forwarding;
-    MPI_Abort ends the forwarding processes too, so they get a moment to pass those lines on first."""
+    MPI_Abort ends the forwarding processes too, so they get a moment to pass those lines on first. MPICH's own
+    "Abort(1) on node 0 ... application called MPI_Abort" is silenced: our line, printed before, says why."""
     sys.stdout.flush()
     sys.stderr.flush()
     time.sleep(0.5)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
     world().Abort(code)
 
 

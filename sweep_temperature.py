@@ -35,7 +35,8 @@ def parse_args(argv=None):
     parser.add_argument("env_name", choices=["doom_take_cover"])
     parser.add_argument("--temperatures", type=float, nargs="+", default=sorted(PAPER))
     parser.add_argument("--generations", type=int, default=50,
-                        help="dream generations per temperature, in all (a rerun trains only those still owed)")
+                        help="dream generations per temperature, in all, a multiple of --eval_steps (a rerun trains "
+                             "only those still owed)")
     parser.add_argument("-n", "--num_worker", type=int, default=os.cpu_count() or 1)
     parser.add_argument("-t", "--num_worker_trial", type=int, default=8)
     parser.add_argument("-e", "--num_episode", type=int, default=4)
@@ -50,6 +51,10 @@ def parse_args(argv=None):
                                 "eval_steps": 1, "episodes": 1, "real_episodes": 1, "seed": 0})
     for tau in args.temperatures:  # each is passed to 05 and model.py as --temperature: refused here, before any run
         check_flags(argparse.Namespace(temperatures=tau), positive=("temperatures",))
+    if args.generations % args.eval_steps:  # else a run shorter than --eval_steps would have no controller at all
+        raise UserError(f"--generations must be a multiple of --eval_steps ({args.eval_steps}), got "
+                        f"{args.generations}: each temperature's controller is its best evaluation, and 05 evaluates "
+                        f"every --eval_steps generations")
     if args.num_worker * args.num_worker_trial < 2:
         raise UserError("the population (num_worker x num_worker_trial) needs at least 2 solutions")
     return args

@@ -79,6 +79,17 @@ def test_dream_mode_needs_the_first_frames(tmp_path):
     assert result.returncode == 1 and "03_generate_rnn_data.py" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_dream_mode_reads_v_before_the_first_generation(tmp_path):
+    """The dream needs only M, but each new best is scored in the real game with V: a damaged V is refused at the
+    start (before, after --eval_steps generations, losing the last one)."""
+    doom_world_model(tmp_path)
+    (tmp_path / "vae" / "doom_take_cover.npz").write_bytes(b"PK\x03\x04 not a zip")
+    result = run("05_train_controller.py", *DREAM, "--eval_steps", 3, "--generations", 3, cwd=tmp_path, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "doom_take_cover.npz" in result.stderr.strip().splitlines()[-1]
+    assert not os.path.exists(tmp_path / "controller")  # not a generation trained
+
+
 def test_model_scores_a_dream_controller_in_the_real_game_and_in_the_dream(dreamed):
     folder, _ = dreamed
     best = f"./controller/{BASE}.best.json"
