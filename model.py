@@ -8,9 +8,10 @@
     python model.py car_racing --pretrained --record_video                       (the agent shipped in pretrained/)
 
 --render_mode shows the episode in a window (needs a display: a desktop, or xvfb-run); --record_video writes
-./video/<name>.<env>.seed<seed>.mp4 with or without a display. --final_mode scores --num_episode episodes (default
-100, seeds --seed, --seed + 1, ...) on --num_worker processes, prints mean +- std and writes every episode's score
-to ./log/<name>.final.json. Without --filename the controller is random (an untrained agent). --random_policy plays
+./video/<name>[.dream].seed<seed>.mp4 with or without a display (<name>: the controller file's name without .json,
+e.g. car_racing.cma.4.32.best). --final_mode scores --num_episode episodes (default 100, seeds --seed, --seed + 1,
+...) on --num_worker processes, prints mean +- std and writes every episode's score to ./log/<name>.final.json, with
+the episode length and the sha256 of the V, M and C files played (pretrained.py pack checks them). Without --filename the controller is random (an untrained agent). --random_policy plays
 stage 01's data policy instead of a controller: its score in the dream (--dream_mode) against its score in the real
 game says whether M's dream is as hard as the game, before any controller is trained in it.
 """
@@ -267,6 +268,18 @@ def watch(play: Play, args, seeds: list[int]) -> list[tuple[int, float, int]]:
     return results
 
 
+def played_files(args, config) -> dict[str, str]:
+    """role -> sha256 of the files an episode reads: the controller's, and V's and M's NumPy weights (not those of
+    the random policy in the real game, which reads none)."""
+    from controller.agent import weight_files
+    from utils import file_sha256
+
+    paths = {"controller": args.filename} if args.filename and not args.random_policy else {}
+    if args.dream_mode or not args.random_policy:
+        (paths["vae"], _), (paths["rnn"], _) = weight_files(config, args.vae_dir, args.rnn_dir)
+    return {role: file_sha256(path) for role, path in paths.items()}
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     from controller.agent import check_weight_files
@@ -278,8 +291,10 @@ def main(argv=None) -> None:
         from pretrained import PRETRAINED_DIR, use_pretrained
 
         manifest = use_pretrained(args, args.pretrained_dir or PRETRAINED_DIR)
+        length = manifest.get("max_length", config.max_episode_length)
         print(f"pretrained {args.env_name} agent from {os.path.dirname(args.vae_dir)}: {manifest['mean']:.2f} +- "
-              f"{manifest['std']:.2f} over {manifest['episodes']} episodes from seed {manifest['first_seed']}")
+              f"{manifest['std']:.2f} over {manifest['episodes']} episodes from seed {manifest['first_seed']}"
+              + ("" if length == config.max_episode_length else f" of at most {length} steps"))
     if args.random_policy:
         if args.filename:
             raise UserError("--random_policy plays stage 01's data policy: leave out --filename")
@@ -305,6 +320,7 @@ def main(argv=None) -> None:
     if count < 1:
         raise UserError(f"--num_episode must be at least 1, got {count}")
     seeds = [args.seed + i for i in range(count)]
+    played = played_files(args, config) if args.final_mode else {}  # hashed before the episodes, as read by them
     play = Play.of(args.env_name, params, args.exp_mode, args.dream_mode, args.max_length, args.temperature,
                    args.vae_dir, args.rnn_dir, args.data_dir)
     if args.render_mode or args.record_video:
@@ -320,7 +336,8 @@ def main(argv=None) -> None:
         path = os.path.join(args.log_dir, f"{name}.{'dream.' if args.dream_mode else ''}final.json")
         save_json(path, {"env": args.env_name, "filename": args.filename, "random_policy": args.random_policy,
                          "dream_mode": args.dream_mode, "temperature": play.temperature if args.dream_mode else None,
-                         "first_seed": args.seed,
+                         "exp_mode": None if params is None else args.exp_mode, "max_length": play.max_length,
+                         "sha256": played, "first_seed": args.seed,
                          "episodes": count, "mean": float(scores.mean()), "std": float(scores.std()),
                          "scores": [float(s) for s in scores], "lengths": [int(n) for _, _, n in results]},
                   indent=1)

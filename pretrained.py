@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import shutil
 import sys
 
-from utils import UserError, finite_number, repo_root, run_cli, save_json, single_thread_blas
+from utils import UserError, file_sha256, finite_number, repo_root, run_cli, save_json, single_thread_blas
 
 single_thread_blas()  # the check episodes are played here, with one BLAS thread as model.py's workers play them
 
@@ -50,12 +49,22 @@ def shipped_files(env_name: str) -> dict[str, str]:
             "controller": f"controller/{env_name}.best.json", "initial": f"data/rnn_initial_{env_name}_0.npy"}
 
 
-def sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256 = file_sha256
+ROLES = {"vae": "V", "rnn": "M", "controller": "controller"}  # the files model.py's .final.json records a sha256 of
+
+
+def _is_count(value: object, least: int) -> bool:
+    return type(value) is int and value >= least
+
+
+def _manifest_problem(manifest: object, env_name: str) -> bool:
+    """True unless `manifest` has every field model.py --pretrained and the tests read, of the right types."""
+    return (not isinstance(manifest, dict) or manifest.get("env") != env_name
+            or not isinstance(manifest.get("sha256"), dict)
+            or not all(isinstance(value, str) for value in manifest["sha256"].values())
+            or finite_number(manifest.get("mean")) is None or finite_number(manifest.get("std")) is None
+            or not _is_count(manifest.get("episodes"), 1) or not _is_count(manifest.get("first_seed"), 0)
+            or not _is_count(manifest.get("max_length", 1), 1))
 
 
 def verify(env_name: str, root: str = PRETRAINED_DIR) -> dict:
@@ -68,10 +77,12 @@ def verify(env_name: str, root: str = PRETRAINED_DIR) -> dict:
     try:
         with open(manifest_path) as handle:
             manifest = json.load(handle)
-        hashes = manifest["sha256"]
-        assert isinstance(hashes, dict) and manifest["env"] == env_name
-    except (OSError, ValueError, KeyError, TypeError, AssertionError):
-        raise UserError(f"{manifest_path} is not a manifest of a pretrained {env_name} agent") from None
+    except (OSError, ValueError):
+        manifest = None
+    if _manifest_problem(manifest, env_name):
+        raise UserError(f"{manifest_path} is not a manifest of a pretrained {env_name} agent (its env, sha256, mean, "
+                        f"std, episodes, first_seed and max_length are read)")
+    hashes = manifest["sha256"]
     for role, relative in shipped_files(env_name).items():
         path = os.path.join(folder, relative)
         if relative not in hashes:
@@ -90,6 +101,11 @@ def use_pretrained(args, root: str = PRETRAINED_DIR) -> dict:
         raise UserError("--pretrained plays the shipped controller: leave out --filename")
     if args.random_policy:
         raise UserError("--pretrained plays the shipped controller: leave out --random_policy")
+    from config import FOLDERS
+
+    for name in ("vae", "rnn", "data"):  # they would be ignored, and the shipped files' score printed for them
+        if os.path.normpath(getattr(args, f"{name}_dir")) != os.path.normpath(FOLDERS[name][0]):
+            raise UserError(f"--pretrained plays the shipped V, M and first frames: leave out --{name}_dir")
     manifest = verify(args.env_name, root)
     folder = os.path.join(root, args.env_name)
     args.vae_dir, args.rnn_dir = os.path.join(folder, "vae"), os.path.join(folder, "rnn")
@@ -121,15 +137,82 @@ def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir:
          root: str = PRETRAINED_DIR) -> str:
     """Copy a trained agent into root/<env>/ and write its manifest; returns the manifest's path.
 
-    `final` is model.py --final_mode's ./log/<name>.final.json of this very controller (its mean, std, first seed
-    and episode count go into the manifest, and must be of the real game over at least 100 episodes).
+    `final` is model.py --final_mode's ./log/<name>.final.json of this very controller with these V and M (the
+    sha256 it records of each must be theirs); its mean, std, first seed, episode count and episode length go into
+    the manifest, and it must be of the real game over at least 100 episodes.
     """
     import numpy as np
 
-    from config import data_file, get_config, rnn_weights_path, vae_weights_path
+    from config import MAKES_RNN_DATA, data_file, get_config, rnn_weights_path, vae_weights_path
+    from controller.agent import check_weight_files
     from controller.controller import load_params
+    from utils import load_npy, signals_deferred, storage_error
 
     config = get_config(env_name)
+    score = _read_final(final, env_name)
+    load_params(filename, config)  # refuses a file of another env or a broken one
+    check_weight_files(config, vae_dir, rnn_dir, read=True)  # missing, corrupt or mis-shaped: named with its maker
+    sources = {"vae": vae_weights_path(env_name, numpy_export=True, vae_dir=vae_dir),
+               "rnn": rnn_weights_path(env_name, numpy_export=True, rnn_dir=rnn_dir), "controller": filename}
+    again = (f"python model.py {env_name} --filename {filename} --vae_dir {vae_dir} --rnn_dir {rnn_dir} "
+             f"--final_mode")
+    if score.get("random_policy") or not isinstance(score.get("filename"), str):
+        whose = "stage 01's random policy" if score.get("random_policy") else "a random controller"
+        raise UserError(f"{final} is the score of {whose}, not of {filename}; score it with: {again}")
+    played = score.get("sha256")
+    if not isinstance(played, dict):
+        raise UserError(f"{final} does not record which V, M and controller it played (an older model.py wrote it); "
+                        f"score them again: {again}")
+    for role, source in sources.items():
+        if played.get(role) != sha256(source):
+            raise UserError(f"{final} is the score of another {ROLES[role]}: {source} is not the file it played; "
+                            f"score these files with: {again}")
+    made_by = MAKES_RNN_DATA.format(env=env_name)
+    initial = load_npy(data_file("rnn_initial", env_name, 0, data_dir), made_by, mmap=False, ndim=3,
+                       trailing_shape=(2, config.z_size), dtype="float32")[:INITIAL_ROWS]
+    folder = os.path.join(root, env_name)
+    files = shipped_files(env_name)
+    # Everything is made in a staging folder first (the files, then the short check episodes played from them), and
+    # only then moved in, the manifest last, with Ctrl-C and SIGTERM held until all are in: a pack that fails or is
+    # stopped before the move leaves the shipped agent as it was.
+    staging = os.path.join(root, f".{env_name}.packing")
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        for role, source in sources.items():
+            os.makedirs(os.path.dirname(os.path.join(staging, files[role])), exist_ok=True)
+            shutil.copyfile(source, os.path.join(staging, files[role]))
+        os.makedirs(os.path.join(staging, "data"), exist_ok=True)
+        np.save(os.path.join(staging, files["initial"]), np.ascontiguousarray(initial, dtype=np.float32))
+        # the short episodes a fast test replays (tests/test_shipped.py), played from the packed files themselves
+        seeds = list(range(score["first_seed"], score["first_seed"] + CHECK_EPISODES))
+        check = {"seeds": seeds, "max_length": CHECK_STEPS,
+                 "scores": [reward for _, reward, _ in _play_folder(env_name, staging, seeds)]}
+        hashes = {relative: sha256(os.path.join(staging, relative)) for relative in files.values()}
+        replaced = {os.path.join(folder, relative) for relative in list(files.values()) + [MANIFEST]}
+        total = sum(os.path.getsize(path) for path in walk_files(root) if path not in replaced)  # staging counted
+        if total > MAX_TOTAL_BYTES:
+            raise UserError(f"{root} would hold {total / 2**20:.1f} MB, over the {MAX_TOTAL_BYTES / 2**20:.0f} MB "
+                            f"budget; nothing was changed")
+        manifest = {"env": env_name, "mean": score["mean"], "std": score["std"], "first_seed": score["first_seed"],
+                    "episodes": score["episodes"], "max_length": score["max_length"], "scores": score["scores"],
+                    "lengths": score["lengths"], "commands": commands, "date": datetime.date.today().isoformat(),
+                    "sha256": hashes, "check": check}
+        with signals_deferred():
+            for relative in files.values():
+                os.makedirs(os.path.dirname(os.path.join(folder, relative)), exist_ok=True)
+                os.replace(os.path.join(staging, relative), os.path.join(folder, relative))
+            path = os.path.join(folder, MANIFEST)
+            save_json(path, manifest, indent=1)
+    except OSError as error:  # a full disk, a read-only or forbidden folder
+        raise storage_error(error, root) or UserError(f"cannot pack into {root}: {error}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def _read_final(final: str, env_name: str) -> dict:
+    """model.py --final_mode's .final.json, checked: a real-game score of env_name over at least 100 episodes, with
+    every field the manifest takes."""
     try:
         with open(final) as handle:
             score = json.load(handle)
@@ -146,44 +229,10 @@ def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir:
             or not all(type(value) is int for value in score["lengths"])):
         raise UserError(f"{final} is damaged: its first_seed, mean, std, scores and lengths are not those of "
                         f"{episodes} episodes")
-    load_params(filename, config)  # refuses a file of another env or a broken one
-    folder = os.path.join(root, env_name)
-    files = shipped_files(env_name)
-    sources = {"vae": vae_weights_path(env_name, numpy_export=True, vae_dir=vae_dir),
-               "rnn": rnn_weights_path(env_name, numpy_export=True, rnn_dir=rnn_dir), "controller": filename}
-    # Everything is made in a staging folder first (the files, then the short check episodes played from them), and
-    # only then moved in, the manifest last: a pack that fails part-way leaves the shipped agent as it was.
-    staging = os.path.join(root, f".{env_name}.packing")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        for role, source in sources.items():
-            os.makedirs(os.path.dirname(os.path.join(staging, files[role])), exist_ok=True)
-            shutil.copyfile(source, os.path.join(staging, files[role]))
-        initial = np.load(data_file("rnn_initial", env_name, 0, data_dir), allow_pickle=False)[:INITIAL_ROWS]
-        os.makedirs(os.path.join(staging, "data"), exist_ok=True)
-        np.save(os.path.join(staging, files["initial"]), np.ascontiguousarray(initial, dtype=np.float32))
-        # the short episodes a fast test replays (tests/test_shipped.py), played from the packed files themselves
-        seeds = list(range(score["first_seed"], score["first_seed"] + CHECK_EPISODES))
-        check = {"seeds": seeds, "max_length": CHECK_STEPS,
-                 "scores": [reward for _, reward, _ in _play_folder(env_name, staging, seeds)]}
-        hashes = {relative: sha256(os.path.join(staging, relative)) for relative in files.values()}
-        replaced = {os.path.join(folder, relative) for relative in list(files.values()) + [MANIFEST]}
-        total = sum(os.path.getsize(path) for path in walk_files(root) if path not in replaced)  # staging counted
-        if total > MAX_TOTAL_BYTES:
-            raise UserError(f"{root} would hold {total / 2**20:.1f} MB, over the {MAX_TOTAL_BYTES / 2**20:.0f} MB "
-                            f"budget; nothing was changed")
-        manifest = {"env": env_name, "mean": score["mean"], "std": score["std"], "first_seed": score["first_seed"],
-                    "episodes": score["episodes"], "scores": score["scores"], "lengths": score["lengths"],
-                    "commands": commands, "date": datetime.date.today().isoformat(), "sha256": hashes,
-                    "check": check}
-        for relative in files.values():
-            os.makedirs(os.path.dirname(os.path.join(folder, relative)), exist_ok=True)
-            os.replace(os.path.join(staging, relative), os.path.join(folder, relative))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    path = os.path.join(folder, MANIFEST)
-    save_json(path, manifest, indent=1)
-    return path
+    if not _is_count(score.get("max_length"), 1):
+        raise UserError(f"{final} does not say how long its episodes could be (an older model.py wrote it, or it is "
+                        f"damaged); score the controller again with model.py --final_mode")
+    return score
 
 
 def walk_files(root: str) -> list[str]:
@@ -199,10 +248,12 @@ def shipped(root: str = PRETRAINED_DIR) -> list[str]:
 
 def play(root: str = PRETRAINED_DIR, stills: str | None = None, video_dir: str = "./video",
          max_length: int = -1) -> list[str]:
-    """Record one episode (seed 111) of every shipped agent in its game and in its dream (decoded by V), with
+    """Record one episode (seed FIRST_SEED, 111) of every shipped agent in its game and in its dream (decoded by V), with
     model.py as a user runs it; returns the MP4 paths. With `stills`, also write the frame a third into each video
     as <stills>/pretrained.<env>[.dream].png (the README's pictures)."""
     import subprocess
+
+    from config import FIRST_SEED
 
     envs = shipped(root)
     if not envs:
@@ -217,7 +268,7 @@ def play(root: str = PRETRAINED_DIR, stills: str | None = None, video_dir: str =
             print("$ python " + " ".join(command[1:]), flush=True)
             if subprocess.run(command).returncode:
                 raise UserError(f"model.py failed on the shipped {env_name} agent (its error is above)")
-            name = f"pretrained.{env_name}.{'dream.' if dream else ''}seed111"
+            name = f"pretrained.{env_name}.{'dream.' if dream else ''}seed{FIRST_SEED}"
             videos.append(os.path.join(video_dir, f"{name}.mp4"))
             if stills:
                 save_still(videos[-1], os.path.join(stills, f"pretrained.{env_name}{'.dream' if dream else ''}.png"))

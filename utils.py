@@ -372,6 +372,17 @@ def save_npz(path: str, **arrays: np.ndarray) -> None:
         np.savez(temporary, **arrays)
 
 
+def file_sha256(path: str) -> str:
+    """The sha256 of a file's bytes, as hex."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def save_json(path: str, value: object, indent: int | None = None) -> None:
     """Write one JSON file whole."""
     with atomic_path(path) as temporary:

@@ -71,6 +71,7 @@ def test_pretrained_final_mode_prints_the_manifests_score(packed, tmp_path):
     result = run("model.py", "car_racing", "--pretrained", "--pretrained_dir", root, "--final_mode", *SHORT,
                  cwd=tmp_path)  # anywhere: nothing is read from the working directory
     assert f"mean {shipped['mean']:.2f} +- {shipped['std']:.2f}" in result.stdout
+    assert "over 100 episodes from seed 111 of at most 3 steps" in result.stdout  # the manifest's episode length
     with open(tmp_path / "log" / "pretrained.car_racing.final.json") as handle:
         assert json.load(handle)["mean"] == shipped["mean"]  # same seeds, same episodes
 
@@ -150,6 +151,21 @@ def test_nothing_shipped_and_pretrained_with_filename_are_refused(packed, tmp_pa
     assert "no pretrained car_racing agent" in message
     message = refused(tmp_path, "--pretrained", "--pretrained_dir", root, "--filename", "x.best.json")
     assert "leave out --filename" in message
+    message = refused(tmp_path, "--pretrained", "--pretrained_dir", root, "--rnn_dir", "my_rnn")  # was ignored
+    assert "leave out --rnn_dir" in message
+
+
+def test_a_manifest_with_a_missing_or_mistyped_field_is_one_line(packed, tmp_path):
+    _, root = packed
+    import shutil
+
+    for change in ({"mean": "720"}, {"first_seed": None}, {"max_length": 0}, {"sha256": ["a"]}):
+        copy = tmp_path / "copy"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(root, copy)
+        (copy / "car_racing" / "manifest.json").write_text(json.dumps({**manifest(root), **change}))
+        assert "is not a manifest of a pretrained car_racing agent" in \
+            refused(tmp_path, "--pretrained", "--pretrained_dir", copy)
 
 
 def test_a_pack_over_the_budget_is_refused_and_changes_nothing(packed, tmp_path):
@@ -172,6 +188,20 @@ def test_a_pack_over_the_budget_is_refused_and_changes_nothing(packed, tmp_path)
     pretrained.verify("car_racing", str(copy))
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--vae_dir", "./nothing"], "nothing/car_racing.npz is missing; make it with: python 02_train_vae.py"),
+    (["--data_dir", "./nothing"], "rnn_initial_car_racing_0.npy is missing; make it with: python 03_generate"),
+])
+def test_a_pack_with_a_missing_file_is_one_line(packed, tmp_path, flags, message):
+    folder, _ = packed
+    result = run("pretrained.py", "pack", "car_racing", "--filename", "./controller/car_racing.cma.1.4.best.json",
+                 "--final", "./log/car_racing.cma.1.4.best.final.json", "--root", str(tmp_path / "root"), *flags,
+                 cwd=folder, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert message in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "root").exists()
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda final: "[1, 2", "cannot read"),
     (lambda final: [final], "is not a 100-episode score of car_racing"),
@@ -179,6 +209,13 @@ def test_a_pack_over_the_budget_is_refused_and_changes_nothing(packed, tmp_path)
     (lambda final: {**final, "mean": 10 ** 400}, "is damaged"),
     (lambda final: {**final, "scores": final["scores"][:99]}, "is damaged"),
     (lambda final: {**final, "lengths": [*final["lengths"][:99], 2.5]}, "is damaged"),
+    (lambda final: {**final, "max_length": 0}, "does not say how long its episodes could be"),
+    # a score of something else than the files packed (before: written into the manifest as theirs)
+    (lambda final: {**final, "random_policy": True}, "is the score of stage 01's random policy"),
+    (lambda final: {**final, "filename": None}, "is the score of a random controller"),
+    (lambda final: {**final, "sha256": {**final["sha256"], "controller": "0" * 64}}, "score of another controller"),
+    (lambda final: {**final, "sha256": {**final["sha256"], "rnn": "0" * 64}}, "is the score of another M"),
+    (lambda final: {key: value for key, value in final.items() if key != "sha256"}, "does not record which V, M"),
 ])
 def test_a_damaged_final_score_is_refused_before_packing(packed, tmp_path, damage, message):
     folder, _ = packed
