@@ -775,6 +775,16 @@ def _rebuild(path: str) -> tuple[EvolutionStrategy, dict]:
             if member.file_size > 8 * int(np.prod(largest)) + _NPY_HEADER_BYTES:  # checked before reading
                 raise _Invalid(f"{name} is {member.file_size} bytes, more than a float64 {largest} array")
             with archive.open(member) as handle:
+                # the header's shape first: read_array allocates it before reading, and a crafted header can ask
+                # for terabytes in a file of a few bytes (a MemoryError, not a refusal)
+                version = np.lib.format.read_magic(handle)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                declared, _, dtype = read_header(handle)
+                if dtype.hasobject or int(np.prod(declared, dtype=object)) * dtype.itemsize > member.file_size:
+                    raise _Invalid(f"{name} declares a {dtype} array of shape {declared}, more than its "
+                                   f"{member.file_size} bytes hold")
+            with archive.open(member) as handle:
                 array = np.lib.format.read_array(handle, allow_pickle=False)
             shape = largest
             if kinds[name] == "rows" and array.ndim == 2 and 1 <= array.shape[0] <= optimizer.popsize:

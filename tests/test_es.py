@@ -477,6 +477,14 @@ def _npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def _npy_claiming(shape: tuple, dtype=np.float64) -> bytes:
+    """An .npy file whose header declares `shape` but which holds 8 bytes of data."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                  "fortran_order": False, "shape": shape})
+    return buffer.getvalue() + bytes(8)
+
+
 def _valid_members(name="cma", **changes) -> tuple[dict, dict[str, np.ndarray]]:
     """The header and arrays of a real checkpoint, to be tampered with."""
     optimizer = run(es.make_optimizer(name, NUM_PARAMS, 8, seed=0), 2)
@@ -544,6 +552,10 @@ def _hostile_files(marker) -> dict[str, bytes]:
         "a huge declared size": _checkpoint({**header, "values": {**header["values"], "num_params": 10 ** 9}},
                                             arrays),
         "a compressed member": _checkpoint(header, arrays, compression=zipfile.ZIP_DEFLATED),
+        # a small member whose header asks for 800 GB: NumPy would allocate it before reading (MemoryError)
+        "a header that declares a huge shape": _checkpoint(
+            header, {k: v for k, v in arrays.items() if k != "optimizer.mean"},
+            {"optimizer.mean.npy": _npy_claiming((10 ** 11,))}),
         "the header not an object": _checkpoint([1, 2], {}),  # type: ignore[arg-type]
         "a state that is not an object": _checkpoint({**header, "state": [1]}, arrays),
     }
