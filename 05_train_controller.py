@@ -126,6 +126,7 @@ class Plan:
             self.exp_mode = self.state.exp_mode
             self.files = self.training_files()
             self.claim(lock)
+            self.refuse_to_replace(args.init_opt)
         else:
             from es import make_optimizer
 
@@ -163,8 +164,10 @@ class Plan:
 
         stale = temporaries_of(re.escape(self.files.base) + r"\..+")
         check_writable(self.args.log_dir)
-        lock_outputs(self.args.controller_dir, self.files.base,
-                     [(self.args.controller_dir, stale), (self.args.log_dir, stale)])
+        # both folders: two runs of one base in different --controller_dir with the same --log_dir would rewrite
+        # each other's logs every generation
+        for folder in (self.args.controller_dir, self.args.log_dir):
+            lock_outputs(folder, self.files.base, [(folder, stale)])
 
     def training_files(self):
         from controller.training import training_files
@@ -215,11 +218,18 @@ class Plan:
         return optimizer, state
 
     def refuse_to_overwrite(self) -> None:
-        """A fresh run never replaces another run's checkpoint or best controller."""
-        for path in (self.files.checkpoint, self.files.best):
+        """A fresh run never replaces another run's checkpoint, best controller or training history."""
+        for path in (self.files.checkpoint, self.files.best, self.files.history):
             if os.path.exists(path):
                 raise UserError(f"{path} already exists (an earlier run); resume it with --init_opt "
                                 f"{self.files.checkpoint}, or move the old files away to start afresh")
+
+    def refuse_to_replace(self, path: str) -> None:
+        """A resume from a copy (--init_opt backup/<base>.es.pk) never writes over another checkpoint of its base."""
+        target = self.files.checkpoint
+        if os.path.exists(target) and not os.path.samefile(path, target):
+            raise UserError(f"resuming {path} would write over {target}, another checkpoint of this run's files; "
+                            f"resume that one (--init_opt {target}), or give another --controller_dir")
 
     def make_evaluator(self):
         from controller.evaluate import Evaluator
@@ -231,10 +241,11 @@ class Plan:
 
     def resume_command(self) -> str:
         arguments = [a for a in sys.argv[1:]]
-        if "--init_opt" in arguments:
-            index = arguments.index("--init_opt")
-            del arguments[index:index + 2]
-        arguments = [a for a in arguments if not a.startswith("--init_opt=")]
+        for flag in ("--init_opt", "--init_params"):  # a resume starts from the checkpoint alone
+            while flag in arguments:
+                index = arguments.index(flag)
+                del arguments[index:index + 2]
+            arguments = [a for a in arguments if not a.startswith(flag + "=")]
         # quoted for the shell, so it works when pasted whatever spaces or quotes the paths hold
         return shlex.join(["python", os.path.basename(SCRIPT), *arguments, "--init_opt", self.files.checkpoint])
 

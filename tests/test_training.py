@@ -7,6 +7,8 @@ well the agent drives); episodes are short so that every launch takes seconds.
 import json
 import os
 import pickle
+import shlex
+import shutil
 import signal
 import subprocess
 
@@ -233,13 +235,39 @@ def test_init_params_starts_a_new_run_from_a_controller(tmp_path):
     world_model(tmp_path)
     start = np.round(np.random.default_rng(0).standard_normal(867) * 0.1, 4)
     (tmp_path / "start.best.json").write_text(json.dumps([start.tolist(), 12.0]))
-    train(tmp_path, "--generations", 1, "--init_params", "start.best.json", "--sigma_init", 1e-9)
+    first = train(tmp_path, "--generations", 1, "--init_params", "start.best.json", "--sigma_init", 1e-9)
     with open(tmp_path / "log" / f"{BASE}.json") as handle:
         mean, _ = json.load(handle)
     np.testing.assert_array_equal(mean, start)  # one generation of steps of 1e-9 leaves the rounded mean there
+    # the printed way to go on resumes from the checkpoint alone (before, it kept --init_params and was refused)
+    command = shlex.split(first.stdout.split("resume with: ")[-1].strip())
+    assert command[:2] == ["python", "05_train_controller.py"] and "--init_params" not in command
+    resumed = run(*command[1:], "--generations", 1, cwd=tmp_path)
+    assert "resuming" in resumed.stdout and [row[0] for row in history(tmp_path)] == [1, 2]
     result = train(tmp_path, "--generations", 1, "--init_params", "start.best.json", "--init_opt",
                    f"./controller/{BASE}.es.pk", check=False)
     assert result.returncode == 1 and "give one of them" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_run_never_writes_over_another_runs_files(tmp_path):
+    """A second seed in another --controller_dir but the same --log_dir would have rewritten the first's logs; a
+    resume from a copy of a checkpoint would have written over the newer one of that base."""
+    world_model(tmp_path)
+    train(tmp_path, "--generations", 1, "--controller_dir", "./c1")
+    result = train(tmp_path, "--generations", 1, "--controller_dir", "./c2", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: ./log/{BASE}.hist.json already exists")
+    (tmp_path / "backup").mkdir()
+    shutil.copy(tmp_path / "c1" / f"{BASE}.es.pk", tmp_path / "backup")
+    train(tmp_path, "--generations", 1, "--controller_dir", "./c1", "--init_opt", f"./c1/{BASE}.es.pk")
+    newer = (tmp_path / "c1" / f"{BASE}.es.pk").read_bytes()
+    result = train(tmp_path, "--generations", 1, "--controller_dir", "./c1", "--init_opt", f"./backup/{BASE}.es.pk",
+                   check=False)
+    assert result.returncode == 1 and "would write over ./c1/" in result.stderr.strip().splitlines()[-1]
+    assert (tmp_path / "c1" / f"{BASE}.es.pk").read_bytes() == newer
+    train(tmp_path, "--generations", 1, "--controller_dir", "./c3", "--log_dir", "./log3", "--init_opt",
+          f"./backup/{BASE}.es.pk")  # into a folder of its own, a copy resumes
 
 
 @pytest.mark.slow
