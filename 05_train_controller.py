@@ -78,7 +78,14 @@ def parse_args(argv=None):
     parser.add_argument("--real_episodes", type=int, default=32,
                         help="dream mode: real-game episodes scoring each new best")
     add_folder_flags(parser, "controller", "log", "vae", "rnn", "data")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # which flags the command line gave (abbreviations and short forms included): parsed again with every default
+    # replaced by a marker, those still holding it were left out
+    marker = object()
+    parser.set_defaults(**{action.dest: marker for action in parser._actions if action.option_strings})
+    again = parser.parse_args(argv)
+    args.given = {name for name, value in vars(again).items() if value is not marker}
+    return args
 
 
 class Plan:
@@ -112,6 +119,11 @@ class Plan:
         self.population = args.num_worker * args.num_worker_trial
         if self.population < 2:
             raise UserError("the population (num_worker x num_worker_trial) needs at least 2 solutions")
+        if args.init_opt and args.init_params:
+            raise UserError("--init_opt resumes a run, --init_params starts a new one: give one of them")
+        resumed = self.resume(args.init_opt) if args.init_opt else None
+        if resumed is not None:
+            self.keep_settings(resumed[1], args.init_opt)
         if args.dream_mode and not config.use_done:
             raise UserError(f"--dream_mode trains inside a world model that predicts the episode's end; {config.name}'s "
                             f"does not (use doom_take_cover; model.py car_racing --dream_mode shows a CarRacing dream)")
@@ -119,10 +131,10 @@ class Plan:
         self.eval_episodes = args.eval_episodes or self.population
         self.temperature = config.dream_temperature if args.temperature is None else args.temperature
         self.check_inputs()
-        if args.init_opt and args.init_params:
-            raise UserError("--init_opt resumes a run, --init_params starts a new one: give one of them")
-        if args.init_opt:
-            self.optimizer, self.state = self.resume(args.init_opt)
+        if resumed is not None:
+            self.optimizer, self.state = resumed
+            # the kept ones, with any changed by this resume (older checkpoints have none: from now on, these)
+            self.state.settings = self.settings()
             self.exp_mode = self.state.exp_mode
             self.files = self.training_files()
             self.claim(lock)
@@ -146,6 +158,44 @@ class Plan:
                 raise UserError(str(error)) from None
             self.state = new_state(config.name, args.optimizer, self.population, args.num_episode, args.seed_start,
                                    self.exp_mode)
+            self.state.settings = self.settings()
+
+    def settings(self) -> dict:
+        """The run's SETTINGS, resolved (the environment's episode length, not -1), as its checkpoint keeps them."""
+        from controller.training import SETTINGS
+
+        resolved = {"max_length": self.max_length, "eval_episodes": self.eval_episodes,
+                    "temperature": self.temperature}
+        return {key: resolved[key] if key in resolved else getattr(self.args, key) for key in SETTINGS}
+
+    def keep_settings(self, state, path: str) -> None:
+        """A resumed run plays on as it started: a setting left off the command line is the checkpoint's (before, a
+        dream run resumed without --dream_mode 1 went on in the real game, and one without --max_length or
+        --eval_episodes shifted every later seed). Given with another value, a setting of how the run goes on
+        (episode length, evaluations, --cap_time, --retrain) is taken with a note; one that makes it another run (the
+        dream and its temperature, the seeds, the optimizer's own settings, held in the checkpoint) is refused."""
+        from controller.training import CHANGEABLE_SETTINGS
+
+        if state.settings is None:
+            return
+        args, config = self.args, self.config
+        given = {"max_length": args.max_length if args.max_length > 0 else config.max_episode_length,
+                 "temperature": config.dream_temperature if args.temperature is None else args.temperature,
+                 "eval_episodes": args.eval_episodes or self.population}
+        refused = []
+        for key, stored in state.settings.items():
+            value = given.get(key, getattr(args, key))
+            if key not in args.given or value == stored:
+                setattr(args, key, stored)
+            elif key in CHANGEABLE_SETTINGS:
+                print(f"note: --{key} {value:g} from now on (this run had {stored:g})", flush=True)
+            else:
+                refused.append((key, value, stored))
+        if refused:
+            asked = " ".join(f"--{key} {value:g}" for key, value, _ in refused)
+            kept = " ".join(f"--{key} {stored:g}" for key, _, stored in refused)
+            raise UserError(f"{path} was trained with {kept}, this resume asks for {asked}: a resumed run keeps "
+                            f"these (leave the flags out, or start a new run)")
 
     @property
     def param_count(self) -> int:
@@ -210,7 +260,15 @@ class Plan:
                                 f"set {flag} to match")
         from config import controller_shape
 
+        from es import optimizer_class
+
+        if type(optimizer) is not optimizer_class(state.optimizer):
+            raise UserError(f"{path} holds a {type(optimizer).__name__} optimizer but says it is {state.optimizer!r}; "
+                            f"resume from another file")
         count = controller_shape(self.config, state.exp_mode).param_count
+        if state.best_params is not None and len(state.best_params) != count:
+            raise UserError(f"{path} holds a best controller of {len(state.best_params)} parameters, its "
+                            f"{state.exp_mode} controller has {count}; resume from another file")
         if optimizer.num_params != count or optimizer.popsize != self.population:
             raise UserError(f"{path} searches {optimizer.num_params} parameters with a population of "
                             f"{optimizer.popsize}; {self.config.name}'s {state.exp_mode} controller has {count}, "

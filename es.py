@@ -561,6 +561,11 @@ _OPTIMIZERS = {"cma": CMAES, "ses": PEPG, "pepg": PEPG, "openes": OpenES, "ga": 
 OPTIMIZER_NAMES = tuple(_OPTIMIZERS)  # the values of 05_train_controller.py's -o/--optimizer
 
 
+def optimizer_class(name: str) -> type:
+    """The class behind an optimizer name of OPTIMIZER_NAMES (ses and pepg are both PEPG)."""
+    return _OPTIMIZERS[name]
+
+
 def make_optimizer(name: str, num_params: int, popsize: int, **kwargs) -> EvolutionStrategy:
     """The optimizer called `name` (one of OPTIMIZER_NAMES); kwargs go to its constructor."""
     if name not in _OPTIMIZERS:

@@ -30,7 +30,7 @@ import os
 import numpy as np
 
 from config import CONTROLLER_DIR, LOG_DIR
-from utils import atomic_path, finite_number, save_json
+from utils import atomic_path, finite_number, save_json, short_repr
 
 STATE_FORMAT = 1
 PARAM_DECIMALS = 4  # estool rounds the evaluated and saved means to 4 decimals (smaller JSON, same agent)
@@ -132,14 +132,16 @@ class TrainingState:
     best_params: list | None = None
     cap_length: int | None = None  # --cap_time: the episode cap of the next generation
     best_real_score: float | None = None  # dream mode: the real-game score of the best (absent from the JSON if None)
+    settings: dict | None = None  # the run's other flags (SETTINGS), kept by a resume; None in older checkpoints
 
     def to_json(self) -> dict:
         """The JSON data of the checkpoint: the fields in order, the rows as lists."""
         data = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         data.update(history=[row.to_json() for row in self.history],
                     evaluations=[row.to_json() for row in self.evaluations])
-        if self.best_real_score is None:
-            del data["best_real_score"]
+        for key in ("best_real_score", "settings"):
+            if data[key] is None:
+                del data[key]
         return data
 
     @classmethod
@@ -156,24 +158,71 @@ class TrainingState:
                                 "resume from another file")
         if data["format"] != STATE_FORMAT:
             raise UserError(f"{path} holds a training state of format {data['format']}, this code reads {STATE_FORMAT}")
-        rows_ok = (all(isinstance(row, list) and len(row) == 9 and all(isinstance(v, (int, float)) for v in row)
-                       for row in data["history"])
-                   and all(isinstance(row, list) and len(row) in (3, 4) for row in data["evaluations"]))
+        from config import EXP_MODES
+
+        def numbers_row(row, length):
+            return isinstance(row, list) and len(row) == length and all(isinstance(v, (int, float)) for v in row)
+
+        def evaluation_ok(row):  # [generation, score, params] and maybe the real-game score
+            return (isinstance(row, list) and len(row) in (3, 4) and type(row[0]) is int
+                    and numbers_row(row[1:2] + row[3:], len(row) - 2) and isinstance(row[2], list))
+
+        rows_ok = (all(numbers_row(row, 9) for row in data["history"])
+                   and all(evaluation_ok(row) for row in data["evaluations"])
+                   and (data["best_params"] is None or numbers_row(data["best_params"], len(data["best_params"]))))
         numbers = [data["elapsed_s"], *(v for row in data["history"] for v in row)]
-        if data["best_score"] is not None:
-            numbers.append(data["best_score"])
+        for row in data["evaluations"] if rows_ok else ():
+            numbers += [*row[1:2], *row[3:], *row[2]]
+        numbers += [v for v in (data["best_score"], data.get("best_real_score")) if v is not None]
+        numbers += data["best_params"] or []
         if (not rows_ok or not all(finite_number(v) is not None for v in numbers) or data["generation"] < 0
-                or data["next_seed"] < 0 or (data["cap_length"] is not None and data["cap_length"] < 1)):
+                or data["next_seed"] < 0 or (data["cap_length"] is not None and data["cap_length"] < 1)
+                or data["exp_mode"] not in EXP_MODES):
             raise UserError(f"{path} holds a damaged training history; resume from another file")
+        settings = data.get("settings")
+        if settings is not None and not settings_ok(settings):
+            raise UserError(f"{path} holds damaged run settings ({short_repr(settings)}); resume from another file")
         return cls(**{**{key: data[key] for key in _STATE_TYPES}, "best_real_score": data.get("best_real_score"),
                       "history": [HistoryRow.from_json(row) for row in data["history"]],
-                      "evaluations": [Evaluation.from_json(row) for row in data["evaluations"]]})
+                      "evaluations": [Evaluation.from_json(row) for row in data["evaluations"]],
+                      "settings": settings})
 
 
 _STATE_TYPES = {"format": int, "env": str, "optimizer": str, "population": int, "num_episode": int, "exp_mode": str,
                 "generation": int, "next_seed": int, "elapsed_s": (int, float), "history": list, "evaluations": list,
                 "best_score": (int, float, type(None)), "best_params": (list, type(None)),
                 "cap_length": (int, type(None))}
+
+
+# The flags of 05 that a resumed run keeps (stored resolved: max_length 1000, not -1), with the test of a stored value.
+# The file base's own (env, optimizer, population, num_episode, exp_mode) are fields of the state.
+SETTINGS = {
+    "dream_mode": lambda v: v in (0, 1), "antithetic": lambda v: v in (0, 1), "cap_time": lambda v: v in (0, 1),
+    "retrain": lambda v: v in (0, 1), "max_length": lambda v: v >= 1, "eval_steps": lambda v: v >= 1,
+    "eval_episodes": lambda v: v >= 1, "real_episodes": lambda v: v >= 1, "seed_start": lambda v: v >= 0,
+    "temperature": lambda v: v > 0, "sigma_init": lambda v: v > 0, "sigma_decay": lambda v: 0 < v <= 1,
+    "weight_decay": lambda v: v >= 0,
+}
+CHANGEABLE_SETTINGS = ("max_length", "eval_steps", "eval_episodes", "real_episodes", "cap_time", "retrain")  # by a
+# resume that gives them (how the run goes on); the others would make it another run
+_INTEGER_SETTINGS = ("dream_mode", "antithetic", "cap_time", "retrain", "max_length", "eval_steps", "eval_episodes",
+                     "real_episodes", "seed_start")
+
+
+def settings_ok(settings: object) -> bool:
+    """True if `settings` (from a checkpoint) holds every SETTINGS key with a value of its type that passes its test."""
+    if not isinstance(settings, dict) or set(settings) != set(SETTINGS):
+        return False
+    for key, test in SETTINGS.items():
+        value = settings[key]
+        if key in _INTEGER_SETTINGS:
+            if type(value) is not int:
+                return False
+        elif finite_number(value) is None:
+            return False
+        if not test(value):
+            return False
+    return True
 
 
 def new_state(env_name: str, optimizer: str, population: int, num_episode: int, seed_start: int,

@@ -126,11 +126,17 @@ def test_cap_time_caps_each_generation_at_twice_the_previous_mean_length(tmp_pat
     # the next generation's cap is in the checkpoint: a resumed run goes on capping
     _, saved = capped.checkpoint()
     assert saved["cap_length"] == 2 * int(rows[-1].mean_length + 1) and uncapped.state.cap_length is None
-    # ... while --cap_time is on: resumed without it, the run plays full episodes again and keeps no cap
-    resumed = Leader(tmp_path / "capped", monkeypatch, *CAP, "--init_opt", capped.plan.files.checkpoint)
+    # resumed without the flag, the run keeps its --cap_time and goes on capping
+    kept = Leader(tmp_path / "capped", monkeypatch, *CAP, "--init_opt", capped.plan.files.checkpoint)
+    kept.generation(capsys)
+    assert kept.state.generation == 5 and kept.state.history[-1].max_length == saved["cap_length"]
+    # ... and the cap binds only while --cap_time is on: resumed with --cap_time 0, full episodes again and no cap
+    _, saved = kept.checkpoint()
+    resumed = Leader(tmp_path / "capped", monkeypatch, *CAP, "--cap_time", 0, "--init_opt", kept.plan.files.checkpoint)
+    assert "note: --cap_time 0 from now on (this run had 1)" in capsys.readouterr().out
     resumed.generation(capsys)
-    assert resumed.state.generation == 5 and resumed.state.history[-1].max_length > saved["cap_length"]
-    assert resumed.checkpoint()[1]["cap_length"] is None
+    assert resumed.state.generation == 6 and resumed.state.history[-1].max_length > saved["cap_length"]
+    assert resumed.checkpoint()[1]["cap_length"] is None and resumed.checkpoint()[1]["settings"]["cap_time"] == 0
 
 
 # --- a dream run's new best ------------------------------------------------------------------------------------------
@@ -214,6 +220,11 @@ DREAM_STATE = {"format": 1, "env": "doom_take_cover", "optimizer": "cma", "popul
                "best_score": 80.25, "best_params": [0.1, -0.2], "cap_length": 282, "best_real_score": 301.5}
 
 
+SETTINGS = {"dream_mode": 1, "antithetic": 1, "cap_time": 0, "retrain": 0, "max_length": 2100, "eval_steps": 1,
+            "eval_episodes": 4, "real_episodes": 32, "seed_start": 111, "temperature": 1.15, "sigma_init": 0.1,
+            "sigma_decay": 0.999, "weight_decay": 0.01}
+
+
 def load_state(data, path="run.es.pk"):
     return TrainingState.from_json(data, path)
 
@@ -277,6 +288,16 @@ ROW = DREAM_STATE["history"][0]
     (damaged(generation=-1), "holds a damaged training history"),
     (damaged(cap_length=0), "holds a damaged training history"),
     (damaged(next_seed=-1), "holds a damaged training history"),
+    # before: accepted, then a traceback in the first generation's plot, in --retrain, or in the controller's shape
+    (damaged(evaluations=[["x", "y", "z"]]), "holds a damaged training history"),
+    (damaged(evaluations=[[1, 2.0, ["a"]]]), "holds a damaged training history"),
+    (damaged(best_params=["a", 1.0]), "holds a damaged training history"),
+    (damaged(best_params=[float("nan")]), "holds a damaged training history"),
+    (damaged(exp_mode="foo"), "holds a damaged training history"),
+    (damaged(settings={"dream_mode": 1}), "holds damaged run settings"),
+    (damaged(settings={**SETTINGS, "max_length": 0}), "holds damaged run settings"),
+    (damaged(settings={**SETTINGS, "dream_mode": True}), "holds damaged run settings"),
+    (damaged(settings={**SETTINGS, "temperature": "1.15"}), "holds damaged run settings"),
 ])
 def test_a_damaged_state_is_refused_in_one_line(data, message):
     with pytest.raises(UserError) as error:
@@ -295,6 +316,35 @@ def test_a_score_beyond_float64_in_a_best_file_is_no_score(tmp_path):
     assert best_score_on_disk(str(path)) is None
     params, score, mode = load_params(str(path), CAR_RACING)
     assert score is None and mode == "zh" and params.shape == (867,)
+
+
+def test_a_state_with_settings_round_trips():
+    assert load_state(damaged(settings=SETTINGS)).to_json() == damaged(settings=SETTINGS)
+
+
+def test_a_resume_keeps_the_runs_settings_and_refuses_a_change_that_makes_another_run(tmp_path, monkeypatch, capsys):
+    """Resumed with the env, the population and the checkpoint only, a dream run goes on in the dream at its
+    temperature and episode length (before: in the real game, at the default tau, with 2100 steps)."""
+    first = Leader(dreamy_doom_world_model(tmp_path / "run"), monkeypatch, *CAP, "--temperature", 1.3,
+                   "--seed_start", 500)
+    first.generation(capsys)
+    population = ["doom_take_cover", "--num_worker", 2, "--num_worker_trial", 2, "--num_episode", 4]
+    checkpoint = first.plan.files.checkpoint
+    resumed = Leader(tmp_path / "run", monkeypatch, *population, "--init_opt", checkpoint)
+    assert (resumed.plan.args.dream_mode, resumed.plan.temperature, resumed.plan.max_length) == (1, 1.3, 300)
+    resumed.generation(capsys)
+    straight = Leader(dreamy_doom_world_model(tmp_path / "straight"), monkeypatch, *CAP, "--temperature", 1.3,
+                      "--seed_start", 500)
+    straight.generation(capsys)
+    straight.generation(capsys)
+    assert [row.to_json()[2:] for row in resumed.state.history] == \
+        [row.to_json()[2:] for row in straight.state.history]  # the same generations as one run straight through
+    for flags, message in ((["--dream_mode", 0], "trained with --dream_mode 1, this resume asks for --dream_mode 0"),
+                           (["--seed_start", 111], "trained with --seed_start 500, this resume asks for"),
+                           (["--temperature", 1.15, "--sigma_init", 0.5], "--temperature 1.3 --sigma_init 0.1, this")):
+        with pytest.raises(UserError) as error:
+            Leader(tmp_path / "run", monkeypatch, *population, *flags, "--init_opt", checkpoint)
+        assert message in str(error.value)
 
 
 def test_what_the_state_check_lets_through():
