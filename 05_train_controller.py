@@ -352,6 +352,13 @@ def lead(plan: Plan, pool, workers: int) -> None:
         best = state.best_score
         print(f"resuming {args.init_opt} at generation {state.generation} (best so far "
               f"{'none' if best is None else f'{best:.2f}'})", flush=True)
+        from controller.training import best_score_on_disk
+
+        on_disk = best_score_on_disk(files.best)
+        if state.best_params is not None and (on_disk is None or on_disk < best):
+            write_best(plan)  # the run stopped after saving the checkpoint of a new best, before its .best.json
+            print(f"{files.best} written again from the checkpoint (it held "
+                  f"{'nothing' if on_disk is None else f'{on_disk:.2f}'})", flush=True)
     print(f"checkpoint {files.checkpoint}, best {files.best}, logs {files.history}, curve {files.plot}", flush=True)
     scored = range(FIRST_SEED, FIRST_SEED + FINAL_EPISODES)  # model.py --final_mode's episodes by default
     if state.next_seed <= scored[-1]:
@@ -377,13 +384,15 @@ def lead(plan: Plan, pool, workers: int) -> None:
         state.generation += 1
         generation = state.generation
         state.cap_length = 2 * int(np.mean(lengths) + 1.0) if args.cap_time else None
-        evaluation_line = ""
+        evaluation_line, new_best = "", False
         if generation % args.eval_steps == 0:
-            evaluation_line = evaluate_mean(plan, pool, workers, generation)
+            evaluation_line, new_best = evaluate_mean(plan, pool, workers, generation)
         state.elapsed_s += time.time() - started
         row = HistoryRow.of(generation, state.elapsed_s, fitness, lengths, optimizer.rms_stdev())
         state.history.append(row)
         save_optimizer(files.checkpoint, optimizer, state.to_json())
+        if new_best:
+            write_best(plan)  # after the checkpoint that holds it: a stop between the two is mended on resume
         write_logs(files, state, optimizer.current_param(), float(np.mean(fitness)))
         print(progress_line(row, time.time() - started) + evaluation_line, flush=True)
         done_this_run += 1
@@ -391,12 +400,22 @@ def lead(plan: Plan, pool, workers: int) -> None:
     print(f"stopped after generation {state.generation}; resume with: {plan.resume_command()}", flush=True)
 
 
-def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> str:
-    """Score the optimizer's current mean on fresh seeds; keep it in .best.json when it beats every earlier score.
-    In dream mode a new best is also scored in the real game. Returns the text for the progress line."""
+def write_best(plan: Plan) -> None:
+    """The state's best controller into .best.json."""
     import numpy as np
 
     from controller.controller import save_params
+
+    state = plan.state
+    save_params(plan.files.best, np.asarray(state.best_params), state.best_score, plan.config.name, plan.exp_mode)
+
+
+def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> tuple[str, bool]:
+    """Score the optimizer's current mean on fresh seeds; make it the state's best when it beats every earlier score
+    (the caller writes .best.json once the checkpoint holds it). In dream mode a new best is also scored in the real
+    game. Returns the text for the progress line and whether there is a new best."""
+    import numpy as np
+
     from controller.training import Evaluation, best_score_on_disk, rounded, take_seeds
 
     args, state, files = plan.args, plan.state, plan.files
@@ -426,12 +445,11 @@ def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> str:
             record.real_score = round(float(real.mean()), 2)
             text += f", real game {real.mean():.2f} +- {real.std():.2f} over {count}"
         state.best_score, state.best_params = score, params.tolist()
-        save_params(files.best, params, score, plan.config.name, plan.exp_mode)
     elif args.retrain and state.best_params is not None:
         plan.optimizer.set_mean(np.asarray(state.best_params, dtype=np.float64))
         text += " (mean moved back to the best)"
     state.evaluations.append(record)
-    return text
+    return text, "(new best)" in text
 
 
 def main(argv=None) -> None:

@@ -168,6 +168,32 @@ def test_a_dream_run_stopped_while_its_new_best_plays_the_real_game_writes_no_be
     assert json.loads((folder / again.plan.files.best).read_text())[1] == again.state.best_score
 
 
+def test_a_run_stopped_between_the_checkpoint_of_a_new_best_and_its_best_file_writes_it_on_resume(
+        tmp_path, monkeypatch, capsys):
+    """.best.json is written after the checkpoint that holds the new best (before, it came first: a stop or a full disk
+    at the checkpoint left a best file the resumed state did not know, so the replayed generation's score equalled
+    it and was no new best: the state kept an older best, and --retrain moved back to it)."""
+    folder = world_model(tmp_path / "run")
+    stopped = Leader(folder, monkeypatch, *RETRAIN)
+
+    def stopped_before_the_best_file(plan):
+        raise stopped.module.Stopping("SIGTERM")
+
+    monkeypatch.setattr(stopped.module, "write_best", stopped_before_the_best_file)
+    with pytest.raises(stopped.module.Stopping):
+        stopped.generation(capsys)
+    monkeypatch.undo()
+    best = folder / stopped.plan.files.best
+    assert not best.exists() and stopped.checkpoint()[1]["best_score"] is not None
+    _, saved = stopped.checkpoint()
+    resumed = Leader(folder, monkeypatch, *RETRAIN, "--init_opt", stopped.plan.files.checkpoint)
+    monkeypatch.setattr(resumed.module, "evaluate_mean", lambda *args: ("", False))  # no newer best in generation 2
+    resumed.module.lead(resumed.plan, resumed.pool, 1)
+    assert "best.json written again from the checkpoint (it held nothing)" in capsys.readouterr().out
+    params, score = json.loads(best.read_text())[:2]
+    assert score == saved["best_score"] and params == saved["best_params"]
+
+
 # --- mirrored seeds ------------------------------------------------------------------------------------------------
 
 def test_mirrored_generation_seeds_repeat_the_first_half():
