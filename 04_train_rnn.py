@@ -129,7 +129,7 @@ def main(argv=None):
     from rnn.train import (epoch_rng, length_buckets, load_rnn, rnn_arrays, rnn_from_numpy_copy, save_rnn,
                            training_masks)
     from tqdm import tqdm
-    from utils import check_room_for_model, new_or_resumed, save_json
+    from utils import check_room_for_model, new_or_resumed, save_json, signals_deferred
 
     keras.utils.set_random_seed(args.seed)
     weights_path = rnn_weights_path(args.env_name, rnn_dir=args.rnn_dir)
@@ -180,8 +180,9 @@ def main(argv=None):
         history.append({"epoch": epoch, "elapsed_s": round(time.time() - started, 1), **result})
         print(f"epoch {epoch}: {len(groups)} minibatches, {history[-1]['elapsed_s']:.0f} s - "
               + " - ".join(f"{name}: {value:.4f}" for name, value in result.items()), flush=True)
-        save_rnn(rnn, args.env_name, args.rnn_dir)
-        save_json(history_path, history, indent=1)
+        with signals_deferred():  # the weights and the history row that says what they hold, together
+            save_rnn(rnn, args.env_name, args.rnn_dir)
+            save_json(history_path, history, indent=1)
         names = [n for n in ("loss", "z_loss", "done_loss", "val_loss", "val_z_loss", "val_done_loss")
                  if n in history[-1]]
         # a run resumed with --holdout_batches has no held-out losses for its earlier epochs: gaps in the curve

@@ -362,6 +362,36 @@ def test_a_rollout_worker_that_dies_stops_01_with_an_error(tmp_path):
     assert not os.path.exists(tmp_path / "data" / "obs_data_car_racing_0.npy")  # nothing half-written
 
 
+def test_a_ctrl_c_as_04_saves_waits_for_the_history_row(pipeline, tmp_path, monkeypatch):
+    """M's weights and the history row that counts their epoch are written together: Ctrl-C as the weights are
+    saved is handled once the row is in (before, the row was lost and a resume trained that epoch again)."""
+    import importlib.util
+    import signal
+
+    import rnn.train
+    from tests.scripts import ROOT
+
+    save = rnn.train.save_rnn
+
+    def interrupted(*args):
+        os.kill(os.getpid(), signal.SIGINT)
+        return save(*args)
+
+    monkeypatch.setattr(rnn.train, "save_rnn", interrupted)
+    spec = importlib.util.spec_from_file_location("stage_04", os.path.join(ROOT, "04_train_rnn.py"))
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if run in background
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            stage.main(["--start_batch", "0", "--max_batch", "1", "--new_model", "--epochs", "2", "--verbose", "0",
+                        "--data_dir", str(pipeline / "data"), "--rnn_dir", str(tmp_path)])
+    finally:
+        signal.signal(signal.SIGINT, before)
+    rows = json.loads((tmp_path / "car_racing.history.json").read_text())
+    assert [row["epoch"] for row in rows] == [1] and (tmp_path / "car_racing.npz").exists()
+
+
 def test_04_resumed_draws_what_one_run_draws(pipeline, tmp_path):
     """Each epoch of 04 draws its z and minibatches from the seed and its own number: 1 + 1 epochs with a resume
     between train on what 2 epochs in one go do (before, the resumed epoch replayed epoch 1's draws)."""
