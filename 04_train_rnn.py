@@ -38,7 +38,8 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", type=int, default=None, help="sequences per minibatch (default: paper's 100)")
     parser.add_argument("--learning_rate", type=float, default=None,
                         help="Adam's starting step (default: the config's, 1e-3; Doom decays it towards 1e-5; a "
-                             "resumed run keeps its own constant rate unless given)")
+                             "resumed run keeps its own rate, Doom its own schedule, unless given: a Doom M then "
+                             "decays from the given rate on)")
     parser.add_argument("--holdout_batches", type=int, default=0,
                         help="last N batch files of the range: not trained on, their losses printed every epoch")
     parser.add_argument("--seed", type=int, default=0)
@@ -102,6 +103,38 @@ def pad_steps(array, time_steps: int):
     return np.pad(array, widths)
 
 
+def learning_rate_schedule(rnn, config, history: list, given: float | None, history_path: str) -> dict:
+    """Set and print M's learning rate; returns what the history rows keep of a decaying one ({} for a constant).
+
+    A constant rate (CarRacing) is saved with Adam's state and restored by a resume unless --learning_rate is given
+    (rnn.train.load_rnn). Doom's decaying schedule is not in the weights file: its start and first step go into
+    every history row, so a resume goes on with the same schedule, and one given a new --learning_rate decays from
+    that rate at the current step."""
+    from rnn.arch import decays, set_decay
+    from utils import finite_number
+
+    if not decays(config):
+        print(f"M's learning rate: {float(rnn.optimizer.learning_rate):.3g}")
+        return {}
+    step = int(rnn.optimizer.iterations.numpy())
+    last = history[-1] if history else {}
+    if step == 0:
+        start, offset = given or config.rnn_learning_rate, 0
+    elif given is not None:
+        start, offset = given, step
+    elif "rate_start" in last:
+        start, offset = last["rate_start"], last.get("rate_offset")
+        if (finite_number(start) is None or not start > 0 or type(offset) is not int or not 0 <= offset <= step):
+            raise UserError(f"{history_path} holds a damaged learning-rate schedule ({start!r} from step "
+                            f"{offset!r}); give --learning_rate to go on from a rate of your choice")
+    else:  # a history written before the schedule was kept: the default one, as those runs resumed
+        start, offset = config.rnn_learning_rate, 0
+    set_decay(rnn, config, start, offset)
+    print(f"M's learning rate: {float(rnn.optimizer.learning_rate):.3g} at step {step}, decaying from {start:g} "
+          f"(step {offset}) towards {min(config.rnn_min_learning_rate, start):g}")
+    return {"rate_start": start, "rate_offset": offset}
+
+
 def main(argv=None):
     args = parse_args(argv)
     from config import get_config, rnn_weights_path
@@ -145,6 +178,7 @@ def main(argv=None):
                                   make=make,
                                   load=lambda: load_rnn(config, args.rnn_dir, args.learning_rate))
     check_room_for_model(rnn, args.rnn_dir)  # a full disk is named now, not after the first epoch
+    schedule = learning_rate_schedule(rnn, config, history, args.learning_rate, history_path)
     batch_size = args.batch_size or config.rnn_batch_size
     episodes, time_steps = data["mu"].shape[:2]
     print(f"MDN-RNN for {args.env_name}: LSTM {config.rnn_size}, {config.num_mixtures} Gaussians per latent, "
@@ -177,7 +211,8 @@ def main(argv=None):
             raise UserError(f"M's loss became {failure.loss} in epoch {epoch}, {where.format(failure.index + 1)}; "
                             f"stopped without saving ({weights_path} keeps the last good weights); try a lower "
                             f"--learning_rate (this run: {rate:g})") from None
-        history.append({"epoch": epoch, "elapsed_s": round(time.time() - started, 1), **result})
+        history.append({"epoch": epoch, "elapsed_s": round(time.time() - started, 1), **result,
+                        "learning_rate": float(rnn.optimizer.learning_rate), **schedule})
         print(f"epoch {epoch}: {len(groups)} minibatches, {history[-1]['elapsed_s']:.0f} s - "
               + " - ".join(f"{name}: {value:.4f}" for name, value in result.items()), flush=True)
         with signals_deferred():  # the weights and the history row that says what they hold, together

@@ -45,16 +45,18 @@ def weighted_done_loss(done_logit, done_target, positive_weight: float):
 
 
 class DecayingLearningRate(keras.optimizers.schedules.LearningRateSchedule):
-    """lr(step) = (start - end) * decay ** step + end: the official Doom schedule (1e-3 towards 1e-5)."""
+    """lr(step) = (start - end) * decay ** (step - offset) + end: the official Doom schedule (1e-3 towards 1e-5);
+    `offset` is the step it starts at (a resumed M given a new --learning_rate decays from there)."""
 
-    def __init__(self, start: float, end: float, decay: float = 0.99999):
-        self.start, self.end, self.decay = start, end, decay
+    def __init__(self, start: float, end: float, decay: float = 0.99999, offset: int = 0):
+        self.start, self.end, self.decay, self.offset = start, end, decay, offset
 
     def __call__(self, step):
-        return (self.start - self.end) * ops.power(self.decay, ops.cast(step, "float32")) + self.end
+        steps = ops.cast(step, "float32") - float(self.offset)
+        return (self.start - self.end) * ops.power(self.decay, steps) + self.end
 
     def get_config(self):
-        return {"start": self.start, "end": self.end, "decay": self.decay}
+        return {"start": self.start, "end": self.end, "decay": self.decay, "offset": self.offset}
 
 
 class MDNRNN(keras.Model):
@@ -137,6 +139,17 @@ class MDNRNN(keras.Model):
         return weights
 
 
+def decays(config) -> bool:
+    """Whether M's learning rate follows DecayingLearningRate in this environment (Doom) or stays constant."""
+    return config.rnn_min_learning_rate < config.rnn_learning_rate
+
+
+def set_decay(rnn, config, start: float, offset: int) -> None:
+    """Give a built M of a decaying environment the schedule from `start` at step `offset` (a resume: the saved
+    run's own, or a new --learning_rate from the current step)."""
+    rnn.optimizer.learning_rate = DecayingLearningRate(start, min(config.rnn_min_learning_rate, start), offset=offset)
+
+
 def make_rnn(config, learning_rate: float | None = None) -> MDNRNN:
     """The MDN-RNN for an EnvConfig, built and compiled with Adam and clipping by value. `learning_rate` replaces
     the config's starting rate. An environment whose rate decays (Doom) always gets the schedule, from that rate to
@@ -144,7 +157,7 @@ def make_rnn(config, learning_rate: float | None = None) -> MDNRNN:
     saved M resumes with its Adam state under any --learning_rate."""
     rnn = MDNRNN(config).build_all()
     start = learning_rate or config.rnn_learning_rate
-    if config.rnn_min_learning_rate < config.rnn_learning_rate:
+    if decays(config):
         learning_rate = DecayingLearningRate(start, min(config.rnn_min_learning_rate, start))
     else:
         learning_rate = start

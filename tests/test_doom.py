@@ -170,6 +170,29 @@ def pipeline(tmp_path_factory):
     return folder, vae.stdout, rnn.stdout
 
 
+@pytest.mark.slow
+def test_a_resumed_doom_m_keeps_its_learning_rate_schedule(pipeline, tmp_path):
+    """Doom's decaying rate is not in the weights file: before, a resume restarted the schedule from 1e-3 (a run
+    begun at 3e-4 jumped up), and a given --learning_rate started a schedule of its own at step 0."""
+    import json
+
+    folder = pipeline[0]
+    rnn_dir = tmp_path / "rnn"
+    flags = ["--env_name", DOOM, "--max_batch", 1, "--epochs", 1, "--verbose", 0, "--data_dir", folder / "data",
+             "--rnn_dir", rnn_dir]
+    run("04_train_rnn.py", *flags, "--new_model", "--learning_rate", 3e-4, cwd=tmp_path)
+    resumed = run("04_train_rnn.py", *flags, cwd=tmp_path)
+    rows = json.loads((rnn_dir / f"{DOOM}.history.json").read_text())
+    steps = [row["rate_offset"] for row in rows]
+    assert [row["rate_start"] for row in rows] == [3e-4, 3e-4] and steps == [0, 0]
+    assert 2.9e-4 < rows[1]["learning_rate"] < rows[0]["learning_rate"] < 3e-4  # decaying on from the run's own
+    assert "decaying from 0.0003 (step 0)" in resumed.stdout
+    run("04_train_rnn.py", *flags, "--learning_rate", 5e-4, cwd=tmp_path)
+    last = json.loads((rnn_dir / f"{DOOM}.history.json").read_text())[-1]
+    assert last["rate_start"] == 5e-4 and last["rate_offset"] > 0  # from the given rate, at the step it was given
+    assert 4.9e-4 < last["learning_rate"] < 5e-4
+
+
 def load(folder, kind, batch=0):
     return np.load(folder / "data" / f"{kind}_{DOOM}_{batch}.npy")
 
