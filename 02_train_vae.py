@@ -111,7 +111,7 @@ def main(argv=None):
     from vae.arch import make_vae
     from utils import check_room_for_model
     from vae.train import (FrameBatches, StopOnNonFiniteLoss, held_out_frames, held_out_losses, load_vae, resume_point,
-                           save_vae, vae_from_numpy_copy, valid_frame_index)
+                           reseed_noise, save_vae, vae_from_numpy_copy, valid_frame_index)
     from config import vae_file_to_read, vae_weights_path
 
     keras.utils.set_random_seed(args.seed)
@@ -172,6 +172,9 @@ def main(argv=None):
             index = valid_frame_index(lengths, frames.shape[1])
             dataset = FrameBatches(frames, index, batch_size, seed=args.seed * 1000 + epoch,
                                    max_batches=args.steps_per_file)
+            # the noise of z's sampling from (seed, epoch, file) too: a resumed run draws what one run draws (the
+            # generator's state is not in the weights file; before, a resume replayed the first file's noise)
+            reseed_noise(vae, args.seed, epoch, position)
             print(f"epoch {epoch}/{last_epoch}: {os.path.basename(path)} ({len(index):,} frames)")
             stop = StopOnNonFiniteLoss()
             result = vae.fit(dataset, epochs=1, verbose=args.verbose, callbacks=[stop]).history

@@ -362,6 +362,21 @@ def test_a_rollout_worker_that_dies_stops_01_with_an_error(tmp_path):
     assert not os.path.exists(tmp_path / "data" / "obs_data_car_racing_0.npy")  # nothing half-written
 
 
+def test_02_resumed_draws_what_one_run_draws(pipeline, tmp_path):
+    """V's sampling noise is drawn from (seed, epoch, file): 1 + 1 epochs with a resume between train on what 2 epochs
+    in one go do (before, the resumed run restarted the noise generator, which the weights file does not hold)."""
+    losses = {}
+    for name, runs in (("one go", [2]), ("resumed", [1, 1])):
+        folder = tmp_path / name
+        for index, epochs in enumerate(runs):
+            run("02_train_vae.py", "--start_batch", 0, "--max_batch", 1, *(["--new_model"] if index == 0 else []),
+                "--epochs", epochs, "--steps_per_file", 2, "--batch_size", 8, "--verbose", 0, "--data_dir",
+                pipeline / "data", "--vae_dir", folder, cwd=tmp_path)
+        losses[name] = [row["loss"] for row in json.loads((folder / "car_racing.history.json").read_text())]
+    assert len(losses["one go"]) == 4  # two files, two epochs
+    np.testing.assert_allclose(losses["resumed"], losses["one go"], rtol=1e-5)
+
+
 def test_a_ctrl_c_as_04_saves_waits_for_the_history_row(pipeline, tmp_path, monkeypatch):
     """M's weights and the history row that counts their epoch are written together: Ctrl-C as the weights are
     saved is handled once the row is in (before, the row was lost and a resume trained that epoch again)."""

@@ -70,6 +70,13 @@ class FrameBatches(keras.utils.PyDataset):
             self.fd = None
 
 
+def reseed_noise(vae, seed: int, epoch: int, position: int) -> None:
+    """Set the generator of V's sampling noise (z = mu + sigma * eps) to a state drawn from (seed, epoch, position
+    of the file in the epoch)."""
+    state = np.random.SeedSequence([seed, epoch, position]).generate_state(1, dtype=np.uint32)[0]
+    vae.seed_generator.state.assign(np.array([state, 0], dtype=vae.seed_generator.state.dtype))
+
+
 def save_vae(vae, env_name: str, vae_dir: str) -> str:
     """Write ./vae/<env>.weights.h5 and ./vae/<env>.npz whole; returns the Keras weights path."""
     path = vae_weights_path(env_name, vae_dir=vae_dir)
