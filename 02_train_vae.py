@@ -83,8 +83,8 @@ def main(argv=None):
     args = parse_args(argv)
     # --- set-up: inputs checked before TensorFlow loads, so a missing file fails fast -----------------------------
     from config import MAKES_OBS_DATA, data_file, get_config
-    from utils import (batch_range_files, check_lengths, load_npy, lock_outputs, new_or_resumed, save_json,
-                       signals_deferred, temporaries_of)
+    from utils import (batch_range_files, check_lengths, load_npy, lock_outputs, new_or_resumed,
+                       refuse_the_other_models_folder, save_json, signals_deferred, temporaries_of)
 
     config = get_config(args.env_name)
     made_by = MAKES_OBS_DATA.format(env=args.env_name)
@@ -101,6 +101,7 @@ def main(argv=None):
         batches.append((path, frames, lengths))
     held = batches[len(batches) - args.holdout_batches:] if args.holdout_batches else []
     batches = batches[:len(batches) - len(held)]
+    refuse_the_other_models_folder(args.vae_dir, args.env_name, "--vae_dir")
     if args.epochs:  # one run at a time writes ./vae/<env>.*; the lock file also checks that the folder takes files
         lock_outputs(args.vae_dir, args.env_name, [(args.vae_dir, temporaries_of(rf"{args.env_name}\..+"))])
 

@@ -139,9 +139,10 @@ def main(argv=None):
     args = parse_args(argv)
     from config import get_config, rnn_weights_path
 
-    from utils import lock_outputs, temporaries_of
+    from utils import lock_outputs, refuse_the_other_models_folder, temporaries_of
 
     config = get_config(args.env_name)
+    refuse_the_other_models_folder(args.rnn_dir, args.env_name, "--rnn_dir")
     # one run at a time writes ./rnn/<env>.*; the lock file is also the check that the folder takes files
     lock_outputs(args.rnn_dir, args.env_name, [(args.rnn_dir, temporaries_of(rf"{args.env_name}\..+"))])
     last_trained = args.max_batch - args.holdout_batches

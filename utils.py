@@ -505,6 +505,23 @@ def new_or_resumed(kind: str, weights_path: str, history_path: str, new_model: b
     return model, history
 
 
+def refuse_the_other_models_folder(folder: str, env_name: str, flag: str) -> None:
+    """02 and 04 name their files alike (<env>.weights.h5, .npz, .history.json): a UserError if `folder` (the one
+    given with `flag`, --vae_dir or --rnn_dir) holds the other model's, which this run would overwrite or fail on."""
+    import numpy as np
+
+    ours, theirs, prefix = (("V", "M", "lstm/") if flag == "--vae_dir" else ("M", "V", "enc_conv0/"))
+    path = os.path.join(folder, f"{env_name}.npz")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = archive.files
+    except Exception:  # absent, or not an archive: the loaders name a damaged file themselves
+        return
+    if any(name.startswith(prefix) for name in names):
+        raise UserError(f"{folder} holds {theirs}'s files ({path} is {theirs}, not {ours}): {ours} would write over "
+                        f"them; give {ours} a folder of its own with {flag}")
+
+
 def require_file(path: str, made_by: str) -> str:
     """Return `path` if it exists, else raise a UserError naming the command that makes it."""
     if not os.path.exists(path):

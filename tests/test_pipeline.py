@@ -362,6 +362,27 @@ def test_a_rollout_worker_that_dies_stops_01_with_an_error(tmp_path):
     assert not os.path.exists(tmp_path / "data" / "obs_data_car_racing_0.npy")  # nothing half-written
 
 
+def test_v_and_m_in_one_folder_are_refused_before_either_is_overwritten(pipeline, tmp_path):
+    """02 and 04 name their files alike: 04 pointed at V's folder said M's Adam did not fit (and, told to start
+    afresh, wrote M over V); 02 pointed at M's folder would have done the same to M."""
+    import shutil
+
+    for folder, kind in (("shared_v", "vae"), ("shared_m", "rnn")):
+        (tmp_path / folder).mkdir()
+        shutil.copy(pipeline / kind / "car_racing.npz", tmp_path / folder)
+    before = (tmp_path / "shared_v" / "car_racing.npz").read_bytes()
+    refused = run("04_train_rnn.py", "--start_batch", 0, "--max_batch", 1, "--new_model", "--epochs", 1, "--data_dir",
+                  pipeline / "data", "--rnn_dir", "shared_v", cwd=tmp_path, check=False)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "error: shared_v holds V's files (shared_v/car_racing.npz is V, not M): M would write over them; give M a "
+        "folder of its own with --rnn_dir")
+    assert (tmp_path / "shared_v" / "car_racing.npz").read_bytes() == before
+    refused = run("02_train_vae.py", "--start_batch", 0, "--max_batch", 1, "--new_model", "--epochs", 1, "--data_dir",
+                  pipeline / "data", "--vae_dir", "shared_m", cwd=tmp_path, check=False)
+    assert refused.returncode == 1 and "shared_m holds M's files" in refused.stderr.strip().splitlines()[-1]
+
+
 def test_02_resumed_draws_what_one_run_draws(pipeline, tmp_path):
     """V's sampling noise is drawn from (seed, epoch, file): 1 + 1 epochs with a resume between train on what 2 epochs
     in one go do (before, the resumed run restarted the noise generator, which the weights file does not hold)."""
