@@ -7,8 +7,11 @@ Each batch file holds --batch_size episodes: obs (episodes, T, 64, 64, 3) uint8,
 float32 (CarRacing [steer, gas, brake]; Doom the move -1, 0 or 1), plus length_data (episodes,) int32 and done_data
 (episodes, T) bool. An episode that ends before T steps (CarRacing: the car left the playfield or finished the lap;
 Doom: the player died, done_data is True at that last step) is recorded up to its end and padded with zeros; its
-length says where the real steps stop, and every later stage masks the padding. Episode k of the whole run is
-seeded with --seed + k, so the same flags give the same files whatever the number of workers.
+length says where the real steps stop, and every later stage masks the padding. Episode i of batch b is seeded
+with --seed + b x --batch_size + i (from batch 0, whatever --start_batch), so the same flags give the same files
+whatever the number of workers, and a batch written again is the same batch. Runs that add batches to a folder
+keep one --batch_size, or give another --seed: batch 10 of 50 episodes would replay the seeds of batches 2 and 3
+of 200.
 
 --controller FILE plays a trained controller (a best.json of stage 05, through V and M from --vae_dir and --rnn_dir,
 as model.py plays it) instead of the random policy: the paper's iterative training (section 5), where the game is
@@ -51,7 +54,7 @@ def parse_args(argv=None):
     parser.add_argument("--run_all_envs", action="store_true", help=f"collect for every env: {', '.join(REAL_ENVS)}")
     parser.add_argument("--num_workers", type=int, default=os.cpu_count() or 1,
                         help="parallel rollout processes (default: all cores)")
-    parser.add_argument("--seed", type=int, default=0, help="episode k of the run is seeded seed + k")
+    parser.add_argument("--seed", type=int, default=0, help="episode i of batch b is seeded seed + b x batch_size + i")
     parser.add_argument("--controller", default=None,
                         help="play this controller (05's best.json, with V and M) instead of the random policy")
     add_folder_flags(parser, "data", "vae", "rnn")

@@ -69,7 +69,9 @@ def parse_args(argv=None):
     if args.epochs == 0 and args.new_model:
         raise UserError("--new_model must be left out with --epochs 0: it would measure untrained weights, not the "
                         "saved V")
-    files = max(args.max_batch - args.start_batch + 1, 0)
+    if args.max_batch < args.start_batch:  # before the held-out check, which would blame --holdout_batches
+        raise UserError(f"--max_batch must be at least --start_batch ({args.start_batch}), got {args.max_batch}")
+    files = args.max_batch - args.start_batch + 1
     if args.epochs and args.holdout_batches >= files:
         raise UserError(f"--holdout_batches must leave at least one of batches {args.start_batch}..{args.max_batch} "
                         f"to train on (got {args.holdout_batches})")

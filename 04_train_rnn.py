@@ -53,6 +53,8 @@ def parse_args(argv=None):
     check_flags(args, at_least={"epochs": 1, "batch_size": 1, "start_batch": 0, "seed": 0},
                 positive=("learning_rate",))
     check_init_from(args.init_from, args.rnn_dir, "--rnn_dir", "M")
+    if args.max_batch < args.start_batch:  # before the held-out check, which would blame --holdout_batches
+        raise UserError(f"--max_batch must be at least --start_batch ({args.start_batch}), got {args.max_batch}")
     if not 0 <= args.holdout_batches <= args.max_batch - args.start_batch:
         raise UserError(f"--holdout_batches {args.holdout_batches} must leave at least one of batches "
                         f"{args.start_batch}..{args.max_batch} to train on")

@@ -473,7 +473,9 @@ def check_lengths(lengths: np.ndarray, time_steps: int, path: str, made_by: str)
     if lengths.dtype.kind not in "iu":
         raise UserError(f"{path} has dtype {lengths.dtype}, expected integer episode lengths; remake it with: "
                         f"{made_by}")
-    if len(lengths) and not (lengths.min() >= 1 and lengths.max() <= time_steps):
+    if len(lengths) == 0:  # only a foreign file: 01 writes at least one episode a batch
+        raise UserError(f"{path} holds no episodes; remake it with: {made_by}")
+    if not (lengths.min() >= 1 and lengths.max() <= time_steps):
         raise UserError(f"{path} has episode lengths from {lengths.min()} to {lengths.max()}, expected 1.."
                         f"{time_steps}; remake it with: {made_by}")
 

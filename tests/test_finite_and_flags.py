@@ -135,6 +135,8 @@ FLAGS = [
     ("sweep_temperature.py", ["doom_take_cover", "--num_episode", 0], "--num_episode"),
     ("sweep_temperature.py", ["doom_take_cover", "--num_worker", 0], "--num_worker"),
     ("sweep_temperature.py", ["doom_take_cover", "--generations", 5], "--generations"),  # no evaluation: no controller
+    ("02_train_vae.py", ["--start_batch", 5, "--max_batch", 3], "--max_batch"),  # was: "--holdout_batches must"
+    ("04_train_rnn.py", ["--start_batch", 5, "--max_batch", 3], "--max_batch"),
 ]
 
 

@@ -321,6 +321,16 @@ def test_mis_shaped_input_is_named(tmp_path):
     assert result.returncode == 1 and "has shape (2, 5, 32, 32, 3)" in result.stderr
 
 
+def test_a_batch_of_no_episodes_is_refused(tmp_path):
+    """A foreign file of shape (0, T, 64, 64, 3): before, an IndexError (a traceback) where 02 picks frames to show."""
+    (tmp_path / "data").mkdir()
+    np.save(tmp_path / "data" / "obs_data_car_racing_0.npy", np.zeros((0, 5, 64, 64, 3), np.uint8))
+    np.save(tmp_path / "data" / "length_data_car_racing_0.npy", np.zeros(0, np.int32))
+    result = run("02_train_vae.py", cwd=tmp_path, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "length_data_car_racing_0.npy holds no episodes" in result.stderr.strip().splitlines()[-1]
+
+
 def test_fortran_order_input_is_refused(tmp_path):
     """02 reads frames as raw C-order bytes from the file; a Fortran-order file (only a foreign one) would be read as
     scrambled pixels, so it is refused in one line."""
