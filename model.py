@@ -11,9 +11,10 @@
 ./video/<name>[.dream].seed<seed>.mp4 with or without a display (<name>: the controller file's name without .json,
 e.g. car_racing.cma.4.32.best). --final_mode scores --num_episode episodes (default 100, seeds --seed, --seed + 1,
 ...) on --num_worker processes, prints mean +- std and writes every episode's score to ./log/<name>.final.json, with
-the episode length and the sha256 of the V, M and C files played (pretrained.py pack checks them). Without --filename the controller is random (an untrained agent). --random_policy plays
-stage 01's data policy instead of a controller: its score in the dream (--dream_mode) against its score in the real
-game says whether M's dream is as hard as the game, before any controller is trained in it.
+the episode length and the sha256 of the V, M and C files played (pretrained.py pack checks them). Without
+--filename the controller is random (an untrained agent). --random_policy plays stage 01's data policy instead of a
+controller: its score in the dream (--dream_mode) against its score in the real game says whether M's dream is as
+hard as the game, before any controller is trained in it.
 """
 
 from __future__ import annotations
