@@ -224,7 +224,8 @@ def _read_final(final: str, env_name: str) -> dict:
     episodes = score["episodes"]
     if (type(score.get("first_seed")) is not int or finite_number(score.get("mean")) is None
             or finite_number(score.get("std")) is None
-            or not all(isinstance(score.get(key), list) and len(score[key]) == episodes for key in ("scores", "lengths"))
+            or not all(isinstance(score.get(key), list) and len(score[key]) == episodes
+                       for key in ("scores", "lengths"))
             or not all(finite_number(value) is not None for value in score["scores"])
             or not all(type(value) is int for value in score["lengths"])):
         raise UserError(f"{final} is damaged: its first_seed, mean, std, scores and lengths are not those of "
@@ -248,7 +249,7 @@ def shipped(root: str = PRETRAINED_DIR) -> list[str]:
 
 def play(root: str = PRETRAINED_DIR, stills: str | None = None, video_dir: str = "./video",
          max_length: int = -1) -> list[str]:
-    """Record one episode (seed FIRST_SEED, 111) of every shipped agent in its game and in its dream (decoded by V), with
+    """Record one episode (seed 111, FIRST_SEED) of every shipped agent in its game and its dream (decoded by V), with
     model.py as a user runs it; returns the MP4 paths. With `stills`, also write the frame a third into each video
     as <stills>/pretrained.<env>[.dream].png (the README's pictures)."""
     import subprocess
