@@ -372,7 +372,9 @@ def test_05_never_records_a_non_finite_evaluation_as_the_best(tmp_path, monkeypa
     with pytest.raises(UserError, match="not finite"):
         module.evaluate_mean(plan, ScoringPool(reward), 1, 25)
     assert not (tmp_path / "controller").exists() and plan.state.best_score is None
-    module.evaluate_mean(plan, ScoringPool(12.5), 1, 50)  # a finite score still becomes the best
+    _, new_best = module.evaluate_mean(plan, ScoringPool(12.5), 1, 50)  # a finite score still becomes the best
+    assert new_best and plan.state.best_score == 12.5
+    module.write_best(plan)  # (05 writes it once the checkpoint holds it)
     assert json.loads((tmp_path / "controller" / f"{plan.files.base}.best.json").read_text())[1] == 12.5
 
 
