@@ -133,8 +133,8 @@ class Plan:
         self.check_inputs()
         if resumed is not None:
             self.optimizer, self.state = resumed
-            # the kept ones, with any changed by this resume (older checkpoints have none: from now on, these)
-            self.state.settings = self.settings()
+            if self.state.settings is not None:  # the kept ones, with any this resume changed; a checkpoint from
+                self.state.settings = self.settings()  # before settings were kept has none (a default is not its own)
             self.exp_mode = self.state.exp_mode
             self.files = self.training_files()
             self.claim(lock)

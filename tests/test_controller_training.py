@@ -19,7 +19,7 @@ import pytest
 
 from config import DOOM_TAKE_COVER
 from controller.training import TrainingState, generation_seeds, new_state, training_files, write_logs
-from es import load_optimizer
+from es import load_optimizer, save_optimizer
 from parallel import LocalPool, task_runner
 from rnn.numpy_rnn import expected_rnn_shapes
 from tests.test_dream_training import doom_world_model
@@ -371,6 +371,13 @@ def test_a_resume_keeps_the_runs_settings_and_refuses_a_change_that_makes_anothe
         with pytest.raises(UserError) as error:
             Leader(tmp_path / "run", monkeypatch, *population, *flags, "--init_opt", checkpoint)
         assert message in str(error.value)
+    # a checkpoint from before settings were kept: resumed as before, with the flags given, and none made up for it
+    optimizer, data = load_optimizer(str(tmp_path / "run" / checkpoint))
+    del data["settings"]
+    save_optimizer(str(tmp_path / "run" / checkpoint), optimizer, data)
+    older = Leader(tmp_path / "run", monkeypatch, *CAP, "--seed_start", 111, "--init_opt", checkpoint)
+    older.generation(capsys)
+    assert "settings" not in older.checkpoint()[1]
 
 
 def test_what_the_state_check_lets_through():
