@@ -361,11 +361,16 @@ def lead(plan: Plan, pool, workers: int) -> None:
                   f"{'nothing' if on_disk is None else f'{on_disk:.2f}'})", flush=True)
     print(f"checkpoint {files.checkpoint}, best {files.best}, logs {files.history}, curve {files.plot}", flush=True)
     scored = range(FIRST_SEED, FIRST_SEED + FINAL_EPISODES)  # model.py --final_mode's episodes by default
+    what = "tracks" if config.name == "car_racing" else "episodes"  # a seed is a track, or a Doom episode
+    first = (state.settings or {}).get("seed_start", state.next_seed)
     if state.next_seed <= scored[-1]:
-        what = "tracks" if config.name == "car_racing" else "episodes"  # a seed is a track, or a Doom episode
         print(f"note: this run's episode seeds go on from {state.next_seed}, so it may train on some of the {what} "
               f"{scored[0]}..{scored[-1]} that model.py --final_mode scores by default; for a score on unseen {what}, "
               f"train with --seed_start 1000 (as docs/results.md does) or score with another --seed", flush=True)
+    elif first <= scored[-1]:  # a resumed run that is past them
+        print(f"note: this run's episode seeds started at {first}, so it trained on some of the {what} "
+              f"{scored[0]}..{scored[-1]} that model.py --final_mode scores by default; for a score on unseen {what}, "
+              f"score with another --seed", flush=True)
 
     done_this_run = 0
     while args.generations <= 0 or done_this_run < args.generations:

@@ -465,3 +465,13 @@ def test_05_says_when_its_episodes_may_take_the_tracks_model_py_scores(tmp_path,
     assert ("note: this run's episode seeds go on from" in out) == warned, out
     if warned:
         assert f"from {seed_start or 111}, so it may train on some of the tracks 111..210" in out
+
+
+def test_a_resumed_run_past_the_scoring_seeds_still_says_it_trained_on_some(tmp_path, monkeypatch, capsys):
+    first = Leader(world_model(tmp_path / "run"), monkeypatch, *RETRAIN, "--seed_start", 205)
+    first.generation(capsys)
+    first.generation(capsys)  # 2 x (2 solutions + 2 evaluation episodes): seeds 205..212
+    assert first.state.next_seed == 213
+    resumed = Leader(tmp_path / "run", monkeypatch, *RETRAIN, "--init_opt", first.plan.files.checkpoint)
+    resumed.module.lead(resumed.plan, resumed.pool, 1)
+    assert "seeds started at 205, so it trained on some of the tracks 111..210" in capsys.readouterr().out
