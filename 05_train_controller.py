@@ -127,14 +127,14 @@ class Plan:
         if args.dream_mode and not config.use_done:
             raise UserError(f"--dream_mode trains inside a world model that predicts the episode's end; {config.name}'s "
                             f"does not (use doom_take_cover; model.py car_racing --dream_mode shows a CarRacing dream)")
-        self.max_length = args.max_length if args.max_length > 0 else config.max_episode_length
-        self.eval_episodes = args.eval_episodes or self.population
-        self.temperature = config.dream_temperature if args.temperature is None else args.temperature
+        settings = self.settings()
+        self.max_length, self.eval_episodes = settings["max_length"], settings["eval_episodes"]
+        self.temperature = settings["temperature"]
         self.check_inputs()
         if resumed is not None:
             self.optimizer, self.state = resumed
             if self.state.settings is not None:  # the kept ones, with any this resume changed; a checkpoint from
-                self.state.settings = self.settings()  # before settings were kept has none (a default is not its own)
+                self.state.settings = settings  # before settings were kept has none (a default is not its own)
             self.exp_mode = self.state.exp_mode
             self.files = self.training_files()
             self.claim(lock)
@@ -158,15 +158,17 @@ class Plan:
                 raise UserError(str(error)) from None
             self.state = new_state(config.name, args.optimizer, self.population, args.num_episode, args.seed_start,
                                    self.exp_mode)
-            self.state.settings = self.settings()
+            self.state.settings = settings
 
     def settings(self) -> dict:
-        """The run's SETTINGS, resolved (the environment's episode length, not -1), as its checkpoint keeps them."""
+        """The flags' SETTINGS, resolved (the environment's episode length, not -1), as a checkpoint keeps them."""
         from controller.training import SETTINGS
 
-        resolved = {"max_length": self.max_length, "eval_episodes": self.eval_episodes,
-                    "temperature": self.temperature}
-        return {key: resolved[key] if key in resolved else getattr(self.args, key) for key in SETTINGS}
+        args, config = self.args, self.config
+        resolved = {"max_length": args.max_length if args.max_length > 0 else config.max_episode_length,
+                    "eval_episodes": args.eval_episodes or self.population,
+                    "temperature": config.dream_temperature if args.temperature is None else args.temperature}
+        return {key: resolved[key] if key in resolved else getattr(args, key) for key in SETTINGS}
 
     def keep_settings(self, state, path: str) -> None:
         """A resumed run plays on as it started: a setting left off the command line is the checkpoint's (before, a
@@ -178,13 +180,10 @@ class Plan:
 
         if state.settings is None:
             return
-        args, config = self.args, self.config
-        given = {"max_length": args.max_length if args.max_length > 0 else config.max_episode_length,
-                 "temperature": config.dream_temperature if args.temperature is None else args.temperature,
-                 "eval_episodes": args.eval_episodes or self.population}
+        args, asked = self.args, self.settings()
         refused = []
         for key, stored in state.settings.items():
-            value = given.get(key, getattr(args, key))
+            value = asked[key]
             if key not in args.given or value == stored:
                 setattr(args, key, stored)
             elif key in CHANGEABLE_SETTINGS:
@@ -436,7 +435,8 @@ def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> tuple[str,
     earlier = [s for s in (state.best_score, best_score_on_disk(files.best)) if s is not None]
     record = Evaluation(generation, round(score, 2), params.tolist())
     text = f"  eval {score:.2f}"
-    if not earlier or score > max(earlier):
+    new_best = not earlier or score > max(earlier)
+    if new_best:
         text += " (new best)"
         if args.dream_mode:  # scored in the real game (minutes) before anything is written: a run stopped meanwhile
             count = args.real_episodes  # replays this generation on resume and finds the same new best
@@ -454,7 +454,7 @@ def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> tuple[str,
         plan.optimizer.set_mean(np.asarray(state.best_params, dtype=np.float64))
         text += " (mean moved back to the best)"
     state.evaluations.append(record)
-    return text, "(new best)" in text
+    return text, new_best
 
 
 def main(argv=None) -> None:
