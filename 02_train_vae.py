@@ -86,7 +86,7 @@ def main(argv=None):
     # --- set-up: inputs checked before TensorFlow loads, so a missing file fails fast -----------------------------
     from config import MAKES_OBS_DATA, data_file, get_config
     from utils import (batch_range_files, check_lengths, load_npy, lock_outputs, new_or_resumed,
-                       refuse_the_other_models_folder, save_json, signals_deferred, temporaries_of)
+                       refuse_the_other_models_folder, temporaries_of)
 
     config = get_config(args.env_name)
     made_by = MAKES_OBS_DATA.format(env=args.env_name)
@@ -192,9 +192,7 @@ def main(argv=None):
                             **{name: float(values[-1]) for name, values in result.items()}})
             if held and position == len(batches) - 1:  # the epoch's last file: how V does on frames it never saw
                 history[-1].update(measure_held_out(f"after epoch {epoch}"))
-            with signals_deferred():  # the weights and the history row that says what they hold, together
-                save_vae(vae, args.env_name, args.vae_dir)
-                save_json(history_path, history, indent=1)
+            save_vae(vae, args.env_name, args.vae_dir, history=(history_path, history))  # together
             mu, _ = vae.encode(shown_frames)
             save_reconstructions(os.path.join(args.vae_dir, f"{args.env_name}.reconstructions.png"), shown_frames,
                                  np.asarray(vae.decoder(mu)))

@@ -165,7 +165,7 @@ def main(argv=None):
     from rnn.train import (epoch_rng, length_buckets, load_rnn, rnn_arrays, rnn_from_numpy_copy, save_rnn,
                            training_masks)
     from tqdm import tqdm
-    from utils import check_room_for_model, new_or_resumed, save_json, signals_deferred
+    from utils import check_room_for_model, new_or_resumed
 
     keras.utils.set_random_seed(args.seed)
     weights_path = rnn_weights_path(args.env_name, rnn_dir=args.rnn_dir)
@@ -218,9 +218,7 @@ def main(argv=None):
                         "learning_rate": float(rnn.optimizer.learning_rate), **schedule})
         print(f"epoch {epoch}: {len(groups)} minibatches, {history[-1]['elapsed_s']:.0f} s - "
               + " - ".join(f"{name}: {value:.4f}" for name, value in result.items()), flush=True)
-        with signals_deferred():  # the weights and the history row that says what they hold, together
-            save_rnn(rnn, args.env_name, args.rnn_dir)
-            save_json(history_path, history, indent=1)
+        save_rnn(rnn, args.env_name, args.rnn_dir, history=(history_path, history))  # together
         names = [n for n in ("loss", "z_loss", "done_loss", "val_loss", "val_z_loss", "val_done_loss")
                  if n in history[-1]]
         # a run resumed with --holdout_batches has no held-out losses for its earlier epochs: gaps in the curve

@@ -619,16 +619,20 @@ def check_init_from(init_from: str | None, out_dir: str, out_flag: str, model: s
                         f"{out_flag} (or leave --init_from out to resume that {model})")
 
 
-def save_model_files(model, kind: str, weights_path: str, numpy_path: str) -> None:
+def save_model_files(model, kind: str, weights_path: str, numpy_path: str,
+                     history: tuple[str, list] | None = None) -> None:
     """Write a Keras model's weights with its optimizer's state (`weights_path`, .weights.h5) and their NumPy copy
-    for the rollout workers (`numpy_path`, .npz), each whole. A Ctrl-C or SIGTERM waits until both are written, so
-    the two never disagree (03 encodes with the first, 05 plays with the second)."""
+    for the rollout workers (`numpy_path`, .npz), each whole, and the training history (path, rows) that counts
+    them. A Ctrl-C or SIGTERM waits until all are written, so they never disagree (03 encodes with the first, 05
+    plays with the second, a resume goes on from the history's count)."""
     require_finite_before_save(model, kind, weights_path)
     check_room_for_model(model, os.path.dirname(weights_path))  # before HDF5 can meet a full disk
     with signals_deferred():
         with atomic_path(weights_path, suffix=".weights.h5") as temporary:
             model.save_weights(temporary)
         save_npz(numpy_path, **model.numpy_weights())
+        if history is not None:
+            save_json(history[0], history[1], indent=1)
 
 
 def nonfinite_variables(model) -> list[str]:

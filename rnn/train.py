@@ -76,10 +76,11 @@ def length_buckets(lengths, batch_size: int, rng, multiple: int = 64, max_steps:
             for group in groups]
 
 
-def save_rnn(rnn, env_name: str, rnn_dir: str) -> str:
-    """Write ./rnn/<env>.weights.h5 and ./rnn/<env>.npz whole; returns the Keras weights path."""
+def save_rnn(rnn, env_name: str, rnn_dir: str, history: tuple[str, list] | None = None) -> str:
+    """Write ./rnn/<env>.weights.h5 and ./rnn/<env>.npz whole, with the history (path, rows) that counts them if
+    given; returns the Keras weights path."""
     path = rnn_weights_path(env_name, rnn_dir=rnn_dir)
-    save_model_files(rnn, "M", path, rnn_weights_path(env_name, numpy_export=True, rnn_dir=rnn_dir))
+    save_model_files(rnn, "M", path, rnn_weights_path(env_name, numpy_export=True, rnn_dir=rnn_dir), history)
     return path
 
 

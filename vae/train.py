@@ -77,10 +77,11 @@ def reseed_noise(vae, seed: int, epoch: int, position: int) -> None:
     vae.seed_generator.state.assign(np.array([state, 0], dtype=vae.seed_generator.state.dtype))
 
 
-def save_vae(vae, env_name: str, vae_dir: str) -> str:
-    """Write ./vae/<env>.weights.h5 and ./vae/<env>.npz whole; returns the Keras weights path."""
+def save_vae(vae, env_name: str, vae_dir: str, history: tuple[str, list] | None = None) -> str:
+    """Write ./vae/<env>.weights.h5 and ./vae/<env>.npz whole, with the history (path, rows) that counts them if
+    given; returns the Keras weights path."""
     path = vae_weights_path(env_name, vae_dir=vae_dir)
-    save_model_files(vae, "V", path, vae_weights_path(env_name, numpy_export=True, vae_dir=vae_dir))
+    save_model_files(vae, "V", path, vae_weights_path(env_name, numpy_export=True, vae_dir=vae_dir), history)
     return path
 
 
