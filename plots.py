@@ -160,7 +160,7 @@ def save_runs(path: str, runs: Sequence[tuple[str, str]], official: bool = False
     return path
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def parse_args(argv: Sequence[str] | None = None):
     parser = argparse.ArgumentParser(description="Controller runs side by side: population averages per generation "
                                      "and evaluated means, from 05's ./log/<base>.hist.json (and .log.json).")
     parser.add_argument("runs", nargs="+", metavar="[LABEL=]HIST_JSON", help="a run's ./log/<base>.hist.json")
@@ -169,7 +169,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="add the official estool CarRacing run's population average, up to the last generation "
                              "shown")
     parser.add_argument("--title", default="", help="the plot's title")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
     if not args.out.endswith(".png"):
         raise UserError(f"--out {args.out}: the plot is a PNG; give a file name ending in .png")
     runs = [parse_run(run) for run in args.runs]

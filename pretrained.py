@@ -288,7 +288,7 @@ def save_still(video: str, path: str) -> None:
         imageio.imwrite(temporary, frames[len(frames) // 3], format="png")
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None):
     from config import CONFIGS, add_folder_flags
 
     parser = argparse.ArgumentParser(description="Pack a trained agent into pretrained/<env>/, or check one.")
@@ -308,7 +308,11 @@ def main(argv=None) -> None:
     playing.add_argument("--video_dir", default="./video", help="where the MP4s go (default ./video)")
     playing.add_argument("--stills", default=None, help="also write a PNG frame of each video to this folder")
     playing.add_argument("--max_length", type=int, default=-1, help="steps per episode at most (default: the env's)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     if args.action == "play":
         for video in play(args.root, args.stills, args.video_dir, args.max_length):
             print(f"video {video}")

@@ -4,6 +4,7 @@ row as in its header. Each script runs with --help as a subprocess, as a user wo
 
 import functools
 import glob
+import json
 import os
 import re
 import subprocess
@@ -138,3 +139,96 @@ def test_a_broken_table_is_caught(damage):
     broken = row.replace("| `model.py ENV` |", "| `model.py ENV`") if damage == "missing cell" else "\n" + row
     problems = table_problems(text.replace(row, broken))
     assert len(problems) == 1, problems
+
+
+# Every command line the documents give (README, docs/, runs/README.md, the shipped manifests' commands), parsed by
+# its own script's parse_args, as a user pasting it would run it; placeholders (<mode>, ...) are left out.
+DOCUMENTS = ("README.md", "docs/*.md", "runs/README.md")
+COMMAND = re.compile(r"python3? ([\w.-]+\.py)\b([^\n]*)")
+FENCE = re.compile(r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```", flags=re.M | re.S)  # indented too, in a list item
+PLACEHOLDER = re.compile(r"<[^>]*>|\bENV\b")  # an elided value (--command ...) still parses
+PARSE = """
+import contextlib, importlib.util, io, json, os, shlex, sys
+sys.path.insert(0, os.getcwd())
+modules, problems = {}, []
+for script, rest in json.load(sys.stdin):
+    if script not in modules:
+        spec = importlib.util.spec_from_file_location("doc_" + script[:-3].replace(".", "_"), script)
+        modules[script] = module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    error = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(error):
+            modules[script].parse_args(shlex.split(rest, comments=True))
+    except SystemExit:
+        problems.append(f"{script}{rest}: " + error.getvalue().strip().splitlines()[-1])
+print(json.dumps(problems))
+"""
+
+
+def code_snippets(text: str) -> list[str]:
+    """Fenced blocks' lines (a trailing backslash joins the next) and inline code spans (one may wrap lines)."""
+    snippets = []
+    for block in re.findall(FENCE, text):
+        snippets += block.replace("\\\n", " ").splitlines()
+    prose = re.sub(FENCE, "", text)
+    snippets += [span.replace("\n", " ") for span in re.findall(r"`([^`]+)`", prose)]
+    return snippets
+
+
+def documented_commands(texts: list[str]) -> list[tuple[str, str]]:
+    """(script, the rest of its line) of every `python <script>.py ...` in the snippets, placeholders left out."""
+    found = []
+    for text in texts:
+        for snippet in code_snippets(text):
+            for match in COMMAND.finditer(snippet):
+                if not PLACEHOLDER.search(match.group(0)):
+                    found.append((match.group(1), match.group(2)))
+    return found
+
+
+def manifest_commands() -> list[str]:
+    texts = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "pretrained", "*", "manifest.json"))):
+        with open(path, encoding="utf-8") as handle:
+            texts += [f"```\n{command}\n```\n" for command in json.load(handle)["commands"]]
+    return texts
+
+
+def document_texts() -> list[str]:
+    texts = []
+    for pattern in DOCUMENTS:
+        for path in sorted(glob.glob(os.path.join(ROOT, pattern))):
+            with open(path, encoding="utf-8") as handle:
+                texts.append(handle.read())
+    return texts + manifest_commands()
+
+
+def parse_problems(commands: list[tuple[str, str]]) -> list[str]:
+    """Each command that its script's argument parser refuses, with the parser's own last line."""
+    result = subprocess.run([sys.executable, "-c", PARSE], input=json.dumps(commands), cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, env=ENVIRONMENT)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_every_documented_command_parses():
+    commands = documented_commands(document_texts())
+    assert len(commands) > 100  # the extraction still finds the documents' commands
+    assert {script for script, _ in commands} >= {"01_generate_data.py", "02_train_vae.py", "03_generate_rnn_data.py",
+                                                  "04_train_rnn.py", "05_train_controller.py", "model.py",
+                                                  "plots.py", "pretrained.py"}
+    assert parse_problems(commands) == []
+
+
+def test_a_documented_command_with_a_wrong_flag_is_caught():
+    text = ("Train:\n```\npython 04_train_rnn.py --start_batch 0 --max_batch 9 --epochs 20   # a comment\n```\n"
+            "- then C:\n  ```\n  python 05_train_controller.py car_racing \\\n    --num_worker 2 --num_episodes 4\n  ```\n"
+            "and then `python model.py car_racing\n--final_mode --num_worker 2` or `python model.py car_racing"
+            " --filename <best> --final_mode`.\n")
+    commands = documented_commands([text])
+    assert [script for script, _ in commands] == ["04_train_rnn.py", "05_train_controller.py", "model.py"]
+    problems = parse_problems(commands)
+    assert len(problems) == 1 and problems[0].startswith("05_train_controller.py car_racing")
+    assert problems[0].endswith("unrecognized arguments: --num_episodes 4")
