@@ -27,7 +27,7 @@ import contextlib
 import os
 import time
 
-from utils import UserError, run_cli, single_thread_blas
+from utils import UserError, check_flags, run_cli, single_thread_blas
 
 single_thread_blas()
 
@@ -66,8 +66,7 @@ def parse_args(argv=None):
         raise UserError("--time_steps must be at least 2")
     if args.start_batch < 0:
         raise UserError("--start_batch must be 0 or more")
-    if args.seed < 0:  # NumPy and Gymnasium take only non-negative seeds (a worker would fail with a traceback)
-        raise UserError(f"--seed must be 0 or more, got {args.seed}")
+    check_flags(args, seeds=("seed",))  # NumPy and Gymnasium take only non-negative seeds
     if args.controller and args.run_all_envs:
         raise UserError("--controller plays one environment's controller; leave out --run_all_envs")
     return args

@@ -57,8 +57,8 @@ def parse_args(argv=None):
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="fit() output: 1 = progress bar")
     args = parser.parse_args(argv)
     check_flags(args, at_least={"epochs": 0, "batch_size": 1, "steps_per_file": 1, "start_batch": 0,
-                                "seed": 0, "holdout_batches": 0},
-                positive=("learning_rate",))
+                                "holdout_batches": 0},
+                positive=("learning_rate",), seeds=("seed",))
     if args.epochs == 0 and not args.holdout_batches:
         raise UserError("--epochs must be at least 1 to train (0 trains nothing: with --holdout_batches N it prints "
                         "the saved V's losses on the last N batch files)")

@@ -34,7 +34,7 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="seed of the z draw written to rnn_input")
     add_folder_flags(parser, "data", "vae")
     args = parser.parse_args(argv)
-    check_flags(args, at_least={"start_batch": 0, "seed": 0})  # NumPy takes only non-negative seeds
+    check_flags(args, at_least={"start_batch": 0}, seeds=("seed",))
     return args
 
 

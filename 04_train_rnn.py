@@ -50,8 +50,8 @@ def parse_args(argv=None):
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
                         help="1: a progress bar per epoch; every value prints a line per epoch")
     args = parser.parse_args(argv)
-    check_flags(args, at_least={"epochs": 1, "batch_size": 1, "start_batch": 0, "seed": 0},
-                positive=("learning_rate",))
+    check_flags(args, at_least={"epochs": 1, "batch_size": 1, "start_batch": 0}, positive=("learning_rate",),
+                seeds=("seed",))
     check_init_from(args.init_from, args.rnn_dir, "--rnn_dir", "M")
     if args.max_batch < args.start_batch:  # before the held-out check, which would blame --holdout_batches
         raise UserError(f"--max_batch must be at least --start_batch ({args.start_batch}), got {args.max_batch}")

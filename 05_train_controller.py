@@ -110,8 +110,8 @@ class Plan:
                 raise UserError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
         # tau divides M's logits (0 would play the most likely mixture while the log shows 0), a zero or negative
         # sigma never moves CMA-ES, a negative decay rewards large weights, and NaN passes every `<` test
-        check_flags(args, at_least={"eval_episodes": 0, "generations": 0, "seed_start": 0},
-                    positive=("sigma_init", "temperature"), non_negative=("weight_decay",))
+        check_flags(args, at_least={"eval_episodes": 0, "generations": 0}, positive=("sigma_init", "temperature"),
+                    non_negative=("weight_decay",), seeds=("seed_start",))
         if not (math.isfinite(args.sigma_decay) and 0 < args.sigma_decay <= 1):
             raise UserError(f"--sigma_decay must be above 0 and at most 1, got {args.sigma_decay}")
         if args.max_length == 0 or args.max_length < -1:

@@ -272,7 +272,10 @@ class DreamEnv(gymnasium.Env):
     def step(self, action):
         if self._batch is None:
             raise RuntimeError("call reset() before step()")
-        env_action = clip_actions(self.action_space, np.reshape(action, (1, self.config.action_size)))
+        action = np.reshape(np.asarray(action, dtype=np.float32), (1, self.config.action_size))
+        if not np.all(np.isfinite(action)):  # clipping passes NaN: Doom took it for "stay", CarRacing's M for its input
+            raise ValueError(f"DreamEnv.step: the action {action[0].tolist()} is not finite")
+        env_action = clip_actions(self.action_space, action)
         terminated = bool(self._batch.step(self.env_spec.model_action(env_action))[0])
         truncated = not terminated and self.steps >= self.max_episode_steps
         return self.z.copy(), step_reward(self.config), terminated, truncated, {}

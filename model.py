@@ -65,7 +65,7 @@ def parse_args(argv=None):
     add_folder_flags(parser, "video", "log", "vae", "rnn", "data")
     args = parser.parse_args(argv)
     # tau divides M's logits: 0, negative or NaN would play another dream than the one printed
-    check_flags(args, at_least={"num_episode": 0, "num_worker": 1, "seed": 0}, positive=("temperature",))
+    check_flags(args, at_least={"num_episode": 0, "num_worker": 1}, positive=("temperature",), seeds=("seed",))
     if args.max_length == 0 or args.max_length < -1:
         raise UserError(f"--max_length must be at least 1 (or -1: the environment's), got {args.max_length}")
     return args

@@ -48,7 +48,7 @@ def parse_args(argv=None):
     add_folder_flags(parser, "controller", "log")
     args = parser.parse_args(argv)
     check_flags(args, at_least={"generations": 0, "num_worker": 1, "num_worker_trial": 1, "num_episode": 1,
-                                "eval_steps": 1, "episodes": 1, "real_episodes": 1, "seed": 0})
+                                "eval_steps": 1, "episodes": 1, "real_episodes": 1}, seeds=("seed",))
     for tau in args.temperatures:  # each is passed to 05 and model.py as --temperature: refused here, before any run
         check_flags(argparse.Namespace(temperatures=tau), positive=("temperatures",))
     if args.generations % args.eval_steps:  # else a run shorter than --eval_steps would have no controller at all

@@ -593,15 +593,24 @@ def number_ranges(numbers: Sequence[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in runs)
 
 
+MAX_SEED = 2 ** 62  # a seed flag's largest value: a run's seeds count up from it and are kept as int64
+
+
 def check_flags(args, at_least: dict[str, int] | None = None, positive: Sequence[str] = (),
-                non_negative: Sequence[str] = ()) -> None:
+                non_negative: Sequence[str] = (), seeds: Sequence[str] = ()) -> None:
     """Refuse out-of-range flags before any work, one line each. at_least: {flag: minimum} for integers; positive
     and non_negative: float flags that must be finite and > 0 (or >= 0); argparse reads "nan" and "inf" as floats,
-    and a NaN compares False with everything, so it would pass a plain `< 0` test. A None (unset) flag passes."""
+    and a NaN compares False with everything, so it would pass a plain `< 0` test; seeds: integer flags from 0 to
+    MAX_SEED (NumPy takes no negative seed, and one past int64 overflowed deep in a run). A None (unset) flag
+    passes."""
     for name, minimum in (at_least or {}).items():
         value = getattr(args, name)
         if value is not None and value < minimum:
             raise UserError(f"--{name} must be at least {minimum}, got {value}")
+    for name in seeds:
+        value = getattr(args, name)
+        if value is not None and not 0 <= value <= MAX_SEED:
+            raise UserError(f"--{name} must be from 0 to {MAX_SEED} (2^62), got {value}")
     for names, low, words in ((positive, "above", "above 0"), (non_negative, "from", "0 or more")):
         for name in names:
             value = getattr(args, name)

@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from config import ControllerShape, controller_shape
+from config import ControllerShape, controller_shape, get_config
 from envs import get_spec
 from utils import UserError, finite_number, save_json
 
@@ -116,11 +116,11 @@ def random_params(config, seed: int, stdev: float = 0.1, exp_mode: str | None = 
 
 def save_params(path: str, params: np.ndarray, score: float, env_name: str | None = None,
                 exp_mode: str | None = None) -> None:
-    """Write [params, score] (with env_name: [params, score, {"env", "exp_mode"}]) to `path` whole (the .best.json
-    and log/<base>.json format)."""
+    """Write [params, score] (with env_name: [params, score, {"env", "exp_mode"}], exp_mode None the environment's
+    paper mode) to `path` whole (the .best.json and log/<base>.json format)."""
     value = [np.asarray(params, dtype=np.float64).tolist(), float(score)]
     if env_name is not None:
-        value.append({"env": env_name, "exp_mode": exp_mode})
+        value.append({"env": env_name, "exp_mode": exp_mode or get_config(env_name).exp_mode})
     save_json(path, value)
 
 

@@ -274,8 +274,11 @@ def rounded(params: np.ndarray) -> np.ndarray:
 
 
 def write_logs(files: TrainingFiles, state: TrainingState, current_params: np.ndarray, average: float) -> None:
-    """Rewrite ./log/<base>.json, .hist.json, .log.json and .png from the state, each file whole."""
-    save_json(files.current, [rounded(current_params).tolist(), float(average)])
+    """Rewrite ./log/<base>.json, .hist.json, .log.json and .png from the state, each file whole. <base>.json is a
+    parameter file as .best.json is ([params, average, {"env", "exp_mode"}]): its mode travels with it (zc and zh
+    have as many parameters, so a file without one would be read as the paper's mode)."""
+    save_json(files.current, [rounded(current_params).tolist(), float(average),
+                              {"env": state.env, "exp_mode": state.exp_mode}])
     save_json(files.history, [row.to_json() for row in state.history])
     save_json(files.evaluations, [row.to_json() for row in state.evaluations])
     save_plot(files.plot, state, files.base)

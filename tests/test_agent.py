@@ -171,6 +171,12 @@ def test_linear_modes_read_their_inputs_in_order(mode):
     assert Controller(CAR_RACING, params, mode).output(z, h, c)[0] == pytest.approx(expected, rel=1e-6)
 
 
+def test_a_parameter_file_saved_without_a_mode_is_read_back_in_the_paper_mode(tmp_path):
+    path = str(tmp_path / "doom.best.json")
+    save_params(path, np.zeros(1088), 3.0, "doom_take_cover")  # wrote "exp_mode": null, which load_params refused
+    assert load_params(path, DOOM_TAKE_COVER)[2] == "zch"
+
+
 def test_a_mode_round_trips_through_the_parameter_file_and_a_mismatch_is_refused(tmp_path):
     params = np.random.default_rng(1).standard_normal(1443)
     path = str(tmp_path / "car_racing.z_hidden.cma.1.4.best.json")

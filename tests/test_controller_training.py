@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from config import DOOM_TAKE_COVER
+from config import CAR_RACING, DOOM_TAKE_COVER
+from controller.controller import load_params
 from controller.training import TrainingState, generation_seeds, new_state, training_files, write_logs
 from es import load_optimizer, save_optimizer
 from parallel import LocalPool, task_runner
@@ -279,6 +280,18 @@ def test_the_logs_rewritten_from_a_loaded_state_are_the_files_the_run_wrote(tmp_
     written = CHECKPOINT.replace(".es.pk", ".hist.json")
     assert Path(files.history).read_text() == Path(written).read_text()  # byte for byte
     assert json.loads(Path(files.evaluations).read_text()) == saved["evaluations"]
+
+
+def test_the_logs_current_parameters_keep_the_runs_mode(tmp_path):
+    """log/<base>.json is a parameter file (model.py --filename, 05 --init_params): a zc run's, 867 numbers as zh's
+    are, was read back as zh."""
+    state = new_state("car_racing", "cma", 4, 4, 0, "zc")
+    files = training_files("car_racing", "cma", 4, 4, str(tmp_path), str(tmp_path), "zc")
+    params = np.random.default_rng(0).standard_normal(867)
+    write_logs(files, state, params, 12.5)
+    loaded, score, mode = load_params(files.current, CAR_RACING)
+    assert mode == "zc" and score == 12.5
+    np.testing.assert_allclose(loaded, params, atol=5e-5)  # rounded to 4 decimals, as estool writes them
 
 
 def damaged(**changes):

@@ -453,6 +453,16 @@ def test_dream_moves_are_the_real_envs_moves():
     assert not np.array_equal(after(-1.0), after(0.0)) and not np.array_equal(after(1.0), after(0.0))
 
 
+def test_a_non_finite_dream_action_is_refused():
+    """Clipping lets NaN through: Doom's dream took it for "stay" and gave a reward, CarRacing's fed it to M."""
+    env = DreamEnv(doom_rnn(), DOOM_TAKE_COVER, first_frames(DOOM_TAKE_COVER))
+    env.reset(seed=0)
+    for action in (np.nan, np.inf):
+        with pytest.raises(ValueError, match="not finite"):
+            env.step(np.array([action], dtype=np.float32))
+    assert env.step(np.array([np.float32(2.0)]))[1] == 1.0  # beyond the box is still the bound
+
+
 def test_done_head_ends_episodes_and_reward_counts_steps():
     initial = first_frames(DOOM_TAKE_COVER)
     params = np.random.default_rng(3).normal(0.0, 0.5, (2, 1088))

@@ -95,6 +95,10 @@ FLAGS = [
     ("04_train_rnn.py", ["--seed", -1], "--seed"),
     ("05_train_controller.py", ["car_racing", "--seed_start", -1], "--seed_start"),
     ("model.py", ["car_racing", "--seed", -1], "--seed"),
+    # past int64, a seed overflowed deep in a run (the dream's seeds, 05's next seed) with a traceback
+    ("model.py", ["car_racing", "--dream_mode", "--seed", 2 ** 63], "--seed"),
+    ("05_train_controller.py", ["car_racing", "--seed_start", 2 ** 62 + 1], "--seed_start"),
+    ("01_generate_data.py", ["car_racing", "--seed", 2 ** 64], "--seed"),
     ("02_train_vae.py", ["--batch_size", -5], "--batch_size"),
     ("02_train_vae.py", ["--batch_size", 0], "--batch_size"),
     ("02_train_vae.py", ["--learning_rate", -1], "--learning_rate"),
