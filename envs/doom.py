@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import multiprocessing.util
 import os
+import shlex
+import sys
 
 import gymnasium
 import numpy as np
 
 from config import DOOM_TAKE_COVER
 from envs.spec import EnvSpec
+from utils import UserError, atomic_path
 
 SCENARIO = "take_cover.cfg"  # shipped with the vizdoom package: map, skill 4, living reward 1, no HUD
 RESOLUTION = "RES_320X240"  # the scenario's own screen size; the frame is cropped and resized to 64x64 anyway
@@ -30,6 +33,53 @@ def doom_move(output: np.ndarray) -> np.ndarray:
     output = np.asarray(output, dtype=np.float32)
     return np.where(output < -ACTION_THRESHOLD, np.float32(-1.0),
                     np.where(output > ACTION_THRESHOLD, np.float32(1.0), np.float32(0.0))).astype(np.float32)
+
+
+# The engine's launcher: ViZDoom runs `vizdoom_path ARGS`; this one asks the kernel to SIGKILL the engine when the
+# process that started it dies (PR_SET_PDEATHSIG survives exec), then becomes the engine. Without it, a Doom worker
+# killed by SIGKILL (a killed 01 or model.py, whose workers die with it; the OOM killer; a pool ending a worker
+# that hangs) left its engine running for good, adopted by init: the engine ignores SIGTERM and only close() ends
+# it. If the starter is already gone when prctl takes effect, the launcher leaves at once.
+_LAUNCHER = """#!/bin/sh
+exec {python} -I -S -c 'import ctypes, os, sys
+ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)
+os.execv(sys.argv[2], sys.argv[2:])' "$PPID" {engine} "$@"
+"""
+
+
+def _engine_launcher(engine: str) -> str | None:
+    """The launcher script for `engine` (written whole in ./_vizdoom/, where the engine keeps its files), or None
+    where the kernel has no prctl (only Linux has)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    text = _LAUNCHER.format(python=shlex.quote(os.path.realpath(sys.executable)), engine=shlex.quote(engine))
+    path = os.path.join("_vizdoom", "launch_engine.sh")
+    try:
+        with open(path) as handle:
+            if handle.read() == text and os.access(path, os.X_OK):
+                return path
+    except OSError:
+        pass
+    with atomic_path(path, suffix=".sh") as temporary:  # parallel workers each write the same text: the last wins
+        with open(temporary, "w") as handle:
+            handle.write(text)
+        os.chmod(temporary, 0o755)
+    return path
+
+
+def _engine_errors() -> tuple[type[Exception], ...]:
+    """What the vizdoom package raises when its engine process is gone or fails."""
+    import vizdoom
+
+    return (vizdoom.ViZDoomErrorException, vizdoom.ViZDoomUnexpectedExitException,
+            vizdoom.ViZDoomIsNotRunningException, vizdoom.SharedMemoryException, vizdoom.MessageQueueException)
+
+
+def _engine_stopped(error: Exception) -> UserError:
+    return UserError(f"the ViZDoom engine stopped (crashed or killed: {type(error).__name__}: {error}); run the "
+                     f"command again")
 
 
 def _pygame():
@@ -80,7 +130,17 @@ class DoomTakeCover(gymnasium.Env):
         game.set_episode_timeout(0)
         # The engine creates ./_vizdoom/ on start and fails when parallel workers race to create it: make it first.
         os.makedirs("_vizdoom", exist_ok=True)
-        game.init()
+        engine = os.path.join(os.path.dirname(vizdoom.__file__), "vizdoom")
+        launcher = _engine_launcher(engine) if os.path.isfile(engine) else None
+        if launcher is not None:
+            game.set_vizdoom_path(launcher)
+        try:
+            game.init()
+        except _engine_errors():
+            if launcher is None:
+                raise
+            game.set_vizdoom_path(engine)  # a folder that cannot run scripts (mounted noexec): the engine itself
+            game.init()
         self.game = game
         # ViZDoom runs the game in a separate engine process that outlives its Python process unless the game is
         # closed; this closes it when the env is collected, at interpreter exit and when a multiprocessing worker
@@ -109,19 +169,25 @@ class DoomTakeCover(gymnasium.Env):
         """Start a new episode; ViZDoom is seeded with `seed`, or without one with a draw from `np_random`."""
         super().reset(seed=seed)
         game_seed = int(seed) % 2**32 if seed is not None else int(self.np_random.integers(2**32))
-        self.game.set_seed(game_seed)
-        self.game.new_episode()
-        self._screen = self.game.get_state().screen_buffer
+        try:
+            self.game.set_seed(game_seed)
+            self.game.new_episode()
+            self._screen = self.game.get_state().screen_buffer
+        except _engine_errors() as error:
+            raise _engine_stopped(error) from None
         if self.render_mode == "human":
             self.render()
         return self._screen.copy(), {}  # a copy: a caller writing into it must not change the env's screen
 
     def step(self, action):
         move = int(doom_move(np.asarray(action).reshape(-1)[0]))
-        reward = self.game.make_action(self._buttons[move], 1)
-        terminated = self.game.is_episode_finished()
-        if not terminated:  # after death there is no new screen: the last one stays the observation
-            self._screen = self.game.get_state().screen_buffer
+        try:
+            reward = self.game.make_action(self._buttons[move], 1)
+            terminated = self.game.is_episode_finished()
+            if not terminated:  # after death there is no new screen: the last one stays the observation
+                self._screen = self.game.get_state().screen_buffer
+        except _engine_errors() as error:
+            raise _engine_stopped(error) from None
         if self.render_mode == "human":
             self.render()
         # a copy: after death the same screen is returned twice, and a caller may write into what it was given
