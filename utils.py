@@ -413,6 +413,9 @@ def load_npy(path: str, made_by: str, mmap: bool = True, ndim: int | None = None
     except Exception as error:  # numpy raises ValueError, OSError or EOFError on truncated or foreign files
         raise UserError(f"{path} is corrupt or not a .npy file ({type(error).__name__}: {error}); "
                         f"delete it and run again: {made_by}") from None
+    if not isinstance(array, np.ndarray):  # a zip (an .npz under a .npy name) opens as an NpzFile
+        array.close()
+        raise UserError(f"{path} is an .npz archive, not a .npy file; delete it and run again: {made_by}")
     if not array.flags.c_contiguous:  # only a foreign file: readers such as 02's read frames as raw C-order bytes
         raise UserError(f"{path} is stored in Fortran order; this project reads and writes C order: "
                         f"remake it with: {made_by}")

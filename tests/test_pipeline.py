@@ -7,6 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 from tests.scripts import ENVIRONMENT, alive, command, run, wait_for
+from utils import UserError, load_npy
 
 pytestmark = pytest.mark.slow  # every test runs the scripts as subprocesses: left out of make test-fast
 
@@ -340,6 +341,15 @@ def test_fortran_order_input_is_refused(tmp_path):
     result = run("02_train_vae.py", cwd=tmp_path, check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "Fortran order" in result.stderr
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_an_npz_under_an_npy_name_is_refused(tmp_path, mmap):
+    """np.load opens a zip as an NpzFile: the next check ended in an AttributeError (a traceback)."""
+    np.savez(tmp_path / "frames.npz", a=np.zeros(3))
+    os.rename(tmp_path / "frames.npz", tmp_path / "obs_data_car_racing_0.npy")
+    with pytest.raises(UserError, match="obs_data_car_racing_0.npy is an .npz archive, not a .npy file; delete it"):
+        load_npy(str(tmp_path / "obs_data_car_racing_0.npy"), "python 01_generate_data.py car_racing", mmap=mmap)
 
 
 def test_bad_flag_values_give_one_line(tmp_path):
