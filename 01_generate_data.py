@@ -64,6 +64,10 @@ def parse_args(argv=None):
             raise UserError(f"--{flag} must be at least 1")
     if args.time_steps is not None and args.time_steps < 2:
         raise UserError("--time_steps must be at least 2")
+    for env_name in (REAL_ENVS if args.run_all_envs else (args.env_name,)):
+        limit = get_config(env_name).max_episode_length
+        if args.time_steps is not None and args.time_steps > limit:  # steps no episode of 05 or model.py reaches
+            raise UserError(f"--time_steps must be at most {limit}, {env_name}'s episode length, got {args.time_steps}")
     if args.start_batch < 0:
         raise UserError("--start_batch must be 0 or more")
     check_flags(args, seeds=("seed",))  # NumPy and Gymnasium take only non-negative seeds
