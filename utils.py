@@ -558,7 +558,7 @@ def batch_range_files(kind: str, env_name: str, start_batch: int, max_batch: int
     """(batch, path) of the batch files start..max (inclusive). Every one must exist: a UserError names the missing
     batches and `made_by` (a file silently skipped would train on less than the user asked for; a range with a gap
     on purpose is two runs, one a side)."""
-    from config import data_file
+    from config import DATA_DIR, data_file
 
     if start_batch < 0:
         raise UserError(f"--start_batch must be 0 or more, got {start_batch}")
@@ -575,14 +575,35 @@ def batch_range_files(kind: str, env_name: str, start_batch: int, max_batch: int
         first, last = missing[0], missing[0]
         while last + 1 in missing:
             last += 1
-        # the command for the first run of missing batches (01: adjust --total_episodes to their episodes)
+        # the command for the first run of missing batches, in this data folder
         command = re.sub(r"--max_batch \d+", f"--max_batch {last}",
                          re.sub(r"--start_batch \d+", f"--start_batch {first}", made_by))
+        if os.path.normpath(data_dir) != os.path.normpath(DATA_DIR):
+            command += f" --data_dir {shlex.quote(data_dir)}"
+        if "--total_episodes" in command:  # 01 writes as many batches as its episodes fill: only the missing ones,
+            # of the size of the batches beside them (the seeds follow batch x batch_size), else it writes over those
+            size = batch_episodes(next(path for b, path in paths if b not in missing))
+            if size is None:
+                command += " (--total_episodes: the missing batches' episodes, with the --batch_size that made them)"
+            else:
+                command = re.sub(r"--total_episodes \d+", f"--total_episodes {(last - first + 1) * size} "
+                                 f"--batch_size {size}", command)
+            command += " and the flags that made the batches beside them (--controller, --seed, --time_steps)"
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise UserError(f"batches {number_ranges(missing)} of {start_batch}..{max_batch} are missing "
-                        f"({data_file(kind, env_name, first, data_dir)}{more}); make them with: {command}, or run "
+                        f"({data_file(kind, env_name, first, data_dir)}{more}); make them with: {command}; or run "
                         f"the ranges on either side of the gap one after the other")
     return paths
+
+
+def batch_episodes(path: str) -> int | None:
+    """The number of episodes in a batch file (its first dimension), from its header; None if it cannot be read."""
+    import numpy as np
+
+    try:
+        return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
+    except Exception:  # any unreadable file: the caller names no size
+        return None
 
 
 def number_ranges(numbers: Sequence[int]) -> str:

@@ -5,6 +5,7 @@ no traceback, and a good file on disk left as it was."""
 import hashlib
 import importlib.util
 import json
+import os
 import re
 import shlex
 import sys
@@ -163,9 +164,12 @@ def test_a_bad_flag_is_one_line_before_any_work(tmp_path, script, args, flag):
 def test_a_batch_missing_inside_the_range_is_named_with_its_command(tmp_path, script, make, maker):
     for batch in (0, 1, 4):
         make(tmp_path, batch)
+    os.rename(tmp_path / "data", tmp_path / "mine")
     result = run(script, "--start_batch", 0, "--max_batch", 4, "--new_model" if script != "03_generate_rnn_data.py"
-                 else "--seed=0", cwd=tmp_path, check=False, timeout=120)
-    refused(result, "2..3", maker, "--start_batch 2")
+                 else "--seed=0", "--data_dir", "mine", cwd=tmp_path, check=False, timeout=120)
+    line = refused(result, "2..3", maker, "--start_batch 2", "--data_dir mine")
+    if maker == "01_generate_data.py":  # its default 2,000 episodes would have written over batch 4 and on
+        assert f"--total_episodes {2 * EPISODES} --batch_size {EPISODES} " in line
 
 
 @pytest.mark.slow
