@@ -32,7 +32,8 @@ import os
 import shutil
 import sys
 
-from utils import UserError, file_sha256, finite_number, repo_root, run_cli, save_json, single_thread_blas
+from utils import (UserError, file_sha256, finite_number, repo_root, run_child, run_cli, save_json,
+                   single_thread_blas)
 
 single_thread_blas()  # the check episodes are played here, with one BLAS thread as model.py's workers play them
 
@@ -252,8 +253,6 @@ def play(root: str = PRETRAINED_DIR, stills: str | None = None, video_dir: str =
     """Record one episode (seed 111, FIRST_SEED) of every shipped agent in its game and its dream (decoded by V), with
     model.py as a user runs it; returns the MP4 paths. With `stills`, also write the frame a third into each video
     as <stills>/pretrained.<env>[.dream].png (the README's pictures)."""
-    import subprocess
-
     from config import FIRST_SEED
 
     envs = shipped(root)
@@ -267,7 +266,7 @@ def play(root: str = PRETRAINED_DIR, stills: str | None = None, video_dir: str =
                        "--max_length", str(max_length)] + \
                       (["--dream_mode"] if dream else [])
             print("$ python " + " ".join(command[1:]), flush=True)
-            if subprocess.run(command).returncode:
+            if run_child(command):
                 raise UserError(f"model.py failed on the shipped {env_name} agent (its error is above)")
             name = f"pretrained.{env_name}.{'dream.' if dream else ''}seed{FIRST_SEED}"
             videos.append(os.path.join(video_dir, f"{name}.mp4"))

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 
-from utils import UserError, check_flags, run_cli, single_thread_blas
+from utils import UserError, check_flags, run_child, run_cli, single_thread_blas
 
 single_thread_blas()  # before NumPy loads its BLAS
 
@@ -111,7 +110,7 @@ def main(argv=None) -> None:
             if done:
                 command += ["--init_opt", checkpoint]
             print(f"== tau {tau:g}: training in the dream ({' '.join(command[2:])})", flush=True)
-            if subprocess.run(command).returncode != 0:
+            if run_child(command) != 0:
                 raise UserError(f"training at tau {tau:g} failed (its error is above)")
         if not os.path.exists(best):
             raise UserError(f"{best} is missing: train at tau {tau:g} first (--generations > 0)")

@@ -71,6 +71,26 @@ def run_cli(main: Callable[[], object]) -> None:
         sys.exit(status)
 
 
+def run_child(command: Sequence[str]) -> int:
+    """Run a script of ours as a child process and return its exit status. A Ctrl-C or SIGTERM that reaches us is
+    passed on to it as the same signal, and we wait for it to stop its own way (a 05 finishes its save and prints
+    the command that resumes) before raising in turn; subprocess.run killed it after a quarter of a second."""
+    import subprocess
+
+    child = subprocess.Popen(command)
+    try:
+        return child.wait()
+    except KeyboardInterrupt as stop:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
+        try:
+            child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        raise
+
+
 # --- short sections that signals do not cut in two ------------------------------------------------------------------
 
 _deferred: dict | None = None  # inside signals_deferred: the handlers of Ctrl-C and SIGTERM, set aside

@@ -133,6 +133,39 @@ def test_a_crashed_doom_engine_is_one_line(tmp_path, monkeypatch):
     env.close()
 
 
+CHILD = """
+import signal, sys, time
+def stop(signum, frame):
+    time.sleep(0.5)  # a 05 finishing its save
+    open("stopped", "w").write(signal.Signals(signum).name)
+    sys.exit(128 + signum)
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGINT, stop)
+open("started", "w").close()
+time.sleep(60)
+"""
+PARENT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from utils import run_child, run_cli
+run_cli(lambda: run_child([sys.executable, "child.py"]))
+"""
+
+
+@pytest.mark.parametrize("signal_name, line, status", [("SIGTERM", "terminated (SIGTERM)", 143),
+                                                        ("SIGINT", "interrupted", 130)])
+def test_a_signal_to_a_script_is_passed_to_its_child_which_stops_its_own_way(tmp_path, signal_name, line, status):
+    """sweep_temperature.py and pretrained.py play run 05 and model.py as children: subprocess.run killed the child
+    a quarter of a second after a Ctrl-C, and at once on SIGTERM (05 lost its save and its resume line)."""
+    (tmp_path / "child.py").write_text(CHILD)
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, ROOT], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (tmp_path / "started").exists(), what="the child to start")
+    parent.send_signal(getattr(signal, signal_name))  # to the parent only, as `kill` does
+    _, stderr = parent.communicate(timeout=30)
+    assert (tmp_path / "stopped").read_text() == signal_name  # the child got the same signal and ended its own way
+    assert parent.returncode == status and stderr.strip().splitlines()[-1] == line, stderr
+
+
 @pytest.mark.slow
 def test_model_py_workers_die_with_a_killed_parent(tmp_path):
     world_model(tmp_path)
