@@ -72,23 +72,42 @@ def run_cli(main: Callable[[], object]) -> None:
 
 
 def run_child(command: Sequence[str]) -> int:
-    """Run a script of ours as a child process and return its exit status. A Ctrl-C or SIGTERM that reaches us is
-    passed on to it as the same signal, and we wait for it to stop its own way (a 05 finishes its save and prints
-    the command that resumes) before raising in turn; subprocess.run killed it after a quarter of a second."""
+    """Run a script of ours as a child process and return its exit status. A Ctrl-C or SIGTERM that reaches us
+    reaches it too, and we wait for it to stop its own way (a 05 finishes its save and prints the command that
+    resumes) before raising in turn; subprocess.run killed it after a quarter of a second. SIGTERM is passed on (a
+    second one changes nothing: run_cli ignores it). SIGINT is passed on unless the child is in the terminal's
+    foreground group: a Ctrl-C at the terminal reached it already, and a second one could cut its clean-up short."""
     import subprocess
 
     child = subprocess.Popen(command)
     try:
         return child.wait()
     except KeyboardInterrupt as stop:
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
         try:
+            if isinstance(stop, Terminated):
+                child.send_signal(signal.SIGTERM)
+            elif not _in_terminal_foreground(child.pid):
+                child.send_signal(signal.SIGINT)
             child.wait(timeout=60)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
         raise
+
+
+def _in_terminal_foreground(pid: int) -> bool:
+    """Whether process `pid` is in the foreground process group of our controlling terminal (the group a Ctrl-C
+    typed there goes to); False without a terminal."""
+    try:
+        terminal = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        return os.tcgetpgrp(terminal) == os.getpgid(pid)
+    except OSError:
+        return False
+    finally:
+        os.close(terminal)
 
 
 # --- short sections that signals do not cut in two ------------------------------------------------------------------

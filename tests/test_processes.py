@@ -166,6 +166,38 @@ def test_a_signal_to_a_script_is_passed_to_its_child_which_stops_its_own_way(tmp
     assert parent.returncode == status and stderr.strip().splitlines()[-1] == line, stderr
 
 
+COUNTING_CHILD = """
+import signal, time
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])
+open("started", "w").close()
+count = 0
+while signal.sigtimedwait([signal.SIGINT], 2 if count else 60) is not None:
+    count += 1
+    time.sleep(0.2)  # a clean-up, during which a second Ctrl-C would arrive
+open("stopped", "w").write(str(count))
+"""
+
+
+def test_a_ctrl_c_at_the_terminal_reaches_the_child_once(tmp_path):
+    """A Ctrl-C typed at a terminal goes to the whole foreground group, child included: the parent must not send the
+    child a second one, which could cut short the clean-up of the first."""
+    import pty
+
+    (tmp_path / "child.py").write_text(COUNTING_CHILD)
+    master, slave = pty.openpty()
+    terminal = os.ttyname(slave)
+    os.close(slave)
+    # the parent leads a new session whose controlling terminal is the pty (opened without O_NOCTTY)
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, ROOT], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True, preexec_fn=lambda: os.close(os.open(terminal, os.O_RDWR)))
+    wait_for(lambda: (tmp_path / "started").exists(), what="the child to start")
+    os.write(master, b"\x03")  # Ctrl-C
+    _, stderr = parent.communicate(timeout=30)
+    os.close(master)
+    assert (tmp_path / "stopped").read_text() == "1"
+    assert parent.returncode == 130 and stderr.strip().splitlines()[-1] == "interrupted", stderr
+
+
 @pytest.mark.slow
 def test_model_py_workers_die_with_a_killed_parent(tmp_path):
     world_model(tmp_path)
