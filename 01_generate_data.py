@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 from config import CONFIGS, FRAME_SIZE, add_folder_flags, data_file, get_config  # noqa: E402
 from envs import REAL_ENVS, get_spec  # noqa: E402
 from parallel import ProcessPool, WorkerDied  # noqa: E402
-from utils import atomic_path, lock_outputs, save_npy, signals_deferred, temporaries_of  # noqa: E402
+from utils import atomic_path, lock_outputs, signals_deferred, temporaries_of  # noqa: E402
 
 KINDS = ("obs_data", "action_data", "length_data", "done_data")  # the four files of a batch
 
@@ -171,9 +171,10 @@ def write_batch(pool, env_name: str, batch: int, first_episode: int, episodes: i
             except WorkerDied as error:
                 raise UserError(f"{error}; batch {batch} was not written, earlier batches are complete") from None
         landing.enter_context(signals_deferred())
-        save_npy(data_file("action_data", env_name, batch, args.data_dir), actions)
-        save_npy(data_file("length_data", env_name, batch, args.data_dir), lengths)
-        save_npy(data_file("done_data", env_name, batch, args.data_dir), dones)
+        for kind, array in (("action_data", actions), ("length_data", lengths), ("done_data", dones)):
+            # each to its temporary file; the renames come when `landing` unwinds, after the frames' rename, and a
+            # full disk here renames none of the four
+            np.save(landing.enter_context(atomic_path(data_file(kind, env_name, batch, args.data_dir), ".npy")), array)
 
 
 def main(argv=None):

@@ -41,8 +41,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from config import MAKES_OBS_DATA, data_file, get_config, vae_file_to_read, MAKES_VAE
-    from utils import (all_finite, batch_range_files, check_lengths, load_npy, lock_outputs, require_file, save_npy,
-                       signals_deferred, temporaries_of)
+    from utils import (all_finite, batch_range_files, check_lengths, load_npy, lock_outputs, require_file,
+                       save_npy_set, temporaries_of)
 
     config = get_config(args.env_name)
     made_by = MAKES_OBS_DATA.format(env=args.env_name)
@@ -107,9 +107,8 @@ def main(argv=None):
                    "rnn_initial": np.stack([mu[:, 0], logvar[:, 0]], axis=1), "rnn_length": lengths.astype(np.int32),
                    "rnn_done": dones.astype(bool)}
         assert set(outputs) == set(KINDS)  # the stale temporary files removed above are those of these files
-        with signals_deferred():  # a Ctrl-C or SIGTERM waits for the batch's six files: never some new, some old
-            for kind, array in outputs.items():
-                save_npy(data_file(kind, args.env_name, batch, args.data_dir), array)
+        # the batch's six files as a set: a Ctrl-C, SIGTERM or full disk never leaves some new beside some old
+        save_npy_set({data_file(kind, args.env_name, batch, args.data_dir): array for kind, array in outputs.items()})
     print(f"wrote rnn_* files for {len(obs_paths)} batches to {args.data_dir} ({time.time() - started:.0f} s)")
 
 

@@ -403,6 +403,18 @@ def save_npy(path: str, array: np.ndarray) -> None:
         np.save(temporary, array)
 
 
+def save_npy_set(files: dict[str, np.ndarray]) -> None:
+    """Write several .npy files as one set: every array to its temporary file first, then the renames, all under
+    signals_deferred. A full disk or a stop part-way leaves every file as it was, never some new beside some old
+    (one rewrite of a batch's files after another, from a retrained V, would have mixed the two)."""
+    import numpy as np
+
+    with signals_deferred(), contextlib.ExitStack() as renames:  # the renames run as the stack unwinds
+        for path, array in files.items():
+            temporary = renames.enter_context(atomic_path(path, suffix=".npy"))
+            np.save(temporary, array)
+
+
 def save_npz(path: str, **arrays: np.ndarray) -> None:
     """Write one uncompressed .npz file whole."""
     import numpy as np

@@ -18,7 +18,7 @@ import pytest
 
 from tests.scripts import ENVIRONMENT, ROOT, alive, command, run, wait_for
 from tests.test_training import BASE, TRAIN, world_model
-from utils import UserError, save_json, save_npy
+from utils import UserError, save_json, save_npy, save_npy_set
 
 ROLLOUTS = ["car_racing", "--total_episodes", 8, "--batch_size", 8, "--time_steps", 300, "--num_workers", 2]
 
@@ -435,13 +435,13 @@ def test_a_ctrl_c_as_01_lands_a_batch_waits_for_its_four_files(tmp_path, monkeyp
     spec = importlib.util.spec_from_file_location("stage_01", os.path.join(ROOT, "01_generate_data.py"))
     stage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage)
-    save = stage.save_npy
+    save = np.save  # the frames are written into their file directly; np.save writes the three small files
 
     def interrupted(path, array):
         os.kill(os.getpid(), signal.SIGINT)
         save(path, array)
 
-    monkeypatch.setattr(stage, "save_npy", interrupted)
+    monkeypatch.setattr(stage.np, "save", interrupted)
     before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if run in background
     try:
         with pytest.raises(KeyboardInterrupt):  # one worker: the episode is played in this process
@@ -506,6 +506,26 @@ def test_save_helpers_name_the_folder_of_a_full_or_read_only_disk(tmp_path):
     with mounted_tmpfs(tmp_path / "read_only", "64k", read_only=True) as disk:
         with pytest.raises(UserError, match=f"^cannot write to {disk}: the file system is read-only$"):
             save_json(str(disk / "history.json"), [1, 2])
+
+
+def test_a_set_of_files_on_a_full_disk_is_left_as_it_was(tmp_path):
+    """03 rewrites a batch's six files (after V is retrained): the fourth meeting a full disk left the first three
+    new beside three old, which 04 trained on without a word. Now none is replaced."""
+    old = {str(tmp_path / f"{kind}.npy"): np.full(10, 1.0) for kind in ("mu", "logvar", "input")}
+    for path, array in old.items():
+        save_npy(path, array)
+    new = dict(zip(old, (np.full(10, 2.0), np.full(10, 2.0), np.zeros(1_000_000, np.uint8))))
+    with mounted_tmpfs(tmp_path / "small", "256k") as disk:
+        moved = {str(disk / os.path.basename(path)): array for path, array in old.items()}
+        for path, array in moved.items():
+            save_npy(path, array)
+        with pytest.raises(UserError, match=f"^cannot write to {disk}: the disk is full$"):
+            save_npy_set(dict(zip(moved, new.values())))
+        for path in moved:
+            np.testing.assert_array_equal(np.load(path), np.full(10, 1.0))  # every file as it was
+        assert sorted(os.listdir(disk)) == ["input.npy", "logvar.npy", "mu.npy"]  # no temporary file left
+    save_npy_set(new)  # and where there is room, the set is written
+    assert [float(np.load(path)[0]) for path in new] == [2.0, 2.0, 0.0]
 
 
 @pytest.mark.slow
