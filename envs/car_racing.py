@@ -19,7 +19,12 @@ VIDEO_FPS = 50  # CarRacing's own rate (its metadata's render_fps)
 class RandomPolicy:
     """The data-collection policy of stage 01 (seed article), seeded per episode: full gas [0, 1, 0] for the first 60
     steps, then every 5 steps a new random action held for 5 steps: 10% nothing, 40% gas in [0, 1], 30% steer left
-    in [-1, 0], 10% steer right in [0, 1], 10% brake in [0, 1]."""
+    in [-1, 0], 10% steer right in [0, 1], 10% brake in [0, 1].
+
+    Its generator is NumPy's default_rng(seed), the very stream Gymnasium's reset(seed=seed) builds the track from
+    (np_random(seed) is the same PCG64): the first random action's two draws are the first checkpoint's angle and
+    radius draws. Known and kept: the shipped world model was trained on these episodes, and a separate stream would
+    change every recorded batch of a given seed."""
 
     FULL_GAS_STEPS = 60
     HOLD_STEPS = 5
