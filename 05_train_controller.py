@@ -30,7 +30,9 @@ import signal
 import sys
 import time
 
-from utils import UserError, check_flags, run_cli
+from utils import UserError, check_flags, run_cli, single_thread_blas
+
+single_thread_blas()  # before NumPy loads: every rank one BLAS thread, under our mpiexec or the user's (many hosts)
 
 SCRIPT = os.path.abspath(__file__)
 
@@ -288,27 +290,63 @@ class Plan:
             raise UserError(f"resuming {path} would write over {target}, another checkpoint of this run's files; "
                             f"resume that one (--init_opt {target}), or give another --controller_dir")
 
-    def make_evaluator(self):
-        from controller.evaluate import Evaluator
-
+    def evaluator_settings(self) -> dict:
+        """What a worker needs to play episodes, settled here (a resume's checkpoint read, the flags checked): rank
+        0 sends it to the workers, which read no checkpoint and check no output of their own (on another machine
+        neither need be there)."""
         args = self.args
-        return Evaluator(self.config, self.max_length, dream_mode=bool(args.dream_mode),
-                         temperature=self.temperature, vae_dir=args.vae_dir, rnn_dir=args.rnn_dir,
-                         data_dir=args.data_dir, exp_mode=self.exp_mode)
+        return {"env_name": args.env_name, "max_length": self.max_length, "dream_mode": bool(args.dream_mode),
+                "temperature": self.temperature, "vae_dir": args.vae_dir, "rnn_dir": args.rnn_dir,
+                "data_dir": args.data_dir, "exp_mode": self.exp_mode}
+
+    def make_evaluator(self):
+        return make_evaluator(self.evaluator_settings())
+
+    def command(self, arguments) -> str:
+        """The command line that runs this script with `arguments`, from the current folder and with this Python
+        ("python" where that is it), quoted for the shell: it works when pasted whatever the paths hold."""
+        import shutil
+
+        on_path = shutil.which("python")
+        python = "python" if on_path and os.path.realpath(on_path) == os.path.realpath(sys.executable) else \
+            sys.executable
+        return shlex.join([python, os.path.relpath(SCRIPT), *arguments])
 
     def resume_command(self) -> str:
-        arguments = [a for a in sys.argv[1:]]
-        for flag in ("--init_opt", "--init_params"):  # a resume starts from the checkpoint alone
-            while flag in arguments:
-                index = arguments.index(flag)
-                del arguments[index:index + 2]
-            arguments = [a for a in arguments if not a.startswith(flag + "=")]
-        # quoted for the shell, so it works when pasted whatever spaces or quotes the paths hold
-        return shlex.join(["python", os.path.basename(SCRIPT), *arguments, "--init_opt", self.files.checkpoint])
+        kept, skip_value = [], False
+        for argument in sys.argv[1:]:  # a resume starts from the checkpoint alone: no --init_opt, --init_params
+            if skip_value:
+                skip_value = False
+                continue
+            name = argument.split("=", 1)[0]  # argparse takes any unique prefix of a flag, e.g. --init_p
+            if name.startswith("--init_") and any(flag.startswith(name) for flag in ("--init_opt", "--init_params")):
+                skip_value = "=" not in argument
+                continue
+            kept.append(argument)
+        return self.command([*kept, "--init_opt", self.files.checkpoint])
+
+    def resume_hint(self) -> str:
+        """How to go on after a stop: from the last checkpoint, or, before the first one, the same command again."""
+        if os.path.exists(self.files.checkpoint):
+            return f"the last whole checkpoint is {self.files.checkpoint}; resume with: {self.resume_command()}"
+        return f"no generation was finished, nothing is saved; start again with: {self.command(sys.argv[1:])}"
+
+
+def make_evaluator(settings: dict):
+    """A worker's episode player, from Plan.evaluator_settings."""
+    from config import get_config
+    from controller.evaluate import Evaluator
+
+    settings = dict(settings)
+    return Evaluator(get_config(settings.pop("env_name")), settings.pop("max_length"), **settings)
 
 
 class Stopping(Exception):
-    """A signal asked the run to stop."""
+    """A signal asked the run to stop (its number: `signal_number`)."""
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
 
 
 def split_rows(count: int, parts: int) -> list[slice]:
@@ -472,11 +510,8 @@ def main(argv=None) -> None:
     if rank != 0:
         from parallel import serve
 
-        try:
-            plan = Plan(args)
-        except UserError:
-            sys.exit(1)  # rank 0 finds the same problem and reports it
-        serve(comm, plan.make_evaluator)
+        settings = comm.bcast(None, root=0)  # rank 0's, once its checks pass (if they fail, MPI_Abort ends us)
+        serve(comm, lambda: make_evaluator(settings))  # an error here goes to rank 0, which ends the run with it
         return
     run_leader(args, comm)
 
@@ -492,19 +527,20 @@ def run_leader(args, comm) -> None:
 
     def check():
         if stop_signal:
-            raise Stopping(signal.Signals(stop_signal[0]).name)
+            raise Stopping(stop_signal[0])
 
     try:
         plan = Plan(args, lock=True)
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         workers = comm.Get_size() - 1
+        if workers > 0:
+            comm.bcast(plan.evaluator_settings(), root=0)
         pool = Pool(comm, check) if workers > 0 else LocalPool(task_runner(plan.make_evaluator()), check)
         lead(plan, pool, max(workers, 1))
     except Stopping as stopping:
-        print(f"\n{stopping} received: stopped; the last whole checkpoint is {plan.files.checkpoint}; resume with: "
-              f"{plan.resume_command()}", file=sys.stderr, flush=True)
-        abort(130)
+        print(f"\n{stopping} received: stopped; {plan.resume_hint()}", file=sys.stderr, flush=True)
+        abort(128 + stopping.signal_number)  # 130 for Ctrl-C, 143 for SIGTERM
     except WorkerFailed as failure:
         print(f"error: {failure}", file=sys.stderr, flush=True)
         abort(1)

@@ -11,6 +11,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from config import CAR_RACING
 from es import load_optimizer
 from parallel import Failure, Result, Stop, Task, decode, encode
 from rnn.numpy_rnn import expected_rnn_shapes
-from tests.scripts import ENVIRONMENT, command, run, wait_for
+from tests.scripts import ENVIRONMENT, ROOT, command, run, wait_for
 from utils import random_weights, save_npz
 from vae.numpy_vae import expected_vae_shapes
 
@@ -143,7 +144,7 @@ def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path):
     assert process.poll() is None, process.communicate()
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode != 0 and "SIGTERM" in stderr and "--init_opt" in stderr
+    assert process.returncode == 143 and "SIGTERM" in stderr and "--init_opt" in stderr  # 128 + SIGTERM, as documented
     assert stderr.strip().splitlines()[-1].startswith("SIGTERM received: stopped"), stderr  # MPICH's abort line silenced
     generation = state(tmp_path)[1]["generation"]
     assert generation >= 1
@@ -160,6 +161,43 @@ def test_a_worker_that_fails_stops_the_run_with_its_error(tmp_path):
     assert result.returncode != 0
     assert "worker" in result.stderr and "car_racing.npz is corrupt" in result.stderr
     assert "04_train_rnn.py" in result.stderr  # the command that remakes it
+
+
+@pytest.mark.slow
+def test_a_stop_before_the_first_checkpoint_says_to_start_again(tmp_path):
+    """Stopped in its first generation, a fresh run has no checkpoint: the printed command named one that did not
+    exist."""
+    world_model(tmp_path)
+    output = tmp_path / "stdout.txt"
+    with open(output, "w") as stdout:
+        process = subprocess.Popen(command("05_train_controller.py", *TRAIN[:5], "--max_length", 1000),
+                                   cwd=tmp_path, env=ENVIRONMENT, stdout=stdout, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: "checkpoint ./controller" in output.read_text() or process.poll() is not None,
+             what="the first generation to start")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and not (tmp_path / "controller" / f"{BASE}.es.pk").exists()
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("SIGINT received: stopped; no generation was finished, nothing is saved; start again "
+                           "with: "), stderr
+    assert "--init_opt" not in line and line.endswith(" ".join(map(str, [*TRAIN[:5], "--max_length", 1000])))
+
+
+@pytest.mark.slow
+def test_a_worker_without_the_world_model_ends_the_run_with_its_error(tmp_path):
+    """Workers on another machine, started by the user's mpiexec: one that could not build its player (a file
+    missing there) left the run waiting forever; now its error ends the run. Here the workers run in a folder
+    without the world model (mpiexec's -wdir), as on a machine where it was not copied."""
+    from parallel import find_mpiexec
+
+    leader, elsewhere = world_model(tmp_path / "leader"), tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    script = [sys.executable, os.path.join(ROOT, "05_train_controller.py"), *map(str, TRAIN), "--generations", "1"]
+    launch = [find_mpiexec(), "-np", "1", "-wdir", str(leader), *script, ":", "-np", "2", "-wdir", str(elsewhere),
+              *script]
+    result = subprocess.run(launch, env=ENVIRONMENT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "worker" in result.stderr and "./vae/car_racing.npz" in result.stderr, result.stderr
 
 
 @pytest.mark.slow
@@ -237,12 +275,16 @@ def test_init_params_starts_a_new_run_from_a_controller(tmp_path):
     (tmp_path / "start.best.json").write_text(json.dumps([start.tolist(), 12.0]))
     first = train(tmp_path, "--generations", 1, "--init_params", "start.best.json", "--sigma_init", 1e-9)
     with open(tmp_path / "log" / f"{BASE}.json") as handle:
-        mean, _ = json.load(handle)
+        mean = json.load(handle)[0]
     np.testing.assert_array_equal(mean, start)  # one generation of steps of 1e-9 leaves the rounded mean there
-    # the printed way to go on resumes from the checkpoint alone (before, it kept --init_params and was refused)
+    # the printed way to go on resumes from the checkpoint alone (before, it kept --init_params and was refused),
+    # and names the script from the folder it ran in (before, its bare name: only right in the repository's root)
     command = shlex.split(first.stdout.split("resume with: ")[-1].strip())
-    assert command[:2] == ["python", "05_train_controller.py"] and "--init_params" not in command
-    resumed = run(*command[1:], "--generations", 1, cwd=tmp_path)
+    assert command[0] in ("python", sys.executable) and "--init_params" not in command
+    assert os.path.realpath(tmp_path / command[1]) == os.path.join(ROOT, "05_train_controller.py")
+    resumed = subprocess.run([sys.executable, *command[1:], "--generations", "1"], cwd=tmp_path, env=ENVIRONMENT,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout and [row[0] for row in history(tmp_path)] == [1, 2]
     result = train(tmp_path, "--generations", 1, "--init_params", "start.best.json", "--init_opt",
                    f"./controller/{BASE}.es.pk", check=False)
