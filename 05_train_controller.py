@@ -503,9 +503,14 @@ def main(argv=None) -> None:
         Plan(args, lock=True)  # every check that can fail, before any process is started
         relaunch_under_mpi(args.num_worker + 1, SCRIPT, sys.argv[1:] if argv is None else list(argv))
 
-    from parallel import world
+    from parallel import CHILD_MARKER, world
 
     comm = world()
+    if os.environ.get(CHILD_MARKER) == "1" and comm.Get_size() != args.num_worker + 1:
+        # our own relaunch: an mpiexec of another MPI than mpi4py's starts each process as a world of its own
+        raise UserError(f"mpiexec started {comm.Get_size()} process(es) in the run's MPI world where "
+                        f"{args.num_worker + 1} were asked: it is not of the MPI that mpi4py was built with; use the "
+                        f"mpiexec of the mpich wheel (pip install -r requirements.txt puts it beside Python)")
     rank = comm.Get_rank()
     if rank != 0:
         from parallel import serve

@@ -201,6 +201,21 @@ def test_a_worker_without_the_world_model_ends_the_run_with_its_error(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_relaunch_whose_mpiexec_starts_singletons_is_refused(tmp_path):
+    """An mpiexec of another MPI than mpi4py's (an Open MPI one on PATH) starts every process as an MPI world of
+    one: each took itself for the leader, and all but one died on the lock. Here a process started as our relaunch
+    would be, but without a launcher: a world of one where three were asked."""
+    from parallel import CHILD_MARKER
+
+    world_model(tmp_path)
+    result = subprocess.run(command("05_train_controller.py", *TRAIN), cwd=tmp_path, capture_output=True, text=True,
+                            env={**ENVIRONMENT, CHILD_MARKER: "1"}, timeout=120)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(
+        "error: mpiexec started 1 process(es) in the run's MPI world where 3 were asked"), result.stderr
+    assert not (tmp_path / "controller").exists()
+
+
+@pytest.mark.slow
 def test_a_worker_that_dies_ends_the_run(tmp_path):
     import psutil
 
