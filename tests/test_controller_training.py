@@ -12,6 +12,7 @@ The world models hold random weights of the right shapes: what is tested is the 
 import copy
 import dataclasses
 import json
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -154,7 +155,7 @@ def test_a_dream_run_stopped_while_its_new_best_plays_the_real_game_writes_no_be
 
     def stopped_in_the_real_game(task):
         if task.real:
-            raise stopped.module.Stopping("SIGTERM")
+            raise stopped.module.Stopping(signal.SIGTERM)
         return play(task)
 
     stopped.pool.function = stopped_in_the_real_game
@@ -178,7 +179,7 @@ def test_a_run_stopped_between_the_checkpoint_of_a_new_best_and_its_best_file_wr
     stopped = Leader(folder, monkeypatch, *RETRAIN)
 
     def stopped_before_the_best_file(plan):
-        raise stopped.module.Stopping("SIGTERM")
+        raise stopped.module.Stopping(signal.SIGTERM)
 
     monkeypatch.setattr(stopped.module, "write_best", stopped_before_the_best_file)
     with pytest.raises(stopped.module.Stopping):
