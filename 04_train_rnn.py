@@ -6,7 +6,9 @@ Reads the rnn_mu / rnn_logvar / rnn_input / rnn_length / rnn_done files of stage
 different episode lengths train together: random play recorded for 300 steps beside a controller's 1000). Every
 epoch draws a fresh z = mu + exp(logvar / 2) * eps for every frame (as the paper does), so M never fits one noisy
 encoding. Minibatches group episodes of similar length, each cut to its longest (rnn.train.length_buckets): Doom
-episodes last 50 to 2100 steps, and the LSTM need not run over padding. After every epoch it writes
+episodes last 50 to 2100 steps, and the LSTM need not run over padding. Every step of the epoch weighs the same in
+training whatever the grouping (each minibatch's loss is its sum over steps over a constant for the epoch, MDNRNN's
+norms), and the losses printed are per step. After every epoch it writes
 ./rnn/<env>.weights.h5 and ./rnn/<env>.npz whole, ./rnn/<env>.history.json and a loss curve ./rnn/<env>.loss.png.
 Without --new_model it resumes from the saved weights.
 
@@ -163,7 +165,7 @@ def main(argv=None):
     from plots import save_curves
     from rnn.arch import make_rnn
     from rnn.train import (epoch_rng, length_buckets, load_rnn, rnn_arrays, rnn_from_numpy_copy, save_rnn,
-                           training_masks)
+                           step_norms, training_masks)
     from tqdm import tqdm
     from utils import check_room_for_model, new_or_resumed
 
@@ -190,6 +192,7 @@ def main(argv=None):
                                        f"{last_trained + 1}..{args.max_batch})" if held_out is not None else ""))
 
     z_mask, done_target, done_mask = training_masks(data["lengths"], data["dones"], time_steps)
+    norms = step_norms(data["lengths"])
     held_out_losses = held_out_evaluator(rnn, held_out, config, batch_size, args.seed) if held_out else None
     started = time.time()
     first_epoch = len(history) + 1
@@ -202,8 +205,8 @@ def main(argv=None):
         progress = tqdm(groups, desc=f"epoch {epoch} (fresh z draw)", unit="minibatch", disable=args.verbose != 1)
         where = f"minibatch {{}} of {len(groups)}"
         try:
-            result = run_minibatches(rnn.train_on_batch, progress, inputs, (z_next, z_mask, done_target, done_mask),
-                                     data["lengths"],
+            result = run_minibatches(rnn.train_on_batch, progress, inputs,
+                                     (z_next, z_mask, done_target, done_mask, *norms),
                                      lambda logs: progress.set_postfix(loss=f"{float(logs['loss']):.4f}"))
             where = "held-out minibatch {}"
             if held_out_losses is not None:
@@ -236,22 +239,26 @@ class NonFiniteLoss(Exception):
         self.index, self.loss = index, loss
 
 
-def run_minibatches(step, groups, inputs, targets: tuple, lengths, after_each=None) -> dict:
-    """step(x, y, return_dict=True) (train_on_batch or test_on_batch) on every minibatch (rows, steps) of `groups`;
-    returns the losses averaged over recorded steps (each minibatch weighted by its episodes' lengths). A loss that
-    is not finite raises NonFiniteLoss at once (every later step would train on NaN weights)."""
-    totals, recorded = {}, 0.0
+def run_minibatches(step, groups, inputs, targets: tuple, after_each=None) -> dict:
+    """step(x, y, return_dict=True) (train_on_batch or test_on_batch) on every minibatch (rows, steps) of `groups`,
+    targets (z_next, z_mask, done, done_mask, z_norm, done_norm); returns the losses per step of the epoch: each
+    minibatch's loss is its sum over steps divided by its rows' norms, so the norms weigh it back into the sum.
+    A loss that is not finite raises NonFiniteLoss at once (every later step would train on NaN weights)."""
+    sums, norms = {}, {}
+    z_norm, done_norm = targets[4], targets[5]
     for index, (rows, steps) in enumerate(groups):
         logs = step(inputs[rows, :steps], tuple(target[rows, :steps] for target in targets), return_dict=True)
         if not math.isfinite(float(logs["loss"])):
             raise NonFiniteLoss(index, float(logs["loss"]))
-        weight = float(lengths[rows].sum())
-        for name, value in logs.items():
-            totals[name] = totals.get(name, 0.0) + weight * float(value)
-        recorded += weight
+        for name, norm in (("z_loss", z_norm), ("done_loss", done_norm)):
+            if name in logs:
+                weight = float(norm[rows].sum())
+                sums[name] = sums.get(name, 0.0) + weight * float(logs[name])
+                norms[name] = norms.get(name, 0.0) + weight
         if after_each is not None:
             after_each(logs)
-    return {name: total / recorded for name, total in totals.items()}
+    result = {name: sums[name] / max(norms[name], 1e-12) for name in sums}
+    return {"loss": sum(result.values()), **result}
 
 
 def held_out_evaluator(rnn, held_out: dict, config, batch_size: int, seed: int):
@@ -261,14 +268,15 @@ def held_out_evaluator(rnn, held_out: dict, config, batch_size: int, seed: int):
     """
     import numpy as np
 
-    from rnn.train import length_buckets, rnn_arrays, training_masks
+    from rnn.train import length_buckets, rnn_arrays, step_norms, training_masks
 
     rng = np.random.default_rng(seed + 1)
     lengths = held_out["lengths"]
     inputs, z_next = rnn_arrays(held_out["mu"], held_out["logvar"], held_out["actions"], lengths, config.use_done, rng)
     z_mask, done_target, done_mask = training_masks(lengths, held_out["dones"], inputs.shape[1])
     groups = length_buckets(lengths, batch_size, rng, max_steps=inputs.shape[1])
-    return lambda: run_minibatches(rnn.test_on_batch, groups, inputs, (z_next, z_mask, done_target, done_mask), lengths)
+    targets = (z_next, z_mask, done_target, done_mask, *step_norms(lengths))
+    return lambda: run_minibatches(rnn.test_on_batch, groups, inputs, targets)
 
 
 if __name__ == "__main__":

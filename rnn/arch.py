@@ -60,10 +60,16 @@ class DecayingLearningRate(keras.optimizers.schedules.LearningRateSchedule):
 
 
 class MDNRNN(keras.Model):
-    """The MDN-RNN; `fit()` takes (inputs, targets) with inputs (B, T, in) and targets = (z_next, mask, done).
+    """The MDN-RNN; `train_on_batch` takes (inputs, targets) with inputs (B, T, in) and targets = (z_next, mask, done,
+    done_mask) or (z_next, mask, done, done_mask, z_norm, done_norm).
 
     mask (B, T) is 1 where z_next is a real next frame, done (B, T) is 1 at the step an episode ends (Doom) and
-    the done loss covers steps with done_mask (B, T) = 1 (every recorded step, including the last one).
+    the done loss covers steps with done_mask (B, T) = 1 (every recorded step, including the last one). Without
+    norms each loss is the minibatch's mean over its steps. With them, z_norm and done_norm (B, 1) hold every
+    episode's share of the steps a minibatch holds on average (the epoch's mean steps per episode), and each loss is
+    the minibatch's sum over its steps divided by the sum of its rows' norms: every step of the epoch then weighs
+    the same in training, as in the official code's fixed-size minibatches, however 04 groups episodes by length
+    (a minibatch of short episodes would otherwise weigh each of its steps more).
     """
 
     def __init__(self, config, **kwargs):
@@ -90,30 +96,31 @@ class MDNRNN(keras.Model):
         done_logit = ops.squeeze(self.done_head(hidden), -1) if self.done_head is not None else None
         return self.mdn(hidden), done_logit, (h, c)
 
-    def losses_of(self, inputs, z_next, mask, done, done_mask, training=True):
+    def losses_of(self, inputs, z_next, mask, done, done_mask, z_norm=None, done_norm=None, training=True):
         mdn_output, done_logit, _ = self(inputs, training=training)
         z_nll = ops.mean(mdn_negative_log_likelihood(mdn_output, z_next, self.num_mixtures), axis=-1)
-        z_loss = ops.sum(z_nll * mask) / ops.maximum(ops.sum(mask), 1.0)
+        z_loss = ops.sum(z_nll * mask) / ops.maximum(ops.sum(mask if z_norm is None else z_norm), 1e-6)
         if not self.use_done:
             return z_loss, z_loss, ops.zeros(())
         done_terms = weighted_done_loss(done_logit, done, self.done_weight)
-        done_loss = ops.sum(done_terms * done_mask) / ops.maximum(ops.sum(done_mask), 1.0)
+        done_loss = ops.sum(done_terms * done_mask) / ops.maximum(ops.sum(done_mask if done_norm is None else
+                                                                          done_norm), 1e-6)
         return z_loss + done_loss, z_loss, done_loss
 
     def train_step(self, data):
         import tensorflow as tf
 
-        inputs, (z_next, mask, done, done_mask) = data[0], data[1]  # fit() gives (x, y), train_on_batch (x, y, w)
+        inputs, targets = data[0], data[1]  # fit() gives (x, y), train_on_batch (x, y, w)
         with tf.GradientTape() as tape:
-            loss, z_loss, done_loss = self.losses_of(inputs, z_next, mask, done, done_mask)
+            loss, z_loss, done_loss = self.losses_of(inputs, *targets)
         gradients = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
         return self._track(loss, z_loss, done_loss)
 
     def test_step(self, data):
         """The same losses without a gradient step (`test_on_batch`, `evaluate`): 04's held-out episodes."""
-        inputs, (z_next, mask, done, done_mask) = data[0], data[1]
-        return self._track(*self.losses_of(inputs, z_next, mask, done, done_mask, training=False))
+        inputs, targets = data[0], data[1]
+        return self._track(*self.losses_of(inputs, *targets, training=False))
 
     def _track(self, loss, z_loss, done_loss):
         self.loss_tracker.update_state(loss)

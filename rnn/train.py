@@ -57,6 +57,15 @@ def training_masks(lengths, dones, time_steps: int):
     return z_mask, np.asarray(dones, dtype=np.float32) * done_mask, done_mask
 
 
+def step_norms(lengths) -> tuple:
+    """(z_norm, done_norm), each (E, 1): every episode's share of a minibatch's normaliser, the mean number of steps
+    an episode has a loss on (length - 1 with a next frame for z, every recorded step for done). A minibatch's loss
+    is its sum over steps divided by its rows' norms (MDNRNN): every step of the epoch weighs the same."""
+    lengths = np.asarray(lengths, dtype=np.float64)
+    z_steps, done_steps = np.maximum(lengths - 1, 0).mean(), lengths.mean()
+    return (np.full((len(lengths), 1), z_steps, np.float32), np.full((len(lengths), 1), done_steps, np.float32))
+
+
 def length_buckets(lengths, batch_size: int, rng, multiple: int = 64, max_steps: int | None = None):
     """One epoch's minibatches of similar-length episodes: a list of (episode indices, steps to keep).
 

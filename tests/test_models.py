@@ -8,7 +8,8 @@ import pytest
 from config import CAR_RACING, DOOM_TAKE_COVER
 from rnn import mdn
 from rnn.arch import make_rnn, mdn_negative_log_likelihood, weighted_done_loss
-from rnn.train import length_buckets, load_rnn, rnn_arrays, rnn_from_numpy_copy, save_rnn, training_masks
+from rnn.train import (length_buckets, load_rnn, rnn_arrays, rnn_from_numpy_copy, save_rnn, step_norms,
+                       training_masks)
 from vae.arch import kl_divergence, make_vae, reconstruction_error
 from vae.train import load_vae, resume_point, save_vae, vae_from_numpy_copy, valid_frame_index
 
@@ -154,6 +155,40 @@ def test_mdn_rnn_test_step_gives_the_training_loss_without_a_step():
     trained = rnn.train_on_batch(inputs, targets, return_dict=True)  # the loss before its own step
     np.testing.assert_allclose(trained["loss"], evaluated["loss"], rtol=1e-5)
     assert not all(np.array_equal(a, b) for a, b in zip(before, rnn.get_weights()))
+
+
+def test_every_step_weighs_the_same_in_training_however_episodes_are_grouped():
+    """04 groups episodes by length. When each minibatch was its own mean, a minibatch of two short episodes weighed
+    each of its steps 8 times what one of two long ones did: the epoch's summed gradient depended on the grouping
+    (and the long episodes a controller plays counted less). With the epoch's norms it is the same for any grouping,
+    and it is the gradient of the per-step mean loss of the whole epoch."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(5)
+    lengths = np.array([5, 5, 40, 40])
+    mu = rng.normal(size=(4, 40, 64)).astype(np.float32)
+    actions = rng.choice([-1.0, 0.0, 1.0], size=(4, 40, 1)).astype(np.float32)
+    dones = np.zeros((4, 40), dtype=bool)
+    dones[0, 4] = dones[2, 39] = True
+    inputs, z_next = rnn_arrays(mu, np.full_like(mu, -4.0), actions, lengths, True, rng)
+    targets = (z_next, *training_masks(lengths, dones, 40), *step_norms(lengths))
+    rnn = make_rnn(DOOM_TAKE_COVER)
+
+    def summed_gradient(groups, normed=True):
+        total = None
+        for rows in map(np.array, groups):
+            with tf.GradientTape() as tape:
+                loss = rnn.losses_of(inputs[rows], *(t[rows] for t in targets[:6 if normed else 4]))[0]
+            gradient = [np.asarray(g) for g in tape.gradient(loss, rnn.trainable_weights)]
+            total = gradient if total is None else [a + b for a, b in zip(total, gradient)]
+        return np.concatenate([g.ravel() for g in total])
+
+    by_length, mixed = summed_gradient([[0, 1], [2, 3]]), summed_gradient([[0, 2], [1, 3]])
+    np.testing.assert_allclose(by_length, mixed, rtol=2e-4, atol=1e-7)
+    whole = summed_gradient([[0, 1, 2, 3]])  # one minibatch of the epoch, whose loss is the per-step mean
+    np.testing.assert_allclose(by_length, 2 * whole, rtol=2e-4, atol=1e-7)  # two minibatches of half the norm each
+    old_by_length, old_mixed = summed_gradient([[0, 1], [2, 3]], False), summed_gradient([[0, 2], [1, 3]], False)
+    assert np.abs(old_by_length - old_mixed).max() > 0.1 * np.abs(old_mixed).max()  # the bias that was
 
 
 def _doom_batch():
