@@ -3,7 +3,8 @@
     python 02_train_vae.py --start_batch 0 --max_batch 9 --new_model
 
 Reads ./data/obs_data_<env>_<batch>.npy for batches start..max (memory-mapped, uint8), trains batch file by batch
-file for --epochs passes, and after every batch file writes ./vae/<env>.weights.h5 and ./vae/<env>.npz whole, plus
+file for --epochs passes (the files in an order shuffled anew every epoch, the frames of each too), and after every
+batch file writes ./vae/<env>.weights.h5 and ./vae/<env>.npz whole, plus
 ./vae/<env>.history.json, a loss curve ./vae/<env>.loss.png and ./vae/<env>.reconstructions.png (eight frames of
 the first file above what V makes of them). Without --new_model it resumes from the saved weights; a run stopped
 part-way through an epoch resumes at the batch file after the last one it saved (that epoch counts as one of --epochs).
@@ -113,8 +114,8 @@ def main(argv=None):
     from plots import save_curves, save_reconstructions
     from vae.arch import make_vae
     from utils import check_room_for_model
-    from vae.train import (FrameBatches, StopOnNonFiniteLoss, held_out_frames, held_out_losses, load_vae, resume_point,
-                           reseed_noise, save_vae, vae_from_numpy_copy, valid_frame_index)
+    from vae.train import (FrameBatches, StopOnNonFiniteLoss, epoch_file_order, held_out_frames, held_out_losses,
+                           load_vae, resume_point, reseed_noise, save_vae, vae_from_numpy_copy, valid_frame_index)
     from config import vae_file_to_read, vae_weights_path
 
     keras.utils.set_random_seed(args.seed)
@@ -158,7 +159,7 @@ def main(argv=None):
     if held:
         measure_held_out("before training")
 
-    # --- training loop: every epoch visits every batch file, saving after each -----------------------------------
+    # --- training loop: every epoch visits every batch file (in an order of its own), saving after each ------------
     # the same frames of the first file, reconstructed after each file: ./vae/<env>.reconstructions.png
     first_frames, first_lengths = batches[0][1], batches[0][2]
     recorded = valid_frame_index(first_lengths, first_frames.shape[1])
@@ -166,14 +167,17 @@ def main(argv=None):
     shown_frames = np.asarray(first_frames.reshape((-1, *first_frames.shape[2:]))[shown])
     started = time.time()
     names = [os.path.basename(path) for path, _, _ in batches]
-    first_epoch, done = resume_point(history, names)  # a resumed run continues the count (and a stopped epoch)
+    # a resumed run continues the count (and a stopped epoch)
+    first_epoch, done = resume_point(history, names, seed=args.seed)
     last_epoch = first_epoch + args.epochs - 1
     for epoch in range(first_epoch, last_epoch + 1):
-        for position, (path, frames, lengths) in enumerate(batches):
+        for position, file in enumerate(epoch_file_order(args.seed, epoch, len(batches))):
             if epoch == first_epoch and position < done:
                 continue  # trained on before the last run stopped
+            path, frames, lengths = batches[file]
             index = valid_frame_index(lengths, frames.shape[1])
-            dataset = FrameBatches(frames, index, batch_size, seed=args.seed * 1000 + epoch,
+            # each file its own shuffle of minibatches (before, files of one size were all visited in one order)
+            dataset = FrameBatches(frames, index, batch_size, seed=[args.seed, epoch, position],
                                    max_batches=args.steps_per_file)
             # the noise of z's sampling from (seed, epoch, file) too: a resumed run draws what one run draws (the
             # generator's state is not in the weights file; before, a resume replayed the first file's noise)

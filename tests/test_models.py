@@ -11,7 +11,8 @@ from rnn.arch import make_rnn, mdn_negative_log_likelihood, weighted_done_loss
 from rnn.train import (length_buckets, load_rnn, rnn_arrays, rnn_from_numpy_copy, save_rnn, step_norms,
                        training_masks)
 from vae.arch import kl_divergence, make_vae, reconstruction_error
-from vae.train import load_vae, resume_point, save_vae, vae_from_numpy_copy, valid_frame_index
+from vae.train import (epoch_file_order, load_vae, resume_point, save_vae, vae_from_numpy_copy,
+                       valid_frame_index)
 
 
 @pytest.mark.parametrize("config, vae_params, rnn_params, controller_params", [
@@ -370,6 +371,19 @@ def test_02_resumes_a_stopped_epoch_at_the_next_file():
     assert resume_point(rows(1, files[:1]), files[:2]) == (2, 0)  # another range than the stopped run's
     assert resume_point(rows(1, files[:1]), ["obs_5.npy"] + files[1:]) == (2, 0)
     assert resume_point([{"epoch": 4, "file": "obs_0.npy"}], files) == (5, 0)  # rows of older runs end their epoch
+    # 02 visits an epoch's files in an order of its own: a stopped epoch goes on in that order
+    visits = [files[i] for i in epoch_file_order(7, 2, 3)]
+    assert resume_point(rows(1, files) + rows(2, visits[:1]), files, seed=7) == (2, 1)
+    assert resume_point(rows(1, files) + rows(2, visits[1:2]), files, seed=7) == (3, 0)  # not this epoch's first
+
+
+def test_02_shuffles_the_order_of_its_files_every_epoch():
+    """A fixed order ended every epoch on the range's last file (in a round of iterative training, the controller's
+    episodes); the official code shuffles all frames every epoch."""
+    orders = [epoch_file_order(0, epoch, 12) for epoch in range(1, 9)]
+    assert all(sorted(order) == list(range(12)) for order in orders)
+    assert len({order[-1] for order in orders}) > 3  # not always the same file last
+    assert epoch_file_order(0, 3, 12) == orders[2]  # a function of seed and epoch: a resume finds the same order
 
 
 @pytest.mark.slow  # 60 epochs of training (over ten seconds): left out of make test-fast

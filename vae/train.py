@@ -7,6 +7,7 @@ NumPy arrays, what TensorFlow-free rollout workers load). Both are written whole
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class FrameBatches(keras.utils.PyDataset):
     `frames` is the array `utils.load_npy` memory-mapped (its file and offset are used); a plain array also works.
     """
 
-    def __init__(self, frames: np.ndarray, index: np.ndarray, batch_size: int, seed: int,
+    def __init__(self, frames: np.ndarray, index: np.ndarray, batch_size: int, seed: int | Sequence[int],
                  max_batches: int | None = None):
         super().__init__()
         self.frame_shape = frames.shape[2:]
@@ -134,8 +135,16 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def resume_point(history: list[dict], names: list[str]) -> tuple[int, int]:
-    """(epoch to start with, batch files of it already trained on) for a run over the files `names`.
+def epoch_file_order(seed: int, epoch: int, count: int) -> list[int]:
+    """The order in which an epoch of 02 visits its `count` batch files: shuffled anew every epoch from (seed,
+    epoch), as the official code shuffles all frames every epoch (a fixed order ended every epoch on the same file:
+    the controller's episodes, where they come last in the range)."""
+    return [int(i) for i in np.random.default_rng([seed, epoch]).permutation(count)]
+
+
+def resume_point(history: list[dict], names: list[str], seed: int | None = None) -> tuple[int, int]:
+    """(epoch to start with, batch files of it already trained on) for a run over the files `names`, which an
+    epoch visits in epoch_file_order(seed, ...) (with `seed`; else in the order given).
 
     Every history row names its epoch, its file, the file's position in the epoch and the epoch's file count. A run
     stopped part-way through an epoch (after file k of n) is finished where it stopped when the new run has the same
@@ -149,7 +158,8 @@ def resume_point(history: list[dict], names: list[str]) -> tuple[int, int]:
     if "position" not in last or last["position"] + 1 >= last["files"]:
         return epoch + 1, 0
     done = [row["file"] for row in history if row["epoch"] == epoch]
-    if last["files"] == len(names) and done == names[:len(done)]:
+    visits = names if seed is None else [names[i] for i in epoch_file_order(seed, epoch, len(names))]
+    if last["files"] == len(names) and done == visits[:len(done)]:
         print(f"epoch {epoch} stopped after {len(done)} of {len(names)} batch files: finishing it first")
         return epoch, len(done)
     print(f"epoch {epoch} stopped after {len(done)} of {last['files']} batch files, of another file range than "
