@@ -39,8 +39,11 @@ def doom_move(output: np.ndarray) -> np.ndarray:
 # process that started it dies (PR_SET_PDEATHSIG survives exec), then becomes the engine. Without it, a Doom worker
 # killed by SIGKILL (a killed 01 or model.py, whose workers die with it; the OOM killer; a pool ending a worker
 # that hangs) left its engine running for good, adopted by init: the engine ignores SIGTERM and only close() ends
-# it. If the starter is already gone when prctl takes effect, the launcher leaves at once.
+# it. If the starter is already gone when prctl takes effect, the launcher leaves at once. `--check` only tries
+# that the script runs here (a folder mounted noexec cannot run it, and the vizdoom package crashes on an engine
+# path it cannot run).
 _LAUNCHER = """#!/bin/sh
+[ "$1" = --check ] && exec {python} -I -S -c 'import ctypes; ctypes.CDLL(None).prctl'
 exec {python} -I -S -c 'import ctypes, os, sys
 ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)
 if os.getppid() != int(sys.argv[1]):
@@ -51,22 +54,28 @@ os.execv(sys.argv[2], sys.argv[2:])' "$PPID" {engine} "$@"
 
 def _engine_launcher(engine: str) -> str | None:
     """The launcher script for `engine` (written whole in ./_vizdoom/, where the engine keeps its files), or None
-    where the kernel has no prctl (only Linux has)."""
+    where it cannot run: no prctl (only Linux has it), a folder that cannot run scripts."""
+    import subprocess
+
     if not sys.platform.startswith("linux"):
         return None
     text = _LAUNCHER.format(python=shlex.quote(os.path.realpath(sys.executable)), engine=shlex.quote(engine))
     path = os.path.join("_vizdoom", "launch_engine.sh")
     try:
         with open(path) as handle:
-            if handle.read() == text and os.access(path, os.X_OK):
-                return path
+            current = handle.read() == text and os.access(path, os.X_OK)
     except OSError:
-        pass
-    with atomic_path(path, suffix=".sh") as temporary:  # parallel workers each write the same text: the last wins
-        with open(temporary, "w") as handle:
-            handle.write(text)
-        os.chmod(temporary, 0o755)
-    return path
+        current = False
+    if not current:
+        with atomic_path(path, suffix=".sh") as temporary:  # parallel workers each write the same text: the last wins
+            with open(temporary, "w") as handle:
+                handle.write(text)
+            os.chmod(temporary, 0o755)
+    try:
+        runs = subprocess.run([path, "--check"], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        runs = False
+    return path if runs else None
 
 
 def _engine_errors() -> tuple[type[Exception], ...]:
@@ -132,15 +141,9 @@ class DoomTakeCover(gymnasium.Env):
         os.makedirs("_vizdoom", exist_ok=True)
         engine = os.path.join(os.path.dirname(vizdoom.__file__), "vizdoom")
         launcher = _engine_launcher(engine) if os.path.isfile(engine) else None
-        if launcher is not None:
+        if launcher is not None:  # else the engine itself, as the vizdoom package starts it
             game.set_vizdoom_path(launcher)
-        try:
-            game.init()
-        except _engine_errors():
-            if launcher is None:
-                raise
-            game.set_vizdoom_path(engine)  # a folder that cannot run scripts (mounted noexec): the engine itself
-            game.init()
+        game.init()
         self.game = game
         # ViZDoom runs the game in a separate engine process that outlives its Python process unless the game is
         # closed; this closes it when the env is collected, at interpreter exit and when a multiprocessing worker

@@ -198,6 +198,22 @@ def test_a_ctrl_c_at_the_terminal_reaches_the_child_once(tmp_path):
     assert parent.returncode == 130 and stderr.strip().splitlines()[-1] == "interrupted", stderr
 
 
+def test_doom_runs_in_a_folder_that_cannot_run_its_engine_launcher(tmp_path, monkeypatch):
+    """./_vizdoom/launch_engine.sh cannot run where the working folder is mounted noexec, and the vizdoom package
+    crashes (SIGSEGV) on an engine path it cannot run: the engine is then started as the package starts it."""
+    from envs.doom import DoomTakeCover
+
+    with mounted_tmpfs(tmp_path / "noexec", "16m", noexec=True) as folder:
+        monkeypatch.chdir(folder)
+        env = DoomTakeCover()
+        env.reset(seed=1)
+        assert env.step(np.zeros(1, np.float32))[1] == 1.0
+        engine = next(p for p in psutil.Process().children() if p.name() == "vizdoom")
+        assert engine.exe().endswith("/vizdoom/vizdoom")
+        env.close()
+        monkeypatch.chdir(tmp_path)
+
+
 @pytest.mark.slow
 def test_model_py_workers_die_with_a_killed_parent(tmp_path):
     world_model(tmp_path)
@@ -459,10 +475,11 @@ def test_a_ctrl_c_as_01_lands_a_batch_waits_for_its_four_files(tmp_path, monkeyp
 # --- full, read-only and impossible output folders ------------------------------------------------------------------
 
 @contextlib.contextmanager
-def mounted_tmpfs(folder, size, read_only=False):
-    """A tmpfs of `size` at `folder` (created), read-only if asked; skips the test where mounting is not allowed."""
+def mounted_tmpfs(folder, size, read_only=False, noexec=False):
+    """A tmpfs of `size` at `folder` (created), read-only or noexec if asked; skips the test where mounting is not
+    allowed."""
     folder.mkdir(parents=True, exist_ok=True)
-    options = f"size={size}" + (",ro" if read_only else "")
+    options = f"size={size}" + (",ro" if read_only else "") + (",noexec" if noexec else "")
     if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)")
     try:
