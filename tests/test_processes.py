@@ -145,7 +145,8 @@ open("started", "w").close()
 time.sleep(60)
 """
 PARENT = """
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even when the tests run in background
 sys.path.insert(0, sys.argv[1])
 from utils import run_child, run_cli
 run_cli(lambda: run_child([sys.executable, "child.py"]))
@@ -168,6 +169,7 @@ def test_a_signal_to_a_script_is_passed_to_its_child_which_stops_its_own_way(tmp
 
 COUNTING_CHILD = """
 import signal, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # not ignored (a background shell ignores it): then blocked
 signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])
 open("started", "w").close()
 count = 0
