@@ -52,9 +52,20 @@ os.execv(sys.argv[2], sys.argv[2:])' "$PPID" {engine} "$@"
 """
 
 
+_launchers: dict[tuple[str, str], str | None] = {}  # (engine, working folder) -> launcher: written and tried once
+
+
 def _engine_launcher(engine: str) -> str | None:
     """The launcher script for `engine` (written whole in ./_vizdoom/, where the engine keeps its files), or None
-    where it cannot run: no prctl (only Linux has it), a folder that cannot run scripts."""
+    where it cannot run: no prctl (only Linux has it), a folder that cannot run scripts. Each process writes and
+    tries it once per working folder, not for every env it builds."""
+    key = (engine, os.getcwd())
+    if key not in _launchers or (_launchers[key] is not None and not os.path.exists(_launchers[key])):
+        _launchers[key] = _write_and_try_launcher(engine)
+    return _launchers[key]
+
+
+def _write_and_try_launcher(engine: str) -> str | None:
     import subprocess
 
     if not sys.platform.startswith("linux"):
