@@ -1,8 +1,12 @@
 """Test set-up: one BLAS thread (as rollout workers run; two threads' small matrix products crawl when other
-processes keep the cores busy), headless pygame, quiet TensorFlow. The project's modules import through its
+processes keep the cores busy), headless pygame, quiet TensorFlow, and no temporary folders of earlier runs left to fill the disk. The project's modules import through its
 editable install (make venv); pytest.ini puts the repository root on the path for tests.*."""
 
 import os
+import time
+
+from _pytest.pathlib import cleanup_numbered_dir
+from _pytest.tmpdir import LOCK_TIMEOUT
 
 from utils import single_thread_blas
 
@@ -10,3 +14,13 @@ single_thread_blas()  # before NumPy loads
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def pytest_sessionstart(session):
+    """Earlier runs' temporary folders go before this run writes its own, not only when it exits (pytest's way),
+    so that a run finds the disk the last one left. A folder still locked by a live run stays."""
+    factory = session.config._tmp_path_factory
+    if factory._given_basetemp is None:
+        current = factory.getbasetemp()
+        cleanup_numbered_dir(current.parent, prefix="pytest-", keep=1,
+                             consider_lock_dead_if_created_before=time.time() - LOCK_TIMEOUT)
