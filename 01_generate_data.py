@@ -27,9 +27,9 @@ import contextlib
 import os
 import time
 
-from utils import UserError, check_flags, run_cli, single_thread_blas
+from utils import UserError, check_flags, prepare_blas, run_cli
 
-single_thread_blas()
+prepare_blas()
 
 import numpy as np  # noqa: E402
 

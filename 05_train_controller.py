@@ -30,9 +30,9 @@ import signal
 import sys
 import time
 
-from utils import UserError, check_flags, run_cli, single_thread_blas
+from utils import UserError, check_flags, prepare_blas, run_cli
 
-single_thread_blas()  # before NumPy loads: every rank one BLAS thread, under our mpiexec or the user's (many hosts)
+prepare_blas()  # before NumPy loads: every rank one BLAS thread and the pinned kernels, under any mpiexec
 
 SCRIPT = os.path.abspath(__file__)
 

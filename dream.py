@@ -37,7 +37,7 @@ Speed. All P * k episodes of a population step together: one (B, z + a + 1 + uni
 LSTM, one (B, units) x (units, 3 K z + 1) product for the mixture and done heads, vectorised sampling, and the
 controller as one batched dot product per episode. Finished episodes are dropped from the batch (once an eighth of the
 rows have finished), so long survivors do not pay for the dead. Run it with one BLAS thread per process
-(utils.single_thread_blas() before NumPy loads, as rollout workers do): on busy cores, several BLAS threads spend
+(utils.prepare_blas() before NumPy loads, as rollout workers do): on busy cores, several BLAS threads spend
 their time waiting for each other.
 """
 

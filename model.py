@@ -25,9 +25,9 @@ import os
 import sys
 import time
 
-from utils import UserError, check_flags, run_cli, single_thread_blas
+from utils import UserError, check_flags, prepare_blas, run_cli
 
-single_thread_blas()  # before NumPy loads its BLAS
+prepare_blas()  # before NumPy loads its BLAS
 
 import numpy as np  # noqa: E402
 
@@ -285,7 +285,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     from controller.agent import check_weight_files
     from controller.controller import load_params, random_params
-    from utils import check_writable, save_json
+    from utils import blas_kernel, check_writable, save_json
 
     config = get_config(args.env_name)
     if args.pretrained:
@@ -296,6 +296,10 @@ def main(argv=None) -> None:
         print(f"pretrained {args.env_name} agent from {os.path.dirname(args.vae_dir)}: {manifest['mean']:.2f} +- "
               f"{manifest['std']:.2f} over {manifest['episodes']} episodes from seed {manifest['first_seed']}"
               + ("" if length == config.max_episode_length else f" of at most {length} steps"))
+        shipped, kernel = manifest.get("blas_kernel"), blas_kernel()
+        if shipped and shipped != kernel:
+            print(f"note: those episodes were played with OpenBLAS's {shipped} kernels and this machine runs "
+                  f"{kernel}: the same seeds may score differently here")
     if args.random_policy:
         if args.filename:
             raise UserError("--random_policy plays stage 01's data policy: leave out --filename")
@@ -340,7 +344,8 @@ def main(argv=None) -> None:
                          "exp_mode": None if params is None else args.exp_mode, "max_length": play.max_length,
                          "sha256": played, "first_seed": args.seed,
                          "episodes": count, "mean": float(scores.mean()), "std": float(scores.std()),
-                         "scores": [float(s) for s in scores], "lengths": [int(n) for _, _, n in results]},
+                         "scores": [float(s) for s in scores], "lengths": [int(n) for _, _, n in results],
+                         "blas_kernel": blas_kernel()},
                   indent=1)
         print(f"scores saved to {path}")
 

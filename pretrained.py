@@ -32,10 +32,10 @@ import os
 import shutil
 import sys
 
-from utils import (UserError, file_sha256, finite_number, repo_root, run_child, run_cli, save_json,
-                   single_thread_blas)
+from utils import (UserError, blas_kernel, file_sha256, finite_number, prepare_blas, repo_root, run_child, run_cli,
+                   save_json)
 
-single_thread_blas()  # the check episodes are played here, with one BLAS thread as model.py's workers play them
+prepare_blas()  # the check episodes are played here, with the BLAS settings of model.py's workers
 
 PRETRAINED_DIR = os.path.join(repo_root(), "pretrained")
 MANIFEST = "manifest.json"
@@ -168,6 +168,10 @@ def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir:
         if played.get(role) != sha256(source):
             raise UserError(f"{final} is the score of another {ROLES[role]}: {source} is not the file it played; "
                             f"score these files with: {again}")
+    kernel = blas_kernel()
+    if score.get("blas_kernel", kernel) != kernel:  # the manifest's episodes and its check must be played alike
+        raise UserError(f"{final} was played with OpenBLAS's {score['blas_kernel']} kernels and this process runs "
+                        f"{kernel}: score the controller again here, with: {again}")
     made_by = MAKES_RNN_DATA.format(env=env_name)
     initial = load_npy(data_file("rnn_initial", env_name, 0, data_dir), made_by, mmap=False, ndim=3,
                        trailing_shape=(2, config.z_size), dtype="float32")[:INITIAL_ROWS]
@@ -197,7 +201,7 @@ def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir:
         manifest = {"env": env_name, "mean": score["mean"], "std": score["std"], "first_seed": score["first_seed"],
                     "episodes": score["episodes"], "max_length": score["max_length"], "scores": score["scores"],
                     "lengths": score["lengths"], "commands": commands, "date": datetime.date.today().isoformat(),
-                    "sha256": hashes, "check": check}
+                    "sha256": hashes, "check": check, "blas_kernel": kernel}
         with signals_deferred():
             for relative in files.values():
                 os.makedirs(os.path.dirname(os.path.join(folder, relative)), exist_ok=True)
@@ -231,6 +235,8 @@ def _read_final(final: str, env_name: str) -> dict:
             or not all(type(value) is int for value in score["lengths"])):
         raise UserError(f"{final} is damaged: its first_seed, mean, std, scores and lengths are not those of "
                         f"{episodes} episodes")
+    if not isinstance(score.get("blas_kernel", ""), str):
+        raise UserError(f"{final} is damaged: its blas_kernel is not a name")
     if not _is_count(score.get("max_length"), 1):
         raise UserError(f"{final} does not say how long its episodes could be (an older model.py wrote it, or it is "
                         f"damaged); score the controller again with model.py --final_mode")

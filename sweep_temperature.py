@@ -18,9 +18,9 @@ import argparse
 import os
 import sys
 
-from utils import UserError, check_flags, run_child, run_cli, single_thread_blas
+from utils import UserError, check_flags, prepare_blas, run_child, run_cli
 
-single_thread_blas()  # before NumPy loads its BLAS
+prepare_blas()  # before NumPy loads its BLAS
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 PAPER = {0.1: ("2086 ± 140", "193 ± 58"), 0.5: ("2060 ± 277", "196 ± 50"), 1.0: ("1145 ± 690", "868 ± 511"),

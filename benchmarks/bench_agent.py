@@ -16,9 +16,9 @@ import sys
 import time
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-from utils import single_thread_blas  # noqa: E402
+from utils import prepare_blas  # noqa: E402
 
-single_thread_blas()  # before NumPy loads its BLAS
+prepare_blas()  # before NumPy loads its BLAS
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402

@@ -1,6 +1,7 @@
-"""Test set-up: one BLAS thread (as rollout workers run; two threads' small matrix products crawl when other
-processes keep the cores busy), headless pygame, quiet TensorFlow, and no temporary folders of earlier runs left to fill the disk. The project's modules import through its
-editable install (make venv); pytest.ini puts the repository root on the path for tests.*."""
+"""Test set-up: one BLAS thread and the pinned OpenBLAS kernels (as rollout workers run: utils.prepare_blas),
+headless pygame, quiet TensorFlow, and no temporary folders of earlier runs left to fill the disk. The project's
+modules import through its editable install (make venv); pytest.ini puts the repository root on the path for
+tests.*."""
 
 import os
 import time
@@ -8,9 +9,9 @@ import time
 from _pytest.pathlib import cleanup_numbered_dir
 from _pytest.tmpdir import LOCK_TIMEOUT
 
-from utils import single_thread_blas
+from utils import prepare_blas
 
-single_thread_blas()  # before NumPy loads
+prepare_blas()  # before NumPy loads
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")

@@ -58,6 +58,7 @@ def test_the_pack_holds_every_file_with_its_sha256_and_the_score(packed):
     assert shipped["commands"] == ["python 01_generate_data.py car_racing"]
     assert shipped["scores"] == final["scores"] and shipped["lengths"] == final["lengths"]
     assert shipped["check"]["seeds"] == [111, 112, 113] and shipped["check"]["max_length"] == 300
+    assert shipped["blas_kernel"] == final["blas_kernel"] == "Haswell"  # OpenBLAS's kernels where both were played
     for relative in pretrained.shipped_files("car_racing").values():
         assert shipped["sha256"][relative] == pretrained.sha256(str(root / "car_racing" / relative))
     assert np.load(root / "car_racing" / "data" / "rnn_initial_car_racing_0.npy").shape == (200, 2, 32)
@@ -74,6 +75,25 @@ def test_pretrained_final_mode_prints_the_manifests_score(packed, tmp_path):
     assert "over 100 episodes from seed 111 of at most 3 steps" in result.stdout  # the manifest's episode length
     with open(tmp_path / "log" / "pretrained.car_racing.final.json") as handle:
         assert json.load(handle)["mean"] == shipped["mean"]  # same seeds, same episodes
+
+
+def test_a_manifest_played_with_other_blas_kernels_is_said(packed, tmp_path):
+    """Scores recorded on a machine whose OpenBLAS ran other kernels (a user's own OPENBLAS_CORETYPE, a CPU without
+    AVX2) need not replay here: model.py says so before playing."""
+    import shutil
+
+    _, root = packed
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    shipped = manifest(copy)
+    (copy / "car_racing" / "manifest.json").write_text(json.dumps({**shipped, "blas_kernel": "Sandybridge"}))
+    result = run("model.py", "car_racing", "--pretrained", "--pretrained_dir", copy, "--num_episode", 1, *SHORT,
+                 cwd=tmp_path)
+    assert ("note: those episodes were played with OpenBLAS's Sandybridge kernels and this machine runs Haswell"
+            in result.stdout)
+    result = run("model.py", "car_racing", "--pretrained", "--pretrained_dir", root, "--num_episode", 1, *SHORT,
+                 cwd=tmp_path)
+    assert "note:" not in result.stdout
 
 
 def test_pretrained_plays_in_the_dream_and_records(packed, tmp_path):
@@ -216,6 +236,9 @@ def test_a_pack_with_a_missing_file_is_one_line(packed, tmp_path, flags, message
     (lambda final: {**final, "sha256": {**final["sha256"], "controller": "0" * 64}}, "score of another controller"),
     (lambda final: {**final, "sha256": {**final["sha256"], "rnn": "0" * 64}}, "is the score of another M"),
     (lambda final: {key: value for key, value in final.items() if key != "sha256"}, "does not record which V, M"),
+    (lambda final: {**final, "blas_kernel": 3}, "its blas_kernel is not a name"),
+    # played with other BLAS kernels than the pack's check episodes would be: the manifest would not replay
+    (lambda final: {**final, "blas_kernel": "Sandybridge"}, "was played with OpenBLAS's Sandybridge kernels"),
 ])
 def test_a_damaged_final_score_is_refused_before_packing(packed, tmp_path, damage, message):
     folder, _ = packed
