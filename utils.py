@@ -594,8 +594,9 @@ BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", 
 
 # OpenBLAS picks its kernels by CPU, and kernels add in different orders: the same controller's actions differ in
 # the last bits with OpenBLAS's SkylakeX kernels (AVX-512, its choice on some CPUs) and its Haswell ones (AVX2), and
-# a CarRacing episode grows that into another score (145.3 against 142.4 for one short episode of a shipped agent). Pinned to the AVX2 + FMA kernels,
-# which every x86-64 CPU since 2013 runs, an episode scores the same on every such machine.
+# a CarRacing episode grows that into another score (145.3 against 142.4 for one short episode of a shipped agent).
+# Pinned to the AVX2 + FMA kernels, which every x86-64 CPU since 2013 runs, an episode scores the same on every such
+# machine.
 BLAS_KERNEL = "Haswell"
 
 
