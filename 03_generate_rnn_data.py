@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from utils import UserError, check_flags, run_cli
+from utils import UserError, check_flags, prepare_blas, run_cli
+
+prepare_blas(one_thread=False)  # before NumPy loads: V's NumPy copy encodes the same z on every machine
 
 ENCODE_CHUNK = 1000  # frames encoded per forward pass
 KINDS = ("rnn_input", "rnn_mu", "rnn_logvar", "rnn_initial", "rnn_length", "rnn_done")  # written

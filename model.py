@@ -296,10 +296,10 @@ def main(argv=None) -> None:
         print(f"pretrained {args.env_name} agent from {os.path.dirname(args.vae_dir)}: {manifest['mean']:.2f} +- "
               f"{manifest['std']:.2f} over {manifest['episodes']} episodes from seed {manifest['first_seed']}"
               + ("" if length == config.max_episode_length else f" of at most {length} steps"))
-        shipped, kernel = manifest.get("blas_kernel"), blas_kernel()
-        if shipped and shipped != kernel:
+        shipped, here = manifest.get("blas_kernel"), blas_kernel()
+        if shipped and shipped != here:
             print(f"note: those episodes were played with OpenBLAS's {shipped} kernels and this machine runs "
-                  f"{kernel}: the same seeds may score differently here")
+                  f"{here or 'another BLAS'}: the same seeds may score differently here")
     if args.random_policy:
         if args.filename:
             raise UserError("--random_policy plays stage 01's data policy: leave out --filename")
@@ -326,6 +326,7 @@ def main(argv=None) -> None:
         raise UserError(f"--num_episode must be at least 1, got {count}")
     seeds = [args.seed + i for i in range(count)]
     played = played_files(args, config) if args.final_mode else {}  # hashed before the episodes, as read by them
+    kernel = blas_kernel()  # asked now: nothing after the episodes may fail but the write
     play = Play.of(args.env_name, params, args.exp_mode, args.dream_mode, args.max_length, args.temperature,
                    args.vae_dir, args.rnn_dir, args.data_dir)
     if args.render_mode or args.record_video:
@@ -345,7 +346,7 @@ def main(argv=None) -> None:
                          "sha256": played, "first_seed": args.seed,
                          "episodes": count, "mean": float(scores.mean()), "std": float(scores.std()),
                          "scores": [float(s) for s in scores], "lengths": [int(n) for _, _, n in results],
-                         "blas_kernel": blas_kernel()},
+                         "blas_kernel": kernel},
                   indent=1)
         print(f"scores saved to {path}")
 

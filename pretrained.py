@@ -169,9 +169,12 @@ def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir:
             raise UserError(f"{final} is the score of another {ROLES[role]}: {source} is not the file it played; "
                             f"score these files with: {again}")
     kernel = blas_kernel()
-    if score.get("blas_kernel", kernel) != kernel:  # the manifest's episodes and its check must be played alike
-        raise UserError(f"{final} was played with OpenBLAS's {score['blas_kernel']} kernels and this process runs "
-                        f"{kernel}: score the controller again here, with: {again}")
+    if "blas_kernel" not in score:
+        raise UserError(f"{final} does not say which BLAS kernels played it (an older model.py wrote it, with "
+                        f"OpenBLAS's SkylakeX kernels on the machine of that time); score it again: {again}")
+    if score["blas_kernel"] != kernel:  # the manifest's episodes and its check must be played alike
+        raise UserError(f"{final} was played with OpenBLAS's {score['blas_kernel'] or 'unknown'} kernels and this "
+                        f"process runs {kernel or 'another BLAS'}: score the controller again here, with: {again}")
     made_by = MAKES_RNN_DATA.format(env=env_name)
     initial = load_npy(data_file("rnn_initial", env_name, 0, data_dir), made_by, mmap=False, ndim=3,
                        trailing_shape=(2, config.z_size), dtype="float32")[:INITIAL_ROWS]
@@ -235,7 +238,7 @@ def _read_final(final: str, env_name: str) -> dict:
             or not all(type(value) is int for value in score["lengths"])):
         raise UserError(f"{final} is damaged: its first_seed, mean, std, scores and lengths are not those of "
                         f"{episodes} episodes")
-    if not isinstance(score.get("blas_kernel", ""), str):
+    if not isinstance(score.get("blas_kernel"), (str, type(None))):
         raise UserError(f"{final} is damaged: its blas_kernel is not a name")
     if not _is_count(score.get("max_length"), 1):
         raise UserError(f"{final} does not say how long its episodes could be (an older model.py wrote it, or it is "

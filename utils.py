@@ -598,6 +598,7 @@ BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", 
 # Pinned to the AVX2 + FMA kernels, which every x86-64 CPU since 2013 runs, an episode scores the same on every such
 # machine.
 BLAS_KERNEL = "Haswell"
+PINNED_MARKER = "WORLD_MODELS_PINNED_BLAS"  # says OPENBLAS_CORETYPE was set here, not by the user
 
 
 def runs_avx2_fma() -> bool:
@@ -614,14 +615,19 @@ def runs_avx2_fma() -> bool:
     return False
 
 
-def prepare_blas() -> None:
+def prepare_blas(one_thread: bool = True) -> None:
     """Call before importing NumPy. Every BLAS/OpenMP runtime gets one thread (the agent's matrices are small, and
-    one thread a process is fastest when every core runs a worker), and OpenBLAS the kernels of BLAS_KERNEL where
-    the CPU runs them, so that a seeded episode scores the same on every such machine. A value the user set wins."""
-    for variable in BLAS_VARIABLES:
-        os.environ.setdefault(variable, "1")
+    one thread a process is fastest when every core runs a worker; one_thread=False leaves the counts alone), and
+    OpenBLAS the kernels of BLAS_KERNEL where the CPU runs them, so that a seeded episode scores the same on every
+    such machine. A kernel the user set wins; one pinned by a parent process (an MPI launch reaching other hosts) is
+    decided again for this CPU."""
+    if one_thread:
+        for variable in BLAS_VARIABLES:
+            os.environ.setdefault(variable, "1")
+    if os.environ.get(PINNED_MARKER) and os.environ.get("OPENBLAS_CORETYPE") == os.environ[PINNED_MARKER]:
+        del os.environ["OPENBLAS_CORETYPE"]
     if not os.environ.get("OPENBLAS_CORETYPE") and runs_avx2_fma():
-        os.environ["OPENBLAS_CORETYPE"] = BLAS_KERNEL
+        os.environ["OPENBLAS_CORETYPE"] = os.environ[PINNED_MARKER] = BLAS_KERNEL
 
 
 def blas_kernel() -> str | None:
@@ -633,12 +639,15 @@ def blas_kernel() -> str | None:
 
     libraries = os.path.join(os.path.dirname(os.path.dirname(numpy.__file__)), "numpy.libs")
     for path in glob.glob(os.path.join(libraries, "libscipy_openblas*.so")):
-        library = ctypes.CDLL(path)
-        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename"):
-            function = getattr(library, name, None)
-            if function is not None:
-                function.restype = ctypes.c_char_p
-                return function().decode()
+        try:
+            library = ctypes.CDLL(path)
+            for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename"):
+                function = getattr(library, name, None)
+                if function is not None:
+                    function.restype = ctypes.c_char_p
+                    return function().decode()
+        except (OSError, AttributeError, UnicodeDecodeError):  # a build without the symbol, a NULL answer
+            return None
     return None
 
 

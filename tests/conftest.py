@@ -20,8 +20,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 def pytest_sessionstart(session):
     """Earlier runs' temporary folders go before this run writes its own, not only when it exits (pytest's way),
     so that a run finds the disk the last one left. A folder still locked by a live run stays."""
-    factory = session.config._tmp_path_factory
-    if factory._given_basetemp is None:
+    factory = getattr(session.config, "_tmp_path_factory", None)  # absent under -p no:tmpdir
+    if factory is not None and factory._given_basetemp is None:
         current = factory.getbasetemp()
         cleanup_numbered_dir(current.parent, prefix="pytest-", keep=1,
                              consider_lock_dead_if_created_before=time.time() - LOCK_TIMEOUT)

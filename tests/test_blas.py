@@ -10,17 +10,19 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import utils
 
 PROBE = ("import os, utils; utils.prepare_blas(); import numpy; "
          "print(utils.blas_kernel(), os.environ.get('OPENBLAS_CORETYPE'), os.environ['OPENBLAS_NUM_THREADS'])")
 
 
-def probe(**variables):
+def probe(code=PROBE, **variables):
     environment = {key: value for key, value in os.environ.items()
-                   if key not in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS")}
+                   if key not in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", utils.PINNED_MARKER)}
     environment.update(variables)
-    result = subprocess.run([sys.executable, "-c", PROBE], env=environment, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True,
                             timeout=120, cwd=utils.repo_root())
     assert result.returncode == 0, result.stderr
     return result.stdout.split()
@@ -31,9 +33,9 @@ def cpu_flags():
         return next(set(line.partition(":")[2].split()) for line in cpuinfo if line.startswith("flags"))
 
 
-def test_the_cpu_check_reads_the_flags():
-    assert utils.runs_avx2_fma() == ({"avx2", "fma"} <= cpu_flags())
-    assert utils.runs_avx2_fma()  # the suite's machines: the shipped agents' episodes replay exactly on these
+def test_the_suites_machines_run_the_avx2_kernels():
+    assert {"avx2", "fma"} <= cpu_flags()  # where the shipped agents' episodes replay exactly
+    assert utils.runs_avx2_fma()
 
 
 def test_every_avx2_machine_runs_the_haswell_kernels_with_one_thread():
@@ -46,3 +48,25 @@ def test_a_kernel_or_thread_count_the_user_chose_is_kept():
 
 def test_the_suite_itself_runs_the_pinned_kernels():
     assert utils.blas_kernel() == utils.BLAS_KERNEL == "Haswell"
+
+
+def test_a_kernel_pinned_by_a_parent_process_is_decided_again_here():
+    """An MPI launch passes its environment to every rank, on other hosts too: a rank on a CPU without AVX2 must not
+    inherit the pin as if the user had asked for it (OpenBLAS would run instructions the CPU lacks)."""
+    parent = {"OPENBLAS_CORETYPE": "Sandybridge", utils.PINNED_MARKER: "Sandybridge"}  # as if pinned to that
+    assert probe(**parent)[:2] == ["Haswell", "Haswell"]
+    user = {"OPENBLAS_CORETYPE": "Sandybridge", utils.PINNED_MARKER: "Haswell"}  # the user changed it since
+    assert probe(**user)[:2] == ["Sandybridge", "Sandybridge"]
+
+
+@pytest.mark.parametrize("script", ["01_generate_data.py", "03_generate_rnn_data.py", "05_train_controller.py",
+                                    "model.py", "pretrained.py", "sweep_temperature.py"])
+def test_every_script_that_runs_numpy_models_pins_the_kernels_when_it_loads(script):
+    """Loading the script (not running it) must pin before NumPy loads; 03 (V's NumPy copy encodes there) keeps
+    NumPy's thread count, the others ask for one thread."""
+    code = ("import importlib.util, os, sys; sys.argv = ['x']; "
+            f"spec = importlib.util.spec_from_file_location('script', {script!r}); "
+            "module = sys.modules['script'] = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+            "import numpy, utils; "
+            "print(utils.blas_kernel(), os.environ.get('OPENBLAS_CORETYPE'), os.environ.get('OPENBLAS_NUM_THREADS'))")
+    assert probe(code) == ["Haswell", "Haswell", "None" if script.startswith("03") else "1"]

@@ -237,6 +237,8 @@ def test_a_pack_with_a_missing_file_is_one_line(packed, tmp_path, flags, message
     (lambda final: {**final, "sha256": {**final["sha256"], "rnn": "0" * 64}}, "is the score of another M"),
     (lambda final: {key: value for key, value in final.items() if key != "sha256"}, "does not record which V, M"),
     (lambda final: {**final, "blas_kernel": 3}, "its blas_kernel is not a name"),
+    (lambda final: {key: value for key, value in final.items() if key != "blas_kernel"},
+     "does not say which BLAS kernels played it"),
     # played with other BLAS kernels than the pack's check episodes would be: the manifest would not replay
     (lambda final: {**final, "blas_kernel": "Sandybridge"}, "was played with OpenBLAS's Sandybridge kernels"),
 ])

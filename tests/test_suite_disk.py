@@ -2,13 +2,13 @@
 of earlier finished runs when it starts (pytest.ini, conftest.py), so that runs on one machine never add up to a
 full disk. Checked with a real pytest run in a child process whose temporary root is a folder of this test."""
 
-import getpass
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from _pytest.tmpdir import get_user
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,14 +20,15 @@ def test_a_test_writes_a_megabyte_in_tmp_path(tmp_path):
 
 
 def child_pytest(tmp_root: Path, test: str) -> subprocess.CompletedProcess:
-    environment = dict(os.environ, TMPDIR=str(tmp_root))
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}  # a debug
+    environment["TMPDIR"] = str(tmp_root)  # temporary root or --basetemp of the parent run would be the child's
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"tests/{Path(__file__).name}::{test}"]
     return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow
 def test_a_passing_run_removes_earlier_runs_folders_and_leaves_none_of_its_own(tmp_path):
-    runs = tmp_path / f"pytest-of-{getpass.getuser()}"
+    runs = tmp_path / f"pytest-of-{get_user() or 'unknown'}"  # pytest's own name for the folder
     finished = runs / "pytest-7"  # an earlier run that ended (its lock is gone)
     finished.mkdir(parents=True)
     (finished / "old_model.bin").write_bytes(bytes(1000))
