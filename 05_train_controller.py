@@ -375,6 +375,7 @@ def lead(plan: Plan, pool, workers: int) -> None:
     from config import FINAL_EPISODES, FIRST_SEED
     from controller.training import MIRRORED_OPTIMIZERS, HistoryRow, generation_seeds, progress_line, write_logs
     from es import save_optimizer
+    from utils import blas_kernel
 
     args, config, state, optimizer, files = plan.args, plan.config, plan.state, plan.optimizer, plan.files
     mirrored = bool(args.antithetic) and args.optimizer in MIRRORED_OPTIMIZERS
@@ -385,10 +386,15 @@ def lead(plan: Plan, pool, workers: int) -> None:
           f"parameters (controller {plan.exp_mode}), "
           f"population {plan.population} ({args.num_worker} x {args.num_worker_trial}), {args.num_episode} "
           f"episode(s) of at most {plan.max_length} steps each, {where}, {workers} worker process(es)", flush=True)
+    kernel = blas_kernel()
     if state.generation:
         best = state.best_score
         print(f"resuming {args.init_opt} at generation {state.generation} (best so far "
               f"{'none' if best is None else f'{best:.2f}'})", flush=True)
+        if state.blas_kernel and state.blas_kernel != kernel:
+            print(f"note: this run's last generation ran OpenBLAS's {state.blas_kernel} kernels and this machine runs "
+                  f"{kernel or 'another BLAS'}: the run goes on, but not as it would have there (README: the same "
+                  f"numbers on every machine)", flush=True)
         from controller.training import best_score_on_disk
 
         on_disk = best_score_on_disk(files.best)
@@ -432,6 +438,7 @@ def lead(plan: Plan, pool, workers: int) -> None:
         state.elapsed_s += time.time() - started
         row = HistoryRow.of(generation, state.elapsed_s, fitness, lengths, optimizer.rms_stdev())
         state.history.append(row)
+        state.blas_kernel = kernel
         save_optimizer(files.checkpoint, optimizer, state.to_json())
         if new_best:
             write_best(plan)  # after the checkpoint that holds it: a stop between the two is mended on resume

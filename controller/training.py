@@ -133,13 +133,14 @@ class TrainingState:
     cap_length: int | None = None  # --cap_time: the episode cap of the next generation
     best_real_score: float | None = None  # dream mode: the real-game score of the best (absent from the JSON if None)
     settings: dict | None = None  # the run's other flags (SETTINGS), kept by a resume; None in older checkpoints
+    blas_kernel: str | None = None  # OpenBLAS's kernels of the last generation (utils.blas_kernel); None: unknown
 
     def to_json(self) -> dict:
         """The JSON data of the checkpoint: the fields in order, the rows as lists."""
         data = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         data.update(history=[row.to_json() for row in self.history],
                     evaluations=[row.to_json() for row in self.evaluations])
-        for key in ("best_real_score", "settings"):
+        for key in ("best_real_score", "settings", "blas_kernel"):
             if data[key] is None:
                 del data[key]
         return data
@@ -182,10 +183,13 @@ class TrainingState:
         settings = data.get("settings")
         if settings is not None and not settings_ok(settings):
             raise UserError(f"{path} holds damaged run settings ({short_repr(settings)}); resume from another file")
+        if not isinstance(data.get("blas_kernel"), (str, type(None))):
+            raise UserError(f"{path} holds a damaged BLAS kernel name ({short_repr(data['blas_kernel'])}); resume "
+                            f"from another file")
         return cls(**{**{key: data[key] for key in _STATE_TYPES}, "best_real_score": data.get("best_real_score"),
                       "history": [HistoryRow.from_json(row) for row in data["history"]],
                       "evaluations": [Evaluation.from_json(row) for row in data["evaluations"]],
-                      "settings": settings})
+                      "settings": settings, "blas_kernel": data.get("blas_kernel")})
 
 
 _STATE_TYPES = {"format": int, "env": str, "optimizer": str, "population": int, "num_episode": int, "exp_mode": str,

@@ -338,6 +338,7 @@ ROW = DREAM_STATE["history"][0]
     (damaged(settings={**SETTINGS, "max_length": 0}), "holds damaged run settings"),
     (damaged(settings={**SETTINGS, "dream_mode": True}), "holds damaged run settings"),
     (damaged(settings={**SETTINGS, "temperature": "1.15"}), "holds damaged run settings"),
+    (damaged(blas_kernel=["Haswell"]), "holds a damaged BLAS kernel name"),
 ])
 def test_a_damaged_state_is_refused_in_one_line(data, message):
     with pytest.raises(UserError) as error:
@@ -360,6 +361,11 @@ def test_a_score_beyond_float64_in_a_best_file_is_no_score(tmp_path):
 
 def test_a_state_with_settings_round_trips():
     assert load_state(damaged(settings=SETTINGS)).to_json() == damaged(settings=SETTINGS)
+
+
+def test_a_state_with_its_blas_kernels_round_trips():
+    data = damaged(settings=SETTINGS, blas_kernel="Haswell")
+    assert load_state(copy.deepcopy(data)).to_json() == data and list(data)[-1] == "blas_kernel"
 
 
 def test_a_resume_keeps_the_runs_settings_and_refuses_a_change_that_makes_another_run(tmp_path, monkeypatch, capsys):
@@ -479,6 +485,26 @@ def test_05_says_when_its_episodes_may_take_the_tracks_model_py_scores(tmp_path,
     assert ("note: this run's episode seeds go on from" in out) == warned, out
     if warned:
         assert f"from {seed_start or 111}, so it may train on some of the tracks 111..210" in out
+
+
+def test_a_checkpoint_records_its_blas_kernels_and_a_resume_on_other_ones_says_so(tmp_path, monkeypatch, capsys):
+    from es import load_optimizer, save_optimizer
+
+    first = Leader(world_model(tmp_path / "run"), monkeypatch, *RETRAIN)
+    first.generation(capsys)
+    path = first.plan.files.checkpoint
+    optimizer, state = load_optimizer(path)
+    assert state["blas_kernel"] == "Haswell"  # the pinned kernels (tests/test_blas.py)
+    resumed = Leader(tmp_path / "run", monkeypatch, *RETRAIN, "--init_opt", path)
+    resumed.module.lead(resumed.plan, resumed.pool, 1)
+    assert "note: this run's last generation ran" not in capsys.readouterr().out
+    optimizer, state = load_optimizer(path)
+    save_optimizer(path, optimizer, {**state, "blas_kernel": "Sandybridge"})  # as if run on another machine
+    resumed = Leader(tmp_path / "run", monkeypatch, *RETRAIN, "--init_opt", path)
+    resumed.module.lead(resumed.plan, resumed.pool, 1)
+    assert ("note: this run's last generation ran OpenBLAS's Sandybridge kernels and this machine runs Haswell"
+            in capsys.readouterr().out)
+    assert load_optimizer(path)[1]["blas_kernel"] == "Haswell"  # the kernels of its last generation
 
 
 def test_a_resumed_run_past_the_scoring_seeds_still_says_it_trained_on_some(tmp_path, monkeypatch, capsys):
