@@ -630,8 +630,10 @@ def prepare_blas(one_thread: bool = True) -> None:
         os.environ["OPENBLAS_CORETYPE"] = os.environ[PINNED_MARKER] = BLAS_KERNEL
 
 
+@functools.cache
 def blas_kernel() -> str | None:
-    """The kernels NumPy's OpenBLAS runs in this process ("Haswell", "SkylakeX", ...), None where that is unknown."""
+    """The kernels NumPy's OpenBLAS runs in this process ("Haswell", "SkylakeX", ...), None where that is unknown
+    (fixed once NumPy has loaded: looked up once a process)."""
     import ctypes
     import glob
 
