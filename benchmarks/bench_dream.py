@@ -55,17 +55,11 @@ def real_env_rate(env, steps: int, seed: int) -> float:
     """Steps per second of env.step alone, random-policy actions, resets untimed."""
     from envs import get_spec
 
+    from benchmarks.bench_env import _timed_steps
+
     policy = get_spec("doom_take_cover").random_policy(seed)
-    actions = [policy() for _ in range(steps)]
-    env.reset(seed=seed)
-    elapsed = 0.0
-    for action in actions:
-        started = time.perf_counter()
-        _, _, terminated, truncated, _ = env.step(action)
-        elapsed += time.perf_counter() - started
-        if terminated or truncated:
-            env.reset(seed=seed)
-    return steps / elapsed
+    count, elapsed = _timed_steps(env, seed, [policy() for _ in range(steps)])
+    return count / elapsed
 
 
 def real_agent_rate(env, agent, steps: int, seed: int) -> float:
