@@ -53,9 +53,8 @@ def models(config):
 
 def real_env_rate(env, steps: int, seed: int) -> float:
     """Steps per second of env.step alone, random-policy actions, resets untimed."""
-    from envs import get_spec
-
     from benchmarks.bench_env import _timed_steps
+    from envs import get_spec
 
     policy = get_spec("doom_take_cover").random_policy(seed)
     count, elapsed = _timed_steps(env, seed, [policy() for _ in range(steps)])
