@@ -53,11 +53,11 @@ def models(config):
 
 def real_env_rate(env, steps: int, seed: int) -> float:
     """Steps per second of env.step alone, random-policy actions, resets untimed."""
-    from benchmarks.bench_env import _timed_steps
+    from benchmarks.bench_env import timed_steps
     from envs import get_spec
 
     policy = get_spec("doom_take_cover").random_policy(seed)
-    count, elapsed = _timed_steps(env, seed, [policy() for _ in range(steps)])
+    count, elapsed = timed_steps(env, seed, [policy() for _ in range(steps)])
     return count / elapsed
 
 

@@ -27,7 +27,7 @@ def _actions(seed: int, steps: int) -> list[np.ndarray]:
     return [policy() for _ in range(steps)]
 
 
-def _timed_steps(env, seed: int, actions) -> tuple[int, float]:
+def timed_steps(env, seed: int, actions) -> tuple[int, float]:
     """Run `actions` from reset(seed) (resetting again, untimed, if the episode ends); return (steps, seconds)."""
     env.reset(seed=seed)
     elapsed = 0.0
@@ -49,14 +49,14 @@ def compare_rates(steps: int, rounds: int, seeds: tuple[int, ...]) -> dict[str, 
     envs = {"CarRacing": CarRacing(), "FastCarRacing": FastCarRacing()}
     actions = {seed: _actions(seed, steps) for seed in seeds}
     for env in envs.values():  # warm-up: imports, fonts, first surfaces
-        _timed_steps(env, seeds[0], actions[seeds[0]][:20])
+        timed_steps(env, seeds[0], actions[seeds[0]][:20])
     rates: dict[str, list[float]] = {name: [] for name in envs}
     for round_index in range(rounds):
         order = list(envs) if round_index % 2 == 0 else list(reversed(envs))
         for name in order:
             total_steps, total_seconds = 0, 0.0
             for seed in seeds:
-                count, seconds = _timed_steps(envs[name], seed, actions[seed])
+                count, seconds = timed_steps(envs[name], seed, actions[seed])
                 total_steps += count
                 total_seconds += seconds
             rates[name].append(total_steps / total_seconds)
@@ -95,7 +95,7 @@ def breakdown(steps: int, seed: int) -> tuple[float, list[tuple[str, float]]]:
 
     env = FastCarRacing()
     actions = _actions(seed, steps)
-    _timed_steps(env, seed, actions[:20])  # warm-up
+    timed_steps(env, seed, actions[:20])  # warm-up
     timer = _Timer()
     for name in ("_render", "_draw_road", "_draw_car", "_flip_window", "_render_indicators", "_draw_score",
                  "_create_image_array"):
