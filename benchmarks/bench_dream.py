@@ -53,11 +53,9 @@ def models(config):
 
 def real_env_rate(env, steps: int, seed: int) -> float:
     """Steps per second of env.step alone, random-policy actions, resets untimed."""
-    from benchmarks.bench_env import timed_steps
-    from envs import get_spec
+    from benchmarks.bench_env import random_actions, timed_steps
 
-    policy = get_spec("doom_take_cover").random_policy(seed)
-    count, elapsed = timed_steps(env, seed, [policy() for _ in range(steps)])
+    count, elapsed = timed_steps(env, seed, random_actions(seed, steps, "doom_take_cover"))
     return count / elapsed
 
 

@@ -20,10 +20,11 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 import numpy as np  # noqa: E402
 
 
-def _actions(seed: int, steps: int) -> list[np.ndarray]:
+def random_actions(seed: int, steps: int, env_name: str = "car_racing") -> list[np.ndarray]:
+    """`steps` actions of env_name's random policy, seeded."""
     from envs import get_spec
 
-    policy = get_spec("car_racing").random_policy(seed)
+    policy = get_spec(env_name).random_policy(seed)
     return [policy() for _ in range(steps)]
 
 
@@ -47,7 +48,7 @@ def compare_rates(steps: int, rounds: int, seeds: tuple[int, ...]) -> dict[str, 
     from envs.fast_car_racing import FastCarRacing
 
     envs = {"CarRacing": CarRacing(), "FastCarRacing": FastCarRacing()}
-    actions = {seed: _actions(seed, steps) for seed in seeds}
+    actions = {seed: random_actions(seed, steps) for seed in seeds}
     for env in envs.values():  # warm-up: imports, fonts, first surfaces
         timed_steps(env, seeds[0], actions[seeds[0]][:20])
     rates: dict[str, list[float]] = {name: [] for name in envs}
@@ -94,7 +95,7 @@ def breakdown(steps: int, seed: int) -> tuple[float, list[tuple[str, float]]]:
     from envs.fast_car_racing import FastCarRacing
 
     env = FastCarRacing()
-    actions = _actions(seed, steps)
+    actions = random_actions(seed, steps)
     timed_steps(env, seed, actions[:20])  # warm-up
     timer = _Timer()
     for name in ("_render", "_draw_road", "_draw_car", "_flip_window", "_render_indicators", "_draw_score",
