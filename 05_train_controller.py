@@ -61,6 +61,9 @@ def parse_args(argv=None):
                         help="steps per episode at most (default: the environment's, 1000 or 2100)")
     parser.add_argument("--antithetic", type=int, default=1, choices=(0, 1),
                         help="mirrored pairs share their tracks (openes, pepg, ses)")
+    parser.add_argument("--common_seeds", type=int, default=0, choices=(0, 1),
+                        help="1: every solution of a generation plays the same --num_episode episodes (tracks), so "
+                             "the ranking compares controllers, not tracks (estool and the paper: each its own)")
     parser.add_argument("--cap_time", type=int, default=0, choices=(0, 1),
                         help="cap episodes at twice the previous generation's mean length")
     parser.add_argument("--retrain", type=int, default=0, choices=(0, 1),
@@ -176,8 +179,9 @@ class Plan:
         """A resumed run plays on as it started: a setting left off the command line is the checkpoint's (before, a
         dream run resumed without --dream_mode 1 went on in the real game, and one without --max_length or
         --eval_episodes shifted every later seed). Given with another value, a setting of how the run goes on
-        (episode length, evaluations, --cap_time, --retrain) is taken with a note; one that makes it another run (the
-        dream and its temperature, the seeds, the optimizer's own settings, held in the checkpoint) is refused."""
+        (episode length, evaluations, --cap_time, --retrain, --common_seeds) is taken with a note; one that makes it
+        another run (the dream and its temperature, the seeds, the optimizer's own settings, held in the checkpoint)
+        is refused."""
         from controller.training import CHANGEABLE_SETTINGS
 
         if state.settings is None:
@@ -381,11 +385,12 @@ def lead(plan: Plan, pool, workers: int) -> None:
     mirrored = bool(args.antithetic) and args.optimizer in MIRRORED_OPTIMIZERS
     trial_chunks = [slice(i, i + args.num_worker_trial) for i in range(0, plan.population, args.num_worker_trial)]
     where = "dream at tau %.2f" % plan.temperature if args.dream_mode else "real environment"
+    same = " (the same ones for every solution)" if args.common_seeds else ""
     variant = optimizer.describe()
     print(f"05: {config.name}, {args.optimizer}{f' ({variant})' if variant else ''} over {plan.param_count} "
           f"parameters (controller {plan.exp_mode}), "
           f"population {plan.population} ({args.num_worker} x {args.num_worker_trial}), {args.num_episode} "
-          f"episode(s) of at most {plan.max_length} steps each, {where}, {workers} worker process(es)", flush=True)
+          f"episode(s) of at most {plan.max_length} steps each{same}, {where}, {workers} worker process(es)", flush=True)
     kernel = blas_kernel()
     if state.generation:
         best = state.best_score
@@ -420,7 +425,7 @@ def lead(plan: Plan, pool, workers: int) -> None:
         pool.check()
         started = time.time()
         solutions = optimizer.ask()
-        seeds = generation_seeds(state, plan.population, args.num_episode, mirrored)
+        seeds = generation_seeds(state, plan.population, args.num_episode, mirrored, bool(args.common_seeds))
         # the cap binds only while --cap_time is on (a resume without it plays full episodes again)
         max_length = min(state.cap_length, plan.max_length) if args.cap_time and state.cap_length else plan.max_length
         rewards, lengths = evaluate(pool, solutions, seeds, max_length, trial_chunks)

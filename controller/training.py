@@ -181,6 +181,8 @@ class TrainingState:
                 or data["exp_mode"] not in EXP_MODES):
             raise UserError(f"{path} holds a damaged training history; resume from another file")
         settings = data.get("settings")
+        if isinstance(settings, dict):
+            settings = {**settings, **{key: value for key, value in LATER_SETTINGS.items() if key not in settings}}
         if settings is not None and not settings_ok(settings):
             raise UserError(f"{path} holds damaged run settings ({short_repr(settings)}); resume from another file")
         if not isinstance(data.get("blas_kernel"), (str, type(None))):
@@ -205,12 +207,13 @@ SETTINGS = {
     "retrain": lambda v: v in (0, 1), "max_length": lambda v: v >= 1, "eval_steps": lambda v: v >= 1,
     "eval_episodes": lambda v: v >= 1, "real_episodes": lambda v: v >= 1, "seed_start": lambda v: v >= 0,
     "temperature": lambda v: v > 0, "sigma_init": lambda v: v > 0, "sigma_decay": lambda v: 0 < v <= 1,
-    "weight_decay": lambda v: v >= 0,
+    "weight_decay": lambda v: v >= 0, "common_seeds": lambda v: v in (0, 1),
 }
-CHANGEABLE_SETTINGS = ("max_length", "eval_steps", "eval_episodes", "real_episodes", "cap_time", "retrain")  # by a
-# resume that gives them (how the run goes on); the others would make it another run
+CHANGEABLE_SETTINGS = ("max_length", "eval_steps", "eval_episodes", "real_episodes", "cap_time", "retrain",
+                       "common_seeds")  # by a resume that gives them (how the run goes on); the others: another run
 _INTEGER_SETTINGS = ("dream_mode", "antithetic", "cap_time", "retrain", "max_length", "eval_steps", "eval_episodes",
-                     "real_episodes", "seed_start")
+                     "real_episodes", "seed_start", "common_seeds")
+LATER_SETTINGS = {"common_seeds": 0}  # added after checkpoints kept their settings: theirs is the old behaviour
 
 
 def settings_ok(settings: object) -> bool:
@@ -243,13 +246,18 @@ def take_seeds(state: TrainingState, count: int) -> np.ndarray:
     return seeds
 
 
-def generation_seeds(state: TrainingState, population: int, num_episode: int, mirrored: bool) -> np.ndarray:
+def generation_seeds(state: TrainingState, population: int, num_episode: int, mirrored: bool,
+                     common: bool = False) -> np.ndarray:
     """Episode seeds of one generation, (population, num_episode).
 
     Every solution gets fresh tracks; with `mirrored` (antithetic sampling by an optimizer whose rows i and
     i + population/2 are +eps and -eps) both halves of a pair drive the same tracks, as estool does, so the
-    difference of their rewards measures the perturbation rather than the luck of the track.
+    difference of their rewards measures the perturbation rather than the luck of the track. With `common`
+    (--common_seeds 1) every solution drives the same num_episode tracks, fresh each generation: the ranking
+    compares the controllers on one set of tracks (common random numbers) rather than each on its own.
     """
+    if common:
+        return np.tile(take_seeds(state, num_episode), (population, 1))
     if mirrored and population % 2 == 0:
         half = take_seeds(state, population // 2 * num_episode).reshape(population // 2, num_episode)
         return np.concatenate([half, half])

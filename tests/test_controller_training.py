@@ -5,6 +5,7 @@ No MPI launch, so these run in seconds (the MPI path is tested in test_training.
 --retrain   after an evaluation that is not a new best, the optimizer's mean moves back to the best
 --cap_time  each generation's episodes are capped at twice the previous generation's mean length
 mirrored    antithetic optimizers (openes, pepg, ses) give rows i and i + population/2 the same tracks
+--common_seeds  every solution of a generation drives the same tracks
 
 The world models hold random weights of the right shapes: what is tested is the training machinery.
 """
@@ -235,6 +236,54 @@ def test_mirrored_rows_drive_the_same_tracks(tmp_path, monkeypatch):
     assert fresh[0, 0] != fresh[2, 0] and fresh[1, 0] != fresh[3, 0]  # without mirroring the pair drives two tracks
 
 
+# --- common seeds ----------------------------------------------------------------------------------------------------
+
+def test_common_seeds_give_every_solution_the_same_fresh_tracks():
+    state = new_state("car_racing", "cma", 4, 3, 111, "zh")
+    np.testing.assert_array_equal(generation_seeds(state, 4, 3, mirrored=False, common=True), [[111, 112, 113]] * 4)
+    assert state.next_seed == 114  # num_episode seeds a generation, never reused later
+    np.testing.assert_array_equal(generation_seeds(state, 4, 3, mirrored=True, common=True), [[114, 115, 116]] * 4)
+    np.testing.assert_array_equal(generation_seeds(state, 4, 3, mirrored=False), np.arange(117, 129).reshape(4, 3))
+
+
+COMMON = ["car_racing", "--num_worker", 2, "--num_worker_trial", 2, "--num_episode", 2, "--max_length", 25,
+          "--eval_steps", 1000]
+
+
+def test_with_common_seeds_every_solution_drives_the_generations_tracks(tmp_path, monkeypatch, capsys):
+    """At --sigma_init 1e-9 the four solutions are one driver (to 1e-9): with --common_seeds 1 they score the same
+    on each of the generation's two tracks, which differ from each other; without, each solution has its own."""
+    leader = Leader(world_model(tmp_path / "common"), monkeypatch, *COMMON, "--sigma_init", 1e-9, "--common_seeds", 1)
+    solutions = leader.plan.optimizer.ask()
+    chunks = [slice(0, 2), slice(2, 4)]
+    common, _ = leader.module.evaluate(leader.pool, solutions, generation_seeds(leader.state, 4, 2, False, True), 25,
+                                       chunks)
+    assert np.all(common == common[0]) and common[0, 0] != common[0, 1]
+    fresh, _ = leader.module.evaluate(leader.pool, solutions, generation_seeds(leader.state, 4, 2, False), 25, chunks)
+    assert len(set(fresh.ravel().tolist())) == 8
+
+
+def test_common_seeds_train_on_and_a_resume_may_switch_them_on(tmp_path, monkeypatch, capsys):
+    """05 with --common_seeds 1 uses num_episode seeds a generation and keeps the setting; a run that began without
+    it (or a checkpoint from before the flag, whose settings lack it) may switch it on when resumed, with a note."""
+    first = Leader(world_model(tmp_path / "run"), monkeypatch, *COMMON)
+    first.generation(capsys)
+    assert first.state.next_seed == 111 + 4 * 2 and first.checkpoint()[1]["settings"]["common_seeds"] == 0
+    checkpoint = first.plan.files.checkpoint
+    optimizer, data = load_optimizer(str(tmp_path / "run" / checkpoint))
+    del data["settings"]["common_seeds"]  # as the checkpoints written before --common_seeds
+    save_optimizer(str(tmp_path / "run" / checkpoint), optimizer, data)
+    kept = Leader(tmp_path / "run", monkeypatch, *COMMON, "--init_opt", checkpoint)
+    assert kept.plan.args.common_seeds == 0
+    switched = Leader(tmp_path / "run", monkeypatch, *COMMON, "--common_seeds", 1, "--init_opt", checkpoint)
+    out = capsys.readouterr().out
+    assert "note: --common_seeds 1 from now on (this run had 0)" in out
+    switched.generation(capsys)
+    assert switched.state.next_seed == 111 + 4 * 2 + 2 and switched.checkpoint()[1]["settings"]["common_seeds"] == 1
+    again = Leader(tmp_path / "run", monkeypatch, *COMMON, "--init_opt", checkpoint)  # the switch is kept
+    assert again.plan.args.common_seeds == 1
+
+
 # --- the training state ----------------------------------------------------------------------------------------------
 
 # A checkpoint that the code before the typed state wrote (the CarRacing run's, generation 51), and a dream run's
@@ -250,7 +299,7 @@ DREAM_STATE = {"format": 1, "env": "doom_take_cover", "optimizer": "cma", "popul
 
 SETTINGS = {"dream_mode": 1, "antithetic": 1, "cap_time": 0, "retrain": 0, "max_length": 2100, "eval_steps": 1,
             "eval_episodes": 4, "real_episodes": 32, "seed_start": 111, "temperature": 1.15, "sigma_init": 0.1,
-            "sigma_decay": 0.999, "weight_decay": 0.01}
+            "sigma_decay": 0.999, "weight_decay": 0.01, "common_seeds": 0}
 
 
 def load_state(data, path="run.es.pk"):
