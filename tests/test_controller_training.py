@@ -250,7 +250,7 @@ COMMON = ["car_racing", "--num_worker", 2, "--num_worker_trial", 2, "--num_episo
           "--eval_steps", 1000]
 
 
-def test_with_common_seeds_every_solution_drives_the_generations_tracks(tmp_path, monkeypatch, capsys):
+def test_with_common_seeds_every_solution_drives_the_generations_tracks(tmp_path, monkeypatch):
     """At --sigma_init 1e-9 the four solutions are one driver (to 1e-9): with --common_seeds 1 they score the same
     on each of the generation's two tracks, which differ from each other; without, each solution has its own."""
     leader = Leader(world_model(tmp_path / "common"), monkeypatch, *COMMON, "--sigma_init", 1e-9, "--common_seeds", 1)
