@@ -383,9 +383,10 @@ def lead(plan: Plan, pool, workers: int) -> None:
 
     args, config, state, optimizer, files = plan.args, plan.config, plan.state, plan.optimizer, plan.files
     mirrored = bool(args.antithetic) and args.optimizer in MIRRORED_OPTIMIZERS
+    common = bool(args.common_seeds)
     trial_chunks = [slice(i, i + args.num_worker_trial) for i in range(0, plan.population, args.num_worker_trial)]
     where = "dream at tau %.2f" % plan.temperature if args.dream_mode else "real environment"
-    same = " (the same ones for every solution)" if args.common_seeds else ""
+    same = " (the same ones for every solution)" if common else ""
     variant = optimizer.describe()
     print(f"05: {config.name}, {args.optimizer}{f' ({variant})' if variant else ''} over {plan.param_count} "
           f"parameters (controller {plan.exp_mode}), "
@@ -425,7 +426,7 @@ def lead(plan: Plan, pool, workers: int) -> None:
         pool.check()
         started = time.time()
         solutions = optimizer.ask()
-        seeds = generation_seeds(state, plan.population, args.num_episode, mirrored, bool(args.common_seeds))
+        seeds = generation_seeds(state, plan.population, args.num_episode, mirrored, common)
         # the cap binds only while --cap_time is on (a resume without it plays full episodes again)
         max_length = min(state.cap_length, plan.max_length) if args.cap_time and state.cap_length else plan.max_length
         rewards, lengths = evaluate(pool, solutions, seeds, max_length, trial_chunks)

@@ -182,7 +182,7 @@ class TrainingState:
             raise UserError(f"{path} holds a damaged training history; resume from another file")
         settings = data.get("settings")
         if isinstance(settings, dict):
-            settings = {**settings, **{key: value for key, value in LATER_SETTINGS.items() if key not in settings}}
+            settings = {**LATER_SETTINGS, **settings}
         if settings is not None and not settings_ok(settings):
             raise UserError(f"{path} holds damaged run settings ({short_repr(settings)}); resume from another file")
         if not isinstance(data.get("blas_kernel"), (str, type(None))):
