@@ -111,25 +111,34 @@ def read_evaluations(path: str) -> tuple[list[float], list[float]]:
             [_number(path, i, row[1]) for i, row in enumerate(rows)])
 
 
-def parse_run(text: str) -> tuple[str, str]:
-    """'LABEL=PATH' or 'PATH' -> (label, path); the label defaults to the file's base (<base>.hist.json)."""
-    label, separator, path = text.partition("=")
-    if not separator or not label or os.path.exists(text):  # a file whose own name holds an "="
-        path = text
-        label = os.path.basename(text).removesuffix(".json").removesuffix(".hist")
+def parse_run(text: str) -> tuple[str, str, int]:
+    """'[LABEL=]PATH[+N]' -> (label, path, N); the label defaults to the file's base (<base>.hist.json). '+N' draws a
+    run that went on from another's generation N (a restart from its best) after it: its generation g at N + g."""
+    spec, plus, after = text.rpartition("+")
+    if not plus or not after.isdigit() or os.path.exists(text):
+        spec, after = text, "0"
+    label, separator, path = spec.partition("=")
+    if not separator or not label or os.path.exists(spec):  # a file whose own name holds an "="
+        path = spec
+        label = os.path.basename(spec).removesuffix(".json").removesuffix(".hist")
     if not path.endswith(".hist.json"):
         raise UserError(f"{path} is not a .hist.json file (05's ./log/<base>.hist.json)")
-    return label, path
+    return label, path, int(after)
 
 
-def save_runs(path: str, runs: Sequence[tuple[str, str]], official: bool = False, title: str = "") -> str:
-    """One PNG at `path` of each (label, .hist.json) run's population average and evaluated means; returns `path`.
-    Every file is read and checked before anything is drawn."""
-    curves = []
-    for label, history in runs:
-        evaluations = history.removesuffix(".hist.json") + ".log.json"
-        points = read_evaluations(evaluations) if os.path.exists(evaluations) else ([], [])
-        curves.append((label, read_history(history), points))
+def read_run(history: str, after: int = 0) -> tuple[tuple[list[float], list[float]], tuple[list[float], list[float]]]:
+    """((generations, averages), (generations, evaluated means)) of a run's .hist.json and the .log.json beside it
+    (none: no points), its generations counted on from `after`."""
+    evaluations = history.removesuffix(".hist.json") + ".log.json"
+    generations, averages = read_history(history)
+    evaluated, scores = read_evaluations(evaluations) if os.path.exists(evaluations) else ([], [])
+    return ([after + g for g in generations], averages), ([after + g for g in evaluated], scores)
+
+
+def save_runs(path: str, runs: Sequence[tuple[str, str, int]], official: bool = False, title: str = "") -> str:
+    """One PNG at `path` of each (label, .hist.json, generations before) run's population average and evaluated
+    means; returns `path`. Every file is read and checked before anything is drawn."""
+    curves = [(label, *read_run(history, after)) for label, history, after in runs]
     import matplotlib
 
     matplotlib.use("Agg")
@@ -163,7 +172,9 @@ def save_runs(path: str, runs: Sequence[tuple[str, str]], official: bool = False
 def parse_args(argv: Sequence[str] | None = None):
     parser = argparse.ArgumentParser(description="Controller runs side by side: population averages per generation "
                                      "and evaluated means, from 05's ./log/<base>.hist.json (and .log.json).")
-    parser.add_argument("runs", nargs="+", metavar="[LABEL=]HIST_JSON", help="a run's ./log/<base>.hist.json")
+    parser.add_argument("runs", nargs="+", metavar="[LABEL=]HIST_JSON[+N]",
+                        help="a run's ./log/<base>.hist.json; +N: the run went on from another's generation N (a "
+                             "restart), so it is drawn from N + 1")
     parser.add_argument("--out", default=os.path.join("log", "runs.png"), help="the PNG to write (./log/runs.png)")
     parser.add_argument("--official", action="store_true",
                         help="add the official estool CarRacing run's population average, up to the last generation "

@@ -484,6 +484,32 @@ def test_plots_py_draws_runs_side_by_side_from_their_logs(tmp_path):
         assert image.format == "PNG" and image.size == (800, 450)
 
 
+@pytest.mark.parametrize("text, parsed", [
+    ("log/a.hist.json", ("a", "log/a.hist.json", 0)),
+    ("v5000=log/a.hist.json", ("v5000", "log/a.hist.json", 0)),
+    ("restart=log/a.hist.json+182", ("restart", "log/a.hist.json", 182)),
+    ("log/a.hist.json+7", ("a", "log/a.hist.json", 7)),
+    ("x+y=log/a+b.hist.json", ("x+y", "log/a+b.hist.json", 0)),
+])
+def test_plots_py_reads_a_label_and_a_restart_s_generations_before(text, parsed):
+    from plots import parse_run
+
+    assert parse_run(text) == parsed
+
+
+def test_plots_py_draws_a_restart_after_the_generation_it_went_on_from(tmp_path):
+    from plots import read_run
+    from tests.scripts import run
+
+    (tmp_path / "r.hist.json").write_text("[[1, 300.0, 790.25], [2, 560.0, 841.64], [3, 830.0, 788.7]]")
+    (tmp_path / "r.log.json").write_text("[[2, 774.48, [0.5]]]")
+    assert read_run(str(tmp_path / "r.hist.json"), 182) == (([183, 184, 185], [790.25, 841.64, 788.7]),
+                                                           ([184], [774.48]))
+    assert read_run(str(tmp_path / "r.hist.json")) == (([1, 2, 3], [790.25, 841.64, 788.7]), ([2], [774.48]))
+    result = run("plots.py", "restart=r.hist.json+182", "--out", "r.png", "--official", cwd=tmp_path)
+    assert result.stdout.strip() == "r.png" and (tmp_path / "r.png").stat().st_size > 0
+
+
 @pytest.mark.parametrize("content, beside, message", [
     (None, None, "does not exist"),
     ("[[1, 2.0, 3", None, "is not JSON"),
