@@ -127,6 +127,16 @@ def test_same_seed_same_episode_in_two_instances(name, closing):
     assert_same(one, play(second, 3, actions))
 
 
+@pytest.mark.parametrize("name", ENVS)
+def test_reset_after_close_plays_as_a_new_env(name, closing):
+    """Gymnasium's env tests reset a closed env: it must work (Doom starts a new engine) and play as a new env."""
+    env = closing(build(name))
+    actions = random_actions(env, 6)
+    env.reset(seed=2)
+    env.close()
+    assert_same(play(env, 5, actions), play(closing(build(name)), 5, actions))
+
+
 # --- pickle and deepcopy --------------------------------------------------------------------------------------------
 COPIES = {"pickle": lambda env: pickle.loads(pickle.dumps(env)), "deepcopy": copy.deepcopy}
 
