@@ -134,6 +134,67 @@ def _play_folder(env_name: str, folder: str, seeds: list[int]) -> list[tuple[int
     return model.score_episodes(play, seeds, workers=1)
 
 
+def load_agent(agent: str, vae_dir: str | None = None, rnn_dir: str | None = None, env_name: str | None = None,
+               exp_mode: str | None = None, root: str = PRETRAINED_DIR):
+    """A trained agent as a Python object (controller.agent.Player): reset(seed) and act(observation) -> action.
+
+        load_agent("car_racing")                                   the shipped agent of root/<env>/, checked first
+        load_agent("./controller/<base>.best.json", vae_dir="./vae", rnn_dir="./rnn")    an agent of your own
+
+    A .best.json plays with the V and M of vae_dir and rnn_dir (default ./vae and ./rnn, as model.py) in the mode it
+    was trained in; `env_name` and `exp_mode`, when given, are what the file must be (another is refused). Driven
+    with the seeds of model.py's episodes, it scores what model.py scores on this machine's BLAS kernels (a warning
+    says when they are not those the shipped agent's score was played with).
+    """
+    import warnings
+
+    from config import CONFIGS, RNN_DIR, VAE_DIR, get_config
+    from controller.agent import Agent, Player
+    from controller.controller import load_params
+
+    if agent in CONFIGS:
+        if env_name not in (None, agent) or vae_dir or rnn_dir:
+            raise UserError(f"load_agent({agent!r}) plays the shipped {agent} agent with its own V and M: leave out "
+                            f"env_name, vae_dir and rnn_dir, or give the path of a .best.json instead")
+        manifest = verify(agent, root)
+        folder = os.path.join(root, agent)
+        shipped, here = manifest.get("blas_kernel"), blas_kernel()
+        if shipped and shipped != here:
+            warnings.warn(f"the shipped {agent} agent's episodes were played with OpenBLAS's {shipped} kernels and "
+                          f"this process runs {here or 'another BLAS'}: the same seeds may score differently here "
+                          f"(set OPENBLAS_CORETYPE={shipped} before NumPy loads)", stacklevel=2)
+        path, vae_dir, rnn_dir = (os.path.join(folder, shipped_files(agent)["controller"]),
+                                  os.path.join(folder, "vae"), os.path.join(folder, "rnn"))
+        env_name = agent
+    else:
+        path = agent
+        env_name = env_name or _controller_env(path)
+    config = get_config(env_name)
+    params, _, mode = load_params(path, config)  # refuses a file of another environment
+    if exp_mode is not None and mode != exp_mode:
+        raise UserError(f"{path} is a controller of mode {mode}, not {exp_mode}: leave exp_mode out to play the "
+                        f"file's own mode, or give a {exp_mode} controller")
+    return Player(Agent.load(config, params, vae_dir=vae_dir or VAE_DIR, rnn_dir=rnn_dir or RNN_DIR, exp_mode=mode))
+
+
+def _controller_env(path: str) -> str:
+    """The environment a .best.json says it is of (05 writes it into the file's third item)."""
+    from config import CONFIGS
+
+    try:
+        with open(path) as handle:
+            value = json.load(handle)
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist; give a controller's .best.json (05 writes them) or the name of a "
+                        f"shipped agent: {', '.join(shipped()) or 'none'}") from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path} is not a JSON parameter file ({error})") from None
+    about = value[2] if isinstance(value, list) and len(value) == 3 and isinstance(value[2], dict) else {}
+    if about.get("env") not in CONFIGS:
+        raise UserError(f"{path} does not say which environment it plays: give env_name= ({', '.join(CONFIGS)})")
+    return about["env"]
+
+
 def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir: str, rnn_dir: str, data_dir: str,
          root: str = PRETRAINED_DIR) -> str:
     """Copy a trained agent into root/<env>/ and write its manifest; returns the manifest's path.

@@ -64,6 +64,7 @@ class CarRacingSpec(EnvSpec):
 
     config = CAR_RACING
     video_fps = VIDEO_FPS
+    observation_shape = (96, 96, 3)  # CarRacing's STATE_H x STATE_W
 
     def make_unwrapped(self, render_mode: str | None, fast: bool) -> gymnasium.Env:
         """FastCarRacing, or Gymnasium's own CarRacing when `fast` is False (the renderer is loaded here, so that

@@ -270,6 +270,7 @@ class DoomTakeCoverSpec(EnvSpec):
 
     config = DOOM_TAKE_COVER
     video_fps = TICS_PER_SECOND
+    observation_shape = (240, 320, 3)  # the screen at RESOLUTION
 
     def make_unwrapped(self, render_mode: str | None, fast: bool) -> gymnasium.Env:
         """DoomTakeCover (no window unless render_mode is "human"); `fast` does not apply: there is one renderer."""
