@@ -18,6 +18,7 @@ from __future__ import annotations
 import gymnasium
 
 from config import CAR_RACING, DOOM_TAKE_COVER
+from envs import car_racing, doom
 
 NAMESPACE = "WorldModels"
 CAR_RACING_KWARGS = ("render_mode", "verbose", "lap_complete_percent", "domain_randomize", "continuous")  # v3's
@@ -36,14 +37,14 @@ def check_kwargs(env_id: str, kwargs: dict, known: tuple[str, ...]) -> None:
 def make_car_racing(**kwargs) -> gymnasium.Env:
     from envs.fast_car_racing import FastCarRacing
 
-    check_kwargs(f"{NAMESPACE}/CarRacing-v3", kwargs, CAR_RACING_KWARGS)
+    check_kwargs(car_racing.SPEC.gym_id, kwargs, CAR_RACING_KWARGS)
     return FastCarRacing(**kwargs)
 
 
 def make_doom_take_cover(**kwargs) -> gymnasium.Env:
     from envs.doom import DoomTakeCover
 
-    check_kwargs(f"{NAMESPACE}/DoomTakeCover-v0", kwargs, DOOM_KWARGS)
+    check_kwargs(doom.SPEC.gym_id, kwargs, DOOM_KWARGS)
     return DoomTakeCover(**kwargs)
 
 
@@ -63,8 +64,8 @@ def make_doom_take_cover_dream(**kwargs) -> gymnasium.Env:
 
 # id -> (entry point, max_episode_steps: the env's own limit, reward_threshold: CarRacing-v3's; Doom solved above 750)
 IDS = {
-    f"{NAMESPACE}/CarRacing-v3": (make_car_racing, CAR_RACING.max_episode_length, 900.0),
-    f"{NAMESPACE}/DoomTakeCover-v0": (make_doom_take_cover, DOOM_TAKE_COVER.max_episode_length, 750.0),
+    car_racing.SPEC.gym_id: (make_car_racing, CAR_RACING.max_episode_length, 900.0),
+    doom.SPEC.gym_id: (make_doom_take_cover, DOOM_TAKE_COVER.max_episode_length, 750.0),
     f"{NAMESPACE}/CarRacingDream-v0": (make_car_racing_dream, CAR_RACING.max_episode_length, None),
     f"{NAMESPACE}/DoomTakeCoverDream-v0": (make_doom_take_cover_dream, DOOM_TAKE_COVER.max_episode_length, None),
 }
