@@ -56,6 +56,28 @@ def test_a_best_json_with_its_v_and_m_plays_as_the_shipped_agent():
         env.close()
 
 
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_a_copy_of_the_agent_mid_episode_plays_on_as_the_original(how):
+    """Copied after some steps (its V's encoder buffers in use), the copy chooses the original's actions."""
+    import copy
+    import pickle
+
+    agent = load_agent("car_racing")
+    env = gymnasium.make(IDS["car_racing"], max_episode_steps=60)
+    try:
+        observation, _ = env.reset(seed=7)
+        agent.reset(seed=7)
+        for _ in range(30):
+            observation, *_ = env.step(agent.act(observation))
+        duplicate = pickle.loads(pickle.dumps(agent)) if how == "pickle" else copy.deepcopy(agent)
+        for _ in range(20):
+            action = agent.act(observation)
+            assert np.array_equal(duplicate.act(observation), action)
+            observation, *_ = env.step(action)
+    finally:
+        env.close()
+
+
 def test_reset_without_a_seed_draws_one():
     agent = load_agent("doom_take_cover")
     env = gymnasium.make(IDS["doom_take_cover"], max_episode_steps=20)
