@@ -78,6 +78,17 @@ def test_a_copy_of_the_agent_mid_episode_plays_on_as_the_original(how):
         env.close()
 
 
+def test_other_blas_kernels_than_the_scores_are_warned_of(tmp_path):
+    import shutil
+
+    shutil.copytree(os.path.join(ROOT, "pretrained", "doom_take_cover"), tmp_path / "doom_take_cover")
+    path = tmp_path / "doom_take_cover" / "manifest.json"
+    path.write_text(path.read_text().replace('"blas_kernel": "Haswell"', '"blas_kernel": "Zen9"'))
+    with pytest.warns(UserWarning, match="played with OpenBLAS's Zen9 kernels and this process runs Haswell: the "
+                                         "same seeds may score differently here"):
+        load_agent("doom_take_cover", root=str(tmp_path))
+
+
 def test_reset_without_a_seed_draws_one():
     agent = load_agent("doom_take_cover")
     env = gymnasium.make(IDS["doom_take_cover"], max_episode_steps=20)
