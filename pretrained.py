@@ -309,8 +309,8 @@ def model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
     length = manifest.get("max_length", config.max_episode_length)
     kernel = manifest.get("blas_kernel")
     in_the_dream = any("--dream_mode 1" in command for command in manifest["commands"])
-    inputs = " + ".join({"z": f"z ({config.z_size})", "c": f"c ({config.rnn_size})", "h": f"h ({config.rnn_size})"}[part]
-                        for part in shape.parts)
+    widths = {"z": config.z_size, "c": config.rnn_size, "h": config.rnn_size}
+    inputs = " + ".join(f"{part} ({widths[part]})" for part in shape.parts)
     lines = [
         "---",
         "library_name: keras",

@@ -134,7 +134,7 @@ def test_a_file_of_another_env_or_mode_is_refused(tmp_path):
         load_agent(str(unlabelled))
     assert load_agent(str(unlabelled), vae_dir=os.path.join(car, "vae"), rnn_dir=os.path.join(car, "rnn"),
                       env_name="car_racing").exp_mode == "zh"
-    with pytest.raises(UserError, match="does not exist; give a controller's .best.json .* car_racing, doom_take_cover"):
+    with pytest.raises(UserError, match="does not exist; give a controller's .best.json .*: car_racing, doom_take_"):
         load_agent("carracing")
 
 
