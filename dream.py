@@ -283,8 +283,11 @@ class DreamEnv(gymnasium.Env):
     def render(self):
         if self.render_mode != "rgb_array":
             return None
-        frame = self.vae.decode(self.z[None])[0]
-        return np.round(frame * 255.0).astype(np.uint8)
+        return self.frame()
+
+    def frame(self) -> np.ndarray:
+        """V's decoding of z_t, a new (64, 64, 3) uint8 array (needs a vae)."""
+        return np.round(self.vae.decode(self.z[None])[0] * 255.0).astype(np.uint8)
 
 
 def initial_files(env_name: str, data_dir: str = DATA_DIR) -> list[str]:

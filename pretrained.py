@@ -4,6 +4,8 @@
     python model.py car_racing --pretrained --final_mode            (its 100-episode score: the manifest's)
     python pretrained.py play                                       (make play: an MP4 of each shipped agent, in
                                                                      its game and in its dream)
+    python pretrained.py card car_racing                            (its model card, pretrained/<env>/README.md,
+                                                                     from the manifest; pack writes it too)
     python pretrained.py pack car_racing --filename ./controller/<base>.best.json --final ./log/<base>.best.final.json \
         --command "python 01_generate_data.py ..." --command ...   (how a trained agent is packed for shipping)
 
@@ -14,6 +16,7 @@ One folder per environment, laid out as the scripts' own folders, so that every 
     pretrained/<env>/controller/<env>.best.json     C: [params, score, {"env", "exp_mode"}] as 05 writes it
     pretrained/<env>/data/rnn_initial_<env>_0.npy   first-frame mu and logvar of recorded episodes (the dream starts
                                                     from them: model.py --dream_mode)
+    pretrained/<env>/README.md                      the model card, written from the manifest (model_card)
     pretrained/<env>/manifest.json                  the 100-episode score (mean, std, first seed, episodes, every
                                                     episode's score), short episodes a test replays ("check"), the
                                                     commands that made the files, the date, each file's sha256
@@ -134,6 +137,67 @@ def _play_folder(env_name: str, folder: str, seeds: list[int]) -> list[tuple[int
     return model.score_episodes(play, seeds, workers=1)
 
 
+def load_agent(agent: str, vae_dir: str | None = None, rnn_dir: str | None = None, env_name: str | None = None,
+               exp_mode: str | None = None, root: str = PRETRAINED_DIR):
+    """A trained agent as a Python object (controller.agent.Player): reset(seed) and act(observation) -> action.
+
+        load_agent("car_racing")                                   the shipped agent of root/<env>/, checked first
+        load_agent("./controller/<base>.best.json", vae_dir="./vae", rnn_dir="./rnn")    an agent of your own
+
+    A .best.json plays with the V and M of vae_dir and rnn_dir (default ./vae and ./rnn, as model.py) in the mode it
+    was trained in; `env_name` and `exp_mode`, when given, are what the file must be (another is refused). Driven
+    with the seeds of model.py's episodes, it scores what model.py scores on this machine's BLAS kernels (a warning
+    says when they are not those the shipped agent's score was played with).
+    """
+    import warnings
+
+    from config import CONFIGS, RNN_DIR, VAE_DIR, get_config
+    from controller.agent import Agent, Player
+    from controller.controller import load_params
+
+    if agent in CONFIGS:
+        if env_name not in (None, agent) or vae_dir or rnn_dir:
+            raise UserError(f"load_agent({agent!r}) plays the shipped {agent} agent with its own V and M: leave out "
+                            f"env_name, vae_dir and rnn_dir, or give the path of a .best.json instead")
+        manifest = verify(agent, root)
+        folder = os.path.join(root, agent)
+        shipped, here = manifest.get("blas_kernel"), blas_kernel()
+        if shipped and shipped != here:
+            warnings.warn(f"the shipped {agent} agent's episodes were played with OpenBLAS's {shipped} kernels and "
+                          f"this process runs {here or 'another BLAS'}: the same seeds may score differently here "
+                          f"(set OPENBLAS_CORETYPE={shipped} before NumPy loads)", stacklevel=2)
+        path, vae_dir, rnn_dir = (os.path.join(folder, shipped_files(agent)["controller"]),
+                                  os.path.join(folder, "vae"), os.path.join(folder, "rnn"))
+        env_name = agent
+    else:
+        path = agent
+        env_name = env_name or _controller_env(path)
+    config = get_config(env_name)
+    params, _, mode = load_params(path, config)  # refuses a file of another environment
+    if exp_mode is not None and mode != exp_mode:
+        raise UserError(f"{path} is a controller of mode {mode}, not {exp_mode}: leave exp_mode out to play the "
+                        f"file's own mode, or give a {exp_mode} controller")
+    return Player(Agent.load(config, params, vae_dir=vae_dir or VAE_DIR, rnn_dir=rnn_dir or RNN_DIR, exp_mode=mode))
+
+
+def _controller_env(path: str) -> str:
+    """The environment a .best.json says it is of (05 writes it into the file's third item)."""
+    from config import CONFIGS
+
+    try:
+        with open(path) as handle:
+            value = json.load(handle)
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist; give a controller's .best.json (05 writes them) or the name of a "
+                        f"shipped agent: {', '.join(shipped()) or 'none'}") from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path} is not a JSON parameter file ({error})") from None
+    about = value[2] if isinstance(value, list) and len(value) == 3 and isinstance(value[2], dict) else {}
+    if about.get("env") not in CONFIGS:
+        raise UserError(f"{path} does not say which environment it plays: give env_name= ({', '.join(CONFIGS)})")
+    return about["env"]
+
+
 def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir: str, rnn_dir: str, data_dir: str,
          root: str = PRETRAINED_DIR) -> str:
     """Copy a trained agent into root/<env>/ and write its manifest; returns the manifest's path.
@@ -211,10 +275,154 @@ def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir:
                 os.replace(os.path.join(staging, relative), os.path.join(folder, relative))
             path = os.path.join(folder, MANIFEST)
             save_json(path, manifest, indent=1)
+            write_model_card(env_name, root)
     except OSError as error:  # a full disk, a read-only or forbidden folder
         raise storage_error(error, root) or UserError(f"cannot pack into {root}: {error}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+CARD = "README.md"  # the model card in pretrained/<env>/
+
+
+def model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
+    """The model card of the agent in root/<env>/, from its manifest (and the mode its controller file says): YAML
+    front matter in the form published RL agents use (library, tags, a model-index whose metric is the 100-episode
+    mean_reward "mean +/- std"), then what the agent is, how to use and check it, a still with the command that
+    records a replay video, how it was trained (the manifest's commands), its files and its limits."""
+    import numpy as np
+
+    from config import controller_shape, get_config
+    from controller.controller import load_params
+    from envs import get_spec
+
+    config, spec = get_config(env_name), get_spec(env_name)
+    folder = os.path.join(root, env_name)
+    with open(os.path.join(folder, MANIFEST)) as handle:
+        manifest = json.load(handle)
+    files = shipped_files(env_name)
+    _, _, mode = load_params(os.path.join(folder, files["controller"]), config)
+    shape = controller_shape(config, mode)
+    scores = np.array(manifest["scores"], dtype=np.float64)
+    mean, std, episodes, first = manifest["mean"], manifest["std"], manifest["episodes"], manifest["first_seed"]
+    length = manifest.get("max_length", config.max_episode_length)
+    kernel = manifest.get("blas_kernel")
+    in_the_dream = any("--dream_mode 1" in command for command in manifest["commands"])
+    widths = {"z": config.z_size, "c": config.rnn_size, "h": config.rnn_size}
+    inputs = " + ".join(f"{part} ({widths[part]})" for part in shape.parts)
+    lines = [
+        "---",
+        "library_name: keras",
+        "tags:",
+        "- reinforcement-learning",
+        "- world-models",
+        f"- {env_name}",
+        f"- {spec.gym_id}",
+        "model-index:",
+        f"- name: world-models-{env_name}",
+        "  results:",
+        "  - task:",
+        "      type: reinforcement-learning",
+        "      name: reinforcement-learning",
+        "    dataset:",
+        f"      name: {spec.gym_id}",
+        f"      type: {spec.gym_id}",
+        "    metrics:",
+        "    - type: mean_reward",
+        f'      value: "{mean:.2f} +/- {std:.2f}"',
+        "      name: mean_reward",
+        "      verified: false",
+        "---",
+        "",
+        f"# World Models agent for {spec.gym_id}",
+        "",
+        f"<!-- Written by `python pretrained.py card {env_name}` (and by `pack`) from manifest.json: edit those, not "
+        f"this file. -->",
+        "",
+        f"The agent of World Models (Ha & Schmidhuber, 2018) for {env_name}, trained with this repository's scripts: "
+        f"V, a VAE, compresses each 64x64 frame into z ({config.z_size} numbers); M, an MDN-RNN (an LSTM of "
+        f"{config.rnn_size} units, {config.num_mixtures} Gaussians per dimension of z), predicts the next z; C, "
+        f"a controller found by CMA-ES, acts on {inputs} (mode `{mode}`, {shape.param_count:,} parameters). "
+        + ("C trained only inside M's dream, never in the game. " if in_the_dream else "")
+        + "All three run in NumPy.",
+        "",
+        f"**{mean:.2f} ± {std:.2f} over {episodes} episodes** (seeds {first} to {first + episodes - 1}, at most "
+        f"{length} steps each; median {np.median(scores):.2f}, lowest {scores.min():.2f}, highest "
+        f"{scores.max():.2f}), played with OpenBLAS's {kernel or 'unrecorded'} kernels; packed on "
+        f"{manifest['date']}.",
+        "",
+        "## Use it",
+        "",
+        "```python",
+        "from utils import prepare_blas",
+        "prepare_blas()  # before NumPy loads: the BLAS kernels the score was played with",
+        "",
+        "import gymnasium as gym",
+        "from pretrained import load_agent",
+        "",
+        f'env = gym.make("envs:{spec.gym_id}")',
+        f'agent = load_agent("{env_name}")',
+        f"observation, _ = env.reset(seed={first})",
+        f"agent.reset(seed={first})",
+        "done = False",
+        "while not done:",
+        "    observation, reward, terminated, truncated, _ = env.step(agent.act(observation))",
+        "    done = terminated or truncated",
+        "```",
+        "",
+        "## Check its score",
+        "",
+        "```",
+        f"python model.py {env_name} --pretrained --final_mode      # the {episodes} episodes above",
+        "```",
+        "",
+        "## Watch it",
+        "",
+        f"![the agent, a frame a third into its episode of seed {first}](../../docs/pretrained.{env_name}.png)",
+        "",
+        "```",
+        f"python model.py {env_name} --pretrained --record_video --max_length 300     # a short replay: "
+        f"./video/pretrained.{env_name}.seed{first}.mp4",
+        f"python model.py {env_name} --pretrained --record_video --dream_mode          # the agent in its dream",
+        "```",
+        "",
+        "## How it was trained",
+        "",
+        "```",
+        *manifest["commands"],
+        "```",
+        "",
+        "## Files",
+        "",
+        "| file | sha256 |",
+        "|---|---|",
+        *[f"| `{relative}` | `{manifest['sha256'][relative]}` |" for relative in files.values()],
+        "",
+        "`model.py --pretrained` and `load_agent` check every file against these before loading it; all are data "
+        "(NumPy arrays read without pickle, JSON).",
+        "",
+        "## Limits",
+        "",
+        f"- {spec.against_the_paper}",
+        f"- The same seed plays the same episode bit for bit on x86-64 CPUs with AVX2 and FMA, with OpenBLAS's "
+        f"{kernel or 'recorded'} kernels (the scripts pin them); other kernels and CPUs score close, not the same.",
+        f"- {episodes} episodes with a spread of {std:.0f} give the mean a standard error of about "
+        f"{std / np.sqrt(episodes):.0f}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
+    """Write root/<env>/README.md (model_card) whole; returns its path."""
+    from utils import atomic_path
+
+    path = os.path.join(root, env_name, CARD)
+    text = model_card(env_name, root)
+    with atomic_path(path, suffix=".md") as temporary:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
     return path
 
 
@@ -311,6 +519,9 @@ def parse_args(argv=None):
     checking = commands.add_parser("verify", help="check every shipped file's sha256")
     checking.add_argument("env_name", choices=sorted(CONFIGS))
     checking.add_argument("--root", default=PRETRAINED_DIR)
+    carding = commands.add_parser("card", help="write the model card pretrained/<env>/README.md from the manifest")
+    carding.add_argument("env_name", choices=sorted(CONFIGS))
+    carding.add_argument("--root", default=PRETRAINED_DIR)
     playing = commands.add_parser("play", help="record every shipped agent in its game and its dream (make play)")
     playing.add_argument("--root", default=PRETRAINED_DIR)
     playing.add_argument("--video_dir", default="./video", help="where the MP4s go (default ./video)")
@@ -324,6 +535,9 @@ def main(argv=None) -> None:
     if args.action == "play":
         for video in play(args.root, args.stills, args.video_dir, args.max_length):
             print(f"video {video}")
+    elif args.action == "card":
+        verify(args.env_name, args.root)
+        print(f"model card {write_model_card(args.env_name, args.root)}")
     elif args.action == "pack":
         path = pack(args.env_name, args.filename, args.final, args.command, args.vae_dir, args.rnn_dir,
                     args.data_dir, args.root)

@@ -125,3 +125,49 @@ class EpisodeRunner:
         episodes = [play_episode(self.env, self.agent, int(seed), max_length) for seed in seeds]
         return (np.array([episode.reward for episode in episodes], dtype=np.float64),
                 np.array([episode.steps for episode in episodes], dtype=np.int64))
+
+
+class Player:
+    """A trained agent for the user's own Gymnasium loop (pretrained.load_agent makes one):
+
+        observation, _ = env.reset(seed=seed)
+        player.reset(seed=seed)
+        while not done:
+            observation, reward, terminated, truncated, _ = env.step(player.act(observation))
+
+    reset(seed) starts an episode: the seed of its z noise (Agent.reset), which model.py takes from the episode's seed,
+    so the same seed as env.reset's plays model.py's episode exactly; None draws one. act(observation) takes the
+    environment's raw observation ((96, 96, 3) uint8 for CarRacing, (240, 320, 3) for Doom) and returns the action the
+    environment takes, after stepping M over the previous step (Agent.advance): the steps of episodes.play_episode.
+    """
+
+    def __init__(self, agent: Agent):
+        self.agent = agent
+        self.env_name = agent.config.name
+        self.exp_mode = agent.controller.shape.mode
+        self.observation_shape = agent.spec.observation_shape
+        self.started = self.acted = False
+
+    def reset(self, seed: int | None = None) -> None:
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"reset(seed=...) takes an integer 0 or more (the seed given to env.reset), or None; "
+                             f"got {seed!r}")
+        self.agent.reset(int(seed))
+        self.started, self.acted = True, False
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        if not self.started:
+            raise RuntimeError("call reset(seed=...) before act(): at the start of every episode, with the seed "
+                               "given to env.reset")
+        if (not isinstance(observation, np.ndarray) or observation.shape != self.observation_shape
+                or observation.dtype != np.uint8):
+            got = (f"{observation.shape} {observation.dtype}" if isinstance(observation, np.ndarray)
+                   else type(observation).__name__)
+            raise ValueError(f"act() takes the {self.env_name} environment's raw observation, a "
+                             f"{self.observation_shape} uint8 array; got {got}")
+        if self.acted:
+            self.agent.advance()
+        self.acted = True
+        return self.agent.act(observation).copy()

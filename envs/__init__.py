@@ -4,6 +4,8 @@
     fast_car_racing.py   FastCarRacing, CarRacing's renderer made faster (same pixels)
     doom.py              DoomTakeCover (VizDoom): the environment, crop, action mappings, random policy, the spec
     spec.py              EnvSpec, what every environment provides
+    registration.py      the Gymnasium ids (WorldModels/CarRacing-v3, ...), registered on import
+    dream_env.py         the dreams as registered Gymnasium environments (frames or M's state, the shipped V and M)
 
 `get_spec(config.name)` is the one way the rest of the project reaches an environment: `spec.make()` builds it (every
 script does so through it), `spec.process_frame` turns an observation into the 64x64x3 uint8 frame the VAE encodes,
@@ -16,8 +18,10 @@ from __future__ import annotations
 
 import os
 
-from envs import car_racing, doom
+from envs import car_racing, doom, registration
 from envs.spec import EnvSpec
+
+registration.register()  # gymnasium.make("WorldModels/CarRacing-v3"), or "envs:WorldModels/..." without an import
 
 SPECS: dict[str, EnvSpec] = {spec.name: spec for spec in (car_racing.SPEC, doom.SPEC)}
 REAL_ENVS = tuple(name for name, spec in SPECS.items() if spec.has_simulator)  # 01 --run_all_envs collects each

@@ -64,6 +64,10 @@ class CarRacingSpec(EnvSpec):
 
     config = CAR_RACING
     video_fps = VIDEO_FPS
+    observation_shape = (96, 96, 3)  # CarRacing's STATE_H x STATE_W
+    gym_id = "WorldModels/CarRacing-v3"
+    against_the_paper = ("The paper scored 906 ± 21 on gym's CarRacing-v0, which Gymnasium's CarRacing-v3 replaces "
+                         "here: the task is the same, the scores are not strictly comparable.")
 
     def make_unwrapped(self, render_mode: str | None, fast: bool) -> gymnasium.Env:
         """FastCarRacing, or Gymnasium's own CarRacing when `fast` is False (the renderer is loaded here, so that

@@ -29,6 +29,9 @@ class EnvSpec(abc.ABC):
 
     config: EnvConfig
     video_fps: int  # frames per second of a recorded video: the simulator's own rate
+    observation_shape: tuple[int, int, int]  # the real environment's observation, (H, W, 3) uint8
+    gym_id: str  # its Gymnasium id (envs/registration.py)
+    against_the_paper: str  # how its scores compare with the paper's (a shipped agent's model card says it)
     has_simulator: bool = True  # a real environment to play (stage 01 collects from it)
 
     @property

@@ -3,7 +3,8 @@ deep copies, out-of-range actions, and returned data that is never reused.
 
 The environments, all real: FastCarRacing and the stock CarRacing as their spec builds them (TimeLimit-wrapped),
 DoomTakeCover (VizDoom), and the dream (DreamEnv) of each game, with M and V of the paper's shapes holding random
-weights.
+weights; and the same four as Gymnasium ids (envs/registration.py) made by gymnasium.make, the dreams run by the
+shipped V and M.
 """
 
 import copy
@@ -12,6 +13,7 @@ import pickle
 import re
 import warnings
 
+import gymnasium
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -23,8 +25,18 @@ from rnn.numpy_rnn import NumpyMDNRNN, expected_rnn_shapes
 from utils import random_weights
 from vae.numpy_vae import NumpyVAE, expected_vae_shapes
 
-ENVS = ["fast_car_racing", "car_racing", "doom_take_cover", "dream_car_racing", "dream_doom_take_cover"]
 DREAMS = {"dream_car_racing": CAR_RACING, "dream_doom_take_cover": DOOM_TAKE_COVER}
+REGISTERED = ["WorldModels/CarRacing-v3", "WorldModels/DoomTakeCover-v0", "WorldModels/CarRacingDream-v0",
+              "WorldModels/DoomTakeCoverDream-v0"]
+ENVS = ["fast_car_racing", "car_racing", "doom_take_cover", *DREAMS, *REGISTERED]
+
+
+def is_dream(name):
+    return name in DREAMS or name.endswith("Dream-v0")
+
+
+def is_doom(name):
+    return "doom" in name.lower()
 
 
 @functools.cache
@@ -43,7 +55,9 @@ def dream_models(config):
 
 
 def build(name, render_mode=None, max_episode_steps=None):
-    """Environment `name` of ENVS, as the project builds it."""
+    """Environment `name` of ENVS, as the project builds it (a registered id: as gymnasium.make does)."""
+    if name in REGISTERED:
+        return gymnasium.make(name, render_mode=render_mode, max_episode_steps=max_episode_steps)
     if name in ("fast_car_racing", "car_racing"):
         return get_spec("car_racing").make(render_mode, fast=name == "fast_car_racing",
                                            max_episode_steps=max_episode_steps)
@@ -127,6 +141,16 @@ def test_same_seed_same_episode_in_two_instances(name, closing):
     assert_same(one, play(second, 3, actions))
 
 
+@pytest.mark.parametrize("name", ENVS)
+def test_reset_after_close_plays_as_a_new_env(name, closing):
+    """Gymnasium's env tests reset a closed env: it must work (Doom starts a new engine) and play as a new env."""
+    env = closing(build(name))
+    actions = random_actions(env, 6)
+    env.reset(seed=2)
+    env.close()
+    assert_same(play(env, 5, actions), play(closing(build(name)), 5, actions))
+
+
 # --- pickle and deepcopy --------------------------------------------------------------------------------------------
 COPIES = {"pickle": lambda env: pickle.loads(pickle.dumps(env)), "deepcopy": copy.deepcopy}
 
@@ -144,9 +168,9 @@ def test_copies_are_working_independent_envs(name, how, closing):
         env.step(action)
     duplicate = closing(COPIES[how](env))
     assert type(duplicate.unwrapped) is type(env.unwrapped) and duplicate.unwrapped is not env.unwrapped
-    if name in DREAMS:  # the same state: both continue alike
+    if is_dream(name):  # the same state: both continue alike
         assert_same([list(duplicate.step(a)) for a in actions[3:]], [list(env.step(a)) for a in actions[3:]])
-    elif name == "doom_take_cover":
+    elif is_doom(name):
         assert duplicate.unwrapped.game is not env.unwrapped.game
     else:
         assert duplicate.unwrapped.world is not env.unwrapped.world
@@ -170,7 +194,7 @@ def test_actions_beyond_a_bound_act_as_the_bound(name, closing):
             beyond = bound.copy()
             beyond[index] += np.float32(push)
             assert_same(play(env, 6, [beyond] * 4), play(env, 6, [bound.copy()] * 4))
-    if name in DREAMS:  # the comparison can tell actions apart: M sees them from the first step
+    if is_dream(name):  # the comparison can tell actions apart: M sees them from the first step
         middle = (space.low + space.high) / 2
         assert not np.array_equal(play(env, 6, [space.high])[1][0], play(env, 6, [middle])[1][0])
 
@@ -209,12 +233,12 @@ def test_returned_data_is_never_reused(name, closing):
     """A whole episode to its end (Doom and its dream: death, standing still; CarRacing and its dream: a 6-step limit)
     with a render() after every step: no two arrays or infos returned share memory, and a caller writing into every
     array it was given changes nothing the env returns later (the same episode as a clean one)."""
-    limit = None if "doom" in name else 6  # Doom ends by its own end: the player dies
+    limit = None if is_doom(name) else 6  # Doom ends by its own end: the player dies
     env = closing(build(name, render_mode="rgb_array", max_episode_steps=limit))
     standing = np.zeros(env.action_space.shape, dtype=np.float32)
     actions = [standing] * 1000
     clean = play(env, 11, actions, render=True)
-    assert clean[-1][2 if "doom" in name else 3]  # terminated (Doom) or truncated (CarRacing)
+    assert clean[-1][2 if is_doom(name) else 3]  # terminated (Doom) or truncated (CarRacing)
 
     kept, written = [], []  # everything returned, and copies of it taken before it was overwritten
     observation, info = env.reset(seed=11)

@@ -66,6 +66,16 @@ def test_the_pack_holds_every_file_with_its_sha256_and_the_score(packed):
         (folder / "vae" / "car_racing.npz").read_bytes()  # float32 as trained, byte for byte
 
 
+def test_the_pack_writes_the_model_card_from_its_manifest(packed):
+    _, root = packed
+    with open(root / "car_racing" / "README.md", encoding="utf-8") as handle:
+        card = handle.read()
+    assert card == pretrained.model_card("car_racing", str(root))
+    shipped = manifest(root)
+    assert f'      value: "{shipped["mean"]:.2f} +/- {shipped["std"]:.2f}"\n' in card
+    assert "```\npython 01_generate_data.py car_racing\n```" in card  # how it was trained: the manifest's commands
+
+
 def test_pretrained_final_mode_prints_the_manifests_score(packed, tmp_path):
     _, root = packed
     shipped = manifest(root)

@@ -1,6 +1,7 @@
 """The agents shipped in pretrained/ are the ones their manifests describe: every file is the packed one (sha256), the
-manifest's score is the mean and std of its own 100 episode scores, and the agent replays the manifest's short seeded
-episodes to the same scores (what model.py --pretrained plays on those seeds).
+manifest's score is the mean and std of its own 100 episode scores, the agent replays the manifest's short seeded
+episodes to the same scores (what model.py --pretrained plays on those seeds), and each model card is the one its
+manifest makes.
 
 In-process and a few seconds an agent: part of make test-fast."""
 
@@ -34,6 +35,22 @@ def test_the_shipped_agent_replays_its_manifests_episodes(env_name):
     results = pretrained.play_check(env_name, pretrained.PRETRAINED_DIR, check["seeds"])
     assert [seed for seed, _, _ in results] == check["seeds"]
     assert [reward for _, reward, _ in results] == pytest.approx(check["scores"], abs=1e-6)
+
+
+@pytest.mark.parametrize("env_name, env_id, metric", [
+    ("car_racing", "WorldModels/CarRacing-v3", "855.81 +/- 82.41"),
+    ("doom_take_cover", "WorldModels/DoomTakeCover-v0", "795.80 +/- 525.41")])
+def test_each_model_card_is_the_one_its_manifest_makes(env_name, env_id, metric):
+    """pretrained/<env>/README.md is what `pretrained.py card` writes from the committed manifest (so the two never
+    disagree), with the front matter of a published RL agent: its env id and the 100-episode mean_reward."""
+    with open(os.path.join(pretrained.PRETRAINED_DIR, env_name, pretrained.CARD), encoding="utf-8") as handle:
+        card = handle.read()
+    assert card == pretrained.model_card(env_name)
+    front_matter = card.split("---\n")[1].splitlines()
+    assert front_matter[:6] == ["library_name: keras", "tags:", "- reinforcement-learning", "- world-models",
+                                f"- {env_name}", f"- {env_id}"]
+    assert f"      name: {env_id}" in front_matter and f'      value: "{metric}"' in front_matter
+    assert f"python model.py {env_name} --pretrained --final_mode" in card
 
 
 def test_everything_in_pretrained_fits_the_60_mb_budget():

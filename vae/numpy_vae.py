@@ -149,6 +149,11 @@ class NumpyVAE:
             matrix = np.ascontiguousarray(kernel.transpose(3, 0, 1, 2).reshape(kernel.shape[3], -1))
             self.decoder_layers.append((matrix, weights[f"dec_deconv{index}/bias"], size, filters))
 
+    def __getstate__(self) -> dict:
+        """Without the encoder plans: their buffers are views of one another, which a pickled copy would hold as
+        separate arrays (and encode wrongly); a copy makes its own on first use."""
+        return {**self.__dict__, "encoder_plans": {}}
+
     @classmethod
     def load(cls, path: str, z_size: int, made_by: str) -> "NumpyVAE":
         """Read ./vae/<env>.npz; a missing, corrupt or mismatched file is a UserError naming `made_by`."""
