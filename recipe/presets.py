@@ -159,7 +159,7 @@ CAR_RACING_FULL = Recipe(
         TrainV("v1", epochs=1, learning_rate=1e-4, batch_size=100, new=False),
         Encode("z1"),
         TrainM("m1", epochs=10, batch_size=16, new=False),
-        ControllerPhase("c2", population=16, episodes=8, generations=250, eval_every=10, eval_episodes=32,
+        ControllerPhase("c2", population=16, episodes=8, generations=240, eval_every=10, eval_episodes=32,
                         sigma=0.05, common_seeds=True, start="c1",
                         restart=Restart(window=10, span=50, min_gain=15.0)),
     ),

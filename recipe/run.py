@@ -335,9 +335,6 @@ class Run:
         return files.checkpoint, TrainingState.from_json(state, files.checkpoint)
 
     def _controller_phase(self, phase_index: int, index: int, phase: ControllerPhase) -> None:
-        if phase.population % self.workers:
-            raise UserError(f"--workers {self.workers} does not divide {phase.name}'s population of "
-                            f"{phase.population}: give a divisor (the population is part of the recipe)")
         vae, rnn = self.world_model_before(index)
         while True:
             runs = self.phase_runs(phase)
@@ -527,6 +524,10 @@ class Run:
     def run(self) -> dict:
         from utils import lock_outputs
 
+        for phase in self.recipe.steps:
+            if isinstance(phase, ControllerPhase) and phase.population % self.workers:
+                raise UserError(f"--workers {self.workers} does not divide {phase.name}'s population of "
+                                f"{phase.population}: give a divisor of it (the population is part of the recipe)")
         os.makedirs(self.folder, exist_ok=True)
         lock_outputs(self.folder, "reproduce")
         self.save()  # claims the folder for this recipe

@@ -24,7 +24,7 @@ PHASE_STEPS = 5
 SELECTION_OFFSET = 9 * STEP_BLOCK
 SCORING_SEED = 111  # model.py --final_mode's seeds 111..210
 UNTOUCHED_SEED = 10_000_000  # seeds 10,000,000..10,000,099: nothing trains or chooses on them
-MAX_SEED = (2**31 - BASE) // BLOCK - 1  # 204: the last N whose block stays below 2**31
+MAX_SEED = (2**31 - BASE) // BLOCK - 1  # the last N whose whole block stays below 2**31
 
 
 def run_base(seed: int) -> int:
