@@ -130,3 +130,39 @@ def status_lines(run) -> list[str]:
     else:
         lines.append(f"left: {len(pending)} steps; no estimate before the first controller generations")
     return lines
+
+
+def reproduce_runs(root: str, env: str) -> list[tuple[str, str, int]]:
+    """(label, .hist.json, generations before) of the last controller phases (those selection draws from) of every
+    seed's run of `env` under `root`, for plots.py: each restart drawn after the generation it went on from."""
+    import re
+
+    from controller.training import training_files
+    from recipe.presets import RECIPES
+    from recipe.run import RunState
+    from utils import UserError
+
+    base = os.path.join(root, env)
+    folders = sorted((int(match.group(1)), name) for name in (os.listdir(base) if os.path.isdir(base) else [])
+                     if (match := re.fullmatch(r"seed(\d+)", name)))
+    runs = []
+    for seed, name in folders:
+        state_path = os.path.join(base, name, "state.json")
+        if not os.path.exists(state_path):
+            continue
+        state = RunState.load(state_path)
+        recipe = RECIPES.get((env, state.preset))
+        if recipe is None:
+            continue
+        for phase_name in recipe.selection.phases:
+            phase = recipe.phase(phase_name)
+            for run_index, settings in enumerate(state.phases.get(phase_name, [])):
+                log_dir = os.path.join(base, name, "phases", f"{phase_name}.{run_index}", "log")
+                history = training_files(env, "cma", phase.episodes, settings["population"], log_dir=log_dir).history
+                if os.path.exists(history):
+                    label = f"seed {seed} {phase_name}" + (f", restart {run_index}" if run_index else "")
+                    runs.append((label, history, settings["start"]))
+    if not runs:
+        raise UserError(f"no reproduce run of {env} with a controller history under {root}: start one with "
+                        f"python reproduce.py {env} --seed N")
+    return runs

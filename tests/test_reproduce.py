@@ -108,6 +108,10 @@ def test_tiny_preset_runs_to_a_packed_agent_and_a_consistent_summary(unstopped):
     manifest = read(os.path.join(folder, "agent", "car_racing", "manifest.json"))
     assert manifest["scores"] == summary["scores"]["seeds 111.."]["scores"]
     assert manifest["commands"] == ["python reproduce.py car_racing --seed 0 --preset tiny"]
+    # plots.py draws the runs of an env side by side
+    picture = os.path.join(root, "runs.png")
+    run("plots.py", "--reproduce", "car_racing", "--reproduce_root", root, "--out", picture, cwd=root)
+    assert os.path.getsize(picture) > 0
     # a finished seed says so and prints its summary
     again = run("reproduce.py", *TINY, "--root", root, cwd=root)
     assert "is finished" in again.stdout and f"{summary['scores']['seeds 111..']['mean']:.2f}" in again.stdout
