@@ -160,6 +160,25 @@ def test_a_stopped_and_resumed_run_ends_with_the_same_agent(unstopped, tmp_path)
             assert handle.read() == other.read(), path
 
 
+@pytest.mark.slow
+def test_doom_tiny_preset_runs_to_a_packed_agent(tmp_path):
+    """Random play, V, M, a controller in the dream, a round of iterative training (the chosen controller's real
+    episodes, M going on, a fresh controller in the new dream), selection on real episodes, both scores, the pack."""
+    root = str(tmp_path)
+    run("reproduce.py", "doom_take_cover", "--preset", "tiny", "--root", root, cwd=root, timeout=900)
+    folder = os.path.join(root, "doom_take_cover", "seed0")
+    summary = read(os.path.join(folder, "summary.json"))
+    assert list(summary["phases"]) == ["d0", "d1"]
+    # the controller that played round 1's data is d0's dream best with the highest real-game score
+    chosen, evaluations = read(os.path.join(folder, "state.json"))["results"]["d0"], summary["phases"]["d0"][0]
+    assert chosen["rank_score"] == max(row[2] for row in evaluations["evaluations"] if len(row) == 3)
+    for candidate in summary["selection"]["candidates"]:
+        assert (candidate["phase"], candidate["vae"], candidate["rnn"]) == ("d1", "v0", "m1")
+    score = summary["scores"]["seeds 111.."]
+    assert score["episodes"] == 100 and score["mean"] == pytest.approx(np.mean(score["scores"]))
+    run("pretrained.py", "verify", "doom_take_cover", "--root", os.path.join(folder, "agent"), cwd=root)
+
+
 # --- bad input ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("args, named", [(("cartpole",), "unknown ENV 'cartpole'"),
                                          (("car_racing", "--preset", "huge"), "--preset 'huge' is unknown"),
