@@ -47,7 +47,7 @@ def write_summary(run) -> dict:
     scoring = run.recipe.scoring
     summary = {
         "env": run.recipe.env, "seed": run.seed, "preset": run.recipe.preset, "recipe_key": run.key,
-        "commit": git_commit(), "command": run.command_line(),
+        "commit": git_commit(), "commits": run.state.commits, "command": run.command_line(),
         "scores": {"seeds 111..": results["final"], "seeds 10,000,000..": results["untouched"]},
         "note": None if run.recipe.preset == "full" else
         f"the {run.recipe.preset} preset: episodes of at most {scoring.max_length} steps, toy sizes; not a score",

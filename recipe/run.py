@@ -29,7 +29,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from recipe import seeds as seeding
 from recipe.presets import (Collect, ControllerPhase, Encode, Recipe, TrainM, TrainV, recipe_key)
@@ -55,18 +55,18 @@ def _die_with_us() -> None:
         pass
 
 
-def run_stage(command: Sequence[str], cwd: str) -> tuple[int, float]:
-    """Run one stage script in `cwd`; returns (exit status, CPU seconds of it and its children). Ctrl-C and SIGTERM
-    that reach us are passed on, and we wait for the stage to stop its own way (05 saves its checkpoint) before
-    raising in turn."""
+def run_stage(command: Sequence[str], cwd: str, on_cpu: Callable[[float], None]) -> int:
+    """Run one stage script in `cwd` and return its exit status; `on_cpu` gets the CPU seconds of it and its
+    children, also when it was stopped. Ctrl-C and SIGTERM that reach us are passed on, and we wait for the stage to
+    stop its own way (05 saves its checkpoint) before raising in turn."""
+    from utils import Terminated
+
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     child = subprocess.Popen(list(command), cwd=cwd, preexec_fn=_die_with_us if sys.platform.startswith("linux")
                              else None)
     try:
-        status = child.wait()
+        return child.wait()
     except KeyboardInterrupt as stop:
-        from utils import Terminated
-
         try:
             child.send_signal(signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
             child.wait(timeout=120)
@@ -75,13 +75,8 @@ def run_stage(command: Sequence[str], cwd: str) -> tuple[int, float]:
             child.wait()
         raise
     finally:
-        if child.returncode is not None:
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            _spent[0] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return status, _spent[0]
-
-
-_spent = [0.0]  # CPU seconds of the last stage, also when it was stopped (read by Run._stage)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        on_cpu((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
 
 
 def script(name: str) -> list[str]:
@@ -114,6 +109,7 @@ class RunState:
     results: dict = dataclasses.field(default_factory=dict)
     phases: dict = dataclasses.field(default_factory=dict)
     cpu_s: dict = dataclasses.field(default_factory=dict)
+    commits: list = dataclasses.field(default_factory=list)  # of the code that ran it, in order (a resume may differ)
     finished: bool = False
 
     @classmethod
@@ -193,12 +189,12 @@ class Run:
     def _stage(self, stage: str, command: list[str], what: str) -> None:
         """Run a stage in scratch/; its CPU time is added to state.json whatever happens."""
         os.makedirs(self.scratch, exist_ok=True)
-        try:
-            status, _ = run_stage(command, self.scratch)
-        finally:
-            self.state.cpu_s[stage] = round(self.state.cpu_s.get(stage, 0.0) + _spent[0], 2)
-            _spent[0] = 0.0
+
+        def count(seconds: float) -> None:
+            self.state.cpu_s[stage] = round(self.state.cpu_s.get(stage, 0.0) + seconds, 2)
             self.save()
+
+        status = run_stage(command, self.scratch, count)
         if status:
             raise UserError(f"{what} failed (exit status {status}; its error is above); after fixing the cause, "
                             f"resume with: {self.command_line()}")
@@ -530,6 +526,9 @@ class Run:
                                 f"{phase.population}: give a divisor of it (the population is part of the recipe)")
         os.makedirs(self.folder, exist_ok=True)
         lock_outputs(self.folder, "reproduce")
+        commit = git_commit()
+        if commit not in self.state.commits[-1:]:
+            self.state.commits.append(commit)
         self.save()  # claims the folder for this recipe
         rows = self.steps()
         phase_index = 0
