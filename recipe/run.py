@@ -61,9 +61,12 @@ def run_stage(command: Sequence[str], cwd: str, on_cpu: Callable[[float], None])
     stop its own way (05 saves its checkpoint) before raising in turn."""
     from utils import Terminated
 
+    from utils import _HELD_LOCKS
+
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    child = subprocess.Popen(list(command), cwd=cwd, preexec_fn=_die_with_us if sys.platform.startswith("linux")
-                             else None)
+    # the stage holds the run folder's lock too: if we are killed, a new reproduce.py waits for it to be gone
+    child = subprocess.Popen(list(command), cwd=cwd, pass_fds=tuple(_HELD_LOCKS.values()),
+                             preexec_fn=_die_with_us if sys.platform.startswith("linux") else None)
     try:
         return child.wait()
     except KeyboardInterrupt as stop:
