@@ -172,7 +172,7 @@ def save_runs(path: str, runs: Sequence[tuple[str, str, int]], official: bool = 
 def parse_args(argv: Sequence[str] | None = None):
     parser = argparse.ArgumentParser(description="Controller runs side by side: population averages per generation "
                                      "and evaluated means, from 05's ./log/<base>.hist.json (and .log.json).")
-    parser.add_argument("runs", nargs="+", metavar="[LABEL=]HIST_JSON[+N]",
+    parser.add_argument("runs", nargs="*", metavar="[LABEL=]HIST_JSON[+N]",
                         help="a run's ./log/<base>.hist.json; +N: the run went on from another's generation N (a "
                              "restart), so it is drawn from N + 1")
     parser.add_argument("--out", default=os.path.join("log", "runs.png"), help="the PNG to write (./log/runs.png)")
@@ -180,6 +180,11 @@ def parse_args(argv: Sequence[str] | None = None):
                         help="add the official estool CarRacing run's population average, up to the last generation "
                              "shown")
     parser.add_argument("--title", default="", help="the plot's title")
+    parser.add_argument("--reproduce", metavar="ENV", default=None,
+                        help="add the last controller phases of every reproduce.py run of ENV (each seed, restarts "
+                             "after the generation they went on from)")
+    parser.add_argument("--reproduce_root", default=os.path.join("runs", "reproduce"),
+                        help="where reproduce.py's runs are (runs/reproduce)")
     return parser.parse_args(argv)
 
 
@@ -188,6 +193,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.out.endswith(".png"):
         raise UserError(f"--out {args.out}: the plot is a PNG; give a file name ending in .png")
     runs = [parse_run(run) for run in args.runs]
+    if args.reproduce:
+        from recipe.report import reproduce_runs
+
+        runs += reproduce_runs(args.reproduce_root, args.reproduce)
+    if not runs:
+        raise UserError("give the runs to draw: .hist.json files, or --reproduce ENV")
     check_writable(os.path.dirname(os.path.abspath(args.out)))
     print(save_runs(args.out, runs, args.official, args.title))
 

@@ -1,0 +1,246 @@
+"""The recipes `reproduce.py` runs: every step and every number fixed in advance, as frozen dataclasses.
+
+A recipe is a tuple of steps, run in order:
+
+    Collect     stage 01: random play, or the controller a ControllerPhase chose, into new batch files
+    TrainV      stage 02: a new V, or V going on from the last one (its NumPy copy, Adam afresh)
+    Encode      stage 03: every batch so far through the current V
+    TrainM      stage 04: a new M, or M going on from the last one
+    ControllerPhase   stage 05: a fixed generation budget, with the restart rule where it has one
+
+then the selection, the two final scores and the pack (Selection, Scoring). The rules and why are in
+docs/reproduce.md; `recipe_key` is a hash of all of it, which guards a run's state folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+RECIPE_FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Collect:
+    """Stage 01: `episodes` episodes of at most `time_steps` steps into batch files of `batch_size` episodes, after
+    the batches of earlier Collect steps. `player`: None for the random policy, else the name of the ControllerPhase
+    whose chosen controller plays (with that phase's V and M)."""
+    name: str
+    episodes: int
+    time_steps: int
+    batch_size: int
+    player: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainV:
+    """Stage 02 on the first `batches` batch files (0: all collected so far). `new`: fresh weights; else V goes
+    on from the last TrainV's NumPy copy with Adam afresh."""
+    name: str
+    epochs: int
+    learning_rate: float
+    batch_size: int
+    new: bool = True
+    batches: int = 0
+    steps_per_file: int = 0  # 0: every frame
+
+
+@dataclasses.dataclass(frozen=True)
+class Encode:
+    """Stage 03: every batch collected so far, through the last TrainV's V."""
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainM:
+    """Stage 04 on every batch collected so far. `new`: fresh weights; else M goes on from the last TrainM's
+    NumPy copy with Adam afresh."""
+    name: str
+    epochs: int
+    batch_size: int
+    new: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Restart:
+    """The stall rule of a phase (IPOP-CMA-ES, docs/reproduce.md): once `span` + `window` generations are done,
+    checked every `window` generations, if the average of the population average over the last `window`
+    generations beats the same average `span` generations earlier by less than `min_gain`, the phase restarts
+    from its best controller with `population_factor` times the population and step size `sigma`, on what is left
+    of the phase's generation budget. At most `max_restarts` times."""
+    window: int
+    span: int
+    min_gain: float
+    population_factor: int = 2
+    sigma: float = 0.05
+    max_restarts: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ControllerPhase:
+    """Stage 05 for a fixed budget of `generations` (the stopping rule). Population `population` (split over
+    --workers: it must divide by them), `episodes` per solution, the mean evaluated every `eval_every`
+    generations on `eval_episodes` fresh episodes. `start`: None (zeros) or the ControllerPhase whose best
+    controller this phase starts from. Dream phases train in M's dream at `temperature` and play each new best
+    `real_episodes` times in the real game."""
+    name: str
+    population: int
+    episodes: int
+    generations: int
+    eval_every: int
+    eval_episodes: int
+    sigma: float = 0.1
+    common_seeds: bool = False
+    max_length: int = 0  # 0: the environment's
+    start: str | None = None
+    dream: bool = False
+    temperature: float = 0.0
+    real_episodes: int = 0
+    restart: Restart | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """Honest selection: the candidates are the evaluated controllers of the phases `phases` (the rows of their
+    .log.json: for a real-game phase ranked by their evaluation, for a dream phase by their real-game score); the
+    top `top` each play `episodes` real episodes of at most `max_length` steps on the run's own selection seeds
+    (the same seeds for each); the highest mean is chosen."""
+    phases: tuple[str, ...]
+    top: int
+    episodes: int
+    max_length: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Scoring:
+    """The chosen controller's two scores, each played once: `episodes` real episodes on the scoring seeds
+    111.. (model.py --final_mode) and as many on the untouched seeds 10,000,000.. ."""
+    episodes: int = 100
+    max_length: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    env: str
+    preset: str
+    steps: tuple
+    selection: Selection
+    scoring: Scoring
+
+    def phase(self, name: str) -> ControllerPhase:
+        return next(step for step in self.steps if isinstance(step, ControllerPhase) and step.name == name)
+
+    def to_json(self) -> dict:
+        return {"format": RECIPE_FORMAT, "env": self.env, "preset": self.preset,
+                "steps": [{"kind": type(step).__name__, **dataclasses.asdict(step)} for step in self.steps],
+                "selection": dataclasses.asdict(self.selection), "scoring": dataclasses.asdict(self.scoring)}
+
+
+def recipe_key(recipe: Recipe) -> str:
+    """A short hash of every setting of the recipe (not of the code's commit: a doc commit must not orphan a run)."""
+    text = json.dumps(recipe.to_json(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --- CarRacing ------------------------------------------------------------------------------------------------------
+# The shipped agent's path (docs/results.md): a world model from 1,000 random episodes, a first controller at 16 x 4,
+# one round of iterative training of V and M on that controller's 120 episodes, and C going on at 16 x 8 on shared
+# tracks, with the restart rule that made the second seed reach 850.
+CAR_RACING_FULL = Recipe(
+    env="car_racing", preset="full",
+    steps=(
+        Collect("random", episodes=1000, time_steps=300, batch_size=100),
+        TrainV("v0", epochs=1, learning_rate=3e-4, batch_size=100),
+        Encode("z0"),
+        TrainM("m0", epochs=20, batch_size=16),
+        ControllerPhase("c1", population=16, episodes=4, generations=70, eval_every=10, eval_episodes=32),
+        Collect("round1", episodes=120, time_steps=1000, batch_size=40, player="c1"),
+        TrainV("v1", epochs=1, learning_rate=1e-4, batch_size=100, new=False),
+        Encode("z1"),
+        TrainM("m1", epochs=10, batch_size=16, new=False),
+        ControllerPhase("c2", population=16, episodes=8, generations=240, eval_every=10, eval_episodes=32,
+                        sigma=0.05, common_seeds=True, start="c1",
+                        restart=Restart(window=10, span=50, min_gain=15.0)),
+    ),
+    selection=Selection(phases=("c2",), top=3, episodes=100),
+    scoring=Scoring(episodes=100),
+)
+
+# The same schedule at toy sizes (the Makefile's demo): every step, a round of iterative training, a restart (the
+# rule's threshold is out of reach at 60-step episodes, so it fires at its first check), selection, both scores.
+CAR_RACING_TINY = Recipe(
+    env="car_racing", preset="tiny",
+    steps=(
+        Collect("random", episodes=8, time_steps=60, batch_size=4),
+        TrainV("v0", epochs=2, learning_rate=1e-4, batch_size=100),
+        Encode("z0"),
+        TrainM("m0", epochs=3, batch_size=100),
+        ControllerPhase("c1", population=4, episodes=1, generations=2, eval_every=1, eval_episodes=2,
+                        max_length=60),
+        Collect("round1", episodes=4, time_steps=60, batch_size=4, player="c1"),
+        TrainV("v1", epochs=1, learning_rate=1e-4, batch_size=100, new=False),
+        Encode("z1"),
+        TrainM("m1", epochs=1, batch_size=100, new=False),
+        ControllerPhase("c2", population=4, episodes=2, generations=3, eval_every=1, eval_episodes=2, sigma=0.05,
+                        common_seeds=True, max_length=60, start="c1",
+                        restart=Restart(window=1, span=1, min_gain=1000.0)),
+    ),
+    selection=Selection(phases=("c2",), top=2, episodes=3, max_length=60),
+    scoring=Scoring(episodes=100, max_length=20),
+)
+
+# --- DoomTakeCover --------------------------------------------------------------------------------------------------
+# The shipped agent's path (docs/results.md): 3,000 random episodes, V on the first 1,000, M on all, a controller in
+# the dream at 64 x 16 and tau 1.15, then rounds of iterative training: the chosen controller plays 400 real
+# episodes, M goes on over everything, a fresh controller learns in the new dream. Three rounds, as the earlier run
+# that scored 815.2.
+_DOOM_DREAM = dict(population=64, episodes=16, eval_every=10, eval_episodes=64, dream=True, temperature=1.15,
+                   real_episodes=16)
+DOOM_FULL = Recipe(
+    env="doom_take_cover", preset="full",
+    steps=(
+        Collect("random", episodes=3000, time_steps=2100, batch_size=40),
+        TrainV("v0", epochs=2, learning_rate=1e-3, batch_size=32, batches=25, steps_per_file=300),
+        Encode("z0"),
+        TrainM("m0", epochs=8, batch_size=16),
+        ControllerPhase("d0", generations=20, **_DOOM_DREAM),
+        Collect("round1", episodes=400, time_steps=2100, batch_size=40, player="d0"),
+        Encode("z1"),
+        TrainM("m1", epochs=2, batch_size=16, new=False),
+        ControllerPhase("d1", generations=70, **_DOOM_DREAM),
+        Collect("round2", episodes=400, time_steps=2100, batch_size=40, player="d1"),
+        Encode("z2"),
+        TrainM("m2", epochs=1, batch_size=16, new=False),
+        ControllerPhase("d2", generations=100, **_DOOM_DREAM),
+        Collect("round3", episodes=400, time_steps=2100, batch_size=40, player="d2"),
+        Encode("z3"),
+        TrainM("m3", epochs=1, batch_size=16, new=False),
+        ControllerPhase("d3", generations=100, **_DOOM_DREAM),
+    ),
+    selection=Selection(phases=("d1", "d2", "d3"), top=3, episodes=100),
+    scoring=Scoring(episodes=100),
+)
+
+_DOOM_TINY_DREAM = dict(population=4, episodes=2, eval_every=1, eval_episodes=4, dream=True, temperature=1.15,
+                        real_episodes=2, max_length=100)
+DOOM_TINY = Recipe(
+    env="doom_take_cover", preset="tiny",
+    steps=(
+        Collect("random", episodes=4, time_steps=200, batch_size=4),
+        TrainV("v0", epochs=1, learning_rate=1e-3, batch_size=32, steps_per_file=20),
+        Encode("z0"),
+        TrainM("m0", epochs=2, batch_size=100),
+        ControllerPhase("d0", generations=2, **_DOOM_TINY_DREAM),
+        Collect("round1", episodes=4, time_steps=200, batch_size=4, player="d0"),
+        Encode("z1"),
+        TrainM("m1", epochs=1, batch_size=100, new=False),
+        ControllerPhase("d1", generations=2, **_DOOM_TINY_DREAM),
+    ),
+    selection=Selection(phases=("d1",), top=2, episodes=2, max_length=100),
+    scoring=Scoring(episodes=100, max_length=20),
+)
+
+RECIPES = {(recipe.env, recipe.preset): recipe for recipe in (CAR_RACING_FULL, CAR_RACING_TINY, DOOM_FULL, DOOM_TINY)}
+ENVS = ("car_racing", "doom_take_cover")
+PRESETS = ("full", "tiny")

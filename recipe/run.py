@@ -1,0 +1,592 @@
+"""Run a recipe (recipe/presets.py) as subprocesses of the stage scripts, resumable at any moment.
+
+Files of one run, ROOT/<env>/seed<N>/:
+
+    state.json              the recipe key, env, preset, seed, steps done and their results, CPU seconds per stage;
+                            written whole after every step (and every chunk of a controller phase)
+    models/<step>/vae|rnn   V's and M's NumPy copies as 02 and 04 saved them (what later steps read)
+    phases/<phase>.<run>/   05's controller and log folders of each run of a controller phase (checkpoint .es.pk,
+                            .best.json, .hist.json, .log.json); <run> 0, then 1.. for restarts
+    chosen/<phase>.json     the controller a phase hands to the next Collect step
+    candidates/, selection/ the candidates and their selection episodes; final/, untouched/: the two scores
+    agent/<env>/            the packed candidate (pretrained.py's layout)
+    summary.json            at the end
+    scratch/                what stages rebuild exactly from seeds (01's and 03's batch files, 02's and 04's working
+                            folders): git-ignored; lost, it is made again from state.json
+
+A step counts as done only once state.json says so; a step stopped mid-way is redone from its start (05 from its
+last checkpoint, which continues exactly). Stages see only files of this folder, so a resumed run replays what an
+unstopped run did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+from typing import Callable, Sequence
+
+from recipe import seeds as seeding
+from recipe.presets import (Collect, ControllerPhase, Encode, Recipe, TrainM, TrainV, recipe_key)
+from utils import UserError, repo_root, save_json
+
+STATE_FORMAT = 1
+STAGE_OF = {Collect: "01", TrainV: "02", Encode: "03", TrainM: "04", ControllerPhase: "05"}
+SCRATCH_STEPS = (Collect, Encode)  # their outputs live in scratch/ and are rebuilt from seeds
+
+
+def run_dir(root: str, env: str, seed: int) -> str:
+    return os.path.join(root, env, f"seed{seed}")
+
+
+# --- running a stage -----------------------------------------------------------------------------------------------
+def _die_with_us() -> None:
+    """In the stage process: SIGTERM when reproduce.py dies, however it dies (its own clean stop then runs)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def run_stage(command: Sequence[str], cwd: str, on_cpu: Callable[[float], None]) -> int:
+    """Run one stage script in `cwd` and return its exit status; `on_cpu` gets the CPU seconds of it and its
+    children, also when it was stopped. Ctrl-C and SIGTERM that reach us are passed on, and we wait for the stage to
+    stop its own way (05 saves its checkpoint) before raising in turn."""
+    from utils import Terminated
+
+    from utils import _HELD_LOCKS
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # the stage holds the run folder's lock too: if we are killed, a new reproduce.py waits for it to be gone
+    child = subprocess.Popen(list(command), cwd=cwd, pass_fds=tuple(_HELD_LOCKS.values()),
+                             preexec_fn=_die_with_us if sys.platform.startswith("linux") else None)
+    try:
+        return child.wait()
+    except KeyboardInterrupt as stop:
+        try:
+            child.send_signal(signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
+            child.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        raise
+    finally:
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        on_cpu((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
+
+
+def script(name: str) -> list[str]:
+    return [sys.executable, os.path.join(repo_root(), name)]
+
+
+def git_commit() -> str:
+    """The commit of the code that runs (with '+changes' when the work tree differs from it)."""
+    try:
+        head = subprocess.run(["git", "-C", repo_root(), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "-C", repo_root(), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + ("+changes" if dirty else "")
+
+
+# --- the state -----------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class RunState:
+    """state.json: what is done and what it gave. `phases[name]`: the runs of a controller phase, each
+    {"population", "sigma", "start" (the phase generation it began at), "init"} ; `cpu_s[stage]` CPU seconds."""
+    recipe_key: str
+    env: str
+    preset: str
+    seed: int
+    format: int = STATE_FORMAT
+    done: list = dataclasses.field(default_factory=list)
+    results: dict = dataclasses.field(default_factory=dict)
+    phases: dict = dataclasses.field(default_factory=dict)
+    cpu_s: dict = dataclasses.field(default_factory=dict)
+    commits: list = dataclasses.field(default_factory=list)  # of the code that ran it, in order (a resume may differ)
+    finished: bool = False
+
+    @classmethod
+    def load(cls, path: str) -> RunState:
+        try:
+            with open(path) as handle:
+                data = json.load(handle)
+            return cls(**data)
+        except (OSError, ValueError, TypeError) as error:
+            raise UserError(f"{path} is not a reproduce state file ({error}); move the folder away to start "
+                            f"afresh") from None
+
+    def save(self, path: str) -> None:
+        save_json(path, dataclasses.asdict(self), indent=1)
+
+
+class Run:
+    """One run of a recipe with one seed, in its folder."""
+
+    def __init__(self, recipe: Recipe, seed: int, root: str, workers: int):
+        self.recipe, self.seed, self.workers = recipe, seed, workers
+        seeding.run_base(seed)  # checks the range
+        self.key = recipe_key(recipe)
+        self.folder = os.path.abspath(run_dir(root, recipe.env, seed))
+        self.scratch = os.path.join(self.folder, "scratch")
+        self.data_dir = os.path.join(self.scratch, "data")
+        self.state_path = os.path.join(self.folder, "state.json")
+        self.state = self._load_or_new()
+
+    # -- identity
+    def _load_or_new(self) -> RunState:
+        if not os.path.exists(self.state_path):
+            return RunState(self.key, self.recipe.env, self.recipe.preset, self.seed)
+        state = RunState.load(self.state_path)
+        if state.env != self.recipe.env or state.seed != self.seed:
+            raise UserError(f"{self.folder} holds a run of {state.env} seed {state.seed}, not {self.recipe.env} "
+                            f"seed {self.seed}; give another --root")
+        if state.recipe_key != self.key:
+            raise UserError(f"{self.folder} holds a run of another recipe ({state.preset} preset, recipe key "
+                            f"{state.recipe_key}; this one is {self.recipe.preset}, {self.key}): refusing to mix "
+                            f"them; give another --root or --seed")
+        return state
+
+    def command_line(self) -> str:
+        preset = "" if self.recipe.preset == "full" else f" --preset {self.recipe.preset}"
+        return f"python reproduce.py {self.recipe.env} --seed {self.seed}{preset}"
+
+    def save(self) -> None:
+        self.state.save(self.state_path)
+
+    # -- paths
+    def model_dir(self, step_name: str, kind: str) -> str:
+        return os.path.join(self.folder, "models", step_name, kind)
+
+    def phase_dirs(self, phase: str, run: int) -> tuple[str, str]:
+        base = os.path.join(self.folder, "phases", f"{phase}.{run}")
+        return os.path.join(base, "controller"), os.path.join(base, "log")
+
+    def chosen_path(self, phase: str) -> str:
+        return os.path.join(self.folder, "chosen", f"{phase}.json")
+
+    # -- the world model each step sees: the last TrainV and TrainM before it
+    def world_model_before(self, index: int) -> tuple[str | None, str | None]:
+        vae = rnn = None
+        for step in self.recipe.steps[:index]:
+            if isinstance(step, TrainV):
+                vae = step.name
+            elif isinstance(step, TrainM):
+                rnn = step.name
+        return vae, rnn
+
+    def batches_before(self, index: int) -> int:
+        """Batch files written by the Collect steps before step `index`."""
+        return sum(-(-step.episodes // step.batch_size) for step in self.recipe.steps[:index]
+                   if isinstance(step, Collect))
+
+    def _stage(self, stage: str, command: list[str], what: str) -> None:
+        """Run a stage in scratch/; its CPU time is added to state.json whatever happens."""
+        os.makedirs(self.scratch, exist_ok=True)
+
+        def count(seconds: float) -> None:
+            self.state.cpu_s[stage] = round(self.state.cpu_s.get(stage, 0.0) + seconds, 2)
+            self.save()
+
+        status = run_stage(command, self.scratch, count)
+        if status:
+            raise UserError(f"{what} failed (exit status {status}; its error is above); after fixing the cause, "
+                            f"resume with: {self.command_line()}")
+
+    # -- the scratch folder: what stages rebuild exactly from seeds
+    def _scratch_done(self) -> list[str]:
+        try:
+            with open(os.path.join(self.scratch, "done.json")) as handle:
+                return list(json.load(handle))
+        except (OSError, ValueError, TypeError):
+            return []
+
+    def _mark_scratch(self, names: list[str]) -> None:
+        os.makedirs(self.scratch, exist_ok=True)
+        save_json(os.path.join(self.scratch, "done.json"), names)
+
+    def sync_scratch(self, upto: int) -> None:
+        """Rebuild scratch/ (01's and 03's files) as the done steps before `upto` left it, replaying those steps."""
+        wanted = [step.name for step in self.recipe.steps[:upto]
+                  if isinstance(step, SCRATCH_STEPS) and step.name in self.state.done]
+        have = self._scratch_done()
+        if have == wanted[:len(have)] and len(have) <= len(wanted):
+            missing = wanted[len(have):]
+        else:  # another history: start it again
+            shutil.rmtree(os.path.join(self.scratch, "data"), ignore_errors=True)
+            have, missing = [], wanted
+        for index, step in enumerate(self.recipe.steps[:upto]):
+            if step.name in missing:
+                print(f"== rebuilding scratch data: {step.name} (stage {STAGE_OF[type(step)]}, from its seeds)",
+                      flush=True)
+                self._run_scratch_step(index, step)
+                have.append(step.name)
+                self._mark_scratch(have)
+
+    def _run_scratch_step(self, index: int, step) -> None:
+        if isinstance(step, Collect):
+            self._collect(index, step)
+        else:
+            self._encode(index, step)
+
+    # -- the steps
+    def _collect(self, index: int, step: Collect) -> None:
+        collect_index = sum(isinstance(s, Collect) for s in self.recipe.steps[:index])
+        command = script("01_generate_data.py") + [
+            self.recipe.env, "--total_episodes", str(step.episodes), "--start_batch", str(self.batches_before(index)),
+            "--time_steps", str(step.time_steps), "--batch_size", str(step.batch_size),
+            "--num_workers", str(self.workers), "--seed", str(seeding.collect_seed(self.seed, collect_index)),
+            "--data_dir", self.data_dir]
+        if step.player:
+            vae, rnn = self.phase_world_model(step.player)
+            command += ["--controller", self.chosen_path(step.player), "--vae_dir", self.model_dir(vae, "vae"),
+                        "--rnn_dir", self.model_dir(rnn, "rnn")]
+        self._stage("01", command, f"01 ({step.name})")
+
+    def _encode(self, index: int, step: Encode) -> None:
+        vae, _ = self.world_model_before(index)
+        # every batch when V changed since the last Encode, else only the new ones (the same z as before)
+        first = 0
+        for earlier in range(index - 1, -1, -1):
+            previous = self.recipe.steps[earlier]
+            if isinstance(previous, TrainV):
+                break
+            if isinstance(previous, Encode):
+                first = self.batches_before(earlier)
+                break
+        command = script("03_generate_rnn_data.py") + [
+            "--env_name", self.recipe.env, "--start_batch", str(first), "--max_batch",
+            str(self.batches_before(index) - 1), "--seed", str(self.seed), "--data_dir", self.data_dir,
+            "--vae_dir", self.model_dir(vae, "vae")]
+        self._stage("03", command, f"03 ({step.name})")
+
+    def _train_v(self, index: int, step: TrainV) -> None:
+        work = os.path.join(self.scratch, "vae")
+        shutil.rmtree(work, ignore_errors=True)  # a stopped 02 starts again from its start
+        batches = step.batches or self.batches_before(index)
+        command = script("02_train_vae.py") + [
+            "--env_name", self.recipe.env, "--start_batch", "0", "--max_batch", str(batches - 1),
+            "--epochs", str(step.epochs), "--batch_size", str(step.batch_size),
+            "--learning_rate", repr(step.learning_rate), "--seed", str(self.seed), "--data_dir", self.data_dir,
+            "--vae_dir", work, "--verbose", "2"]
+        if step.steps_per_file:
+            command += ["--steps_per_file", str(step.steps_per_file)]
+        previous, _ = self.world_model_before(index)
+        command += ["--new_model"] if step.new or previous is None else ["--init_from", self.model_dir(previous, "vae")]
+        self._stage("02", command, f"02 ({step.name})")
+        self._keep_model(work, step.name, "vae")
+
+    def _train_m(self, index: int, step: TrainM) -> None:
+        work = os.path.join(self.scratch, "rnn")
+        shutil.rmtree(work, ignore_errors=True)
+        command = script("04_train_rnn.py") + [
+            "--env_name", self.recipe.env, "--start_batch", "0", "--max_batch", str(self.batches_before(index) - 1),
+            "--epochs", str(step.epochs), "--batch_size", str(step.batch_size), "--seed", str(self.seed),
+            "--data_dir", self.data_dir, "--rnn_dir", work, "--verbose", "2"]
+        _, previous = self.world_model_before(index)
+        command += ["--new_model"] if step.new or previous is None else ["--init_from", self.model_dir(previous, "rnn")]
+        self._stage("04", command, f"04 ({step.name})")
+        self._keep_model(work, step.name, "rnn")
+
+    def _keep_model(self, work: str, step_name: str, kind: str) -> None:
+        """The NumPy copy the stage saved, into models/<step>/<kind>/ (written whole)."""
+        from utils import atomic_path
+
+        target = self.model_dir(step_name, kind)
+        os.makedirs(target, exist_ok=True)
+        name = f"{self.recipe.env}.npz"
+        with atomic_path(os.path.join(target, name), suffix=".npz") as temporary:
+            shutil.copyfile(os.path.join(work, name), temporary)
+
+    def phase_world_model(self, phase: str) -> tuple[str, str]:
+        index = next(i for i, step in enumerate(self.recipe.steps) if getattr(step, "name", None) == phase)
+        vae, rnn = self.world_model_before(index)
+        return vae, rnn
+
+    # -- controller phases
+    def phase_runs(self, phase: ControllerPhase) -> list[dict]:
+        runs = self.state.phases.setdefault(phase.name, [])
+        if not runs:
+            runs.append({"population": phase.population, "sigma": phase.sigma, "start": 0,
+                         "init": None if phase.start is None else self.chosen_path(phase.start)})
+        return runs
+
+    def checkpoint(self, phase: ControllerPhase, run_index: int) -> tuple[str, object | None]:
+        """(path of a run's .es.pk, its TrainingState or None before its first generation)."""
+        from controller.training import TrainingState, training_files
+        from es import load_optimizer
+
+        run = self.state.phases[phase.name][run_index]
+        controller_dir, log_dir = self.phase_dirs(phase.name, run_index)
+        files = training_files(self.recipe.env, "cma", phase.episodes, run["population"], controller_dir, log_dir)
+        if not os.path.exists(files.checkpoint):
+            return files.checkpoint, None
+        _, state = load_optimizer(files.checkpoint)
+        return files.checkpoint, TrainingState.from_json(state, files.checkpoint)
+
+    def _controller_phase(self, phase_index: int, index: int, phase: ControllerPhase) -> None:
+        vae, rnn = self.world_model_before(index)
+        while True:
+            runs = self.phase_runs(phase)
+            run_index = len(runs) - 1
+            run = runs[run_index]
+            checkpoint, trained = self.checkpoint(phase, run_index)
+            done = trained.generation if trained else 0
+            budget = phase.generations - run["start"]
+            if trained is not None and self._restart_due(phase, run_index, trained, budget):
+                controller_dir, _ = self.phase_dirs(phase.name, run_index)
+                rule = phase.restart
+                runs.append({"population": run["population"] * rule.population_factor, "sigma": rule.sigma,
+                             "start": run["start"] + done, "init": self._best_of(phase, run_index)})
+                print(f"== {phase.name}: the population average gained less than {rule.min_gain:g} in "
+                      f"{rule.span} generations: restart {len(runs) - 1} from the best, population "
+                      f"{runs[-1]['population']}, sigma {rule.sigma}, {phase.generations - runs[-1]['start']} "
+                      f"generations left", flush=True)
+                self.save()
+                continue
+            if done >= budget:
+                return
+            stop = budget
+            if phase.restart and len(runs) - 1 < phase.restart.max_restarts:
+                stop = min(budget, (done // phase.restart.window + 1) * phase.restart.window)
+            self._run_05(phase_index, index, phase, run_index, checkpoint if trained else None, stop - done,
+                         vae, rnn)
+
+    def _restart_due(self, phase: ControllerPhase, run_index: int, trained, budget: int) -> bool:
+        rule = phase.restart
+        done = trained.generation
+        if rule is None or run_index >= rule.max_restarts or done >= budget or done % rule.window:
+            return False
+        if done < rule.span + rule.window:
+            return False
+        averages = [row.average for row in trained.history]
+        recent = sum(averages[done - rule.window:done]) / rule.window
+        earlier = sum(averages[done - rule.span - rule.window:done - rule.span]) / rule.window
+        return recent - earlier < rule.min_gain
+
+    def _best_of(self, phase: ControllerPhase, run_index: int) -> str:
+        from controller.training import training_files
+
+        run = self.state.phases[phase.name][run_index]
+        controller_dir, log_dir = self.phase_dirs(phase.name, run_index)
+        return training_files(self.recipe.env, "cma", phase.episodes, run["population"], controller_dir,
+                              log_dir).best
+
+    def _run_05(self, phase_index: int, index: int, phase: ControllerPhase, run_index: int, checkpoint: str | None,
+                generations: int, vae: str, rnn: str) -> None:
+        run = self.state.phases[phase.name][run_index]
+        controller_dir, log_dir = self.phase_dirs(phase.name, run_index)
+        command = script("05_train_controller.py") + [
+            self.recipe.env, "--num_worker", str(self.workers),
+            "--num_worker_trial", str(run["population"] // self.workers), "--num_episode", str(phase.episodes),
+            "--eval_steps", str(phase.eval_every), "--eval_episodes", str(phase.eval_episodes),
+            "--generations", str(generations), "--common_seeds", str(int(phase.common_seeds)),
+            "--controller_dir", controller_dir, "--log_dir", log_dir, "--vae_dir", self.model_dir(vae, "vae"),
+            "--rnn_dir", self.model_dir(rnn, "rnn"), "--data_dir", self.data_dir]
+        if phase.max_length:
+            command += ["--max_length", str(phase.max_length)]
+        if checkpoint:
+            command += ["--init_opt", checkpoint]
+        else:
+            command += ["--seed_start", str(seeding.phase_seed(self.seed, phase_index, run_index)),
+                        "--sigma_init", repr(run["sigma"])]
+            if run["init"]:
+                command += ["--init_params", run["init"]]
+            if phase.dream:
+                command += ["--dream_mode", "1", "--temperature", repr(phase.temperature),
+                            "--real_episodes", str(phase.real_episodes)]
+        self._stage("05", command, f"05 ({phase.name})")
+
+    def candidates(self, phase: ControllerPhase) -> list[dict]:
+        """Every evaluated controller of a phase: {"phase", "run", "generation", "score", "rank_score", "params"};
+        rank_score is the real-game score (the evaluation itself, or a dream best's real episodes)."""
+        rows = []
+        for run_index, run in enumerate(self.state.phases.get(phase.name, [])):
+            _, trained = self.checkpoint(phase, run_index)
+            for evaluation in trained.evaluations if trained else []:
+                rank = evaluation.real_score if phase.dream else evaluation.score
+                if rank is None:
+                    continue
+                rows.append({"phase": phase.name, "run": run_index, "generation": run["start"] + evaluation.generation,
+                             "score": evaluation.score, "rank_score": rank, "params": evaluation.params})
+        return rows
+
+    def _choose_for_collect(self, phase: ControllerPhase) -> None:
+        """The controller a phase hands on: its evaluated controller with the best real-game score."""
+        from controller.controller import save_params
+
+        rows = self.candidates(phase)
+        if not rows:
+            raise UserError(f"{phase.name} evaluated no controller (no .log.json row with a real-game score); its "
+                            f"budget or eval_every is wrong in the recipe")
+        best = max(rows, key=lambda row: row["rank_score"])  # max keeps the first of equals: the earliest
+        os.makedirs(os.path.dirname(self.chosen_path(phase.name)), exist_ok=True)
+        save_params(self.chosen_path(phase.name), best["params"], best["rank_score"], self.recipe.env)
+        self.state.results[phase.name] = {key: best[key] for key in ("run", "generation", "score", "rank_score")}
+
+    # -- selection, scoring, packing
+    def _select(self) -> None:
+        from controller.controller import save_params
+
+        selection = self.recipe.selection
+        rows = [row for name in selection.phases for row in self.candidates(self.recipe.phase(name))]
+        order = sorted(range(len(rows)), key=lambda i: (-rows[i]["rank_score"], i))[:selection.top]
+        results = self.state.results.setdefault("selection", {"candidates": []})
+        folder = os.path.join(self.folder, "candidates")
+        os.makedirs(folder, exist_ok=True)
+        for number, i in enumerate(order):
+            row = rows[i]
+            if number < len(results["candidates"]):
+                continue  # played before a stop
+            path = os.path.join(folder, f"candidate{number}.json")
+            save_params(path, row["params"], row["rank_score"], self.recipe.env)
+            vae, rnn = self.phase_world_model(row["phase"])
+            score = self._score(path, vae, rnn, os.path.join(self.folder, "selection"),
+                                seeding.selection_seed(self.seed), selection.episodes, selection.max_length,
+                                "selection")
+            results["candidates"].append({"file": os.path.relpath(path, self.folder), "vae": vae, "rnn": rnn,
+                                          **{key: row[key] for key in ("phase", "run", "generation", "score",
+                                                                       "rank_score")},
+                                          "selection_mean": score["mean"], "selection_std": score["std"]})
+            self.save()
+        chosen = max(range(len(results["candidates"])), key=lambda i: results["candidates"][i]["selection_mean"])
+        results["chosen"] = chosen
+
+    def _score(self, filename: str, vae: str, rnn: str, log_dir: str, first_seed: int, episodes: int,
+               max_length: int, stage: str) -> dict:
+        command = script("model.py") + [
+            self.recipe.env, "--filename", filename, "--final_mode", "--num_episode", str(episodes), "--seed",
+            str(first_seed), "--num_worker", str(self.workers), "--log_dir", log_dir,
+            "--vae_dir", self.model_dir(vae, "vae"), "--rnn_dir", self.model_dir(rnn, "rnn"),
+            "--data_dir", self.data_dir]
+        if max_length:
+            command += ["--max_length", str(max_length)]
+        self._stage(stage, command, f"model.py ({stage})")
+        name = os.path.basename(filename)[: -len(".json")]
+        with open(os.path.join(log_dir, f"{name}.final.json")) as handle:
+            return json.load(handle)
+
+    def chosen_candidate(self) -> dict:
+        selection = self.state.results["selection"]
+        return selection["candidates"][selection["chosen"]]
+
+    def _final_scores(self) -> None:
+        chosen = self.chosen_candidate()
+        scoring = self.recipe.scoring
+        for name, seed in (("final", seeding.SCORING_SEED), ("untouched", seeding.UNTOUCHED_SEED)):
+            if name in self.state.results:
+                continue
+            score = self._score(os.path.join(self.folder, chosen["file"]), chosen["vae"], chosen["rnn"],
+                                os.path.join(self.folder, name), seed, scoring.episodes, scoring.max_length, "score")
+            self.state.results[name] = {key: score[key] for key in ("first_seed", "episodes", "max_length", "mean",
+                                                                     "std", "scores", "lengths")}
+            self.save()
+
+    def final_file(self) -> str:
+        name = os.path.basename(self.chosen_candidate()["file"])[: -len(".json")]
+        return os.path.join(self.folder, "final", f"{name}.final.json")
+
+    def _pack(self) -> None:
+        chosen = self.chosen_candidate()
+        command = script("pretrained.py") + [
+            "pack", self.recipe.env, "--filename", os.path.join(self.folder, chosen["file"]), "--final",
+            self.final_file(), "--command", self.command_line(), "--root", os.path.join(self.folder, "agent"),
+            "--vae_dir", self.model_dir(chosen["vae"], "vae"), "--rnn_dir", self.model_dir(chosen["rnn"], "rnn"),
+            "--data_dir", self.data_dir]
+        self._stage("pack", command, "pretrained.py pack")
+
+    # -- the whole recipe
+    def steps(self) -> list[tuple[str, str, bool]]:
+        """(name, header, uses scratch/) of every step, the closing ones included."""
+        rows = []
+        for step in self.recipe.steps:
+            kind = type(step)
+            uses = kind in (Collect, Encode, TrainV, TrainM) or (kind is ControllerPhase and step.dream)
+            rows.append((step.name, f"stage {STAGE_OF[kind]}: {describe(step)}", uses))
+        selection = self.recipe.selection
+        rows.append(("select", f"selection: the top {selection.top} of {', '.join(selection.phases)} play "
+                               f"{selection.episodes} episodes each on the run's own seeds", False))
+        rows.append(("score", f"the chosen controller's {self.recipe.scoring.episodes} episodes on seeds 111.. and "
+                              f"on 10,000,000..", False))
+        rows.append(("pack", "pretrained.py pack into agent/", True))
+        return rows
+
+    def run(self) -> dict:
+        from utils import lock_outputs
+
+        for phase in self.recipe.steps:
+            if isinstance(phase, ControllerPhase) and phase.population % self.workers:
+                raise UserError(f"--workers {self.workers} does not divide {phase.name}'s population of "
+                                f"{phase.population}: give a divisor of it (the population is part of the recipe)")
+        os.makedirs(self.folder, exist_ok=True)
+        lock_outputs(self.folder, "reproduce")
+        commit = git_commit()
+        if commit not in self.state.commits[-1:]:
+            self.state.commits.append(commit)
+        self.save()  # claims the folder for this recipe
+        rows = self.steps()
+        phase_index = 0
+        for index, (name, header, uses_scratch) in enumerate(rows):
+            step = self.recipe.steps[index] if index < len(self.recipe.steps) else None
+            current_phase = phase_index
+            if isinstance(step, ControllerPhase):
+                phase_index += 1
+            if name in self.state.done:
+                continue
+            print(f"== [{index + 1}/{len(rows)}] {name}, {header}", flush=True)
+            if uses_scratch:
+                self.sync_scratch(min(index, len(self.recipe.steps)))
+            if isinstance(step, Collect):
+                self._collect(index, step)
+            elif isinstance(step, Encode):
+                self._encode(index, step)
+            elif isinstance(step, TrainV):
+                self._train_v(index, step)
+            elif isinstance(step, TrainM):
+                self._train_m(index, step)
+            elif isinstance(step, ControllerPhase):
+                self._controller_phase(current_phase, index, step)
+                if any(step.name in (getattr(later, "player", None), getattr(later, "start", None))
+                       for later in self.recipe.steps):
+                    self._choose_for_collect(step)
+            elif name == "select":
+                self._select()
+            elif name == "score":
+                self._final_scores()
+            else:
+                self._pack()
+            if isinstance(step, SCRATCH_STEPS):
+                self._mark_scratch(self._scratch_done() + [name])
+            self.state.done.append(name)
+            self.save()
+        from recipe.report import write_summary
+
+        summary = write_summary(self)
+        self.state.finished = True
+        self.save()
+        return summary
+
+
+def describe(step) -> str:
+    if isinstance(step, Collect):
+        who = "random play" if step.player is None else f"{step.player}'s chosen controller"
+        return f"{step.episodes} episodes of {who}, {step.time_steps} steps at most"
+    if isinstance(step, TrainV):
+        return f"V, {'new' if step.new else 'going on'}, {step.epochs} epoch(s) at {step.learning_rate:g}"
+    if isinstance(step, Encode):
+        return "encode the batches with V"
+    if isinstance(step, TrainM):
+        return f"M, {'new' if step.new else 'going on'}, {step.epochs} epoch(s)"
+    where = f"in the dream at tau {step.temperature}" if step.dream else "in the game"
+    shared = ", shared tracks" if step.common_seeds else ""
+    return (f"controller {step.population} x {step.episodes} {where}{shared}, {step.generations} generations"
+            + (f", restart rule ({step.restart.min_gain:g} in {step.restart.span})" if step.restart else ""))

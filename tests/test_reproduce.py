@@ -1,0 +1,215 @@
+"""reproduce.py: the tiny preset end to end to a packed agent, the same run stopped (SIGINT mid-stage, SIGTERM in
+another stage, its scratch data lost) and resumed to the same agent, and bad input in one line."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import types
+
+import numpy as np
+import pytest
+
+from recipe import seeds
+from recipe.presets import CAR_RACING_FULL, CAR_RACING_TINY, RECIPES, ControllerPhase, Restart, recipe_key
+from recipe.run import Run
+from tests.scripts import ENVIRONMENT, command, run, wait_for
+
+TINY = ("car_racing", "--preset", "tiny")
+
+
+def folder_of(root):
+    return os.path.join(root, "car_racing", "seed0")
+
+
+def read(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+@pytest.fixture(scope="module")
+def unstopped(tmp_path_factory):
+    """The tiny preset of car_racing run once, without a stop."""
+    root = str(tmp_path_factory.mktemp("reproduce"))
+    result = run("reproduce.py", *TINY, "--root", root, cwd=root, timeout=900)
+    return root, result
+
+
+# --- the recipe as data ----------------------------------------------------------------------------------------------
+def test_the_recipe_key_changes_with_every_number_and_only_with_them():
+    import dataclasses
+
+    assert recipe_key(CAR_RACING_TINY) == recipe_key(dataclasses.replace(CAR_RACING_TINY))
+    longer = dataclasses.replace(CAR_RACING_TINY, scoring=dataclasses.replace(CAR_RACING_TINY.scoring, max_length=21))
+    assert recipe_key(longer) != recipe_key(CAR_RACING_TINY)
+    assert len({recipe_key(recipe) for recipe in RECIPES.values()}) == len(RECIPES)
+
+
+def test_seeds_of_runs_are_disjoint_and_below_2_31():
+    used = set()
+    for seed in (0, 1, seeds.MAX_SEED):
+        block = [seeds.collect_seed(seed, k) for k in range(seeds.COLLECT_STEPS)] + \
+                [seeds.phase_seed(seed, j, r) for j in range(seeds.PHASE_STEPS) for r in range(4)] + \
+                [seeds.selection_seed(seed)]
+        assert len(set(block)) == len(block) and not used & set(block)
+        used |= set(block)
+    assert max(used) + seeds.STEP_BLOCK < 2**31
+    assert min(used) > seeds.UNTOUCHED_SEED + 99 > seeds.SCORING_SEED + 99
+    with pytest.raises(ValueError):
+        seeds.run_base(seeds.MAX_SEED + 1)
+
+
+def test_the_restart_rule_fires_on_a_gain_below_15_in_50_generations(tmp_path):
+    """CarRacing's rule: ten-generation averages 50 generations apart; 14.9 points restarts, 15.1 does not."""
+    phase = CAR_RACING_FULL.phase("c2")
+    assert phase.restart == Restart(window=10, span=50, min_gain=15.0)
+    recipe_run = Run(CAR_RACING_FULL, 0, str(tmp_path), workers=2)
+
+    def history(gain, generations=60):
+        averages = [700.0] * 10 + [700.0 + gain] * (generations - 10)
+        return types.SimpleNamespace(generation=generations,
+                                     history=[types.SimpleNamespace(average=a) for a in averages])
+
+    assert recipe_run._restart_due(phase, 0, history(14.9), phase.generations)
+    assert not recipe_run._restart_due(phase, 0, history(15.1), phase.generations)
+    assert not recipe_run._restart_due(phase, 0, history(0.0, 55), phase.generations)  # not at a tenth generation
+    assert not recipe_run._restart_due(phase, 0, history(0.0, 50), phase.generations)  # too early to compare
+    assert not recipe_run._restart_due(phase, 1, history(0.0), phase.generations)  # one restart at most
+
+
+# --- the tiny preset ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_tiny_preset_runs_to_a_packed_agent_and_a_consistent_summary(unstopped):
+    root, result = unstopped
+    folder = folder_of(root)
+    summary = read(os.path.join(folder, "summary.json"))
+    assert (summary["env"], summary["seed"], summary["preset"]) == ("car_racing", 0, "tiny")
+    assert summary["recipe_key"] == recipe_key(CAR_RACING_TINY)
+    for seeds_name, first_seed in (("seeds 111..", 111), ("seeds 10,000,000..", 10_000_000)):
+        score = summary["scores"][seeds_name]
+        assert score["first_seed"] == first_seed and score["episodes"] == 100 == len(score["scores"])
+        assert score["mean"] == pytest.approx(np.mean(score["scores"]))
+        assert score["std"] == pytest.approx(np.std(score["scores"]))
+    # the chosen one is the highest selection mean of the top candidates, on the run's own seeds
+    selection = summary["selection"]
+    means = [candidate["selection_mean"] for candidate in selection["candidates"]]
+    assert len(means) == 2 and selection["chosen"] == int(np.argmax(means))
+    selection_file = os.path.join(folder, "selection", "candidate0.final.json")
+    assert read(selection_file)["first_seed"] == seeds.selection_seed(0)
+    # the restart rule fired (its tiny threshold is out of reach): c2 ran twice, the second from generation 2
+    runs = summary["phases"]["c2"]
+    assert [entry["population"] for entry in runs] == [4, 8] and runs[1]["start"] == 2
+    assert [g for g, _ in runs[0]["average"] + runs[1]["average"]] == [1, 2, 3]
+    assert set(summary["core_hours"]) >= {"01", "02", "03", "04", "05", "selection", "score", "pack"}
+    # the packed folder is what pretrained.py reads, its manifest the final score and the command
+    verified = run("pretrained.py", "verify", "car_racing", "--root", os.path.join(folder, "agent"), cwd=root)
+    assert "every file matches" in verified.stdout
+    manifest = read(os.path.join(folder, "agent", "car_racing", "manifest.json"))
+    assert manifest["scores"] == summary["scores"]["seeds 111.."]["scores"]
+    assert manifest["commands"] == ["python reproduce.py car_racing --seed 0 --preset tiny"]
+    # plots.py draws the runs of an env side by side
+    picture = os.path.join(root, "runs.png")
+    run("plots.py", "--reproduce", "car_racing", "--reproduce_root", root, "--out", picture, cwd=root)
+    assert os.path.getsize(picture) > 0
+    # a finished seed says so and prints its summary
+    again = run("reproduce.py", *TINY, "--root", root, cwd=root)
+    assert "is finished" in again.stdout and f"{summary['scores']['seeds 111..']['mean']:.2f}" in again.stdout
+    status = run("reproduce.py", *TINY, "--root", root, "--status", cwd=root)
+    assert "13 of 13 steps done" in status.stdout and "finished" in status.stdout
+
+
+@pytest.mark.slow
+def test_a_stopped_and_resumed_run_ends_with_the_same_agent(unstopped, tmp_path):
+    """SIGINT in the middle of the first controller phase, SIGTERM in round 1's V training, the scratch folder lost
+    (a new machine), and the same command each time: the same V, M, controller and scores as the unstopped run."""
+    reference = folder_of(unstopped[0])
+    root = str(tmp_path)
+    folder = folder_of(root)
+    stops = ((signal.SIGINT, 130, lambda: glob.glob(os.path.join(folder, "phases", "c1.0", "controller", "*.es.pk"))),
+             (signal.SIGTERM, 143, lambda: os.path.isdir(os.path.join(folder, "scratch", "vae"))
+              and "round1" in read(os.path.join(folder, "state.json"))["done"]))
+    for signum, status, condition in stops:
+        process = subprocess.Popen(command("reproduce.py", *TINY, "--root", root), cwd=root, env=ENVIRONMENT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(condition, timeout=600, what=f"the point to send {signal.Signals(signum).name}")
+            process.send_signal(signum)
+            _, stderr = process.communicate(timeout=300)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        assert process.returncode == status, stderr
+        assert f"resume with: python reproduce.py car_racing --seed 0 --preset tiny --root {root}" in stderr
+    status_now = run("reproduce.py", *TINY, "--root", root, "--status", cwd=root).stdout
+    assert "now: v1" in status_now and "core-hours spent" in status_now
+    import shutil
+
+    shutil.rmtree(os.path.join(folder, "scratch"))  # 01's and 03's data are made again from their seeds
+    run("reproduce.py", *TINY, "--root", root, cwd=root, timeout=900)
+    mine, theirs = read(os.path.join(folder, "summary.json")), read(os.path.join(reference, "summary.json"))
+    assert mine["scores"] == theirs["scores"]
+    assert mine["selection"] == theirs["selection"]
+    assert [[entry["average"], entry["evaluations"]] for entry in mine["phases"]["c2"]] == \
+           [[entry["average"], entry["evaluations"]] for entry in theirs["phases"]["c2"]]
+    for path in glob.glob(os.path.join(reference, "models", "*", "*", "*.npz")) + \
+            [os.path.join(reference, "candidates", "candidate0.json"),
+             os.path.join(reference, "agent", "car_racing", "controller", "car_racing.best.json")]:
+        with open(path, "rb") as handle, open(path.replace(reference, folder), "rb") as other:
+            assert handle.read() == other.read(), path
+
+
+@pytest.mark.slow
+def test_doom_tiny_preset_runs_to_a_packed_agent(tmp_path):
+    """Random play, V, M, a controller in the dream, a round of iterative training (the chosen controller's real
+    episodes, M going on, a fresh controller in the new dream), selection on real episodes, both scores, the pack."""
+    root = str(tmp_path)
+    run("reproduce.py", "doom_take_cover", "--preset", "tiny", "--root", root, cwd=root, timeout=900)
+    folder = os.path.join(root, "doom_take_cover", "seed0")
+    summary = read(os.path.join(folder, "summary.json"))
+    assert list(summary["phases"]) == ["d0", "d1"]
+    # the controller that played round 1's data is d0's dream best with the highest real-game score
+    chosen, evaluations = read(os.path.join(folder, "state.json"))["results"]["d0"], summary["phases"]["d0"][0]
+    assert chosen["rank_score"] == max(row[2] for row in evaluations["evaluations"] if len(row) == 3)
+    for candidate in summary["selection"]["candidates"]:
+        assert (candidate["phase"], candidate["vae"], candidate["rnn"]) == ("d1", "v0", "m1")
+    score = summary["scores"]["seeds 111.."]
+    assert score["episodes"] == 100 and score["mean"] == pytest.approx(np.mean(score["scores"]))
+    run("pretrained.py", "verify", "doom_take_cover", "--root", os.path.join(folder, "agent"), cwd=root)
+
+
+# --- bad input ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args, named", [(("cartpole",), "unknown ENV 'cartpole'"),
+                                         (("car_racing", "--preset", "huge"), "--preset 'huge' is unknown"),
+                                         (("car_racing", "--seed", str(seeds.MAX_SEED + 1)),
+                                          f"--seed must be 0..{seeds.MAX_SEED}")])
+def test_bad_input_is_one_line(tmp_path, args, named):
+    result = run("reproduce.py", *args, "--root", str(tmp_path), cwd=tmp_path, check=False)
+    assert result.returncode == 1 and result.stderr.strip().count("\n") == 0 and named in result.stderr
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("change, named", [({"recipe_key": "0123456789abcdef"}, "another recipe"),
+                                           ({"env": "doom_take_cover"}, "holds a run of doom_take_cover")])
+def test_a_state_folder_of_another_recipe_or_env_is_refused(tmp_path, change, named):
+    folder = folder_of(str(tmp_path))
+    os.makedirs(folder)
+    state = {"recipe_key": recipe_key(CAR_RACING_TINY), "env": "car_racing", "preset": "tiny", "seed": 0, **change}
+    with open(os.path.join(folder, "state.json"), "w") as handle:
+        json.dump(state, handle)
+    for extra in ((), ("--status",)):
+        result = run("reproduce.py", *TINY, "--root", str(tmp_path), *extra, cwd=tmp_path, check=False)
+        assert result.returncode == 1 and result.stderr.strip().count("\n") == 0 and named in result.stderr
+    assert sorted(os.listdir(folder)) == ["state.json"]
+
+
+def test_a_population_the_workers_do_not_divide_is_refused_before_any_stage(tmp_path):
+    result = run("reproduce.py", *TINY, "--root", str(tmp_path), "--workers", "3", cwd=tmp_path, check=False)
+    assert result.returncode == 1 and "--workers 3" in result.stderr and result.stderr.strip().count("\n") == 0
+    assert not os.path.exists(os.path.join(folder_of(str(tmp_path)), "scratch"))
+
+
+def test_every_controller_phase_of_the_full_presets_fits_two_workers():
+    for recipe in RECIPES.values():
+        assert all(step.population % 2 == 0 for step in recipe.steps if isinstance(step, ControllerPhase))
