@@ -71,4 +71,7 @@ def main(quick: bool = False) -> dict[str, float]:
 
 
 if __name__ == "__main__":
+    from benchmarks.machine import describe
+
+    print(describe())
     main(quick="--quick" in sys.argv)

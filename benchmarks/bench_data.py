@@ -135,4 +135,7 @@ def main(quick: bool = False) -> None:
 
 
 if __name__ == "__main__":
+    from benchmarks.machine import describe
+
+    print(describe())
     main(quick="--quick" in sys.argv)
