@@ -118,6 +118,45 @@ def vae_from_numpy_copy(config, path: str, seed: int | None = None, learning_rat
     return vae
 
 
+def set_jit(vae, jit_compile: bool) -> None:
+    """Make V's next fit() run its training step with XLA (True) or as a plain TensorFlow graph (False)."""
+    vae.jit_compile = jit_compile
+    vae.train_function = None  # made again, with the new setting, by the next fit()
+
+
+def choose_jit(vae, batches, steps: int = 3) -> tuple[bool, dict[bool, float]]:
+    """Time V's training step with XLA and without on `batches` (uint8 minibatches, at least 1 + steps of them:
+    one each way to compile, not timed, then `steps` each way, alternating) and set V to the faster; returns (XLA
+    chosen, {XLA?: images per second}).
+
+    Every variable of V and of Adam (weights, moments, step count, the sampling noise's generator) is put back as it
+    was, so training goes on from exactly where it was, as it would with the step chosen from the start. The step
+    functions are kept: the chosen one is not compiled again.
+    """
+    import time
+
+    variables = {id(v): v for v in [*vae.variables, *vae.optimizer.variables, vae.seed_generator.state]}.values()
+    saved = [np.array(variable.numpy()) for variable in variables]
+    functions = {}
+    for jit_compile in (False, True):
+        set_jit(vae, jit_compile)
+        vae.train_on_batch(batches[0])  # traces (and with XLA compiles) the step
+        functions[jit_compile] = vae.train_function
+    measured: dict[bool, list[float]] = {False: [], True: []}  # images per second of each step
+    for batch in batches[1:1 + steps]:
+        for jit_compile in (False, True):
+            vae.train_function = functions[jit_compile]
+            started = time.perf_counter()
+            vae.train_on_batch(batch)
+            measured[jit_compile].append(len(batch) / (time.perf_counter() - started))
+    for variable, value in zip(variables, saved):
+        variable.assign(value)
+    rates = {mode: float(np.median(values)) for mode, values in measured.items()}
+    chosen = rates[True] > rates[False]
+    vae.jit_compile, vae.train_function = chosen, functions[chosen]
+    return chosen, rates
+
+
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stops fit() at the first minibatch whose loss is NaN or infinite and remembers where (`batch`, `loss`).
 
