@@ -8,9 +8,8 @@ Started from the shell, the script checks its inputs and replaces itself with `m
 itself (the mpiexec installed with the requirements, one BLAS thread a process). Rank 0 leads: it asks the
 optimizer for a population of num_worker x num_worker_trial solutions, hands out their episodes one at a time to
 whichever worker is free (so no worker idles while another finishes a long one; in the dream, num_worker_trial
-solutions a worker, rolled out as one batch), and tells the optimizer their average reward over --num_episode
-episodes. Started by your own mpiexec (several
-machines, a host file), it uses the ranks it was given instead.
+solutions a task, rolled out as one batch), and tells the optimizer their average reward over --num_episode
+episodes. Started by your own mpiexec (several machines, a host file), it uses the ranks it was given instead.
 
 Every generation the leader writes, each file whole (controller/training.py lists them): the optimizer state
 ./controller/<base>.es.pk, the history and curve in ./log, and, every --eval_steps generations, the current mean
@@ -55,7 +54,8 @@ def parse_args(argv=None):
     parser.add_argument("-e", "--num_episode", type=int, default=1, help="episodes per solution and generation")
     parser.add_argument("-n", "--num_worker", type=int, default=4, help="worker processes (MPI ranks 1..n)")
     parser.add_argument("-t", "--num_worker_trial", type=int, default=1,
-                        help="solutions per worker; population = num_worker x num_worker_trial")
+                        help="solutions per worker: population = num_worker x num_worker_trial (real episodes are "
+                             "handed out one at a time to the next free worker; the dream's, this many solutions a task)")
     parser.add_argument("--eval_steps", type=int, default=25, help="evaluate the mean every this many generations")
     parser.add_argument("--eval_episodes", type=int, default=0,
                         help="episodes of each evaluation (default: the population size, as estool)")
