@@ -16,7 +16,9 @@ between generations (CMA-ES update, checkpoint, logs and PNG) is serial, so gene
 worker runs) and nothing else: the most a worker can do. The breakdown (05's --phase_times) splits each generation's
 wall time into the workers' episodes, their wait at the end for the last episode, the messages and handing out
 between episodes, and the leader's serial work (ask, update, save), as shares of the generation, averaged over the
-workers.
+workers. The episode speed (steps a second of a worker's time in episodes) tells the two kinds of loss apart: a
+worker that waits (the shares) and a worker whose episodes run slower than alone (cores or caches shared with the
+other worker, the leader, mpiexec or other load).
 """
 
 from __future__ import annotations
@@ -107,6 +109,10 @@ def main(quick: bool = False) -> dict[str, float]:
     print(f"  alone    : {single:8.1f} env steps/s (environment and agent, one process, nothing else)")
     print(f"  1 worker : {one:8.1f} env steps/s ({one / single:.2f} of alone)")
     print(f"  2 workers: {two:8.1f} env steps/s ({two / one:.2f}x 1 worker; {two / 2 / single:.2f} of alone per worker)")
+    for workers in (1, 2):  # below alone: the workers' episodes themselves ran slower (cores shared, caches)
+        speed = statistics.median(row["steps"] / (workers * row["episodes"]) for row in rows[workers])
+        print(f"  episode speed, {workers} worker{'s' if workers > 1 else ' '}: {speed:8.1f} env steps a second of a "
+              f"worker's episode time ({speed / single:.2f} of alone)")
     print("  where a generation's time goes (median share of its wall time, per worker):")
     print("             " + "".join(f"{phase:>10}" for phase in PHASES))
     for workers in (1, 2):

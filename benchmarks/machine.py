@@ -16,10 +16,11 @@ VECTOR_EXTENSIONS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx
                      "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve", "sve2")
 
 
-def cpu_info(path: str = "/proc/cpuinfo") -> tuple[str, list[str]]:
-    """(CPU model, its vector extensions among VECTOR_EXTENSIONS) from /proc/cpuinfo; where that file is missing
-    (not Linux), platform's processor name and no extensions."""
-    model, flags = "", set()
+def cpu_info(path: str = "/proc/cpuinfo") -> tuple[str, list[str], int | None]:
+    """(CPU model, its vector extensions among VECTOR_EXTENSIONS, hardware threads per core) from /proc/cpuinfo;
+    where that file is missing (not Linux), platform's processor name, no extensions and None. Two threads a core
+    share one core's execution units: two workers on them cannot run twice as fast as one."""
+    model, flags, siblings, cores = "", set(), None, None
     try:
         with open(path) as handle:
             for line in handle:
@@ -29,9 +30,15 @@ def cpu_info(path: str = "/proc/cpuinfo") -> tuple[str, list[str]]:
                     model = value.strip()
                 elif key in ("flags", "Features") and not flags:
                     flags = set(value.split())
-    except OSError:
+                elif key == "siblings" and siblings is None:
+                    siblings = int(value)
+                elif key == "cpu cores" and cores is None:
+                    cores = int(value)
+    except (OSError, ValueError):
         pass
-    return model or platform.processor() or platform.machine(), [name for name in VECTOR_EXTENSIONS if name in flags]
+    threads = siblings // cores if siblings and cores else None
+    return (model or platform.processor() or platform.machine(), [name for name in VECTOR_EXTENSIONS if name in flags],
+            threads)
 
 
 def pinned_blas_kernel() -> str:
@@ -44,7 +51,9 @@ def pinned_blas_kernel() -> str:
 
 
 def describe() -> str:
-    """One line: CPU model, cores, vector extensions, the OpenBLAS kernels rollout workers run, Python."""
-    model, extensions = cpu_info()
-    return (f"machine: {model}, {os.cpu_count()} cores; vector extensions: {' '.join(extensions) or 'none known'}; "
+    """One line: CPU model, logical CPUs and threads a core, vector extensions, the OpenBLAS kernels rollout workers
+    run, Python."""
+    model, extensions, threads = cpu_info()
+    cores = f"{os.cpu_count()} logical CPUs" + (f" ({threads} a core)" if threads else "")
+    return (f"machine: {model}, {cores}; vector extensions: {' '.join(extensions) or 'none known'}; "
             f"OpenBLAS kernels (pinned for rollouts): {pinned_blas_kernel()}; Python {platform.python_version()}")

@@ -5,17 +5,17 @@ import pytest
 from benchmarks.machine import cpu_info
 
 
-def test_cpu_info_reads_the_model_and_the_vector_extensions_in_order(tmp_path):
+def test_cpu_info_reads_the_model_the_vector_extensions_in_order_and_the_threads_a_core(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
-    processor = ("processor\t: {n}\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14\n"
-                 "flags\t\t: fpu sse4_2 avx512f ht avx2 fma avx avx512_vnni sse4a\n\n")
+    processor = ("processor\t: {n}\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14\nsiblings\t: 2\n"
+                 "cpu cores\t: 1\nflags\t\t: fpu sse4_2 avx512f ht avx2 fma avx avx512_vnni sse4a\n\n")
     cpuinfo.write_text(processor.format(n=0) + processor.format(n=1))
-    assert cpu_info(str(cpuinfo)) == ("AMD EPYC 9R14", ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni"])
+    assert cpu_info(str(cpuinfo)) == ("AMD EPYC 9R14", ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni"], 2)
 
 
 def test_cpu_info_without_the_file_names_the_platform_and_no_extensions(tmp_path):
-    model, extensions = cpu_info(str(tmp_path / "missing"))
-    assert model and extensions == []
+    model, extensions, threads = cpu_info(str(tmp_path / "missing"))
+    assert model and extensions == [] and threads is None
 
 
 def test_a_generations_phases_add_up_from_the_task_times():
