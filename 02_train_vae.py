@@ -201,6 +201,7 @@ def main(argv=None):
                 timing.close()
                 print(f"training step: XLA {rates[True]:.0f} images/s, without {rates[False]:.0f} images/s on "
                       f"{os.path.basename(path)}: {'XLA' if xla else 'without XLA'} (--jit auto)")
+            print(f"epoch {epoch}/{last_epoch}: {os.path.basename(path)} ({len(index):,} frames)")
             stop = StopOnNonFiniteLoss()
             result = vae.fit(dataset, epochs=1, verbose=args.verbose, callbacks=[stop]).history
             dataset.close()

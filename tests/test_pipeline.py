@@ -473,6 +473,7 @@ def test_02_jit_auto_trains_as_the_step_it_chose(tmp_path):
     flags = ["--start_batch", 0, "--max_batch", 0, "--new_model", "--epochs", 1, "--steps_per_file", 2,
              "--batch_size", 8, "--verbose", 0, "--data_dir", data]
     auto = run("02_train_vae.py", *flags, "--vae_dir", "auto", cwd=tmp_path)
+    assert "epoch 1/1: obs_data_car_racing_0.npy (70 frames)" in auto.stdout
     line = next(line for line in auto.stdout.splitlines() if line.startswith("training step: XLA "))
     chosen = "on" if line.endswith(": XLA (--jit auto)") else "off"
     assert line.endswith("XLA (--jit auto)") and "images/s on obs_data_car_racing_0.npy" in line
