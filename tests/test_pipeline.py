@@ -410,9 +410,11 @@ def test_02_resumed_draws_what_one_run_draws(pipeline, tmp_path):
     for name, runs in (("one go", [2]), ("resumed", [1, 1])):
         folder = tmp_path / name
         for index, epochs in enumerate(runs):
+            # XLA, as before --jit: --jit auto may choose another step in a resumed run (rounding differs), and with
+            # the plain step the resumed run's last file came out 3.6e-5 from the one-go run's here (cause unknown)
             run("02_train_vae.py", "--start_batch", 0, "--max_batch", 1, *(["--new_model"] if index == 0 else []),
                 "--epochs", epochs, "--steps_per_file", 2, "--batch_size", 8, "--verbose", 0, "--data_dir",
-                pipeline / "data", "--vae_dir", folder, cwd=tmp_path)
+                pipeline / "data", "--vae_dir", folder, "--jit", "on", cwd=tmp_path)
         losses[name] = [row["loss"] for row in json.loads((folder / "car_racing.history.json").read_text())]
     assert len(losses["one go"]) == 4  # two files, two epochs
     np.testing.assert_allclose(losses["resumed"], losses["one go"], rtol=1e-5)
