@@ -16,6 +16,10 @@ saved V and writes nothing:
 
     python 02_train_vae.py --start_batch 10 --max_batch 12 --holdout_batches 3 --epochs 0
 
+--jit auto (the default) times V's training step with XLA and without on a few minibatches of the run's first file
+and trains with the faster (which one depends on the CPU); --jit on or off forces one. Either gives the same losses
+to float32 rounding.
+
 --init_from DIR starts a new V from DIR/<env>.npz, a V's NumPy copy such as the shipped pretrained/<env>/vae (Adam
 starts afresh), to go on training it on new frames from a clone that has no Keras file.
 """
@@ -30,6 +34,7 @@ from utils import UserError, check_flags, check_init_from, run_cli
 
 RECONSTRUCTED_FRAMES = 8  # frames shown in ./vae/<env>.reconstructions.png
 HELD_OUT_FRAMES = 2000  # frames of the --holdout_batches files V's held-out losses are measured on
+JIT_TIMING_STEPS = 3  # minibatches timed each way by --jit auto, after one each way that compiles
 
 
 def parse_args(argv=None):
@@ -50,6 +55,9 @@ def parse_args(argv=None):
                         help=f"last N batch files of the range: not trained on; V's losses on {HELD_OUT_FRAMES:,} of "
                              "their frames printed before training and after every epoch (with --epochs 0: printed "
                              "for the saved V, nothing trained or written)")
+    parser.add_argument("--jit", default="auto", choices=("auto", "on", "off"),
+                        help="the training step with XLA (on) or without (off); auto (default): time a few "
+                             "minibatches each way on the first file and train with the faster")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init_from", default=None, metavar="DIR",
                         help="a new V (as --new_model) starting from the weights of DIR/<env>.npz, a V's NumPy copy "
@@ -114,8 +122,9 @@ def main(argv=None):
     from plots import save_curves, save_reconstructions
     from vae.arch import make_vae
     from utils import check_room_for_model
-    from vae.train import (FrameBatches, StopOnNonFiniteLoss, epoch_file_order, held_out_frames, held_out_losses,
-                           load_vae, resume_point, reseed_noise, save_vae, vae_from_numpy_copy, valid_frame_index)
+    from vae.train import (FrameBatches, StopOnNonFiniteLoss, choose_jit, epoch_file_order, held_out_frames,
+                           held_out_losses, load_vae, resume_point, reseed_noise, save_vae, set_jit,
+                           vae_from_numpy_copy, valid_frame_index)
     from config import vae_file_to_read, vae_weights_path
 
     keras.utils.set_random_seed(args.seed)
@@ -158,6 +167,8 @@ def main(argv=None):
           f"{len(batches)} batch files, {args.epochs} epochs, minibatch {batch_size}, Adam {learning_rate:g}")
     if held:
         measure_held_out("before training")
+    if args.jit != "auto":
+        set_jit(vae, args.jit == "on")
 
     # --- training loop: every epoch visits every batch file (in an order of its own), saving after each ------------
     # the same frames of the first file, reconstructed after each file: ./vae/<env>.reconstructions.png
@@ -182,6 +193,14 @@ def main(argv=None):
             # the noise of z's sampling from (seed, epoch, file) too: a resumed run draws what one run draws (the
             # generator's state is not in the weights file; before, a resume replayed the first file's noise)
             reseed_noise(vae, args.seed, epoch, position)
+            if args.jit == "auto" and epoch == first_epoch and position == done:  # this run's first file
+                # minibatches of their own order (the training's shuffle untouched); V and Adam are put back after
+                timing = FrameBatches(frames, index, batch_size, seed=[args.seed, epoch, position, 1])
+                xla, rates = choose_jit(vae, [timing[i % len(timing)] for i in range(JIT_TIMING_STEPS + 1)],
+                                        steps=JIT_TIMING_STEPS)
+                timing.close()
+                print(f"training step: XLA {rates[True]:.0f} images/s, without {rates[False]:.0f} images/s on "
+                      f"{os.path.basename(path)}: {'XLA' if xla else 'without XLA'} (--jit auto)")
             print(f"epoch {epoch}/{last_epoch}: {os.path.basename(path)} ({len(index):,} frames)")
             stop = StopOnNonFiniteLoss()
             result = vae.fit(dataset, epochs=1, verbose=args.verbose, callbacks=[stop]).history

@@ -6,9 +6,10 @@
 
 Started from the shell, the script checks its inputs and replaces itself with `mpiexec -np <num_worker + 1>` of
 itself (the mpiexec installed with the requirements, one BLAS thread a process). Rank 0 leads: it asks the
-optimizer for a population of num_worker x num_worker_trial solutions, hands each worker num_worker_trial of them,
-and tells the optimizer their average reward over --num_episode episodes. Started by your own mpiexec (several
-machines, a host file), it uses the ranks it was given instead.
+optimizer for a population of num_worker x num_worker_trial solutions, hands out their episodes one at a time to
+whichever worker is free (so no worker idles while another finishes a long one; in the dream, num_worker_trial
+solutions a task, rolled out as one batch), and tells the optimizer their average reward over --num_episode
+episodes. Started by your own mpiexec (several machines, a host file), it uses the ranks it was given instead.
 
 Every generation the leader writes, each file whole (controller/training.py lists them): the optimizer state
 ./controller/<base>.es.pk, the history and curve in ./log, and, every --eval_steps generations, the current mean
@@ -53,7 +54,8 @@ def parse_args(argv=None):
     parser.add_argument("-e", "--num_episode", type=int, default=1, help="episodes per solution and generation")
     parser.add_argument("-n", "--num_worker", type=int, default=4, help="worker processes (MPI ranks 1..n)")
     parser.add_argument("-t", "--num_worker_trial", type=int, default=1,
-                        help="solutions per worker; population = num_worker x num_worker_trial")
+                        help="solutions per worker: population = num_worker x num_worker_trial (real episodes are "
+                             "handed out one at a time to the next free worker; the dream's, this many solutions a task)")
     parser.add_argument("--eval_steps", type=int, default=25, help="evaluate the mean every this many generations")
     parser.add_argument("--eval_episodes", type=int, default=0,
                         help="episodes of each evaluation (default: the population size, as estool)")
@@ -82,6 +84,10 @@ def parse_args(argv=None):
                         help="dream temperature tau (default: the paper's 1.15 for Doom)")
     parser.add_argument("--real_episodes", type=int, default=32,
                         help="dream mode: real-game episodes scoring each new best")
+    parser.add_argument("--phase_times", default=None, metavar="FILE",
+                        help="write where each generation's time went (episodes, waiting for the last one, messages, "
+                             "the leader's update and save) to FILE as JSON, rewritten every generation "
+                             "(benchmarks.bench_controller reads it)")
     add_folder_flags(parser, "controller", "log", "vae", "rnn", "data")
     args = parser.parse_args(argv)
     # which flags the command line gave (abbreviations and short forms included): parsed again with every default
@@ -360,12 +366,24 @@ def split_rows(count: int, parts: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-def evaluate(pool, params, seeds, max_length: int, chunks: list[slice], real: bool = False):
-    """Rewards and lengths (rows, k) of every row of params (rows, n) on its row of seeds (rows, k)."""
+def evaluate(pool, params, seeds, max_length: int, chunks: list[slice] | None = None, real: bool = False):
+    """Rewards and lengths (rows, k) of every row of params (rows, n) on its row of seeds (rows, k).
+
+    Without `chunks`, every episode is a task of its own, handed to the next free worker: an episode's reward depends
+    on its parameters and seed only, never on the worker or what it played before, and small tasks keep every worker
+    busy until the last few episodes. With `chunks` (row slices), each is one task: the dream rolls a task's episodes
+    out as one batch, and a batch of other rows would round its matrix products differently (dream.py)."""
     import numpy as np
 
     from parallel import Task
 
+    if chunks is None:
+        rows, columns = seeds.shape
+        tasks = [Task(row * columns + column, params[row:row + 1], seeds[row:row + 1, column:column + 1], max_length,
+                      real) for row in range(rows) for column in range(columns)]
+        results = pool.run(tasks)
+        return (np.array([r.rewards[0, 0] for r in results]).reshape(rows, columns),
+                np.array([r.lengths[0, 0] for r in results]).reshape(rows, columns))
     tasks = [Task(index, params[part], seeds[part], max_length, real) for index, part in enumerate(chunks)]
     results = pool.run(tasks)
     return (np.concatenate([np.atleast_2d(r.rewards) for r in results]),
@@ -377,14 +395,17 @@ def lead(plan: Plan, pool, workers: int) -> None:
     import numpy as np
 
     from config import FINAL_EPISODES, FIRST_SEED
-    from controller.training import MIRRORED_OPTIMIZERS, HistoryRow, generation_seeds, progress_line, write_logs
+    from controller.training import (MIRRORED_OPTIMIZERS, HistoryRow, generation_phases, generation_seeds,
+                                     progress_line, write_logs)
     from es import save_optimizer
-    from utils import blas_kernel
+    from utils import blas_kernel, save_json
 
     args, config, state, optimizer, files = plan.args, plan.config, plan.state, plan.optimizer, plan.files
     mirrored = bool(args.antithetic) and args.optimizer in MIRRORED_OPTIMIZERS
     common = bool(args.common_seeds)
-    trial_chunks = [slice(i, i + args.num_worker_trial) for i in range(0, plan.population, args.num_worker_trial)]
+    # the dream's batches: num_worker_trial solutions a task; real episodes: one a task (evaluate)
+    trial_chunks = ([slice(i, i + args.num_worker_trial) for i in range(0, plan.population, args.num_worker_trial)]
+                    if args.dream_mode else None)
     where = "dream at tau %.2f" % plan.temperature if args.dream_mode else "real environment"
     same = " (the same ones for every solution)" if common else ""
     variant = optimizer.describe()
@@ -422,14 +443,17 @@ def lead(plan: Plan, pool, workers: int) -> None:
               f"score with another --seed", flush=True)
 
     done_this_run = 0
+    phases = []  # --phase_times: this run's generations
     while args.generations <= 0 or done_this_run < args.generations:
         pool.check()
-        started = time.time()
+        started, clock = time.time(), {"started": time.perf_counter()}
         solutions = optimizer.ask()
         seeds = generation_seeds(state, plan.population, args.num_episode, mirrored, common)
         # the cap binds only while --cap_time is on (a resume without it plays full episodes again)
         max_length = min(state.cap_length, plan.max_length) if args.cap_time and state.cap_length else plan.max_length
+        clock["asked"] = time.perf_counter()
         rewards, lengths = evaluate(pool, solutions, seeds, max_length, trial_chunks)
+        clock["played"], task_times = time.perf_counter(), pool.task_times
         fitness = rewards.mean(axis=1)
         if not np.all(np.isfinite(fitness)):  # the optimizer must never rank a NaN or an infinity
             raise UserError(f"generation {state.generation + 1}: {int(np.sum(~np.isfinite(fitness)))} solutions "
@@ -439,8 +463,10 @@ def lead(plan: Plan, pool, workers: int) -> None:
         generation = state.generation
         state.cap_length = 2 * int(np.mean(lengths) + 1.0) if args.cap_time else None
         evaluation_line, new_best = "", False
+        clock["told"] = time.perf_counter()
         if generation % args.eval_steps == 0:
             evaluation_line, new_best = evaluate_mean(plan, pool, workers, generation)
+        clock["evaluated"] = time.perf_counter()
         state.elapsed_s += time.time() - started
         row = HistoryRow.of(generation, state.elapsed_s, fitness, lengths, optimizer.rms_stdev())
         state.history.append(row)
@@ -449,6 +475,11 @@ def lead(plan: Plan, pool, workers: int) -> None:
         if new_best:
             write_best(plan)  # after the checkpoint that holds it: a stop between the two is mended on resume
         write_logs(files, state, optimizer.current_param(), float(np.mean(fitness)))
+        clock["saved"] = time.perf_counter()
+        if args.phase_times:
+            phases.append({"generation": generation, "steps": int(lengths.sum()),
+                           **generation_phases(task_times, workers, **clock)})
+            save_json(args.phase_times, phases, indent=1)
         print(progress_line(row, time.time() - started) + evaluation_line, flush=True)
         done_this_run += 1
     pool.close()
@@ -478,7 +509,7 @@ def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> tuple[str,
     count = plan.eval_episodes
     seeds = take_seeds(state, count).reshape(count, 1)
     rows = np.repeat(params[None], count, axis=0)
-    rewards, _ = evaluate(pool, rows, seeds, plan.max_length, split_rows(count, workers))
+    rewards, _ = evaluate(pool, rows, seeds, plan.max_length, split_rows(count, workers) if args.dream_mode else None)
     score = float(rewards.mean())
     if not math.isfinite(score):  # never a best: a NaN compares False and inf beats every real score forever
         raise UserError(f"generation {generation}: the evaluation of the mean scored {score} (not finite); it was not "
@@ -492,8 +523,7 @@ def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> tuple[str,
         if args.dream_mode:  # scored in the real game (minutes) before anything is written: a run stopped meanwhile
             count = args.real_episodes  # replays this generation on resume and finds the same new best
             seeds = take_seeds(state, count).reshape(count, 1)
-            real, _ = evaluate(pool, np.repeat(params[None], count, axis=0), seeds, plan.max_length,
-                               split_rows(count, workers), real=True)
+            real, _ = evaluate(pool, np.repeat(params[None], count, axis=0), seeds, plan.max_length, real=True)
             if not np.isfinite(real.mean()):
                 raise UserError(f"generation {generation}: the new best scored {real.mean()} in the real game "
                                 f"(not finite)")

@@ -13,7 +13,7 @@ Messages are bytes, made and read by the pure functions `encode` and `decode` (n
 
     Task     leader -> worker   evaluate params on these episode seeds, each episode at most max_length steps
     Stop     leader -> worker   leave the loop and exit
-    Result   worker -> leader   the reward and length of each episode of a task
+    Result   worker -> leader   the reward and length of each episode of a task, and how long the worker took
     Failure  worker -> leader   the worker's error text; the leader stops the run with it
 
 Faults never hang the run: a worker that raises sends a Failure (also when it cannot even load its weights) and the
@@ -67,13 +67,15 @@ class Task:
 
 @dataclasses.dataclass(frozen=True)
 class Result:
-    """Total reward and steps of each episode of task `task_id`, (m, k) each, as the task's seeds."""
+    """Total reward and steps of each episode of task `task_id`, (m, k) each, as the task's seeds; `worker_ns`: the
+    nanoseconds the worker spent on the task (the leader's breakdown of a generation's time)."""
     task_id: int
     rewards: np.ndarray
     lengths: np.ndarray
+    worker_ns: int = 0
 
     def __eq__(self, other):
-        return (isinstance(other, Result) and self.task_id == other.task_id
+        return (isinstance(other, Result) and (self.task_id, self.worker_ns) == (other.task_id, other.worker_ns)
                 and np.array_equal(self.rewards, other.rewards) and np.array_equal(self.lengths, other.lengths))
 
 
@@ -107,8 +109,8 @@ def encode(message) -> bytes:
     if isinstance(message, Result):
         rewards = np.atleast_2d(np.asarray(message.rewards, dtype="<f8"))
         lengths = np.asarray(message.lengths, dtype="<i8").reshape(rewards.shape)
-        return (kind + _HEADER.pack(message.task_id, rewards.shape[0], rewards.shape[1], 0, 0) + rewards.tobytes()
-                + lengths.tobytes())
+        return (kind + _HEADER.pack(message.task_id, rewards.shape[0], rewards.shape[1], message.worker_ns, 0)
+                + rewards.tobytes() + lengths.tobytes())
     if isinstance(message, Failure):
         return kind + _HEADER.pack(message.rank, 0, 0, 0, 0) + message.text.encode("utf-8", errors="replace")
     return kind
@@ -127,11 +129,11 @@ def decode(payload: bytes):
         params = np.frombuffer(body, dtype="<f8", offset=8 * count).astype(np.float64).reshape(rows, -1)
         return Task(task_id=first, params=params, seeds=seeds, max_length=second, real=bool(flag))
     if kind == b"R":
-        rows, columns = second, rows
+        rows, columns, worker_ns = second, rows, columns
         count = rows * columns
         rewards = np.frombuffer(body, dtype="<f8", count=count).astype(np.float64).reshape(rows, columns)
         lengths = np.frombuffer(body, dtype="<i8", count=count, offset=8 * count).astype(np.int64).reshape(rows, columns)
-        return Result(task_id=first, rewards=rewards, lengths=lengths)
+        return Result(task_id=first, rewards=rewards, lengths=lengths, worker_ns=worker_ns)
     if kind == b"F":
         return Failure(rank=first, text=bytes(body).decode("utf-8"))
     raise ValueError(f"not a message of this protocol (kind byte {bytes(kind)!r})")
@@ -233,6 +235,16 @@ def _poll(comm, source: int | None = None, give_up: Callable[[], None] | None = 
 
 # --- the one interface of the pools -----------------------------------------------------------------------------
 
+@dataclasses.dataclass(frozen=True)
+class TaskTime:
+    """Where one task's time went, as the leader saw it: the worker's rank, when the task was sent and its result
+    received (time.perf_counter seconds of the leader), and the seconds the worker spent on it."""
+    rank: int
+    sent: float
+    received: float
+    busy: float
+
+
 class WorkerPool(abc.ABC):
     """What every pool of the project offers: `imap(items)` yields the pool's function applied to each item, in the
     order of the items, each as soon as it and those before it are ready; `run(items)` is the list of them; `close()`
@@ -242,7 +254,11 @@ class WorkerPool(abc.ABC):
         LocalPool     this process (05 on a single rank)
         ProcessPool   forked processes of this machine (01's rollouts, model.py's scores)
         Pool          MPI ranks, on one machine or several (05's episodes)
+
+    The pools of 05 (LocalPool and Pool) keep a TaskTime of every task of their last imap in `task_times`.
     """
+
+    task_times: Sequence[TaskTime] = ()
 
     @abc.abstractmethod
     def imap(self, items: Sequence) -> Iterator:
@@ -284,13 +300,18 @@ class Pool(WorkerPool):
         waiting = list(reversed(tasks))
         idle = list(self.workers)
         results: dict[int, Result] = {}
+        sent: dict[int, float] = {}  # a busy worker's rank: when its task went
+        self.task_times = []
         done = 0
         while done < len(tasks):
             while idle and waiting:
-                _send(self.comm, idle.pop(), waiting.pop())
+                rank = idle.pop()
+                _send(self.comm, rank, waiting.pop())
+                sent[rank] = time.perf_counter()
             sender, message = _poll(self.comm, None, self.check)
             if isinstance(message, Failure):
                 raise WorkerFailed(f"worker {message.rank} failed: {message.text.strip()}")
+            self.task_times.append(TaskTime(sender, sent.pop(sender), time.perf_counter(), message.worker_ns / 1e9))
             results[message.task_id] = message
             idle.append(sender)
             while done < len(tasks) and tasks[done].task_id in results:
@@ -306,8 +327,9 @@ class Pool(WorkerPool):
 def task_runner(evaluator: Callable[[Task], tuple[np.ndarray, np.ndarray]]) -> Callable[[Task], Result]:
     """The function of a pool of tasks: the evaluator's rewards and lengths of a task as its Result."""
     def run(task: Task) -> Result:
+        started = time.perf_counter_ns()
         rewards, lengths = evaluator(task)
-        return Result(task.task_id, np.asarray(rewards), np.asarray(lengths))
+        return Result(task.task_id, np.asarray(rewards), np.asarray(lengths), time.perf_counter_ns() - started)
     return run
 
 
@@ -356,10 +378,15 @@ class LocalPool(WorkerPool):
         self.check = check
 
     def imap(self, items: Sequence) -> Iterator:
+        self.task_times = []
         for item in items:
             if self.check is not None:
                 self.check()
-            yield self.function(item)
+            sent = time.perf_counter()
+            result = self.function(item)
+            received = time.perf_counter()
+            self.task_times.append(TaskTime(0, sent, received, received - sent))  # this process is the worker
+            yield result
 
 
 # --- forked rollout processes on this machine (01 and model.py) ------------------------------------------------

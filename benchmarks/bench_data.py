@@ -1,8 +1,9 @@
 """Benchmarks of stages 01, 02 and 04: rollout frames per second per core, VAE training images per second with and
-without XLA, the peak memory of 02_train_vae.py over ten batch files of 200 x 300 frames, and a Doom MDN-RNN epoch
+without XLA and with the step 02 picks by default, the peak memory of 02_train_vae.py over ten batch files of 200 x 300 frames, and a Doom MDN-RNN epoch
 with and without length buckets.
 
-    python -m benchmarks.bench_data            (part of `make bench`)
+    python -m benchmarks.bench_data            (part of `make bench`; about 5 minutes on two idle cores)
+    python -m benchmarks.bench_data --quick
 """
 
 from __future__ import annotations
@@ -38,16 +39,24 @@ def rollout_rate(episodes: int = 4, steps: int = 150, workers: int = 1) -> float
     return frames / (time.perf_counter() - started)
 
 
-def vae_training_rate(steps: int = 10, jit_compile: bool = True) -> float:
+def vae_training_rate(steps: int = 10, jit_compile: bool | str = True) -> float:
     """Images per second of one VAE training step at the paper's minibatch of 100 (after a warm-up step);
-    jit_compile=False times the same step without XLA (Keras's default on CPU)."""
+    jit_compile=False times the same step without XLA (Keras's default on CPU), "auto" the step 02's --jit auto
+    picks (vae.train.choose_jit, timed on other frames first: its own cost is left out, and printed)."""
     from config import CAR_RACING
     from vae.arch import make_vae
+    from vae.train import choose_jit, set_jit
 
     vae = make_vae(CAR_RACING, seed=0)
-    if not jit_compile:
-        vae.compile(optimizer=vae.optimizer, jit_compile=False)
     frames = np.random.default_rng(0).integers(0, 256, (100 * (steps + 1), 64, 64, 3), dtype=np.uint8)
+    if jit_compile == "auto":
+        started = time.perf_counter()
+        timing = np.random.default_rng(1).integers(0, 256, (4, 100, 64, 64, 3), dtype=np.uint8)
+        xla, rates = choose_jit(vae, list(timing))
+        print(f"  (--jit auto chose {'XLA' if xla else 'without XLA'} in {time.perf_counter() - started:.1f} s: "
+              f"XLA {rates[True]:.0f}, without {rates[False]:.0f} images/s)")
+    else:
+        set_jit(vae, jit_compile)
     vae.fit(frames[:100], batch_size=100, epochs=1, verbose=0)
     started = time.perf_counter()
     vae.fit(frames[100:], batch_size=100, epochs=1, verbose=0)
@@ -121,8 +130,10 @@ def main(quick: bool = False) -> None:
     print("== stage 02: VAE training (z = 32, minibatch 100, CPU)")
     plain = vae_training_rate(steps=3 if quick else 10, jit_compile=False)
     xla = vae_training_rate(steps=3 if quick else 10, jit_compile=True)
-    print(f"  without XLA: {plain:8.1f} images/s")
-    print(f"  XLA (02)   : {xla:8.1f} images/s ({xla / plain:.2f}x)")
+    auto = vae_training_rate(steps=3 if quick else 10, jit_compile="auto")
+    print(f"  without XLA (--jit off): {plain:8.1f} images/s")
+    print(f"  XLA (--jit on)         : {xla:8.1f} images/s ({xla / plain:.2f}x)")
+    print(f"  02's default (--jit auto): {auto:6.1f} images/s ({auto / max(plain, xla):.2f} of the faster)")
     episodes = 32 if quick else 64
     print(f"== stage 04: Doom MDN-RNN epoch ({episodes} random-play-length episodes, minibatch 16)")
     padded = rnn_epoch_rate(episodes, bucketed=False)
@@ -135,4 +146,7 @@ def main(quick: bool = False) -> None:
 
 
 if __name__ == "__main__":
+    from benchmarks.machine import describe
+
+    print(describe())
     main(quick="--quick" in sys.argv)

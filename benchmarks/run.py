@@ -9,7 +9,6 @@ Run it on an otherwise idle machine: every figure is a rate, and other load lowe
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import time
 
@@ -19,9 +18,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def main(quick: bool = False) -> None:
     from benchmarks import bench_agent, bench_controller, bench_data, bench_dream, bench_env
+    from benchmarks.machine import describe
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}; {'quick' if quick else 'full'} run")
+    print(f"{describe()}; {'quick' if quick else 'full'} run")
     started = time.time()
     sections = [
         ("environment", lambda: bench_env.main(steps=150 if quick else 300, rounds=3 if quick else 5)),

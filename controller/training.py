@@ -264,6 +264,33 @@ def generation_seeds(state: TrainingState, population: int, num_episode: int, mi
     return take_seeds(state, population * num_episode).reshape(population, num_episode)
 
 
+def generation_phases(task_times, workers: int, started: float, asked: float, played: float, told: float,
+                      evaluated: float, saved: float) -> dict[str, float]:
+    """Where a generation's wall time went, in seconds, from the leader's clock (time.perf_counter) at the ends of its
+    stages and the TaskTime of every task of the population (parallel.py); averages are over the `workers` ranks:
+
+        ask        the optimizer's ask and the episode seeds
+        episodes   a worker's time on episodes
+        waiting    a worker idle at the end, from its last result to the last result of all
+        messages   the rest of the population's time: tasks and results on their way, the polls, the handing out
+        update     the optimizer's tell
+        evaluation the evaluation of the mean, when one is due (its episodes included)
+        save       checkpoint, best controller, logs and curve
+
+    ask + episodes + waiting + messages + update + evaluation + save = total, the generation's wall time.
+    """
+    last_result: dict[int, float] = {}  # of each rank that had a task
+    for task in task_times:
+        last_result[task.rank] = max(task.received, last_result.get(task.rank, task.received))
+    ranks = max(workers, len(last_result))
+    idle = ranks - len(last_result)  # more workers than tasks: some idle throughout
+    episodes = sum(task.busy for task in task_times) / ranks
+    waiting = (sum(played - end for end in last_result.values()) + idle * (played - asked)) / ranks
+    return {"total": saved - started, "ask": asked - started, "episodes": episodes, "waiting": waiting,
+            "messages": played - asked - episodes - waiting, "update": told - played, "evaluation": evaluated - told,
+            "save": saved - evaluated}
+
+
 def progress_line(row: HistoryRow, seconds: float) -> str:
     """One line a generation, from its history row and its wall time."""
     return (f"gen {row.generation:4d}  avg {row.average:8.2f}  min {row.min:8.2f}  max {row.max:8.2f}  "

@@ -277,7 +277,10 @@ class Run:
             "--env_name", self.recipe.env, "--start_batch", "0", "--max_batch", str(batches - 1),
             "--epochs", str(step.epochs), "--batch_size", str(step.batch_size),
             "--learning_rate", repr(step.learning_rate), "--seed", str(self.seed), "--data_dir", self.data_dir,
-            "--vae_dir", work, "--verbose", "2"]
+            "--vae_dir", work, "--verbose", "2",
+            # XLA's step, fixed: 02's --jit auto chooses by timing, so a step done again after a stop could train
+            # with the other one and end a float rounding away from the unstopped run's V.
+            "--jit", "on"]
         if step.steps_per_file:
             command += ["--steps_per_file", str(step.steps_per_file)]
         previous, _ = self.world_model_before(index)

@@ -197,6 +197,33 @@ def test_a_run_stopped_between_the_checkpoint_of_a_new_best_and_its_best_file_wr
     assert score == saved["best_score"] and params == saved["best_params"]
 
 
+# --- how episodes are handed out ----------------------------------------------------------------------------------
+
+def recorded_tasks(leader):
+    """The shape of every task's seeds, in the order the pool was given them."""
+    shapes, play = [], leader.pool.function
+    leader.pool.function = lambda task: (shapes.append(task.seeds.shape), play(task))[1]
+    return shapes
+
+
+def test_real_episodes_go_out_one_a_task(tmp_path, monkeypatch, capsys):
+    """Each episode its own task, the next free worker's: no worker waits for another's block of long episodes
+    (before, a worker got num_worker_trial solutions, every episode of them, in one task)."""
+    leader = Leader(world_model(tmp_path / "run"), monkeypatch, "car_racing", "--num_worker", 2, "--num_worker_trial",
+                    2, "--num_episode", 2, "--max_length", 10, "--eval_steps", 1, "--eval_episodes", 3)
+    shapes = recorded_tasks(leader)
+    leader.generation(capsys)
+    assert shapes == [(1, 1)] * (4 * 2 + 3)  # the population's episodes, then the evaluation's
+
+
+def test_dream_episodes_go_out_in_batches_of_num_worker_trial_solutions(tmp_path, monkeypatch, capsys):
+    """The dream rolls a task's episodes out together (fast), and a batch of other rows would round them otherwise."""
+    leader = Leader(dreamy_doom_world_model(tmp_path / "run"), monkeypatch, *CAP)
+    shapes = recorded_tasks(leader)
+    leader.generation(capsys)
+    assert shapes == [(2, 4), (2, 4)]
+
+
 # --- mirrored seeds ------------------------------------------------------------------------------------------------
 
 def test_mirrored_generation_seeds_repeat_the_first_half():

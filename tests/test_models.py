@@ -2,6 +2,7 @@
 
 import math
 
+import keras
 import numpy as np
 import pytest
 
@@ -11,7 +12,7 @@ from rnn.arch import make_rnn, mdn_negative_log_likelihood, weighted_done_loss
 from rnn.train import (length_buckets, load_rnn, rnn_arrays, rnn_from_numpy_copy, save_rnn, step_norms,
                        training_masks)
 from vae.arch import kl_divergence, make_vae, reconstruction_error
-from vae.train import (epoch_file_order, load_vae, resume_point, save_vae, vae_from_numpy_copy,
+from vae.train import (choose_jit, epoch_file_order, load_vae, resume_point, save_vae, set_jit, vae_from_numpy_copy,
                        valid_frame_index)
 
 
@@ -265,11 +266,36 @@ def test_xla_and_plain_vae_training_steps_agree():
     frames = np.random.default_rng(0).integers(0, 256, (16, 64, 64, 3), dtype=np.uint8)
     losses = []
     for jit_compile in (True, False):
+        keras.utils.set_random_seed(0)  # the same initial weights
         vae = make_vae(CAR_RACING, seed=0)
-        vae.compile(optimizer=vae.optimizer, jit_compile=jit_compile)
+        set_jit(vae, jit_compile)  # as 02's --jit on / off
         losses.append([vae.train_on_batch(frames[i:i + 8], return_dict=True)["loss"] for i in (0, 8)])
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
     assert losses[0][1] != losses[0][0]  # the second step sees the first one's update and other frames
+
+
+@pytest.mark.slow  # compiles the VAE's training step both ways (over ten seconds)
+def test_choosing_the_step_by_timing_changes_nothing_but_the_step():
+    """choose_jit (02's --jit auto) trains on copies of nothing: it runs real steps and then puts every variable of V
+    and Adam back, the noise generator's included, so V trains on exactly as one given the chosen step from the
+    start does."""
+    frames = np.random.default_rng(0).integers(0, 256, (48, 64, 64, 3), dtype=np.uint8)
+    keras.utils.set_random_seed(0)
+    timed = make_vae(CAR_RACING, seed=0)
+    state = [*timed.variables, *timed.optimizer.variables, timed.seed_generator.state]
+    before = [np.array(variable.numpy()) for variable in state]
+    xla, rates = choose_jit(timed, [frames[i:i + 8] for i in range(0, 32, 8)])
+    assert timed.jit_compile == xla == (rates[True] > rates[False]) and min(rates.values()) > 0
+    assert all(np.array_equal(np.asarray(variable.numpy()), value) for variable, value in zip(state, before))
+    keras.utils.set_random_seed(0)
+    forced = make_vae(CAR_RACING, seed=0)
+    set_jit(forced, xla)
+    for vae in (timed, forced):
+        for i in (32, 40):
+            vae.train_on_batch(frames[i:i + 8])
+    assert int(timed.optimizer.iterations.numpy()) == 2
+    for a, b in zip(timed.variables, forced.variables):
+        np.testing.assert_array_equal(np.asarray(a.numpy()), np.asarray(b.numpy()))
 
 
 @pytest.mark.slow  # Keras traces and compiles fit() (over ten seconds): left out of make test-fast

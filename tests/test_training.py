@@ -104,6 +104,29 @@ def test_resuming_continues_exactly_where_the_run_stopped(trained, tmp_path):
 
 
 @pytest.mark.slow
+def test_one_worker_trains_exactly_as_two(trained, tmp_path):
+    """Episodes are handed out one at a time to whichever worker is free, so who plays which, and in what order,
+    changes from run to run: the rewards must not. One worker playing the population alone gives the history,
+    evaluations, best and optimizer of the two-worker run, bit for bit; --phase_times says where the time went."""
+    folder, _ = trained
+    world_model(tmp_path)
+    alone = train(tmp_path, "--num_worker", 1, "--num_worker_trial", 4, "--generations", 2, "--phase_times",
+                  "phases.json")
+    assert "population 4 (1 x 4)" in alone.stdout
+    assert [row[2:] for row in history(tmp_path)] == [row[2:] for row in history(folder)]
+    assert ((tmp_path / "log" / f"{BASE}.log.json").read_text() == (folder / "log" / f"{BASE}.log.json").read_text())
+    assert best(tmp_path) == best(folder)
+    np.testing.assert_array_equal(state(tmp_path)[0].current_param(), state(folder)[0].current_param())
+    phases = json.loads((tmp_path / "phases.json").read_text())
+    assert [row["generation"] for row in phases] == [1, 2] and all(row["steps"] == 4 * 25 for row in phases)
+    parts = ("ask", "episodes", "waiting", "messages", "update", "evaluation", "save")
+    for row in phases:
+        assert all(row[part] >= 0 for part in parts if part != "messages") and row["episodes"] > 0
+        assert sum(row[part] for part in parts) == pytest.approx(row["total"], rel=1e-9)
+    assert phases[0]["evaluation"] < 0.01 < phases[1]["evaluation"]  # --eval_steps 2: the mean scored in generation 2
+
+
+@pytest.mark.slow
 def test_resuming_twice_appends_and_never_lowers_the_best(trained, tmp_path):
     folder, _ = trained
     world_model(tmp_path)
@@ -380,8 +403,8 @@ def test_messages_survive_the_wire_bit_for_bit():
     rng = np.random.default_rng(0)
     task = Task(7, rng.standard_normal((2, 867)), rng.integers(0, 2**40, (2, 3)), 1000, real=True)
     assert decode(encode(task)) == task
-    result = Result(7, rng.standard_normal((2, 3)), rng.integers(0, 1000, (2, 3)))
-    assert decode(encode(result)) == result
+    result = Result(7, rng.standard_normal((2, 3)), rng.integers(0, 1000, (2, 3)), worker_ns=2_345_678_901)
+    assert decode(encode(result)) == result and decode(encode(result)).worker_ns == 2_345_678_901
     assert decode(encode(Failure(3, "boom ü"))) == Failure(3, "boom ü")
     assert isinstance(decode(encode(Stop())), Stop)
     with pytest.raises(ValueError):

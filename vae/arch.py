@@ -143,8 +143,8 @@ def make_vae(config, seed: int | None = None, learning_rate: float | None = None
     them: a resumed run continues the same optimisation instead of restarting Adam.
     """
     vae = ConvVAE(z_size=config.z_size, kl_tolerance=config.kl_tolerance, seed=seed).build_all()
-    # XLA: on CPU the compiled train step is about 3x faster (make bench, stage 02); its losses equal the
-    # plain step's to float32 rounding (tests/test_models.py).
+    # XLA or not: which step is faster depends on the CPU (3.2x faster on one, 2.4x slower on another: make bench),
+    # so 02 measures both (vae.train.choose_jit); their losses agree to float32 rounding (tests/test_models.py).
     vae.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate or config.vae_learning_rate),
                 jit_compile=True)
     vae.optimizer.build(vae.trainable_variables)

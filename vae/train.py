@@ -7,6 +7,7 @@ NumPy arrays, what TensorFlow-free rollout workers load). Both are written whole
 from __future__ import annotations
 
 import os
+import time
 from typing import Sequence
 
 import numpy as np
@@ -116,6 +117,70 @@ def vae_from_numpy_copy(config, path: str, seed: int | None = None, learning_rat
             for variable in layer.weights:
                 variable.assign(weights[f"{layer.name}/{variable.name}"])
     return vae
+
+
+def set_jit(vae, jit_compile: bool) -> None:
+    """Make V's next fit() run its training step with XLA (True) or as a plain TensorFlow graph (False)."""
+    vae.jit_compile = jit_compile
+    vae.train_function = None  # made again, with the new setting, by the next fit()
+
+
+class _Minibatches(keras.utils.PyDataset):
+    """Given minibatches as a dataset for fit()."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, i):
+        return self.batches[i]
+
+
+class _StepSeconds(keras.callbacks.Callback):
+    """The seconds of each training step of a fit(), without fit()'s own start and end."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds, self.started = [], 0.0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seconds.append(time.perf_counter() - self.started)
+
+
+def choose_jit(vae, batches, steps: int = 3) -> tuple[bool, dict[bool, float]]:
+    """Time V's training step with XLA and without on `batches` (uint8 minibatches of one size, at least 1 + steps:
+    one each way to compile, not timed, then `steps` each way, alternating) and set V to the faster; returns (XLA
+    chosen, {XLA?: images per second, the median step's}).
+
+    Every variable of V and of Adam (weights, moments, step count, the sampling noise's generator) is put back as it
+    was, so training goes on exactly as it would with the chosen step from the start. The steps run through fit(), as
+    training does, and the chosen step function is kept: a fit() on minibatches of this size does not compile it
+    again (an XLA compile takes seconds).
+    """
+    variables = {id(v): v for v in [*vae.variables, *vae.optimizer.variables, vae.seed_generator.state]}.values()
+    saved = [np.array(variable.numpy()) for variable in variables]
+    functions = {}
+    for jit_compile in (False, True):
+        set_jit(vae, jit_compile)
+        vae.fit(_Minibatches(batches[:1]), epochs=1, verbose=0)  # traces (and with XLA compiles) the step
+        functions[jit_compile] = vae.train_function
+    timers = {False: _StepSeconds(), True: _StepSeconds()}
+    for batch in batches[1:1 + steps]:
+        for jit_compile in (False, True):
+            vae.train_function = functions[jit_compile]
+            vae.fit(_Minibatches([batch]), epochs=1, verbose=0, callbacks=[timers[jit_compile]])
+    for variable, value in zip(variables, saved):
+        variable.assign(value)
+    rates = {mode: len(batches[0]) / float(np.median(timer.seconds)) for mode, timer in timers.items()}
+    chosen = rates[True] > rates[False]
+    vae.jit_compile, vae.train_function = chosen, functions[chosen]
+    return chosen, rates
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
