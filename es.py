@@ -46,6 +46,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from reading import CHECKPOINT_BYTES, LOG_JSON_BYTES, NpzArchive, open_regular, parse_json
 from utils import UserError, atomic_path, finite_number, short_repr
 
 FILE_FORMAT = "world-models-es-optimizer"  # marker inside every .es.pk file this module writes
@@ -580,7 +581,6 @@ _PARTS = {"adam": Adam}  # objects inside an optimizer, stored as "<part>.<field
 _HEADER = "header"  # the archive member holding the JSON text (as UTF-8 bytes in a uint8 array)
 _ARRAY_PREFIX = "optimizer."  # archive members holding the optimizer's arrays, "optimizer.<field>"
 _ARRAY_KINDS = ("vector", "positive vector", "matrix", "population", "half_population", "rows")
-_MAX_HEADER_BYTES = 1 << 30  # the JSON text (history and evaluations grow with the run); refuse anything larger
 _NPY_HEADER_BYTES = 4096  # an .npy member's own header is far smaller
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -714,28 +714,24 @@ def save_optimizer(path: str, optimizer: EvolutionStrategy, state: dict) -> None
         np.savez(temporary, **{_HEADER: np.frombuffer(text.encode(), dtype=np.uint8)}, **arrays)
 
 
-def _read_header(members: dict[str, zipfile.ZipInfo], archive: zipfile.ZipFile) -> dict:
-    header = members.get(_HEADER + ".npy")
-    if header is None:
+def _read_header(archive: NpzArchive, path: str) -> dict:
+    if _HEADER not in archive.names:
         raise _Invalid("it has no header")
-    if header.file_size > _MAX_HEADER_BYTES:
-        raise _Invalid(f"its header is {header.file_size} bytes")
-    with archive.open(header) as handle:
-        array = np.lib.format.read_array(handle, allow_pickle=False)
+    if archive.member_size(_HEADER) > LOG_JSON_BYTES:
+        raise _Invalid(f"its header is {archive.member_size(_HEADER)} bytes")
+    array = archive.array(_HEADER)
     if array.dtype != np.uint8 or array.ndim != 1:
         raise _Invalid("its header is not JSON text")
-    try:
-        return json.loads(array.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise _Invalid(f"its header is not JSON ({error})") from None
+    return parse_json(array.tobytes(), path, "an optimizer state (its header)", "resume from another file")
 
 
 def _rebuild(path: str) -> tuple[EvolutionStrategy, dict]:
     """Read and check everything; raises _Invalid with what is wrong. Nothing from the file is called or imported:
-    the class comes from a fixed table, the fields from that class's own FIELDS, the values are numbers."""
-    with zipfile.ZipFile(path) as archive:
-        members = {info.filename: info for info in archive.infolist()}
-        header = _read_header(members, archive)
+    the class comes from a fixed table, the fields from that class's own FIELDS, the values are numbers. The
+    archive is read bounded (reading.NpzArchive): np.savez stores its members, so a compressed one is refused."""
+    with NpzArchive(path, CHECKPOINT_BYTES, "delete it or resume from another file", stored_only=True) as archive:
+        members = {name + ".npy": name for name in archive.names}
+        header = _read_header(archive, path)
         if not isinstance(header, dict) or header.get("format") != FILE_FORMAT:
             raise _Invalid(f"it has no {FILE_FORMAT!r} marker")
         if header.get("version") not in READABLE_VERSIONS:
@@ -773,24 +769,11 @@ def _rebuild(path: str) -> tuple[EvolutionStrategy, dict]:
             if name not in stored:
                 _put(optimizer, name, None)
                 continue
-            member = members[_ARRAY_PREFIX + name + ".npy"]
-            if member.compress_type != zipfile.ZIP_STORED:  # np.savez stores; stored, it is no larger than the file
-                raise _Invalid(f"{name} is compressed")
+            size = archive.member_size(_ARRAY_PREFIX + name)
             largest = _array_shape(kinds[name], optimizer.num_params, optimizer.popsize, rows=optimizer.popsize)
-            if member.file_size > 8 * int(np.prod(largest)) + _NPY_HEADER_BYTES:  # checked before reading
-                raise _Invalid(f"{name} is {member.file_size} bytes, more than a float64 {largest} array")
-            with archive.open(member) as handle:
-                # the header's shape first: read_array allocates it before reading, and a crafted header can ask
-                # for terabytes in a file of a few bytes (a MemoryError, not a refusal)
-                version = np.lib.format.read_magic(handle)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                declared, _, dtype = read_header(handle)
-                if dtype.hasobject or int(np.prod(declared, dtype=object)) * dtype.itemsize > member.file_size:
-                    raise _Invalid(f"{name} declares a {dtype} array of shape {declared}, more than its "
-                                   f"{member.file_size} bytes hold")
-            with archive.open(member) as handle:
-                array = np.lib.format.read_array(handle, allow_pickle=False)
+            if size > 8 * int(np.prod(largest)) + _NPY_HEADER_BYTES:  # checked before reading
+                raise _Invalid(f"{name} is {size} bytes, more than a float64 {largest} array")
+            array = archive.array(_ARRAY_PREFIX + name)  # its .npy header checked against its size first
             shape = largest
             if kinds[name] == "rows" and array.ndim == 2 and 1 <= array.shape[0] <= optimizer.popsize:
                 shape = (array.shape[0], optimizer.num_params)  # SimpleGA's elite: 1..popsize rows
@@ -809,11 +792,8 @@ def load_optimizer(path: str) -> tuple[EvolutionStrategy, dict]:
     """
     if not os.path.exists(path):
         raise UserError(f"{path} is missing: no optimizer state to resume from")
-    try:
-        with open(path, "rb") as handle:
-            magic = handle.read(4)
-    except OSError as error:
-        raise UserError(f"cannot read {path}: {error.strerror or error}") from None
+    with open_regular(path, CHECKPOINT_BYTES, "resume from another file") as handle:
+        magic = handle.read(4)
     if magic != _ZIP_MAGIC:
         if magic[:1] == b"\x80" and path.endswith(".es.pk"):  # a pickle of protocol 2 or later
             best = path[: -len(".es.pk")] + ".best.json"

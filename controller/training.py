@@ -24,7 +24,6 @@ dicts of earlier versions were written.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -273,12 +272,16 @@ def progress_line(row: HistoryRow, seconds: float) -> str:
 
 def best_score_on_disk(path: str) -> float | None:
     """The score in an existing .best.json (None when absent or unreadable): a new best must beat it."""
-    try:
-        with open(path) as handle:
-            score = json.load(handle)[1]
-    except (OSError, ValueError, IndexError, KeyError, TypeError):
+    from reading import PARAMS_JSON_BYTES, read_json
+    from utils import UserError
+
+    if not os.path.lexists(path):
         return None
-    return finite_number(score)
+    try:
+        value = read_json(path, PARAMS_JSON_BYTES, "a .best.json", "move it away")
+    except UserError:  # unreadable: the checkpoint's best is written over it
+        return None
+    return finite_number(value[1]) if isinstance(value, list) and len(value) > 1 else None
 
 
 def rounded(params: np.ndarray) -> np.ndarray:
