@@ -229,12 +229,11 @@ class NpzArchive:
                 raise UserError(f"{path} is truncated or corrupt, or not an .npz archive ({type(error).__name__}: "
                                 f"{str(error)[:80]}); {fix}") from None
             total = 0
+            allowed = (zipfile.ZIP_STORED,) if stored_only else (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
             for info in infos:
-                allowed = (zipfile.ZIP_STORED,) if stored_only else (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
                 if info.compress_type not in allowed:
-                    raise UserError(f"{path}: member {info.filename!r} is compressed "
-                                    f"({'not stored, as NumPy writes it' if stored_only else 'neither stored nor DEFLATED'}); "
-                                    f"{fix}")
+                    how = "not stored as np.savez writes it" if stored_only else "neither stored nor DEFLATED"
+                    raise UserError(f"{path}: member {info.filename!r} is compressed ({how}); {fix}")
                 ratio_limit = 1 if info.compress_type == zipfile.ZIP_STORED else MAX_COMPRESSION_RATIO
                 if info.compress_size > size or info.file_size > ratio_limit * max(info.compress_size, 1):
                     raise UserError(f"{path}: member {info.filename!r} declares {_size_words(info.file_size)} "

@@ -549,9 +549,10 @@ def new_or_resumed(kind: str, weights_path: str, history_path: str, new_model: b
 
     history = []
     if os.path.lexists(history_path):
-        history = read_json(history_path, LOG_JSON_BYTES, "a training history",
-                            f"delete it to resume {weights_path} with a fresh epoch count, or pass --new_model to "
-                            f"start over")
+        try:
+            history = read_json(history_path, LOG_JSON_BYTES, "a training history", "")
+        except UserError:  # unreadable, not a regular file, too large, truncated or not JSON
+            history = None
     if not isinstance(history, list):
         raise UserError(f"{history_path} is corrupt (not a training history); delete it to resume {weights_path} "
                         f"with a fresh epoch count, or pass --new_model to start over")
