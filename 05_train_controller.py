@@ -397,7 +397,12 @@ def lead(plan: Plan, pool, workers: int) -> None:
         best = state.best_score
         print(f"resuming {args.init_opt} at generation {state.generation} (best so far "
               f"{'none' if best is None else f'{best:.2f}'})", flush=True)
-        if state.blas_kernel and state.blas_kernel != kernel:
+        if state.blas_kernel is None:  # written before checkpoints recorded them (or by a machine without OpenBLAS)
+            print(f"note: {args.init_opt} does not record the BLAS kernels its generations ran (an older checkpoint) "
+                  f"and this machine runs {kernel or 'another BLAS'}: the run goes on, but may not replay as it would "
+                  f"have with the kernels of the machine that wrote it (README: the same numbers on every machine)",
+                  flush=True)
+        elif state.blas_kernel != kernel:
             print(f"note: this run's last generation ran OpenBLAS's {state.blas_kernel} kernels and this machine runs "
                   f"{kernel or 'another BLAS'}: the run goes on, but not as it would have there (README: the same "
                   f"numbers on every machine)", flush=True)

@@ -95,6 +95,10 @@ class EvolutionStrategy(abc.ABC):
     FIELDS = {"num_params": "count", "popsize": "count", "weight_decay": "float", "rng": "rng",
               "solutions": "population?",  # the last ask(), waiting for its rewards
               "best_solution": "vector?", "best_reward": "reward", "current_best_reward": "reward"}
+    # The range of each number whose use needs one, as (test, words): a checkpoint outside it is refused at load,
+    # not a generation later (a negative decay would reward large weights; a sigma decay of 0, sigma 0 and a
+    # division by it)
+    RANGES = {"weight_decay": (lambda v: v >= 0, "0 or more")}
 
     def __init__(self, num_params: int, popsize: int, weight_decay: float = 0.01, seed: int = 0):
         if num_params < 1:
@@ -166,6 +170,14 @@ class EvolutionStrategy(abc.ABC):
     def _derive(self) -> None:
         """Recompute what follows from the stored fields (strategy constants); called after a checkpoint is read."""
 
+    def _problem(self) -> str | None:
+        """What is out of range in a rebuilt optimizer (RANGES, and what ties fields together), or None."""
+        for name, (test, words) in type(self).RANGES.items():
+            value = _get(self, name)
+            if not test(value):
+                return f"{name} must be {words}, got {short_repr(value)}"
+        return None
+
     @abc.abstractmethod
     def _sample(self) -> np.ndarray:
         """(popsize, num_params): a new population."""
@@ -230,6 +242,8 @@ class CMAES(EvolutionStrategy):
               "path_cov": "vector", "generation": "count", "eigen_generation": "count", "steps": "population?",
               "tpa": "bool", "active": "bool", "tpa_s": "float", "mean_shift": "vector?"}
     VERSION_2_DEFAULTS = {"tpa": False, "active": False, "tpa_s": 0.0}  # what a version-2 file was written by
+    RANGES = {**EvolutionStrategy.RANGES, "tpa_s": (lambda v: -1 <= v <= 1, "from -1 to 1 (a smoothed rank "
+                                                   "difference)")}
     TPA_FROM_PARAMS = 300  # pycma's TPA_dimension: "auto" uses TPA from this many parameters on
     TPA_MIN_POPSIZE = 4
 
@@ -356,6 +370,27 @@ class CMAES(EvolutionStrategy):
             self.eigen_generation = self.generation
         self.steps = None
 
+    def _problem(self) -> str | None:
+        """Beyond the ranges: C symmetric positive definite and B orthonormal (up to rounding: C's rank-mu update is
+        a matrix product), as every sample, path and eigendecomposition assumes; TPA's population of 4 or more."""
+        problem = super()._problem()
+        if problem:
+            return problem
+        if self.tpa and self.popsize < self.TPA_MIN_POPSIZE:
+            return f"TPA needs a population of at least {self.TPA_MIN_POPSIZE}, got {self.popsize}"
+        if self.eigen_generation > self.generation:
+            return f"eigen_generation {self.eigen_generation} is after generation {self.generation}"
+        scale = float(np.max(np.abs(self.cov)))
+        if not np.allclose(self.cov, self.cov.T, rtol=0.0, atol=1e-9 * scale):
+            return "cov is not symmetric"
+        try:
+            np.linalg.cholesky(np.triu(self.cov) + np.triu(self.cov, 1).T)
+        except np.linalg.LinAlgError:
+            return "cov is not positive definite"
+        if not np.allclose(self.eigenbasis.T @ self.eigenbasis, np.eye(self.num_params), rtol=0.0, atol=1e-6):
+            return "eigenbasis is not orthonormal"
+        return None
+
     def describe(self) -> str:
         return (f"step size by {'TPA' if self.tpa else 'CSA'}, "
                 f"{'active' if self.active else 'positive-weight'} covariance update")
@@ -378,6 +413,8 @@ class Adam:
 
     FIELDS = {"learning_rate": "positive", "beta1": "float", "beta2": "float", "epsilon": "positive",
               "first_moment": "vector", "second_moment": "vector", "steps": "count"}
+    # 1 - beta ** steps divides: a beta of 1 divides by zero
+    RANGES = {f"adam.{name}": (lambda v: 0 <= v < 1, "from 0 to below 1") for name in ("beta1", "beta2")}
 
     def __init__(self, num_params: int, learning_rate: float, beta1: float = 0.99, beta2: float = 0.999,
                  epsilon: float = 1e-8):
@@ -397,6 +434,8 @@ class Adam:
 
 
 _ADAM_FIELDS = {f"adam.{name}": kind for name, kind in Adam.FIELDS.items()}  # an optimizer's Adam, in its FIELDS
+_DECAY_RANGES = {"sigma_decay": (lambda v: 0 < v <= 1, "above 0 and at most 1"),
+                 "sigma_limit": (lambda v: v >= 0, "0 or more")}
 
 
 class OpenES(EvolutionStrategy):
@@ -409,6 +448,12 @@ class OpenES(EvolutionStrategy):
 
     FIELDS = {**EvolutionStrategy.FIELDS, "antithetic": "bool", "mean": "vector", "sigma": "positive",
               "sigma_decay": "float", "sigma_limit": "float", "noise": "population?", **_ADAM_FIELDS}
+    RANGES = {**EvolutionStrategy.RANGES, **_DECAY_RANGES, **Adam.RANGES}
+
+    def _problem(self) -> str | None:
+        if self.antithetic and self.popsize % 2:
+            return f"antithetic sampling needs an even population, got {self.popsize}"
+        return super()._problem()
 
     def __init__(self, num_params: int, popsize: int, sigma_init: float = 0.1, sigma_decay: float = 0.999,
                  weight_decay: float = 0.01, antithetic: bool = True, seed: int = 0, x0=None, *,
@@ -462,6 +507,15 @@ class PEPG(EvolutionStrategy):
     FIELDS = {**EvolutionStrategy.FIELDS, "mean": "vector", "sigma": "positive vector", "sigma_decay": "float",
               "sigma_limit": "float", "sigma_learning_rate": "float", "sigma_max_change": "float",
               "perturbations": "half_population?", **_ADAM_FIELDS}
+    RANGES = {**EvolutionStrategy.RANGES, **_DECAY_RANGES, **Adam.RANGES,
+              "sigma_learning_rate": (lambda v: v >= 0, "0 or more"),
+              "sigma_max_change": (lambda v: 0 <= v < 1, "from 0 to below 1 (a change of sigma by all of it could "
+                                   "make it 0)")}
+
+    def _problem(self) -> str | None:
+        if self.popsize % 2:
+            return f"PEPG needs an even population, got {self.popsize}"
+        return super()._problem()
 
     def __init__(self, num_params: int, popsize: int, sigma_init: float = 0.1, sigma_decay: float = 0.999,
                  weight_decay: float = 0.01, antithetic: bool = True, seed: int = 0, x0=None, *,
@@ -523,6 +577,7 @@ class SimpleGA(EvolutionStrategy):
 
     FIELDS = {**EvolutionStrategy.FIELDS, "elite": "rows", "sigma": "positive", "sigma_decay": "float",
               "sigma_limit": "float"}
+    RANGES = {**EvolutionStrategy.RANGES, **_DECAY_RANGES}
 
     def __init__(self, num_params: int, popsize: int, sigma_init: float = 0.1, sigma_decay: float = 0.999,
                  weight_decay: float = 0.01, antithetic: bool = True, seed: int = 0, x0=None, *,
@@ -778,6 +833,9 @@ def _rebuild(path: str) -> tuple[EvolutionStrategy, dict]:
             if kinds[name] == "rows" and array.ndim == 2 and 1 <= array.shape[0] <= optimizer.popsize:
                 shape = (array.shape[0], optimizer.num_params)  # SimpleGA's elite: 1..popsize rows
             _put(optimizer, name, _checked_array(name, kinds[name], array, shape))
+    problem = optimizer._problem()
+    if problem:
+        raise _Invalid(problem)
     optimizer._derive()
     return optimizer, state
 
