@@ -134,7 +134,8 @@ def load_params(path: str, config, exp_mode: str | None = None) -> tuple[np.ndar
     from reading import PARAMS_JSON_BYTES, read_json
 
     value = read_json(path, PARAMS_JSON_BYTES, "a JSON parameter file",
-                      f"train a controller with: python 05_train_controller.py {config.name}")
+                      f"give a .best.json of 05 (train a controller with: python 05_train_controller.py "
+                      f"{config.name})")
     if not isinstance(value, list) or not value or not isinstance(value[0], list) or len(value) > 3:
         raise UserError(f"{path} should hold [params, score], a list whose first item is the parameter list")
     # a flat list of plain numbers only (bool is an int to Python, and strings or nested lists would make NumPy
