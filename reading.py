@@ -226,8 +226,8 @@ class NpzArchive:
                 self.zip = zipfile.ZipFile(self.handle)
                 infos = self.zip.infolist()
             except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as error:
-                raise UserError(f"{path} is truncated or corrupt, or not an .npz archive ({type(error).__name__}: "
-                                f"{str(error)[:80]}); {fix}") from None
+                raise UserError(f"{path} is corrupt: truncated, damaged or not an .npz archive "
+                                f"({type(error).__name__}: {str(error)[:80]}); {fix}") from None
             total = 0
             allowed = (zipfile.ZIP_STORED,) if stored_only else (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
             for info in infos:
@@ -279,6 +279,6 @@ class NpzArchive:
         except UserError:
             raise
         except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as error:
-            raise UserError(f"{where} is truncated or corrupt ({type(error).__name__}: {str(error)[:80]}); "
+            raise UserError(f"{where} is corrupt: truncated or damaged ({type(error).__name__}: {str(error)[:80]}); "
                             f"{self.fix}") from None
 
