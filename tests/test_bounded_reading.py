@@ -37,13 +37,16 @@ def _error(call, *args, **kwargs) -> str:
 
 @contextlib.contextmanager
 def fifo_at(path, unblock_after=30.0):
-    """A FIFO at `path`. A reader that opens it and waits for a writer (the bug) is released after `unblock_after`
-    seconds by a writer that closes at once (the reader sees an empty file), so the test fails instead of hanging."""
+    """A FIFO at `path`, with no writer. A reader that opens it and waits for a writer (the bug) is released after
+    `unblock_after` seconds by a writer that closes at once (the reader sees an empty file), so the test fails
+    instead of hanging: at the end of the block, the FIFO must not have had a reader waiting on it."""
     os.mkfifo(path)
+    waited = threading.Event()
 
     def release():
         with contextlib.suppress(OSError):  # ENXIO: nobody is waiting on it, as it should be
             os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            waited.set()
 
     timer = threading.Timer(unblock_after, release)
     timer.start()
@@ -51,6 +54,7 @@ def fifo_at(path, unblock_after=30.0):
         yield path
     finally:
         timer.cancel()
+    assert not waited.is_set(), f"{path} was opened and waited on for a writer"
 
 
 def _header_checkpoint(header_bytes: bytes, compression=zipfile.ZIP_STORED) -> bytes:
@@ -303,3 +307,16 @@ def test_pretrained_verify_and_pack_refuse_nested_json_in_one_line(tmp_path):
                 "--root", tmp_path / "packed", cwd=tmp_path, check=False, timeout=120),
             "d.final.json is not a .final.json: its JSON is nested too deeply")
     assert not (tmp_path / "packed").exists()
+
+
+def test_a_fifo_in_place_of_dooms_engine_launcher_is_written_over(tmp_path, monkeypatch):
+    """The launcher script envs/doom.py writes into ./_vizdoom and reads back to see if it is current."""
+    import vizdoom
+
+    from envs.doom import _write_and_try_launcher
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "_vizdoom").mkdir()
+    with fifo_at(tmp_path / "_vizdoom" / "launch_engine.sh"):
+        launcher = _write_and_try_launcher(os.path.join(os.path.dirname(vizdoom.__file__), "vizdoom"))
+    assert launcher == os.path.join("_vizdoom", "launch_engine.sh") and os.path.isfile(launcher)
