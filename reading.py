@@ -40,12 +40,11 @@ LOG_JSON_BYTES = 256 * MiB  # .hist.json, .log.json, .history.json and a checkpo
 # (150 KB after 300 generations; a .log.json row holds the evaluated parameters)
 CHECKPOINT_BYTES = 1 * GiB  # 05's .es.pk (33 MB: CMA-ES's two n x n matrices for n = 1,440)
 WEIGHTS_BYTES = 1 * GiB  # V's or M's .npz and Keras .weights.h5 (17 MB and 52 MB)
-SMALL_NPY_BYTES = 1 * GiB  # an .npy read into memory whole (first frames for the dream: 50 KB shipped)
-DATA_NPY_BYTES = 1 << 40  # an .npy of rollouts, memory-mapped (700 MB a batch): no byte is read until used
+DATA_NPY_BYTES = 1 << 40  # an .npy of rollouts or encoded sequences (700 MB a batch): the user's own data, as large
+# as their disk; what bounds it is that no header may declare more than its file holds
 MAX_COMPRESSION_RATIO = 100  # a zip member's declared size over its stored size (float weights deflate ~1.1:1;
 # a bomb of repeated bytes, ~1000:1)
 
-_NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
 
 

@@ -461,11 +461,11 @@ def load_npy(path: str, made_by: str, mmap: bool = True, ndim: int | None = None
     """
     import numpy as np
 
-    from reading import DATA_NPY_BYTES, SMALL_NPY_BYTES, read_npy
+    from reading import DATA_NPY_BYTES, read_npy
 
     if not os.path.lexists(path):
         raise UserError(f"{path} is missing; make it with: {made_by}")
-    array = read_npy(path, DATA_NPY_BYTES if mmap else SMALL_NPY_BYTES, f"delete it and run again: {made_by}", mmap)
+    array = read_npy(path, DATA_NPY_BYTES, f"delete it and run again: {made_by}", mmap)
     if not array.flags.c_contiguous:  # only a foreign file: readers such as 02's read frames as raw C-order bytes
         raise UserError(f"{path} is stored in Fortran order; this project reads and writes C order: "
                         f"remake it with: {made_by}")

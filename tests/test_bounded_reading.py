@@ -94,7 +94,7 @@ def test_an_npy_header_that_declares_a_terabyte_is_refused_before_allocation(tmp
     path.write_bytes(_npy_claiming((10 ** 12,), np.uint8))  # 8 bytes of data
     for mmap in (False, True):
         assert "declares a uint8 array of shape (1000000000000,), more than its" in _error(
-            reading.read_npy, str(path), reading.SMALL_NPY_BYTES, "remake it", mmap=mmap)
+            reading.read_npy, str(path), reading.DATA_NPY_BYTES, "remake it", mmap=mmap)
 
 
 def test_an_npy_file_round_trips_read_whole_and_mapped(tmp_path):
@@ -121,6 +121,19 @@ def test_an_npz_of_compressed_weights_still_loads(tmp_path):
     np.savez_compressed(tmp_path / "w.npz", **weights)
     with reading.NpzArchive(str(tmp_path / "w.npz"), reading.WEIGHTS_BYTES, "") as archive:
         np.testing.assert_array_equal(archive.array("a"), weights["a"])
+
+
+def test_keras_weights_that_declare_gigabytes_in_kilobytes_are_refused(tmp_path):
+    """HDF5 fills a dataset's unwritten chunks with its fill value: 4 GB of float32 in a file of a few KB, which
+    Keras's load_weights would read whole."""
+    import h5py
+
+    path = tmp_path / "car_racing.weights.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("layers/dense/vars/0", shape=(10 ** 9,), dtype="f4", chunks=True, compression="gzip")
+    assert path.stat().st_size < 100_000
+    message = _error(reading.check_h5, str(path), reading.WEIGHTS_BYTES, "remake it")
+    assert "declares 3,815 MB of weights in a file of" in message and message.endswith("; remake it")
 
 
 # --- 05's checkpoint -------------------------------------------------------------------------------------------------
