@@ -96,8 +96,8 @@ class EvolutionStrategy(abc.ABC):
               "solutions": "population?",  # the last ask(), waiting for its rewards
               "best_solution": "vector?", "best_reward": "reward", "current_best_reward": "reward"}
     # The range of each number whose use needs one, as (test, words): a checkpoint outside it is refused at load,
-    # not a generation later (a negative decay would reward large weights; a sigma decay of 0, sigma 0 and a
-    # division by it)
+    # not a generation later (a negative weight decay rewards large weights; a sigma decay of 0 makes sigma 0, which
+    # OpenES then divides by)
     RANGES = {"weight_decay": (lambda v: v >= 0, "0 or more")}
 
     def __init__(self, num_params: int, popsize: int, weight_decay: float = 0.01, seed: int = 0):
