@@ -418,7 +418,12 @@ def lead(plan: Plan, pool, workers: int) -> None:
         best = state.best_score
         print(f"resuming {args.init_opt} at generation {state.generation} (best so far "
               f"{'none' if best is None else f'{best:.2f}'})", flush=True)
-        if state.blas_kernel and state.blas_kernel != kernel:
+        if state.blas_kernel is None:  # written before checkpoints recorded them (or by a machine without OpenBLAS)
+            print(f"note: {args.init_opt} does not say which BLAS kernels its generations ran (older versions did "
+                  f"not record them) and this machine runs {kernel or 'another BLAS'}: the run goes on, but may not "
+                  f"replay as it would have with the kernels of the machine that wrote it (README: the same numbers "
+                  f"on every machine)", flush=True)
+        elif state.blas_kernel != kernel:
             print(f"note: this run's last generation ran OpenBLAS's {state.blas_kernel} kernels and this machine runs "
                   f"{kernel or 'another BLAS'}: the run goes on, but not as it would have there (README: the same "
                   f"numbers on every machine)", flush=True)

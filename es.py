@@ -46,6 +46,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from reading import CHECKPOINT_BYTES, LOG_JSON_BYTES, NpzArchive, open_regular, parse_json
 from utils import UserError, atomic_path, finite_number, short_repr
 
 FILE_FORMAT = "world-models-es-optimizer"  # marker inside every .es.pk file this module writes
@@ -94,6 +95,10 @@ class EvolutionStrategy(abc.ABC):
     FIELDS = {"num_params": "count", "popsize": "count", "weight_decay": "float", "rng": "rng",
               "solutions": "population?",  # the last ask(), waiting for its rewards
               "best_solution": "vector?", "best_reward": "reward", "current_best_reward": "reward"}
+    # The range of each number whose use needs one, as (test, words): a checkpoint outside it is refused at load,
+    # not a generation later (a negative weight decay rewards large weights; a sigma decay of 0 makes sigma 0, which
+    # OpenES then divides by)
+    RANGES = {"weight_decay": (lambda v: v >= 0, "0 or more")}
 
     def __init__(self, num_params: int, popsize: int, weight_decay: float = 0.01, seed: int = 0):
         if num_params < 1:
@@ -165,6 +170,14 @@ class EvolutionStrategy(abc.ABC):
     def _derive(self) -> None:
         """Recompute what follows from the stored fields (strategy constants); called after a checkpoint is read."""
 
+    def _problem(self) -> str | None:
+        """What is out of range in a rebuilt optimizer (RANGES, and what ties fields together), or None."""
+        for name, (test, words) in type(self).RANGES.items():
+            value = _get(self, name)
+            if not test(value):
+                return f"{name} must be {words}, got {short_repr(value)}"
+        return None
+
     @abc.abstractmethod
     def _sample(self) -> np.ndarray:
         """(popsize, num_params): a new population."""
@@ -229,6 +242,8 @@ class CMAES(EvolutionStrategy):
               "path_cov": "vector", "generation": "count", "eigen_generation": "count", "steps": "population?",
               "tpa": "bool", "active": "bool", "tpa_s": "float", "mean_shift": "vector?"}
     VERSION_2_DEFAULTS = {"tpa": False, "active": False, "tpa_s": 0.0}  # what a version-2 file was written by
+    RANGES = {**EvolutionStrategy.RANGES, "tpa_s": (lambda v: -1 <= v <= 1, "from -1 to 1 (a smoothed rank "
+                                                   "difference)")}
     TPA_FROM_PARAMS = 300  # pycma's TPA_dimension: "auto" uses TPA from this many parameters on
     TPA_MIN_POPSIZE = 4
 
@@ -355,6 +370,27 @@ class CMAES(EvolutionStrategy):
             self.eigen_generation = self.generation
         self.steps = None
 
+    def _problem(self) -> str | None:
+        """Beyond the ranges: C symmetric positive definite and B orthonormal (up to rounding: C's rank-mu update is
+        a matrix product), as every sample, path and eigendecomposition assumes; TPA's population of 4 or more."""
+        problem = super()._problem()
+        if problem:
+            return problem
+        if self.tpa and self.popsize < self.TPA_MIN_POPSIZE:
+            return f"TPA needs a population of at least {self.TPA_MIN_POPSIZE}, got {self.popsize}"
+        if self.eigen_generation > self.generation:
+            return f"eigen_generation {self.eigen_generation} is after generation {self.generation}"
+        scale = float(np.max(np.abs(self.cov)))
+        if not np.allclose(self.cov, self.cov.T, rtol=0.0, atol=1e-9 * scale):
+            return "cov is not symmetric"
+        try:
+            np.linalg.cholesky(np.triu(self.cov) + np.triu(self.cov, 1).T)
+        except np.linalg.LinAlgError:
+            return "cov is not positive definite"
+        if not np.allclose(self.eigenbasis.T @ self.eigenbasis, np.eye(self.num_params), rtol=0.0, atol=1e-6):
+            return "eigenbasis is not orthonormal"
+        return None
+
     def describe(self) -> str:
         return (f"step size by {'TPA' if self.tpa else 'CSA'}, "
                 f"{'active' if self.active else 'positive-weight'} covariance update")
@@ -377,6 +413,8 @@ class Adam:
 
     FIELDS = {"learning_rate": "positive", "beta1": "float", "beta2": "float", "epsilon": "positive",
               "first_moment": "vector", "second_moment": "vector", "steps": "count"}
+    # 1 - beta ** steps divides: a beta of 1 divides by zero
+    RANGES = {f"adam.{name}": (lambda v: 0 <= v < 1, "from 0 to below 1") for name in ("beta1", "beta2")}
 
     def __init__(self, num_params: int, learning_rate: float, beta1: float = 0.99, beta2: float = 0.999,
                  epsilon: float = 1e-8):
@@ -396,6 +434,8 @@ class Adam:
 
 
 _ADAM_FIELDS = {f"adam.{name}": kind for name, kind in Adam.FIELDS.items()}  # an optimizer's Adam, in its FIELDS
+_DECAY_RANGES = {"sigma_decay": (lambda v: 0 < v <= 1, "above 0 and at most 1"),
+                 "sigma_limit": (lambda v: v >= 0, "0 or more")}
 
 
 class OpenES(EvolutionStrategy):
@@ -408,6 +448,12 @@ class OpenES(EvolutionStrategy):
 
     FIELDS = {**EvolutionStrategy.FIELDS, "antithetic": "bool", "mean": "vector", "sigma": "positive",
               "sigma_decay": "float", "sigma_limit": "float", "noise": "population?", **_ADAM_FIELDS}
+    RANGES = {**EvolutionStrategy.RANGES, **_DECAY_RANGES, **Adam.RANGES}
+
+    def _problem(self) -> str | None:
+        if self.antithetic and self.popsize % 2:
+            return f"antithetic sampling needs an even population, got {self.popsize}"
+        return super()._problem()
 
     def __init__(self, num_params: int, popsize: int, sigma_init: float = 0.1, sigma_decay: float = 0.999,
                  weight_decay: float = 0.01, antithetic: bool = True, seed: int = 0, x0=None, *,
@@ -461,6 +507,15 @@ class PEPG(EvolutionStrategy):
     FIELDS = {**EvolutionStrategy.FIELDS, "mean": "vector", "sigma": "positive vector", "sigma_decay": "float",
               "sigma_limit": "float", "sigma_learning_rate": "float", "sigma_max_change": "float",
               "perturbations": "half_population?", **_ADAM_FIELDS}
+    RANGES = {**EvolutionStrategy.RANGES, **_DECAY_RANGES, **Adam.RANGES,
+              "sigma_learning_rate": (lambda v: v >= 0, "0 or more"),
+              "sigma_max_change": (lambda v: 0 <= v < 1, "from 0 to below 1 (a change of sigma by all of it could "
+                                   "make it 0)")}
+
+    def _problem(self) -> str | None:
+        if self.popsize % 2:
+            return f"PEPG needs an even population, got {self.popsize}"
+        return super()._problem()
 
     def __init__(self, num_params: int, popsize: int, sigma_init: float = 0.1, sigma_decay: float = 0.999,
                  weight_decay: float = 0.01, antithetic: bool = True, seed: int = 0, x0=None, *,
@@ -522,6 +577,7 @@ class SimpleGA(EvolutionStrategy):
 
     FIELDS = {**EvolutionStrategy.FIELDS, "elite": "rows", "sigma": "positive", "sigma_decay": "float",
               "sigma_limit": "float"}
+    RANGES = {**EvolutionStrategy.RANGES, **_DECAY_RANGES}
 
     def __init__(self, num_params: int, popsize: int, sigma_init: float = 0.1, sigma_decay: float = 0.999,
                  weight_decay: float = 0.01, antithetic: bool = True, seed: int = 0, x0=None, *,
@@ -580,7 +636,6 @@ _PARTS = {"adam": Adam}  # objects inside an optimizer, stored as "<part>.<field
 _HEADER = "header"  # the archive member holding the JSON text (as UTF-8 bytes in a uint8 array)
 _ARRAY_PREFIX = "optimizer."  # archive members holding the optimizer's arrays, "optimizer.<field>"
 _ARRAY_KINDS = ("vector", "positive vector", "matrix", "population", "half_population", "rows")
-_MAX_HEADER_BYTES = 1 << 30  # the JSON text (history and evaluations grow with the run); refuse anything larger
 _NPY_HEADER_BYTES = 4096  # an .npy member's own header is far smaller
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -714,28 +769,24 @@ def save_optimizer(path: str, optimizer: EvolutionStrategy, state: dict) -> None
         np.savez(temporary, **{_HEADER: np.frombuffer(text.encode(), dtype=np.uint8)}, **arrays)
 
 
-def _read_header(members: dict[str, zipfile.ZipInfo], archive: zipfile.ZipFile) -> dict:
-    header = members.get(_HEADER + ".npy")
-    if header is None:
+def _read_header(archive: NpzArchive, path: str) -> dict:
+    if _HEADER not in archive.names:
         raise _Invalid("it has no header")
-    if header.file_size > _MAX_HEADER_BYTES:
-        raise _Invalid(f"its header is {header.file_size} bytes")
-    with archive.open(header) as handle:
-        array = np.lib.format.read_array(handle, allow_pickle=False)
+    if archive.member_size(_HEADER) > LOG_JSON_BYTES:
+        raise _Invalid(f"its header is {archive.member_size(_HEADER)} bytes")
+    array = archive.array(_HEADER)
     if array.dtype != np.uint8 or array.ndim != 1:
         raise _Invalid("its header is not JSON text")
-    try:
-        return json.loads(array.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise _Invalid(f"its header is not JSON ({error})") from None
+    return parse_json(array.tobytes(), path, "an optimizer state (its header)", "resume from another file")
 
 
 def _rebuild(path: str) -> tuple[EvolutionStrategy, dict]:
     """Read and check everything; raises _Invalid with what is wrong. Nothing from the file is called or imported:
-    the class comes from a fixed table, the fields from that class's own FIELDS, the values are numbers."""
-    with zipfile.ZipFile(path) as archive:
-        members = {info.filename: info for info in archive.infolist()}
-        header = _read_header(members, archive)
+    the class comes from a fixed table, the fields from that class's own FIELDS, the values are numbers. The
+    archive is read bounded (reading.NpzArchive): np.savez stores its members, so a compressed one is refused."""
+    with NpzArchive(path, CHECKPOINT_BYTES, "delete it or resume from another file", stored_only=True) as archive:
+        members = {name + ".npy": name for name in archive.names}
+        header = _read_header(archive, path)
         if not isinstance(header, dict) or header.get("format") != FILE_FORMAT:
             raise _Invalid(f"it has no {FILE_FORMAT!r} marker")
         if header.get("version") not in READABLE_VERSIONS:
@@ -773,28 +824,18 @@ def _rebuild(path: str) -> tuple[EvolutionStrategy, dict]:
             if name not in stored:
                 _put(optimizer, name, None)
                 continue
-            member = members[_ARRAY_PREFIX + name + ".npy"]
-            if member.compress_type != zipfile.ZIP_STORED:  # np.savez stores; stored, it is no larger than the file
-                raise _Invalid(f"{name} is compressed")
+            size = archive.member_size(_ARRAY_PREFIX + name)
             largest = _array_shape(kinds[name], optimizer.num_params, optimizer.popsize, rows=optimizer.popsize)
-            if member.file_size > 8 * int(np.prod(largest)) + _NPY_HEADER_BYTES:  # checked before reading
-                raise _Invalid(f"{name} is {member.file_size} bytes, more than a float64 {largest} array")
-            with archive.open(member) as handle:
-                # the header's shape first: read_array allocates it before reading, and a crafted header can ask
-                # for terabytes in a file of a few bytes (a MemoryError, not a refusal)
-                version = np.lib.format.read_magic(handle)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                declared, _, dtype = read_header(handle)
-                if dtype.hasobject or int(np.prod(declared, dtype=object)) * dtype.itemsize > member.file_size:
-                    raise _Invalid(f"{name} declares a {dtype} array of shape {declared}, more than its "
-                                   f"{member.file_size} bytes hold")
-            with archive.open(member) as handle:
-                array = np.lib.format.read_array(handle, allow_pickle=False)
+            if size > 8 * int(np.prod(largest)) + _NPY_HEADER_BYTES:  # checked before reading
+                raise _Invalid(f"{name} is {size} bytes, more than a float64 {largest} array")
+            array = archive.array(_ARRAY_PREFIX + name)  # its .npy header checked against its size first
             shape = largest
             if kinds[name] == "rows" and array.ndim == 2 and 1 <= array.shape[0] <= optimizer.popsize:
                 shape = (array.shape[0], optimizer.num_params)  # SimpleGA's elite: 1..popsize rows
             _put(optimizer, name, _checked_array(name, kinds[name], array, shape))
+    problem = optimizer._problem()
+    if problem:
+        raise _Invalid(problem)
     optimizer._derive()
     return optimizer, state
 
@@ -809,11 +850,8 @@ def load_optimizer(path: str) -> tuple[EvolutionStrategy, dict]:
     """
     if not os.path.exists(path):
         raise UserError(f"{path} is missing: no optimizer state to resume from")
-    try:
-        with open(path, "rb") as handle:
-            magic = handle.read(4)
-    except OSError as error:
-        raise UserError(f"cannot read {path}: {error.strerror or error}") from None
+    with open_regular(path, CHECKPOINT_BYTES, "resume from another file") as handle:
+        magic = handle.read(4)
     if magic != _ZIP_MAGIC:
         if magic[:1] == b"\x80" and path.endswith(".es.pk"):  # a pickle of protocol 2 or later
             best = path[: -len(".es.pk")] + ".best.json"

@@ -12,11 +12,11 @@ are read as JSON data and checked (rows of finite numbers): a malformed one is r
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 from typing import Mapping, Sequence
 
+from reading import LOG_JSON_BYTES, read_json
 from utils import UserError, atomic_path, check_writable, finite_number, run_cli, short_repr
 
 # The official estool CarRacing run's population average, (generation, reward), as its training log reports it:
@@ -73,16 +73,10 @@ def save_reconstructions(path: str, frames, reconstructions, scale: int = 2) -> 
 
 # --- runs side by side (the command line) ----------------------------------------------------------------------------
 
-def _read_rows(path: str, what: str) -> list:
-    try:
-        with open(path) as handle:
-            rows = json.load(handle)
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist ({what})") from None
-    except (OSError, ValueError) as error:
-        raise UserError(f"{path} is not JSON ({error})") from None
+def _read_rows(path: str, what: str, made: str) -> list:
+    rows = read_json(path, LOG_JSON_BYTES, what, f"give the {made} 05 writes")
     if not isinstance(rows, list) or not all(isinstance(row, list) and len(row) >= 2 for row in rows):
-        raise UserError(f"{path} is not {what}: that is a list of rows")
+        raise UserError(f"{path} is not {what} (05 writes {made}): that is a list of rows")
     return rows
 
 
@@ -95,7 +89,7 @@ def _number(path: str, row: int, value: object) -> float:
 
 def read_history(path: str) -> tuple[list[float], list[float]]:
     """(generations, population averages) of 05's .hist.json, whose rows are [generation, elapsed s, average, ...]."""
-    rows = _read_rows(path, "a controller run's history (05 writes ./log/<base>.hist.json)")
+    rows = _read_rows(path, "a controller run's history", "./log/<base>.hist.json")
     if not rows:
         raise UserError(f"{path} has no generation yet")
     if not all(len(row) >= 3 for row in rows):
@@ -106,7 +100,7 @@ def read_history(path: str) -> tuple[list[float], list[float]]:
 
 def read_evaluations(path: str) -> tuple[list[float], list[float]]:
     """(generations, scores) of 05's .log.json, whose rows are [generation, score, params(, real score)]."""
-    rows = _read_rows(path, "a controller run's evaluations (05 writes ./log/<base>.log.json)")
+    rows = _read_rows(path, "a controller run's evaluations", "./log/<base>.log.json")
     return ([_number(path, i, row[0]) for i, row in enumerate(rows)],
             [_number(path, i, row[1]) for i, row in enumerate(rows)])
 

@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import shutil
 import sys
 
+from reading import SMALL_JSON_BYTES, read_json
 from utils import (UserError, blas_kernel, file_sha256, finite_number, prepare_blas, repo_root, run_child, run_cli,
                    save_json)
 
@@ -78,11 +78,8 @@ def verify(env_name: str, root: str = PRETRAINED_DIR) -> dict:
     if not os.path.exists(manifest_path):
         raise UserError(f"no pretrained {env_name} agent in {root} (shipped: {', '.join(shipped(root)) or 'none'}); "
                         f"train one with the numbered scripts")
-    try:
-        with open(manifest_path) as handle:
-            manifest = json.load(handle)
-    except (OSError, ValueError):
-        manifest = None
+    manifest = read_json(manifest_path, SMALL_JSON_BYTES, f"a manifest of a pretrained {env_name} agent",
+                         "git checkout it again")
     if _manifest_problem(manifest, env_name):
         raise UserError(f"{manifest_path} is not a manifest of a pretrained {env_name} agent (its env, sha256, mean, "
                         f"std, episodes, first_seed and max_length are read)")
@@ -93,7 +90,7 @@ def verify(env_name: str, root: str = PRETRAINED_DIR) -> dict:
             raise UserError(f"{manifest_path} lists no sha256 for {relative}")
         if not os.path.exists(path):
             raise UserError(f"{path} is missing (the pretrained {env_name} agent needs it; git checkout it again)")
-        if sha256(path) != hashes[relative]:
+        if sha256(path, "git checkout it again") != hashes[relative]:
             raise UserError(f"{path} is not the shipped file (sha256 differs from {manifest_path}); refusing to load "
                             f"it: git checkout it again")
     return manifest
@@ -429,11 +426,7 @@ def write_model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
 def _read_final(final: str, env_name: str) -> dict:
     """model.py --final_mode's .final.json, checked: a real-game score of env_name over at least 100 episodes, with
     every field the manifest takes."""
-    try:
-        with open(final) as handle:
-            score = json.load(handle)
-    except (OSError, ValueError) as error:
-        raise UserError(f"cannot read {final} ({error}); it is the .final.json model.py --final_mode writes") from None
+    score = read_json(final, SMALL_JSON_BYTES, "a .final.json", "give the .final.json model.py --final_mode writes")
     if (not isinstance(score, dict) or score.get("env") != env_name or score.get("dream_mode")
             or type(score.get("episodes")) is not int or score["episodes"] < 100):
         raise UserError(f"{final} is not a 100-episode score of {env_name} in the real game")

@@ -424,12 +424,15 @@ def save_npz(path: str, **arrays: np.ndarray) -> None:
         np.savez(temporary, **arrays)
 
 
-def file_sha256(path: str) -> str:
-    """The sha256 of a file's bytes, as hex."""
+def file_sha256(path: str, fix: str = "give a regular file", limit: int | None = None) -> str:
+    """The sha256 of a regular file's bytes (at most `limit`, by default reading.WEIGHTS_BYTES), as hex; a FIFO, a
+    device or a larger file is a UserError ending in `fix`."""
     import hashlib
 
+    from reading import WEIGHTS_BYTES, open_regular
+
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(path, WEIGHTS_BYTES if limit is None else limit, fix) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -458,16 +461,11 @@ def load_npy(path: str, made_by: str, mmap: bool = True, ndim: int | None = None
     """
     import numpy as np
 
-    if not os.path.exists(path):
+    from reading import DATA_NPY_BYTES, read_npy
+
+    if not os.path.lexists(path):
         raise UserError(f"{path} is missing; make it with: {made_by}")
-    try:
-        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except Exception as error:  # numpy raises ValueError, OSError or EOFError on truncated or foreign files
-        raise UserError(f"{path} is corrupt or not a .npy file ({type(error).__name__}: {error}); "
-                        f"delete it and run again: {made_by}") from None
-    if not isinstance(array, np.ndarray):  # a zip (an .npz under a .npy name) opens as an NpzFile
-        array.close()
-        raise UserError(f"{path} is an .npz archive, not a .npy file; delete it and run again: {made_by}")
+    array = read_npy(path, DATA_NPY_BYTES, f"delete it and run again: {made_by}", mmap)
     if not array.flags.c_contiguous:  # only a foreign file: readers such as 02's read frames as raw C-order bytes
         raise UserError(f"{path} is stored in Fortran order; this project reads and writes C order: "
                         f"remake it with: {made_by}")
@@ -547,12 +545,13 @@ def new_or_resumed(kind: str, weights_path: str, history_path: str, new_model: b
         if not new_model:
             print(f"no saved {kind} at {weights_path}: starting a new model")
         return make(), []
+    from reading import LOG_JSON_BYTES, read_json
+
     history = []
-    if os.path.exists(history_path):
+    if os.path.lexists(history_path):
         try:
-            with open(history_path) as handle:
-                history = json.load(handle)
-        except (OSError, ValueError):  # unreadable, truncated or not JSON
+            history = read_json(history_path, LOG_JSON_BYTES, "a training history", "")
+        except UserError:  # unreadable, not a regular file, too large, truncated or not JSON
             history = None
     if not isinstance(history, list):
         raise UserError(f"{history_path} is corrupt (not a training history); delete it to resume {weights_path} "
@@ -565,14 +564,16 @@ def new_or_resumed(kind: str, weights_path: str, history_path: str, new_model: b
 def refuse_the_other_models_folder(folder: str, env_name: str, flag: str) -> None:
     """02 and 04 name their files alike (<env>.weights.h5, .npz, .history.json): a UserError if `folder` (the one
     given with `flag`, --vae_dir or --rnn_dir) holds the other model's, which this run would overwrite or fail on."""
-    import numpy as np
+    from reading import WEIGHTS_BYTES, NpzArchive
 
     ours, theirs, prefix = (("V", "M", "lstm/") if flag == "--vae_dir" else ("M", "V", "enc_conv0/"))
     path = os.path.join(folder, f"{env_name}.npz")
+    if not os.path.lexists(path):
+        return
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            names = archive.files
-    except Exception:  # absent, or not an archive: the loaders name a damaged file themselves
+        with NpzArchive(path, WEIGHTS_BYTES, "") as archive:
+            names = archive.names
+    except UserError:  # not an archive: the loaders name a damaged file themselves
         return
     if any(name.startswith(prefix) for name in names):
         raise UserError(f"{folder} holds {theirs}'s files ({path} is {theirs}, not {ours}): {ours} would write over "
@@ -704,11 +705,12 @@ def batch_range_files(kind: str, env_name: str, start_batch: int, max_batch: int
 
 def batch_episodes(path: str) -> int | None:
     """The number of episodes in a batch file (its first dimension), from its header; None if it cannot be read."""
-    import numpy as np
+    from reading import DATA_NPY_BYTES, npy_shape
 
     try:
-        return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
-    except Exception:  # any unreadable file: the caller names no size
+        shape, _ = npy_shape(path, DATA_NPY_BYTES, "")
+        return int(shape[0])
+    except (UserError, IndexError):  # any unreadable file: the caller names no size
         return None
 
 

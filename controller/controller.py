@@ -27,7 +27,6 @@ in and is refused by another environment or mode. A file without it is the envir
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -132,14 +131,11 @@ def load_params(path: str, config, exp_mode: str | None = None) -> tuple[np.ndar
     parameters that do not fit the mode are refused with one line. A file without a mode is `exp_mode` or, when
     that is None, the environment's paper mode.
     """
-    try:
-        with open(path) as handle:
-            value = json.load(handle)
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist; train a controller with: python 05_train_controller.py "
-                        f"{config.name}") from None
-    except (OSError, ValueError) as error:
-        raise UserError(f"{path} is not a JSON parameter file ({error})") from None
+    from reading import PARAMS_JSON_BYTES, read_json
+
+    value = read_json(path, PARAMS_JSON_BYTES, "a JSON parameter file",
+                      f"give a .best.json of 05 (train a controller with: python 05_train_controller.py "
+                      f"{config.name})")
     if not isinstance(value, list) or not value or not isinstance(value[0], list) or len(value) > 3:
         raise UserError(f"{path} should hold [params, score], a list whose first item is the parameter list")
     # a flat list of plain numbers only (bool is an int to Python, and strings or nested lists would make NumPy

@@ -24,15 +24,17 @@ dicts of earlier versions were written.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import numpy as np
 
 from config import CONTROLLER_DIR, LOG_DIR
-from utils import atomic_path, finite_number, save_json, short_repr
+from utils import MAX_SEED, atomic_path, finite_number, save_json, short_repr
 
 STATE_FORMAT = 1
+# The largest next episode seed a checkpoint may hold: seeds are int64 (np.arange), and a run needs room for its next
+# generations (2^32 episodes; a long run plays a million). A run's own seeds start at most at MAX_SEED = 2^62.
+MAX_NEXT_SEED = 2 ** 63 - 2 ** 32
 PARAM_DECIMALS = 4  # estool rounds the evaluated and saved means to 4 decimals (smaller JSON, same agent)
 MIRRORED_OPTIMIZERS = ("openes", "pepg", "ses")  # rows i and i + popsize/2 are mirror images (+eps, -eps)
 
@@ -180,6 +182,14 @@ class TrainingState:
                 or data["next_seed"] < 0 or (data["cap_length"] is not None and data["cap_length"] < 1)
                 or data["exp_mode"] not in EXP_MODES):
             raise UserError(f"{path} holds a damaged training history; resume from another file")
+        if not 0 <= data["next_seed"] <= MAX_NEXT_SEED:
+            raise UserError(f"{path} holds the next episode seed {short_repr(data['next_seed'])}, outside 0.."
+                            f"{MAX_NEXT_SEED} (2^63 - 2^32: seeds are int64, and a run must not run out of them); "
+                            f"resume from another file")
+        for key, least in (("population", 2), ("num_episode", 1), ("elapsed_s", 0)):
+            if not data[key] >= least:
+                raise UserError(f"{path} holds {key} {short_repr(data[key])}, less than {least}; resume from "
+                                f"another file")
         settings = data.get("settings")
         if isinstance(settings, dict):
             settings = {**LATER_SETTINGS, **settings}
@@ -205,7 +215,7 @@ _STATE_TYPES = {"format": int, "env": str, "optimizer": str, "population": int, 
 SETTINGS = {
     "dream_mode": lambda v: v in (0, 1), "antithetic": lambda v: v in (0, 1), "cap_time": lambda v: v in (0, 1),
     "retrain": lambda v: v in (0, 1), "max_length": lambda v: v >= 1, "eval_steps": lambda v: v >= 1,
-    "eval_episodes": lambda v: v >= 1, "real_episodes": lambda v: v >= 1, "seed_start": lambda v: v >= 0,
+    "eval_episodes": lambda v: v >= 1, "real_episodes": lambda v: v >= 1, "seed_start": lambda v: 0 <= v <= MAX_SEED,
     "temperature": lambda v: v > 0, "sigma_init": lambda v: v > 0, "sigma_decay": lambda v: 0 < v <= 1,
     "weight_decay": lambda v: v >= 0, "common_seeds": lambda v: v in (0, 1),
 }
@@ -240,7 +250,13 @@ def new_state(env_name: str, optimizer: str, population: int, num_episode: int, 
 
 
 def take_seeds(state: TrainingState, count: int) -> np.ndarray:
-    """The next `count` episode seeds (int64), advancing the state's counter."""
+    """The next `count` episode seeds (int64), advancing the state's counter; a UserError once int64 runs out (a run
+    from a --seed_start of at most 2^62 would need 2^62 episodes to get there)."""
+    from utils import UserError
+
+    if state.next_seed + count > 2 ** 63:
+        raise UserError(f"this run has used every episode seed up to 2^63 - 1 (int64); start a new run with a "
+                        f"smaller --seed_start")
     seeds = np.arange(state.next_seed, state.next_seed + count, dtype=np.int64)
     state.next_seed += count
     return seeds
@@ -300,12 +316,16 @@ def progress_line(row: HistoryRow, seconds: float) -> str:
 
 def best_score_on_disk(path: str) -> float | None:
     """The score in an existing .best.json (None when absent or unreadable): a new best must beat it."""
-    try:
-        with open(path) as handle:
-            score = json.load(handle)[1]
-    except (OSError, ValueError, IndexError, KeyError, TypeError):
+    from reading import PARAMS_JSON_BYTES, read_json
+    from utils import UserError
+
+    if not os.path.lexists(path):
         return None
-    return finite_number(score)
+    try:
+        value = read_json(path, PARAMS_JSON_BYTES, "a .best.json", "move it away")
+    except UserError:  # unreadable: the checkpoint's best is written over it
+        return None
+    return finite_number(value[1]) if isinstance(value, list) and len(value) > 1 else None
 
 
 def rounded(params: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 
 from config import DOOM_TAKE_COVER
 from envs.spec import EnvSpec
+from reading import read_bytes
 from utils import UserError, atomic_path
 
 SCENARIO = "take_cover.cfg"  # shipped with the vizdoom package: map, skill 4, living reward 1, no HUD
@@ -73,9 +74,8 @@ def _write_and_try_launcher(engine: str) -> str | None:
     text = _LAUNCHER.format(python=shlex.quote(os.path.realpath(sys.executable)), engine=shlex.quote(engine))
     path = os.path.join("_vizdoom", "launch_engine.sh")
     try:
-        with open(path) as handle:
-            current = handle.read() == text and os.access(path, os.X_OK)
-    except OSError:
+        current = read_bytes(path, 1 << 16, "") == text.encode() and os.access(path, os.X_OK)
+    except UserError:  # absent, unreadable, or not a regular file: written anew
         current = False
     if not current:
         with atomic_path(path, suffix=".sh") as temporary:  # parallel workers each write the same text: the last wins

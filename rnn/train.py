@@ -125,6 +125,9 @@ def load_rnn(config, rnn_dir: str, learning_rate: float | None = None):
     made_by = MAKES_RNN.format(env=config.name)
     if not os.path.exists(path):
         raise UserError(f"{path} is missing; make it with: {made_by}")
+    from reading import WEIGHTS_BYTES, check_h5
+
+    check_h5(path, WEIGHTS_BYTES, f"delete it and run: {made_by}")
     rnn = make_rnn(config, learning_rate)
     try:
         saved = saved_optimizer_variables(path)

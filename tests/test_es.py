@@ -623,7 +623,7 @@ def _truncated(tmp_path) -> bytes:
 
 
 @pytest.mark.parametrize("contents, message", [
-    ("truncated", "truncated or corrupt"),
+    ("truncated", "is corrupt: truncated"),
     ("random bytes", "not an optimizer state"),
     ("empty", "not an optimizer state"),
     ("a zip of something else", "no header"),

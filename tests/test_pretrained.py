@@ -233,7 +233,7 @@ def test_a_pack_with_a_missing_file_is_one_line(packed, tmp_path, flags, message
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda final: "[1, 2", "cannot read"),
+    (lambda final: "[1, 2", "is not JSON, so not a .final.json"),
     (lambda final: [final], "is not a 100-episode score of car_racing"),
     (lambda final: {**final, "episodes": "100"}, "is not a 100-episode score of car_racing"),
     (lambda final: {**final, "mean": 10 ** 400}, "is damaged"),

@@ -17,6 +17,8 @@ float32 and one BLAS thread is enough (the matrices are small).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from utils import UserError, require_finite
@@ -53,14 +55,17 @@ def expected_vae_shapes(z_size: int) -> dict[str, tuple[int, ...]]:
 
 def load_npz_weights(path: str, expected: dict[str, tuple[int, ...]], made_by: str) -> dict[str, np.ndarray]:
     """Read an .npz of float32 weights and check every expected key and shape; a UserError names `made_by`."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            weights = {key: np.asarray(archive[key], dtype=np.float32) for key in archive.files}
-    except FileNotFoundError:
-        raise UserError(f"{path} is missing; make it with: {made_by}") from None
-    except Exception as error:  # zipfile.BadZipFile, ValueError, OSError, EOFError on truncated or foreign files
-        raise UserError(f"{path} is corrupt or not an .npz of weights ({type(error).__name__}: {error}); "
-                        f"delete it and run again: {made_by}") from None
+    from reading import WEIGHTS_BYTES, NpzArchive
+
+    if not os.path.lexists(path):
+        raise UserError(f"{path} is missing; make it with: {made_by}")
+    weights = {}
+    with NpzArchive(path, WEIGHTS_BYTES, f"delete it and run again: {made_by}") as archive:
+        for key in archive.names:
+            array = archive.array(key)
+            if array.dtype.kind not in "biuf":
+                raise UserError(f"{path}: {key} holds {array.dtype} values, not numbers; remake it with: {made_by}")
+            weights[key] = np.asarray(array, dtype=np.float32)
     for key, shape in expected.items():
         if key not in weights:
             raise UserError(f"{path} has no weight {key!r} (it has {', '.join(sorted(weights)) or 'nothing'}); "

@@ -93,6 +93,9 @@ def load_vae(config, vae_dir: str, seed: int | None = None, learning_rate: float
     made_by = MAKES_VAE.format(env=config.name)
     if not os.path.exists(path):
         raise UserError(f"{path} is missing; make it with: {made_by}")
+    from reading import WEIGHTS_BYTES, check_h5
+
+    check_h5(path, WEIGHTS_BYTES, f"delete it and run: {made_by}")
     vae = make_vae(config, seed=seed, learning_rate=learning_rate)
     try:
         vae.load_weights(path)
