@@ -34,7 +34,7 @@ import os
 import shutil
 import sys
 
-from reading import SMALL_JSON_BYTES, read_json
+from reading import PARAMS_JSON_BYTES, SMALL_JSON_BYTES, read_json
 from utils import (UserError, blas_kernel, file_sha256, finite_number, prepare_blas, repo_root, run_child, run_cli,
                    save_json)
 
@@ -181,14 +181,10 @@ def _controller_env(path: str) -> str:
     """The environment a .best.json says it is of (05 writes it into the file's third item)."""
     from config import CONFIGS
 
-    try:
-        with open(path) as handle:
-            value = json.load(handle)
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         raise UserError(f"{path} does not exist; give a controller's .best.json (05 writes them) or the name of a "
-                        f"shipped agent: {', '.join(shipped()) or 'none'}") from None
-    except (OSError, ValueError) as error:
-        raise UserError(f"{path} is not a JSON parameter file ({error})") from None
+                        f"shipped agent: {', '.join(shipped()) or 'none'}")
+    value = read_json(path, PARAMS_JSON_BYTES, "a JSON parameter file", "give a controller's .best.json (05 writes them)")
     about = value[2] if isinstance(value, list) and len(value) == 3 and isinstance(value[2], dict) else {}
     if about.get("env") not in CONFIGS:
         raise UserError(f"{path} does not say which environment it plays: give env_name= ({', '.join(CONFIGS)})")
@@ -296,8 +292,8 @@ def model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
 
     config, spec = get_config(env_name), get_spec(env_name)
     folder = os.path.join(root, env_name)
-    with open(os.path.join(folder, MANIFEST)) as handle:
-        manifest = json.load(handle)
+    manifest = read_json(os.path.join(folder, MANIFEST), SMALL_JSON_BYTES, "a manifest",
+                         f"pack the agent again (python pretrained.py pack {env_name} ...)")
     files = shipped_files(env_name)
     _, _, mode = load_params(os.path.join(folder, files["controller"]), config)
     shape = controller_shape(config, mode)

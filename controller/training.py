@@ -255,8 +255,8 @@ def take_seeds(state: TrainingState, count: int) -> np.ndarray:
     from utils import UserError
 
     if state.next_seed + count > 2 ** 63:
-        raise UserError(f"this run has used every episode seed up to 2^63 - 1 (int64); start a new run with a "
-                        f"smaller --seed_start")
+        raise UserError("this run has used every episode seed up to 2^63 - 1 (int64); start a new run with a "
+                        "smaller --seed_start")
     seeds = np.arange(state.next_seed, state.next_seed + count, dtype=np.int64)
     state.next_seed += count
     return seeds
