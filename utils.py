@@ -80,7 +80,7 @@ def run_child(command: Sequence[str]) -> int:
     foreground group: a Ctrl-C at the terminal reached it already, and a second one could cut its clean-up short."""
     import subprocess
 
-    child = subprocess.Popen(command)
+    child = subprocess.Popen(command, preexec_fn=dies_with_this_process())
     try:
         return child.wait()
     except KeyboardInterrupt as stop:
@@ -94,6 +94,17 @@ def run_child(command: Sequence[str]) -> int:
             child.kill()
             child.wait()
         raise
+
+
+def python_command() -> str:
+    """The Python running this process as a user types it in the current folder, quoted for the shell: relative
+    where it lies below the folder (.venv/bin/python), else its absolute path. Never a bare `python`: the venv's
+    Python is a link to the system's, and a `python` found on PATH may lack the project's packages."""
+    python = os.path.abspath(sys.executable)
+    relative = os.path.relpath(python)
+    if relative.startswith(os.pardir):
+        return shlex.quote(python)
+    return shlex.quote(relative if os.sep in relative else os.path.join(os.curdir, relative))
 
 
 def _in_terminal_foreground(pid: int) -> bool:
@@ -164,6 +175,33 @@ def _put_back(handlers: dict) -> None:
 
 # --- processes that end together ---------------------------------------------------------------------------------
 
+_stop_signals: list[int] = []  # note_stop_signals: the Ctrl-C and SIGTERM that came, in order
+
+
+def note_stop_signals(forward_to: int | None = None) -> None:
+    """Ctrl-C and SIGTERM are noted from now on, never raised: stop_signal() says which came first, and the code
+    that can stop cleanly asks it (05's leader between two polls of its workers). The first one is also passed to
+    process `forward_to` (05's first process, which started mpiexec: it stops the whole run, whichever of the run's
+    processes was signalled).
+
+    For every process of an MPI run, set as it starts: an exception raised wherever the signal lands (a worker
+    importing NumPy, waiting in MPI's broadcast, the leader sending a task) ended that process alone, and the others
+    then waited for it forever."""
+    def note(signum, frame) -> None:
+        _stop_signals.append(signum)
+        if forward_to is not None and len(_stop_signals) == 1:
+            with contextlib.suppress(OSError):
+                os.kill(forward_to, signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, note)
+
+
+def stop_signal() -> int | None:
+    """The first Ctrl-C or SIGTERM noted since note_stop_signals, or None."""
+    return _stop_signals[0] if _stop_signals else None
+
+
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -182,6 +220,27 @@ def die_with_parent(parent_pid: int) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     if os.getppid() != parent_pid:
         os._exit(1)
+
+
+def dies_with_this_process() -> Callable[[], None]:
+    """A `preexec_fn` for subprocess.Popen: the child gets SIGKILL when this process dies, however it dies (a killed
+    `pretrained.py play` left its model.py, and that one its ffmpeg, running). prctl is looked up here, before the
+    fork: the child between fork and exec only calls it."""
+    parent = os.getpid()
+    prctl = None
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def in_child() -> None:
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # we died before prctl took effect
+            os._exit(1)
+
+    return in_child
 
 
 def exit_on_sigterm() -> None:
