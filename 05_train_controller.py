@@ -22,7 +22,6 @@ best is also scored in the real game and both scores are logged.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import shlex
@@ -30,7 +29,7 @@ import signal
 import sys
 import time
 
-from utils import UserError, check_flags, prepare_blas, run_cli
+from utils import ArgumentParser, UserError, check_flags, prepare_blas, run_cli
 
 prepare_blas()  # before NumPy loads: every rank one BLAS thread and the pinned kernels, under any mpiexec
 
@@ -41,8 +40,7 @@ def parse_args(argv=None):
     from config import CONFIGS, EXP_MODES, FIRST_SEED, add_folder_flags
     from es import OPTIMIZER_NAMES
 
-    parser = argparse.ArgumentParser(description="Train the controller (C) with an evolution strategy on MPI workers.",
-                                     allow_abbrev=False)
+    parser = ArgumentParser(description="Train the controller (C) with an evolution strategy on MPI workers.")
     parser.add_argument("env_name", choices=sorted(CONFIGS))
     parser.add_argument("-o", "--optimizer", default="cma", choices=OPTIMIZER_NAMES)
     parser.add_argument("--init_opt", default="", help="an .es.pk checkpoint to resume from")

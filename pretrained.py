@@ -25,15 +25,14 @@ arrays read with allow_pickle=False, JSON): loading them runs no code.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
 import shutil
 import sys
 
-from utils import (UserError, blas_kernel, file_sha256, finite_number, prepare_blas, repo_root, run_child, run_cli,
-                   save_json)
+from utils import (ArgumentParser, UserError, blas_kernel, file_sha256, finite_number, prepare_blas, repo_root,
+                   run_child, run_cli, save_json)
 
 prepare_blas()  # the check episodes are played here, with the BLAS settings of model.py's workers
 
@@ -299,7 +298,7 @@ def save_still(video: str, path: str) -> None:
 def parse_args(argv=None):
     from config import CONFIGS, add_folder_flags
 
-    parser = argparse.ArgumentParser(description="Pack a trained agent into pretrained/<env>/, or check one.")
+    parser = ArgumentParser(description="Pack a trained agent into pretrained/<env>/, or check one.")
     commands = parser.add_subparsers(dest="action", required=True)
     packing = commands.add_parser("pack", help="copy V, M, C and first frames, write the manifest")
     packing.add_argument("env_name", choices=sorted(CONFIGS))

@@ -6,6 +6,7 @@ need it, so `prepare_blas()` still works after `import utils`.
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import contextlib
 import errno
@@ -45,8 +46,33 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """The scripts' command-line parser: a flag is taken only as spelled in --help (argparse took any unambiguous
+    prefix: 01's `--total_episode 4` ran as --total_episodes and overwrote a batch, model.py's `--final` started 100
+    episodes), and a command line it refuses is one line, `error: ...` with exit status 2, without the usage text.
+    Its subcommands' parsers are of this class too."""
+
+    def __init__(self, *args, allow_abbrev: bool = False, **kwargs):
+        super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+
+
+class StoppedPartWay(KeyboardInterrupt):
+    """A Ctrl-C or SIGTERM (`stop`) that came part-way through work whose result so far is worth a word (`done`,
+    e.g. "after 72 of 100 episodes: 801.20 +- 90.03 over 72"): the script's last line says both."""
+
+    def __init__(self, stop: KeyboardInterrupt, done: str):
+        super().__init__(done)
+        self.stop, self.done = stop, done
+
+
 def exit_line(error: BaseException) -> tuple[str, int] | None:
     """The one line and exit status with which a script ends on `error`, or None if it is a bug (a traceback)."""
+    if isinstance(error, StoppedPartWay):
+        line, status = exit_line(error.stop)
+        return f"{line} {error.done}", status
     if isinstance(error, UserError):
         return f"error: {error}", 1
     if isinstance(error, Terminated):
