@@ -114,9 +114,10 @@ def verify(env_name: str, root: str = PRETRAINED_DIR) -> dict:
     from config import get_config
 
     limit = get_config(env_name).max_episode_length
-    contradiction = score_contradiction(manifest, limit)
     if manifest.get("max_length", limit) > limit:
         contradiction = f"its max_length {manifest['max_length']} is beyond {env_name}'s {limit} steps"
+    else:
+        contradiction = score_contradiction(manifest, manifest.get("max_length", limit))
     if contradiction is not None:
         raise UserError(f"{manifest_path} contradicts itself: {contradiction}; git checkout it again")
     hashes = manifest["sha256"]
