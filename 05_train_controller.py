@@ -29,7 +29,10 @@ import signal
 import sys
 import time
 
-from utils import ArgumentParser, UserError, check_flags, prepare_blas, run_cli
+from utils import ArgumentParser, UserError, check_flags, mpi_supervisor, note_stop_signals, prepare_blas, run_cli
+
+if mpi_supervisor() is not None:  # a rank of our mpiexec: signals are noted from the first moment (see there)
+    note_stop_signals(mpi_supervisor())
 
 prepare_blas()  # before NumPy loads: every rank one BLAS thread and the pinned kernels, under any mpiexec
 

@@ -39,7 +39,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from utils import BLAS_VARIABLES, UserError
+from utils import BLAS_VARIABLES, MPI_SUPERVISOR_MARKER, UserError
 
 CHILD_MARKER = "WORLD_MODELS_MPI_CHILD"  # set in the relaunched processes' environment
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
@@ -157,7 +157,6 @@ def find_mpiexec() -> str:
     return found
 
 
-SUPERVISOR_MARKER = "WORLD_MODELS_MPI_SUPERVISOR"  # the pid of the process that started mpiexec, in the ranks'
 STOP_GRACE_SECONDS = 30.0  # after a stop, how long the run has to end its own way before it is killed
 
 
@@ -182,7 +181,8 @@ def run_under_mpi(num_processes: int, script: str, arguments: Sequence[str],
     if _is_open_mpi(mpiexec):
         command += ["--allow-run-as-root", "--oversubscribe"]
     command += [sys.executable, os.path.abspath(script), *arguments]
-    environment = dict(os.environ, PYTHONUNBUFFERED="1", **{CHILD_MARKER: "1", SUPERVISOR_MARKER: str(os.getpid())})
+    environment = dict(os.environ, PYTHONUNBUFFERED="1")
+    environment.update({CHILD_MARKER: "1", MPI_SUPERVISOR_MARKER: str(os.getpid())})
     environment.update({name: "1" for name in BLAS_VARIABLES})
     sys.stdout.flush()
     sys.stderr.flush()
@@ -225,10 +225,9 @@ def _is_open_mpi(mpiexec: str) -> bool:
 def note_rank_signals() -> None:
     """In a process of an MPI run, as early as it can: Ctrl-C and SIGTERM are noted (utils.stop_signal), never
     raised, and passed to the process that started mpiexec if that was run_under_mpi."""
-    from utils import note_stop_signals
+    from utils import mpi_supervisor, note_stop_signals
 
-    supervisor = os.environ.get(SUPERVISOR_MARKER, "")
-    note_stop_signals(int(supervisor) if supervisor.isdigit() else None)
+    note_stop_signals(mpi_supervisor())
 
 
 def world():

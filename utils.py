@@ -202,6 +202,13 @@ def _put_back(handlers: dict) -> None:
 # --- processes that end together ---------------------------------------------------------------------------------
 
 _stop_signals: list[int] = []  # note_stop_signals: the Ctrl-C and SIGTERM that came, in order
+MPI_SUPERVISOR_MARKER = "WORLD_MODELS_MPI_SUPERVISOR"  # in a rank of parallel.run_under_mpi: the pid that started it
+
+
+def mpi_supervisor() -> int | None:
+    """The process that started this process's mpiexec (parallel.run_under_mpi), if that is how it was started."""
+    supervisor = os.environ.get(MPI_SUPERVISOR_MARKER, "")
+    return int(supervisor) if supervisor.isdigit() else None
 
 
 def note_stop_signals(forward_to: int | None = None) -> None:
