@@ -230,4 +230,4 @@ def test_a_documented_command_with_a_wrong_flag_is_caught():
     assert [script for script, _ in commands] == ["04_train_rnn.py", "05_train_controller.py", "model.py"]
     problems = parse_problems(commands)
     assert len(problems) == 1 and problems[0].startswith("05_train_controller.py car_racing")
-    assert problems[0].endswith("unrecognized arguments: --num_episodes 4")
+    assert "error: unrecognized arguments: --num_episodes 4 (see: " in problems[0]
