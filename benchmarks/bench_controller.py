@@ -71,4 +71,6 @@ def main(quick: bool = False) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv)
+    from benchmarks import quick_flag
+
+    main(quick=quick_flag(__doc__.strip().splitlines()[0]))

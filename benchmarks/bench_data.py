@@ -135,4 +135,6 @@ def main(quick: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv)
+    from benchmarks import quick_flag
+
+    main(quick=quick_flag(__doc__.strip().splitlines()[0]))

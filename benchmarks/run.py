@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import time
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -39,4 +38,6 @@ def main(quick: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv)
+    from benchmarks import quick_flag
+
+    main(quick=quick_flag(__doc__.strip().splitlines()[0]))

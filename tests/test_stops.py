@@ -15,7 +15,7 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.scripts import alive, run, start, wait_for
+from tests.scripts import ROOT, alive, run, run_command, start, wait_for
 from tests.test_training import TRAIN, world_model
 
 SLOW_TRAIN = [*TRAIN[:5], "--max_length", 1000]  # the first generation's episodes take seconds: a stop lands in them
@@ -173,6 +173,16 @@ def test_no_script_takes_an_abbreviated_flag(tmp_path, script, args):
     assert line.startswith("error: ") and line.endswith(" --help)"), line
     assert str(args[-1]) in line or "required: --final" in line  # (pack: --final is missing, --fin not taken)
     assert sorted(os.listdir(tmp_path)) == []  # nothing was made
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["benchmarks.run", "benchmarks.bench_agent", "benchmarks.bench_env"])
+def test_no_benchmark_takes_an_abbreviated_or_unknown_flag(module):
+    """Before: `--quick` was looked up in sys.argv, and `--qui` ran the full benchmark (a quarter of an hour)."""
+    result = run_command([sys.executable, "-m", module, "--qui"], cwd=ROOT, timeout=120)
+    assert result.returncode == 2 and result.stdout == "", result.stderr
+    assert result.stderr.splitlines() == [f"error: unrecognized arguments: --qui (see: {module.split('.')[1]}.py "
+                                          f"--help)"]
 
 
 @pytest.mark.slow
