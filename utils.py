@@ -47,10 +47,10 @@ def _raise_terminated(signum, frame) -> None:
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """The scripts' command-line parser: a flag is taken only as spelled in --help (argparse took any unambiguous
-    prefix: 01's `--total_episode 4` ran as --total_episodes and overwrote a batch, model.py's `--final` started 100
-    episodes), and a command line it refuses is one line, `error: ...` with exit status 2, without the usage text.
-    Its subcommands' parsers are of this class too."""
+    """The scripts' command-line parser: a flag is taken only as spelled in --help (argparse's default takes any
+    unambiguous prefix, so a typo such as 01's `--total_episode 4` would run as --total_episodes and write over a
+    batch, and model.py's `--final` would start 100 episodes), and a command line it refuses is one line,
+    `error: ...` with exit status 2, without the usage text. Its subcommands' parsers are of this class too."""
 
     def __init__(self, *args, allow_abbrev: bool = False, **kwargs):
         super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
@@ -218,8 +218,8 @@ def note_stop_signals(forward_to: int | None = None) -> None:
     processes was signalled).
 
     For every process of an MPI run, set as it starts: an exception raised wherever the signal lands (a worker
-    importing NumPy, waiting in MPI's broadcast, the leader sending a task) ended that process alone, and the others
-    then waited for it forever."""
+    importing NumPy, waiting in MPI's broadcast, the leader sending a task) would end that process alone, and the
+    others would wait for it forever."""
     def note(signum, frame) -> None:
         _stop_signals.append(signum)
         if forward_to is not None and len(_stop_signals) == 1:
@@ -257,8 +257,8 @@ def die_with_parent(parent_pid: int) -> None:
 
 def dies_with_this_process() -> Callable[[], None]:
     """A `preexec_fn` for subprocess.Popen: the child gets SIGKILL when this process dies, however it dies (a killed
-    `pretrained.py play` left its model.py, and that one its ffmpeg, running). prctl is looked up here, before the
-    fork: the child between fork and exec only calls it."""
+    `pretrained.py play` would otherwise leave its model.py running; model.py's ffmpeg ends when its input closes).
+    prctl is looked up here, before the fork: the child between fork and exec only calls it."""
     parent = os.getpid()
     prctl = None
     if sys.platform.startswith("linux"):
