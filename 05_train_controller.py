@@ -7,8 +7,8 @@
 Started from the shell, the script checks its inputs and runs `mpiexec -np <num_worker + 1>` of itself (the
 mpiexec installed with the requirements, one BLAS thread a process), staying to end the whole run on a stop. Rank 0
 leads: it asks the optimizer for a population of num_worker x num_worker_trial solutions, hands each worker
-num_worker_trial of them, and tells the optimizer their average reward over --num_episode episodes. Started by your own mpiexec (several
-machines, a host file), it uses the ranks it was given instead.
+num_worker_trial of them, and tells the optimizer their average reward over --num_episode episodes. Started by your
+own mpiexec (several machines, a host file), it uses the ranks it was given instead.
 
 Every generation the leader writes, each file whole (controller/training.py lists them): the optimizer state
 ./controller/<base>.es.pk, the history and curve in ./log, and, every --eval_steps generations, the current mean
