@@ -47,6 +47,8 @@ def end_group(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired, ValueError, OSError):
         process.communicate(timeout=30)
+    if process in _started:  # ended: its number may be another process's later
+        _started.remove(process)
 
 
 def end_started() -> None:
