@@ -22,12 +22,11 @@ dream may be wrong in its favour. Write such episodes to new batch numbers (--st
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import time
 
-from utils import UserError, check_flags, prepare_blas, run_cli
+from utils import ArgumentParser, UserError, check_flags, prepare_blas, run_cli
 
 prepare_blas()
 
@@ -42,7 +41,7 @@ KINDS = ("obs_data", "action_data", "length_data", "done_data")  # the four file
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Collect rollouts (the random policy, or a trained controller) for the world model.")
     parser.add_argument("env_name", nargs="?", default="car_racing", choices=sorted(CONFIGS))
     parser.add_argument("--total_episodes", type=int, default=2000, help="episodes to collect (default 2000)")
@@ -57,6 +56,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="episode i of batch b is seeded seed + b x batch_size + i")
     parser.add_argument("--controller", default=None,
                         help="play this controller (05's best.json, with V and M) instead of the random policy")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write over batch files that exist (refused otherwise, naming the first)")
     add_folder_flags(parser, "data", "vae", "rnn")
     args = parser.parse_args(argv)
     for flag in ("total_episodes", "batch_size", "num_workers"):
@@ -177,6 +178,19 @@ def write_batch(pool, env_name: str, batch: int, first_episode: int, episodes: i
             np.save(landing.enter_context(atomic_path(data_file(kind, env_name, batch, args.data_dir), ".npy")), array)
 
 
+def refuse_to_overwrite(env_names, args) -> None:
+    """A run never writes over batch files that exist (their encoded rnn_* files, made from them, would no longer
+    match) unless --overwrite says so; asked under the outputs' lock, before any episode."""
+    batches = range(args.start_batch, args.start_batch + -(-args.total_episodes // args.batch_size))
+    for env_name in env_names:
+        for batch in batches:
+            for kind in KINDS:
+                path = data_file(kind, env_name, batch, args.data_dir)
+                if os.path.exists(path):
+                    raise UserError(f"{path} already exists (an earlier run's batch {batch}); pass --overwrite to "
+                                    f"write over it, or give another --start_batch or --data_dir")
+
+
 def main(argv=None):
     args = parse_args(argv)
     from tqdm import tqdm
@@ -203,6 +217,8 @@ def main(argv=None):
     for env_name in env_names:  # one run writes an env's batch files; a killed one's temporary files go
         lock_outputs(args.data_dir, f"rollouts_{env_name}",
                      [(args.data_dir, temporaries_of(rf"(?:{'|'.join(KINDS)})_{env_name}_\d+\.npy"))])
+    if not args.overwrite:
+        refuse_to_overwrite(env_names, args)
     workers = 1 if args.render else min(args.num_workers, args.total_episodes)
     started = time.time()
     # Workers die with this process (SIGKILL included) and leave through Python on SIGTERM (closing their env);

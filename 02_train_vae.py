@@ -26,11 +26,10 @@ starts afresh), to go on training it on new frames from a clone that has no Kera
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
-from utils import UserError, check_flags, check_init_from, run_cli
+from utils import ArgumentParser, UserError, check_flags, check_init_from, run_cli
 
 RECONSTRUCTED_FRAMES = 8  # frames shown in ./vae/<env>.reconstructions.png
 HELD_OUT_FRAMES = 2000  # frames of the --holdout_batches files V's held-out losses are measured on
@@ -40,7 +39,7 @@ JIT_TIMING_STEPS = 3  # minibatches timed each way by --jit auto, after one each
 def parse_args(argv=None):
     from config import CONFIGS, add_folder_flags
 
-    parser = argparse.ArgumentParser(description="Train the VAE (V) on random-rollout frames.")
+    parser = ArgumentParser(description="Train the VAE (V) on random-rollout frames.")
     parser.add_argument("--env_name", default="car_racing", choices=sorted(CONFIGS))
     parser.add_argument("--start_batch", type=int, default=0)
     parser.add_argument("--max_batch", type=int, default=0)

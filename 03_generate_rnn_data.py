@@ -15,10 +15,9 @@ and builds its targets from that draw (rnn.train.rnn_arrays), so a stored draw w
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from utils import UserError, check_flags, prepare_blas, run_cli
+from utils import ArgumentParser, UserError, check_flags, prepare_blas, run_cli
 
 prepare_blas(one_thread=False)  # before NumPy loads: V's NumPy copy encodes the same z on every machine
 
@@ -29,7 +28,7 @@ KINDS = ("rnn_input", "rnn_mu", "rnn_logvar", "rnn_initial", "rnn_length", "rnn_
 def parse_args(argv=None):
     from config import CONFIGS, add_folder_flags
 
-    parser = argparse.ArgumentParser(description="Encode the rollouts with the VAE into MDN-RNN training data.")
+    parser = ArgumentParser(description="Encode the rollouts with the VAE into MDN-RNN training data.")
     parser.add_argument("--env_name", default="car_racing", choices=sorted(CONFIGS))
     parser.add_argument("--start_batch", type=int, default=0)
     parser.add_argument("--max_batch", type=int, default=0)

@@ -20,18 +20,17 @@ a controller trained in the dream finds; for those, see docs/results.md (DoomTak
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
 
-from utils import UserError, check_flags, check_init_from, run_cli
+from utils import ArgumentParser, UserError, check_flags, check_init_from, run_cli
 
 
 def parse_args(argv=None):
     from config import CONFIGS, add_folder_flags
 
-    parser = argparse.ArgumentParser(description="Train the MDN-RNN (M) on VAE-encoded sequences.")
+    parser = ArgumentParser(description="Train the MDN-RNN (M) on VAE-encoded sequences.")
     parser.add_argument("--env_name", default="car_racing", choices=sorted(CONFIGS))
     parser.add_argument("--start_batch", type=int, default=0)
     parser.add_argument("--max_batch", type=int, default=0)

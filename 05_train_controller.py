@@ -4,12 +4,13 @@
     python 05_train_controller.py car_racing ... --init_opt ./controller/car_racing.cma.4.32.es.pk
     python 05_train_controller.py doom_take_cover --dream_mode 1 --temperature 1.15 ...
 
-Started from the shell, the script checks its inputs and replaces itself with `mpiexec -np <num_worker + 1>` of
-itself (the mpiexec installed with the requirements, one BLAS thread a process). Rank 0 leads: it asks the
-optimizer for a population of num_worker x num_worker_trial solutions, hands out their episodes one at a time to
-whichever worker is free (so no worker idles while another finishes a long one; in the dream, num_worker_trial
-solutions a task, rolled out as one batch), and tells the optimizer their average reward over --num_episode
-episodes. Started by your own mpiexec (several machines, a host file), it uses the ranks it was given instead.
+Started from the shell, the script checks its inputs and runs `mpiexec -np <num_worker + 1>` of itself (the
+mpiexec installed with the requirements, one BLAS thread a process), staying to end the whole run on a stop. Rank 0
+leads: it asks the optimizer for a population of num_worker x num_worker_trial solutions, hands out their episodes
+one at a time to whichever worker is free (so no worker idles while another finishes a long one; in the dream,
+num_worker_trial solutions a task, rolled out as one batch), and tells the optimizer their average reward over
+--num_episode episodes. Started by your own mpiexec (several machines, a host file), it uses the ranks it was given
+instead.
 
 Every generation the leader writes, each file whole (controller/training.py lists them): the optimizer state
 ./controller/<base>.es.pk, the history and curve in ./log, and, every --eval_steps generations, the current mean
@@ -23,7 +24,6 @@ best is also scored in the real game and both scores are logged.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import shlex
@@ -31,7 +31,10 @@ import signal
 import sys
 import time
 
-from utils import UserError, check_flags, prepare_blas, run_cli
+from utils import ArgumentParser, UserError, check_flags, mpi_supervisor, note_stop_signals, prepare_blas, run_cli
+
+if mpi_supervisor() is not None:  # a rank of our mpiexec: signals are noted from the first moment (see there)
+    note_stop_signals(mpi_supervisor())
 
 prepare_blas()  # before NumPy loads: every rank one BLAS thread and the pinned kernels, under any mpiexec
 
@@ -42,7 +45,7 @@ def parse_args(argv=None):
     from config import CONFIGS, EXP_MODES, FIRST_SEED, add_folder_flags
     from es import OPTIMIZER_NAMES
 
-    parser = argparse.ArgumentParser(description="Train the controller (C) with an evolution strategy on MPI workers.")
+    parser = ArgumentParser(description="Train the controller (C) with an evolution strategy on MPI workers.")
     parser.add_argument("env_name", choices=sorted(CONFIGS))
     parser.add_argument("-o", "--optimizer", default="cma", choices=OPTIMIZER_NAMES)
     parser.add_argument("--init_opt", default="", help="an .es.pk checkpoint to resume from")
@@ -90,7 +93,7 @@ def parse_args(argv=None):
                              "(benchmarks.bench_controller reads it)")
     add_folder_flags(parser, "controller", "log", "vae", "rnn", "data")
     args = parser.parse_args(argv)
-    # which flags the command line gave (abbreviations and short forms included): parsed again with every default
+    # which flags the command line gave (short forms included): parsed again with every default
     # replaced by a marker, those still holding it were left out
     marker = object()
     parser.set_defaults(**{action.dest: marker for action in parser._actions if action.option_strings})
@@ -313,14 +316,11 @@ class Plan:
         return make_evaluator(self.evaluator_settings())
 
     def command(self, arguments) -> str:
-        """The command line that runs this script with `arguments`, from the current folder and with this Python
-        ("python" where that is it), quoted for the shell: it works when pasted whatever the paths hold."""
-        import shutil
+        """The command line that runs this script with `arguments`, from the current folder and with this Python,
+        quoted for the shell: it works when pasted whatever the paths hold."""
+        from utils import python_command
 
-        on_path = shutil.which("python")
-        python = "python" if on_path and os.path.realpath(on_path) == os.path.realpath(sys.executable) else \
-            sys.executable
-        return shlex.join([python, os.path.relpath(SCRIPT), *arguments])
+        return " ".join([python_command(), shlex.join([os.path.relpath(SCRIPT), *arguments])])
 
     def resume_command(self) -> str:
         kept, skip_value = [], False
@@ -328,8 +328,7 @@ class Plan:
             if skip_value:
                 skip_value = False
                 continue
-            name = argument.split("=", 1)[0]  # argparse takes any unique prefix of a flag, e.g. --init_p
-            if name.startswith("--init_") and any(flag.startswith(name) for flag in ("--init_opt", "--init_params")):
+            if argument.split("=", 1)[0] in ("--init_opt", "--init_params"):
                 skip_value = "=" not in argument
                 continue
             kept.append(argument)
@@ -357,6 +356,11 @@ class Stopping(Exception):
     def __init__(self, signal_number: int):
         super().__init__(signal.Signals(signal_number).name)
         self.signal_number = signal_number
+
+
+def stopped_line(signal_number: int, plan: Plan) -> str:
+    """The line a stopped run ends with: which signal, and how to go on."""
+    return f"\n{signal.Signals(signal_number).name} received: stopped; {plan.resume_hint()}"
 
 
 def split_rows(count: int, parts: int) -> list[slice]:
@@ -545,11 +549,15 @@ def evaluate_mean(plan: Plan, pool, workers: int, generation: int) -> tuple[str,
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from parallel import launched_by_mpi, relaunch_under_mpi
+    from parallel import launched_by_mpi, run_under_mpi
 
     if not launched_by_mpi():
-        Plan(args, lock=True)  # every check that can fail, before any process is started
-        relaunch_under_mpi(args.num_worker + 1, SCRIPT, sys.argv[1:] if argv is None else list(argv))
+        from utils import release_locks
+
+        plan = Plan(args, lock=True)  # every check that can fail, before any process is started
+        release_locks()  # rank 0 takes them for the run
+        sys.exit(run_under_mpi(args.num_worker + 1, SCRIPT, sys.argv[1:] if argv is None else list(argv),
+                               lambda number: stopped_line(number, plan)))
 
     from parallel import CHILD_MARKER, world
 
@@ -573,26 +581,22 @@ def run_leader(args, comm) -> None:
     """Rank 0 under MPI: any way out that is not a clean finish ends every process (MPI_Abort), never a hang."""
     from parallel import LocalPool, Pool, WorkerFailed, abort, task_runner
 
-    stop_signal: list[int] = []
+    from utils import stop_signal
 
-    def on_signal(number, frame):
-        stop_signal.append(number)
-
-    def check():
-        if stop_signal:
-            raise Stopping(stop_signal[0])
+    def check():  # the signals were noted since this process started (parallel.note_rank_signals)
+        if stop_signal() is not None:
+            raise Stopping(stop_signal())
 
     try:
         plan = Plan(args, lock=True)
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
+        check()
         workers = comm.Get_size() - 1
         if workers > 0:
             comm.bcast(plan.evaluator_settings(), root=0)
         pool = Pool(comm, check) if workers > 0 else LocalPool(task_runner(plan.make_evaluator()), check)
         lead(plan, pool, max(workers, 1))
     except Stopping as stopping:
-        print(f"\n{stopping} received: stopped; {plan.resume_hint()}", file=sys.stderr, flush=True)
+        print(stopped_line(stopping.signal_number, plan), file=sys.stderr, flush=True)
         abort(128 + stopping.signal_number)  # 130 for Ctrl-C, 143 for SIGTERM
     except WorkerFailed as failure:
         print(f"error: {failure}", file=sys.stderr, flush=True)
@@ -600,7 +604,7 @@ def run_leader(args, comm) -> None:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         abort(1)
-    except KeyboardInterrupt as error:  # a signal before the handlers above were set (utils.run_cli's Terminated)
+    except KeyboardInterrupt as error:  # a signal before this process noted them (utils.run_cli's Terminated)
         from utils import exit_line
 
         line, status = exit_line(error)
@@ -614,4 +618,8 @@ def run_leader(args, comm) -> None:
 
 
 if __name__ == "__main__":
+    from parallel import launched_by_mpi, note_rank_signals
+
+    if launched_by_mpi():  # first thing: a signal that lands anywhere in a rank stops the whole run (see there)
+        note_rank_signals()
     run_cli(main)

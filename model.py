@@ -19,13 +19,13 @@ hard as the game, before any controller is trained in it.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
+import re
 import sys
 import time
 
-from utils import UserError, check_flags, prepare_blas, run_cli
+from utils import ArgumentParser, StoppedPartWay, UserError, check_flags, prepare_blas, run_cli
 
 prepare_blas()  # before NumPy loads its BLAS
 
@@ -38,7 +38,7 @@ from episodes import Episode  # noqa: E402
 def parse_args(argv=None):
     from config import CONFIGS, EXP_MODES, add_folder_flags
 
-    parser = argparse.ArgumentParser(description="Run a trained agent: watch it, record it, or score it.")
+    parser = ArgumentParser(description="Run a trained agent: watch it, record it, or score it.")
     parser.add_argument("env_name", choices=sorted(CONFIGS))
     parser.add_argument("--filename", default="", help="controller parameters: a .best.json from 05")
     parser.add_argument("--exp_mode", default=None, choices=EXP_MODES,
@@ -183,13 +183,26 @@ def score_episodes(play: Play, seeds: list[int], workers: int) -> list[tuple[int
 
     results = []
     with ProcessPool(max(1, min(workers, len(seeds))), _score, _start_worker, (play,)) as pool:
-        # closed however the loop ends, so that the last line on the terminal is the outcome (or why it stopped)
-        with tqdm(total=len(seeds), desc=f"{play.env_name} episodes", unit="ep", dynamic_ncols=True) as progress:
-            for result in pool.imap(seeds):
-                results.append(result)
-                progress.update()
-                progress.set_postfix(last=f"{result[1]:.1f}")
+        try:
+            # closed however the loop ends, so that the last line on the terminal is the outcome (or why it stopped)
+            with tqdm(total=len(seeds), desc=f"{play.env_name} episodes", unit="ep", dynamic_ncols=True) as progress:
+                for result in pool.imap(seeds):
+                    results.append(result)
+                    progress.update()
+                    progress.set_postfix(last=f"{result[1]:.1f}")
+        except KeyboardInterrupt as stop:  # the pool ends its workers and prints the line
+            raise stopped_after(stop, results, len(seeds)) from None
     return sorted(results)
+
+
+def stopped_after(stop: KeyboardInterrupt, results: list[tuple[int, float, int]], count: int) -> StoppedPartWay:
+    """A stop after `results` (seed, reward, steps) of `count` episodes, saying their score: the episodes come in
+    seed order, so those played are the first seeds."""
+    done = f"after {len(results)} of {count} episodes"
+    if results:
+        scores = np.array([reward for _, reward, _ in results])
+        done += f": {scores.mean():.2f} +- {scores.std():.2f} over {len(results)}"
+    return StoppedPartWay(stop, done)
 
 
 # --- watching and recording ----------------------------------------------------------------------------------------
@@ -264,6 +277,8 @@ def watch(play: Play, args, seeds: list[int]) -> list[tuple[int, float, int]]:
                 recorder.save(path, get_spec(args.env_name).video_fps)  # the simulator's own rate
                 line += f"; video {path}"
             print(line, flush=True)
+    except KeyboardInterrupt as stop:
+        raise (stopped_after(stop, results, len(seeds)) if len(seeds) > 1 else stop) from None
     finally:
         session.close()
     return results
@@ -285,7 +300,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     from controller.agent import check_weight_files
     from controller.controller import load_params, random_params
-    from utils import blas_kernel, check_writable, save_json
+    from utils import blas_kernel, check_writable, lock_outputs, save_json, temporaries_of
 
     config = get_config(args.env_name)
     if args.pretrained:
@@ -321,6 +336,10 @@ def main(argv=None) -> None:
     for wanted, folder in ((args.final_mode, args.log_dir), (args.record_video, args.video_dir)):
         if wanted:
             check_writable(folder)  # a full disk or read-only folder is named now, not after the episodes
+    if args.record_video:  # one run records this agent's videos; a killed one's temporary MP4s go
+        name = controller_name(args.filename, args.env_name, args.random_policy, args.pretrained)
+        lock_outputs(args.video_dir, f"video.{name}",
+                     [(args.video_dir, temporaries_of(re.escape(name) + r"\.(?:dream\.)?seed\d+\.mp4"))])
     count = args.num_episode or (FINAL_EPISODES if args.final_mode else 1)
     if count < 1:
         raise UserError(f"--num_episode must be at least 1, got {count}")

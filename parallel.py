@@ -2,11 +2,12 @@
 worker loop; forked processes on one machine for 01's rollouts and model.py's scores (ProcessPool, at the end).
 
 As estool: rank 0 leads (asks the optimizer, hands out solutions, tells it the rewards) and ranks 1..n each run
-whole episodes with the NumPy agent. Started without MPI, 05 replaces itself with
+whole episodes with the NumPy agent. Started without MPI, 05 runs
 
     mpiexec -np <num_worker + 1> <python> 05_train_controller.py <same arguments>
 
-using the mpiexec beside sys.executable (the `mpich` wheel's; PATH otherwise), with one BLAS thread per process.
+as its child (run_under_mpi), using the mpiexec beside sys.executable (the `mpich` wheel's; PATH otherwise), with
+one BLAS thread per process, and stays to end the whole run on a stop.
 Started by an MPI launcher with more than one process (several machines, a host file), it uses the ranks it got.
 
 Messages are bytes, made and read by the pure functions `encode` and `decode` (no pickle):
@@ -38,7 +39,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from utils import BLAS_VARIABLES, UserError
+from utils import BLAS_VARIABLES, MPI_SUPERVISOR_MARKER, UserError
 
 CHILD_MARKER = "WORLD_MODELS_MPI_CHILD"  # set in the relaunched processes' environment
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
@@ -158,22 +159,61 @@ def find_mpiexec() -> str:
     return found
 
 
-def relaunch_under_mpi(num_processes: int, script: str, arguments: Sequence[str]) -> None:
-    """Replace this process by `mpiexec -np num_processes python script arguments` (does not return).
+STOP_GRACE_SECONDS = 30.0  # after a stop, how long the run has to end its own way before it is killed
+
+
+def run_under_mpi(num_processes: int, script: str, arguments: Sequence[str],
+                  stopped_line: Callable[[int], str]) -> int:
+    """Run `mpiexec -np num_processes python script arguments` as a child and return the status to exit with.
+
+    This process stays the run's one handle: Ctrl-C or SIGTERM here is passed to mpiexec, which passes it to every
+    rank, and the leader ends the run (its line, then MPI_Abort with 130 or 143). Every rank passes a signal it gets
+    to this process (utils.note_stop_signals), so signalling any process of the run stops it all. If the run has not
+    ended STOP_GRACE_SECONDS after the signal (a rank stuck in a blocking MPI call), mpiexec is killed, and its
+    proxies kill every rank; then `stopped_line(signal)` is printed here, as it is when the leader could not print
+    its own. mpiexec dies with this process (SIGKILL included), and its ranks with it.
 
     Every process gets one BLAS thread and unbuffered output; Open MPI, if that is what PATH offers, is told that
     running as root and more processes than cores are fine (MPICH's hydra allows both anyway).
     """
+    from utils import dies_with_this_process
+
     mpiexec = find_mpiexec()
     command = [mpiexec, "-np", str(num_processes)]
     if _is_open_mpi(mpiexec):
         command += ["--allow-run-as-root", "--oversubscribe"]
     command += [sys.executable, os.path.abspath(script), *arguments]
-    environment = dict(os.environ, PYTHONUNBUFFERED="1", **{CHILD_MARKER: "1"})
+    environment = dict(os.environ, PYTHONUNBUFFERED="1")
+    environment.update({CHILD_MARKER: "1", MPI_SUPERVISOR_MARKER: str(os.getpid())})
     environment.update({name: "1" for name in BLAS_VARIABLES})
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(mpiexec, command, environment)
+    signals: list[int] = []
+    handlers = {signum: signal.signal(signum, lambda signum, frame: signals.append(signum))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        child = subprocess.Popen(command, env=environment, preexec_fn=dies_with_this_process())
+        deadline = None
+        while True:
+            try:
+                status = child.wait(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if signals and deadline is None:  # the first only: the ranks pass theirs back here
+                child.send_signal(signals[0])
+                deadline = time.monotonic() + STOP_GRACE_SECONDS
+            elif deadline is not None and time.monotonic() > deadline:
+                child.kill()
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    if status < 0:  # mpiexec itself died of a signal
+        status = 128 - status
+    if signals and status not in (128 + signal.SIGINT, 128 + signal.SIGTERM):  # the leader did not say why
+        print(stopped_line(signals[0]), file=sys.stderr, flush=True)
+        status = 128 + signals[0]
+    return status
 
 
 def _is_open_mpi(mpiexec: str) -> bool:
@@ -182,6 +222,14 @@ def _is_open_mpi(mpiexec: str) -> bool:
     except (OSError, subprocess.SubprocessError):
         return False
     return "Open MPI" in version or "OpenRTE" in version
+
+
+def note_rank_signals() -> None:
+    """In a process of an MPI run, as early as it can: Ctrl-C and SIGTERM are noted (utils.stop_signal), never
+    raised, and passed to the process that started mpiexec if that was run_under_mpi."""
+    from utils import mpi_supervisor, note_stop_signals
+
+    note_stop_signals(mpi_supervisor())
 
 
 def world():
@@ -340,10 +388,10 @@ def serve(comm, make_evaluator: Callable[[], Callable[[Task], tuple[np.ndarray, 
 
     Any error (building included) goes to the leader as a Failure with its text; UserErrors (a missing or corrupt
     weight file) as their one line, anything else with its traceback. Signals are the leader's business: mpiexec
-    forwards Ctrl-C and SIGTERM to every process, the leader then ends the run, so workers ignore them.
+    forwards Ctrl-C and SIGTERM to every process, and the leader ends the run, so a worker only notes them and passes
+    them to the process that started mpiexec, if we did (note_rank_signals).
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    note_rank_signals()
     rank = comm.Get_rank()
     evaluator = None
     try:

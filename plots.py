@@ -11,13 +11,12 @@ are read as JSON data and checked (rows of finite numbers): a malformed one is r
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from typing import Mapping, Sequence
 
 from reading import LOG_JSON_BYTES, read_json
-from utils import UserError, atomic_path, check_writable, finite_number, run_cli, short_repr
+from utils import ArgumentParser, UserError, atomic_path, check_writable, finite_number, run_cli, short_repr
 
 # The official estool CarRacing run's population average, (generation, reward), as its training log reports it:
 # population 64 x 16 episodes, 2342 s a generation on 64 cores.
@@ -164,8 +163,8 @@ def save_runs(path: str, runs: Sequence[tuple[str, str, int]], official: bool = 
 
 
 def parse_args(argv: Sequence[str] | None = None):
-    parser = argparse.ArgumentParser(description="Controller runs side by side: population averages per generation "
-                                     "and evaluated means, from 05's ./log/<base>.hist.json (and .log.json).")
+    parser = ArgumentParser(description="Controller runs side by side: population averages per generation "
+                            "and evaluated means, from 05's ./log/<base>.hist.json (and .log.json).")
     parser.add_argument("runs", nargs="*", metavar="[LABEL=]HIST_JSON[+N]",
                         help="a run's ./log/<base>.hist.json; +N: the run went on from another's generation N (a "
                              "restart), so it is drawn from N + 1")

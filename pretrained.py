@@ -28,15 +28,15 @@ arrays read with allow_pickle=False, JSON): loading them runs no code.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
+import shlex
 import shutil
 import sys
 
 from reading import PARAMS_JSON_BYTES, SMALL_JSON_BYTES, read_json
-from utils import (UserError, blas_kernel, file_sha256, finite_number, prepare_blas, repo_root, run_child, run_cli,
-                   save_json)
+from utils import (ArgumentParser, UserError, blas_kernel, file_sha256, finite_number, prepare_blas, python_command,
+                   repo_root, run_child, run_cli, save_json)
 
 prepare_blas()  # the check episodes are played here, with the BLAS settings of model.py's workers
 
@@ -71,8 +71,36 @@ def _manifest_problem(manifest: object, env_name: str) -> bool:
             or not _is_count(manifest.get("max_length", 1), 1))
 
 
+def score_contradiction(record: dict, max_length: int) -> str | None:
+    """What a score record (a manifest, a .final.json) says against itself, or None: its mean and std must be those
+    of its scores, one score (and one length, 1..max_length) an episode, and its short check episodes (a manifest's)
+    the first seeds'."""
+    import numpy as np
+
+    episodes, scores = record["episodes"], record.get("scores")
+    if not isinstance(scores, list) or len(scores) != episodes or any(finite_number(s) is None for s in scores):
+        return f"its scores are not {episodes} finite numbers, one an episode"
+    lengths = record.get("lengths")
+    if lengths is not None and (not isinstance(lengths, list) or len(lengths) != episodes
+                                or not all(_is_count(n, 1) and n <= max_length for n in lengths)):
+        return f"its lengths are not {episodes} episode lengths from 1 to {max_length}"
+    for key, value in (("mean", float(np.mean(scores))), ("std", float(np.std(scores)))):
+        if abs(record[key] - value) > 1e-6 * max(1.0, abs(value)):
+            return f"its {key} {record[key]:.2f} is not that of its {episodes} scores ({value:.2f})"
+    check = record.get("check")
+    if check is not None:
+        seeds = check.get("seeds") if isinstance(check, dict) else None
+        if (not isinstance(seeds, list) or not seeds or not isinstance(check.get("scores"), list)
+                or len(check["scores"]) != len(seeds) or not _is_count(check.get("max_length"), 1)
+                or any(finite_number(s) is None for s in check["scores"])
+                or seeds != list(range(record["first_seed"], record["first_seed"] + len(seeds)))):
+            return "its check is not short episodes of its first seeds with a finite score each"
+    return None
+
+
 def verify(env_name: str, root: str = PRETRAINED_DIR) -> dict:
-    """The manifest of pretrained/<env>/ after checking every shipped file's sha256; a UserError otherwise."""
+    """The manifest of pretrained/<env>/ after checking that it agrees with itself (score_contradiction) and every
+    shipped file's sha256; a UserError otherwise."""
     folder = os.path.join(root, env_name)
     manifest_path = os.path.join(folder, MANIFEST)
     if not os.path.exists(manifest_path):
@@ -83,6 +111,15 @@ def verify(env_name: str, root: str = PRETRAINED_DIR) -> dict:
     if _manifest_problem(manifest, env_name):
         raise UserError(f"{manifest_path} is not a manifest of a pretrained {env_name} agent (its env, sha256, mean, "
                         f"std, episodes, first_seed and max_length are read)")
+    from config import get_config
+
+    limit = get_config(env_name).max_episode_length
+    if manifest.get("max_length", limit) > limit:
+        contradiction = f"its max_length {manifest['max_length']} is beyond {env_name}'s {limit} steps"
+    else:
+        contradiction = score_contradiction(manifest, manifest.get("max_length", limit))
+    if contradiction is not None:
+        raise UserError(f"{manifest_path} contradicts itself: {contradiction}; git checkout it again")
     hashes = manifest["sha256"]
     for role, relative in shipped_files(env_name).items():
         path = os.path.join(folder, relative)
@@ -115,6 +152,26 @@ def use_pretrained(args, root: str = PRETRAINED_DIR) -> dict:
     return manifest
 
 
+def replay_check(env_name: str, root: str = PRETRAINED_DIR) -> str:
+    """Play the manifest's check episodes again and compare every score exactly; returns a line saying so, a
+    UserError naming the first that differs."""
+    manifest = verify(env_name, root)
+    check = manifest.get("check")
+    if check is None:
+        raise UserError(f"{os.path.join(root, env_name, MANIFEST)} records no check episodes to replay")
+    played = _play_folder(env_name, os.path.join(root, env_name), check["seeds"], check["max_length"])
+    for (seed, reward, _), recorded in zip(played, check["scores"]):
+        if reward != recorded:
+            kernel, shipped = blas_kernel(), manifest.get("blas_kernel")
+            why = (f" (they were played with OpenBLAS's {shipped} kernels, this machine runs "
+                   f"{kernel or 'another BLAS'})"
+                   if shipped and shipped != kernel else "")
+            raise UserError(f"the check episode of seed {seed} scores {reward!r} here, the manifest says {recorded!r}"
+                            f"{why}")
+    return (f"{len(played)} check episodes of at most {check['max_length']} steps replayed: every score equals the "
+            f"manifest's")
+
+
 def play_check(env_name: str, root: str, seeds: list[int]) -> list[tuple[int, float, int]]:
     """(seed, reward, steps) of the shipped agent in root/<env>/ on `seeds`, CHECK_STEPS steps at most, in this
     process (model.py --pretrained --max_length CHECK_STEPS plays the same episodes)."""
@@ -122,14 +179,15 @@ def play_check(env_name: str, root: str, seeds: list[int]) -> list[tuple[int, fl
     return _play_folder(env_name, os.path.join(root, env_name), seeds)
 
 
-def _play_folder(env_name: str, folder: str, seeds: list[int]) -> list[tuple[int, float, int]]:
+def _play_folder(env_name: str, folder: str, seeds: list[int],
+                 max_length: int = CHECK_STEPS) -> list[tuple[int, float, int]]:
     """play_check's episodes from the files in `folder` (laid out as shipped_files), unverified."""
     import model
     from config import get_config
     from controller.controller import load_params
 
     params, _, exp_mode = load_params(os.path.join(folder, shipped_files(env_name)["controller"]), get_config(env_name))
-    play = model.Play.of(env_name, params, exp_mode, max_length=CHECK_STEPS, vae_dir=os.path.join(folder, "vae"),
+    play = model.Play.of(env_name, params, exp_mode, max_length=max_length, vae_dir=os.path.join(folder, "vae"),
                          rnn_dir=os.path.join(folder, "rnn"), data_dir=os.path.join(folder, "data"))
     return model.score_episodes(play, seeds, workers=1)
 
@@ -212,8 +270,8 @@ def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir:
     check_weight_files(config, vae_dir, rnn_dir, read=True)  # missing, corrupt or mis-shaped: named with its maker
     sources = {"vae": vae_weights_path(env_name, numpy_export=True, vae_dir=vae_dir),
                "rnn": rnn_weights_path(env_name, numpy_export=True, rnn_dir=rnn_dir), "controller": filename}
-    again = (f"python model.py {env_name} --filename {filename} --vae_dir {vae_dir} --rnn_dir {rnn_dir} "
-             f"--final_mode")
+    again = (f"{python_command()} model.py {env_name} --filename {filename} --vae_dir {vae_dir} --rnn_dir "
+             f"{rnn_dir} --final_mode")
     if score.get("random_policy") or not isinstance(score.get("filename"), str):
         whose = "stage 01's random policy" if score.get("random_policy") else "a random controller"
         raise UserError(f"{final} is the score of {whose}, not of {filename}; score it with: {again}")
@@ -440,6 +498,10 @@ def _read_final(final: str, env_name: str) -> dict:
     if not _is_count(score.get("max_length"), 1):
         raise UserError(f"{final} does not say how long its episodes could be (an older model.py wrote it, or it is "
                         f"damaged); score the controller again with model.py --final_mode")
+    contradiction = score_contradiction(score, score["max_length"])
+    if contradiction is not None:
+        raise UserError(f"{final} contradicts itself: {contradiction}; score the controller again with model.py "
+                        f"--final_mode")
     return score
 
 
@@ -471,7 +533,7 @@ def play(root: str = PRETRAINED_DIR, stills: str | None = None, video_dir: str =
                        "--pretrained_dir", root, "--record_video", "--video_dir", video_dir,
                        "--max_length", str(max_length)] + \
                       (["--dream_mode"] if dream else [])
-            print("$ python " + " ".join(command[1:]), flush=True)
+            print(f"$ {python_command()} {shlex.join(command[1:])}", flush=True)
             if run_child(command):
                 raise UserError(f"model.py failed on the shipped {env_name} agent (its error is above)")
             name = f"pretrained.{env_name}.{'dream.' if dream else ''}seed{FIRST_SEED}"
@@ -496,7 +558,7 @@ def save_still(video: str, path: str) -> None:
 def parse_args(argv=None):
     from config import CONFIGS, add_folder_flags
 
-    parser = argparse.ArgumentParser(description="Pack a trained agent into pretrained/<env>/, or check one.")
+    parser = ArgumentParser(description="Pack a trained agent into pretrained/<env>/, or check one.")
     commands = parser.add_subparsers(dest="action", required=True)
     packing = commands.add_parser("pack", help="copy V, M, C and first frames, write the manifest")
     packing.add_argument("env_name", choices=sorted(CONFIGS))
@@ -505,8 +567,11 @@ def parse_args(argv=None):
     packing.add_argument("--command", action="append", default=[], help="a command that made the files (repeat)")
     packing.add_argument("--root", default=PRETRAINED_DIR)
     add_folder_flags(packing, "vae", "rnn", "data")
-    checking = commands.add_parser("verify", help="check every shipped file's sha256")
+    checking = commands.add_parser("verify", help="check the manifest against itself and every shipped file's "
+                                   "sha256")
     checking.add_argument("env_name", choices=sorted(CONFIGS))
+    checking.add_argument("--replay", action="store_true",
+                          help="also play the manifest's short check episodes and compare their scores exactly")
     checking.add_argument("--root", default=PRETRAINED_DIR)
     carding = commands.add_parser("card", help="write the model card pretrained/<env>/README.md from the manifest")
     carding.add_argument("env_name", choices=sorted(CONFIGS))
@@ -533,8 +598,11 @@ def main(argv=None) -> None:
         print(f"packed {args.env_name} into {os.path.dirname(path)}")
     else:
         manifest = verify(args.env_name, args.root)
-        print(f"{args.env_name}: every file matches {MANIFEST}; score {manifest['mean']:.2f} +- {manifest['std']:.2f} "
-              f"over {manifest['episodes']} episodes from seed {manifest['first_seed']}")
+        print(f"{args.env_name}: every file matches {MANIFEST}, which agrees with itself; score "
+              f"{manifest['mean']:.2f} +- {manifest['std']:.2f} over {manifest['episodes']} episodes from seed "
+              f"{manifest['first_seed']} (model.py {args.env_name} --pretrained --final_mode plays them again)")
+        if args.replay:
+            print(f"{args.env_name}: {replay_check(args.env_name, args.root)}")
 
 
 if __name__ == "__main__":

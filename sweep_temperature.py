@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 
-from utils import UserError, check_flags, prepare_blas, run_child, run_cli
+from utils import ArgumentParser, UserError, check_flags, prepare_blas, run_child, run_cli
 
 prepare_blas()  # before NumPy loads its BLAS
 
@@ -30,7 +30,7 @@ PAPER = {0.1: ("2086 ± 140", "193 ± 58"), 0.5: ("2060 ± 277", "196 ± 50"), 1
 def parse_args(argv=None):
     from config import add_folder_flags
 
-    parser = argparse.ArgumentParser(description="Train in the dream at several temperatures; score dream and real.")
+    parser = ArgumentParser(description="Train in the dream at several temperatures; score dream and real.")
     parser.add_argument("env_name", choices=["doom_take_cover"])
     parser.add_argument("--temperatures", type=float, nargs="+", default=sorted(PAPER))
     parser.add_argument("--generations", type=int, default=50,

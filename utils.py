@@ -6,6 +6,7 @@ need it, so `prepare_blas()` still works after `import utils`.
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import contextlib
 import errno
@@ -45,8 +46,33 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """The scripts' command-line parser: a flag is taken only as spelled in --help (argparse's default takes any
+    unambiguous prefix, so a typo such as 01's `--total_episode 4` would run as --total_episodes and write over a
+    batch, and model.py's `--final` would start 100 episodes), and a command line it refuses is one line,
+    `error: ...` with exit status 2, without the usage text. Its subcommands' parsers are of this class too."""
+
+    def __init__(self, *args, allow_abbrev: bool = False, **kwargs):
+        super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+
+
+class StoppedPartWay(KeyboardInterrupt):
+    """A Ctrl-C or SIGTERM (`stop`) that came part-way through work whose result so far is worth a word (`done`,
+    e.g. "after 72 of 100 episodes: 801.20 +- 90.03 over 72"): the script's last line says both."""
+
+    def __init__(self, stop: KeyboardInterrupt, done: str):
+        super().__init__(done)
+        self.stop, self.done = stop, done
+
+
 def exit_line(error: BaseException) -> tuple[str, int] | None:
     """The one line and exit status with which a script ends on `error`, or None if it is a bug (a traceback)."""
+    if isinstance(error, StoppedPartWay):
+        line, status = exit_line(error.stop)
+        return f"{line} {error.done}", status
     if isinstance(error, UserError):
         return f"error: {error}", 1
     if isinstance(error, Terminated):
@@ -80,7 +106,7 @@ def run_child(command: Sequence[str]) -> int:
     foreground group: a Ctrl-C at the terminal reached it already, and a second one could cut its clean-up short."""
     import subprocess
 
-    child = subprocess.Popen(command)
+    child = subprocess.Popen(command, preexec_fn=dies_with_this_process())
     try:
         return child.wait()
     except KeyboardInterrupt as stop:
@@ -94,6 +120,17 @@ def run_child(command: Sequence[str]) -> int:
             child.kill()
             child.wait()
         raise
+
+
+def python_command() -> str:
+    """The Python running this process as a user types it in the current folder, quoted for the shell: relative
+    where it lies below the folder (.venv/bin/python), else its absolute path. Never a bare `python`: the venv's
+    Python is a link to the system's, and a `python` found on PATH may lack the project's packages."""
+    python = os.path.abspath(sys.executable)
+    relative = os.path.relpath(python)
+    if relative.startswith(os.pardir):
+        return shlex.quote(python)
+    return shlex.quote(relative if os.sep in relative else os.path.join(os.curdir, relative))
 
 
 def _in_terminal_foreground(pid: int) -> bool:
@@ -164,6 +201,40 @@ def _put_back(handlers: dict) -> None:
 
 # --- processes that end together ---------------------------------------------------------------------------------
 
+_stop_signals: list[int] = []  # note_stop_signals: the Ctrl-C and SIGTERM that came, in order
+MPI_SUPERVISOR_MARKER = "WORLD_MODELS_MPI_SUPERVISOR"  # in a rank of parallel.run_under_mpi: the pid that started it
+
+
+def mpi_supervisor() -> int | None:
+    """The process that started this process's mpiexec (parallel.run_under_mpi), if that is how it was started."""
+    supervisor = os.environ.get(MPI_SUPERVISOR_MARKER, "")
+    return int(supervisor) if supervisor.isdigit() else None
+
+
+def note_stop_signals(forward_to: int | None = None) -> None:
+    """Ctrl-C and SIGTERM are noted from now on, never raised: stop_signal() says which came first, and the code
+    that can stop cleanly asks it (05's leader between two polls of its workers). The first one is also passed to
+    process `forward_to` (05's first process, which started mpiexec: it stops the whole run, whichever of the run's
+    processes was signalled).
+
+    For every process of an MPI run, set as it starts: an exception raised wherever the signal lands (a worker
+    importing NumPy, waiting in MPI's broadcast, the leader sending a task) would end that process alone, and the
+    others would wait for it forever."""
+    def note(signum, frame) -> None:
+        _stop_signals.append(signum)
+        if forward_to is not None and len(_stop_signals) == 1:
+            with contextlib.suppress(OSError):
+                os.kill(forward_to, signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, note)
+
+
+def stop_signal() -> int | None:
+    """The first Ctrl-C or SIGTERM noted since note_stop_signals, or None."""
+    return _stop_signals[0] if _stop_signals else None
+
+
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -182,6 +253,27 @@ def die_with_parent(parent_pid: int) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     if os.getppid() != parent_pid:
         os._exit(1)
+
+
+def dies_with_this_process() -> Callable[[], None]:
+    """A `preexec_fn` for subprocess.Popen: the child gets SIGKILL when this process dies, however it dies (a killed
+    `pretrained.py play` would otherwise leave its model.py running; model.py's ffmpeg ends when its input closes).
+    prctl is looked up here, before the fork: the child between fork and exec only calls it."""
+    parent = os.getpid()
+    prctl = None
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def in_child() -> None:
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # we died before prctl took effect
+            os._exit(1)
+
+    return in_child
 
 
 def exit_on_sigterm() -> None:

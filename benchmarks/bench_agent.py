@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 import time
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -141,4 +140,6 @@ def main(quick: bool = False) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv)
+    from benchmarks import quick_flag
+
+    main(quick=quick_flag(__doc__.strip().splitlines()[0]))

@@ -122,7 +122,9 @@ def main(quick: bool = False) -> dict[str, float]:
 
 
 if __name__ == "__main__":
+    from benchmarks import quick_flag
     from benchmarks.machine import describe
 
+    quick = quick_flag(__doc__.strip().splitlines()[0])
     print(describe())
-    main(quick="--quick" in sys.argv)
+    main(quick=quick)

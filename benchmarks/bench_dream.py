@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 import time
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -143,4 +142,6 @@ def main(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv)
+    from benchmarks import quick_flag
+
+    main(quick=quick_flag(__doc__.strip().splitlines()[0]))

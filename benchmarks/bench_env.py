@@ -157,4 +157,7 @@ def main(steps: int = 300, rounds: int = 5, seeds: tuple[int, ...] = (0, 1)) -> 
 
 
 if __name__ == "__main__":
+    from benchmarks import quick_flag
+
+    quick_flag(__doc__.strip().splitlines()[0], takes_quick=False)
     main()

@@ -69,4 +69,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from benchmarks import quick_flag
+
+    quick_flag(__doc__.strip().splitlines()[0], takes_quick=False)
     main()

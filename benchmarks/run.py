@@ -9,7 +9,6 @@ Run it on an otherwise idle machine: every figure is a rate, and other load lowe
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -38,4 +37,6 @@ def main(quick: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv)
+    from benchmarks import quick_flag
+
+    main(quick=quick_flag(__doc__.strip().splitlines()[0]))

@@ -6,6 +6,7 @@ tests.*."""
 import os
 import time
 
+import pytest
 from _pytest.pathlib import cleanup_numbered_dir
 from _pytest.tmpdir import LOCK_TIMEOUT
 
@@ -15,6 +16,16 @@ prepare_blas()  # before NumPy loads
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+@pytest.fixture(autouse=True)
+def no_process_outlives_its_test():
+    """Whatever a test started through tests.scripts (popen, start, run) is killed with its process group when the
+    test ends, passed or failed."""
+    yield
+    from tests.scripts import end_started
+
+    end_started()
 
 
 def pytest_sessionstart(session):

@@ -7,12 +7,12 @@ setting once, when it loads.
 The suite expects an x86-64 CPU with AVX2 and FMA (where the shipped episodes replay exactly)."""
 
 import os
-import subprocess
 import sys
 
 import pytest
 
 import utils
+from tests.scripts import run_command
 
 PROBE = ("import os, utils; utils.prepare_blas(); import numpy; "
          "print(utils.blas_kernel(), os.environ.get('OPENBLAS_CORETYPE'), os.environ['OPENBLAS_NUM_THREADS'])")
@@ -22,8 +22,7 @@ def probe(code=PROBE, **variables):
     environment = {key: value for key, value in os.environ.items()
                    if key not in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", utils.PINNED_MARKER)}
     environment.update(variables)
-    result = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True,
-                            timeout=120, cwd=utils.repo_root())
+    result = run_command([sys.executable, "-c", code], env=environment, timeout=120, cwd=utils.repo_root())
     assert result.returncode == 0, result.stderr
     return result.stdout.split()
 

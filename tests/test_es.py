@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import es
+from tests.scripts import run_command
 from utils import UserError
 
 NUM_PARAMS = 10
@@ -386,7 +387,8 @@ def test_checkpoint_loads_in_a_fresh_process(tmp_path):
     script = ("import sys, numpy as np, es; optimizer, state = es.load_optimizer(sys.argv[1]); "
               "assert state == {'generation': 4}; np.save(sys.argv[2], optimizer.ask())")
     asked_path = str(tmp_path / "asked.npy")
-    subprocess.run([sys.executable, "-c", script, path, asked_path], check=True, cwd=os.path.dirname(es.__file__))
+    result = run_command([sys.executable, "-c", script, path, asked_path], cwd=os.path.dirname(es.__file__))
+    assert result.returncode == 0, result.stderr
     assert np.load(asked_path).tobytes() == original.ask().tobytes()
 
 

@@ -402,17 +402,17 @@ def test_05_prints_a_resume_command_that_survives_the_shell(tmp_path, monkeypatc
     assert words[1:] == [script, *argv, "--init_opt", "controllers 'a'/car_racing.cma.1.4.es.pk"]
 
 
-def test_05_resume_command_drops_an_abbreviated_init_flag_and_a_stop_before_any_checkpoint_says_start_again(
+def test_05_resume_command_drops_the_init_flag_and_a_stop_before_any_checkpoint_says_start_again(
         tmp_path, monkeypatch):
     module = stage_05()
     world_model(tmp_path)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "start.best.json").write_text(json.dumps([[0.0] * 867, 1.0]))
-    argv = ["car_racing", "--init_p", "start.best.json", "--num_worker", "2"]  # argparse takes --init_p for it
+    argv = ["car_racing", "--init_params=start.best.json", "--num_worker", "2"]
     monkeypatch.setattr(sys, "argv", ["05_train_controller.py", *argv])
     plan = module.Plan(module.parse_args(argv))
     assert shlex.split(plan.resume_command())[2:] == ["car_racing", "--num_worker", "2", "--init_opt",
                                                       "./controller/car_racing.cma.1.2.es.pk"]
-    hint = plan.resume_hint()  # nothing saved yet: the same command again, --init_p and all
+    hint = plan.resume_hint()  # nothing saved yet: the same command again, --init_params and all
     assert hint.startswith("no generation was finished, nothing is saved; start again with: ")
     assert shlex.split(hint.split("start again with: ")[1])[2:] == argv

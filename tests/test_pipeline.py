@@ -2,11 +2,10 @@
 
 import json
 import os
-import subprocess
 
 import numpy as np
 import pytest
-from tests.scripts import ENVIRONMENT, alive, command, run, wait_for
+from tests.scripts import alive, run, start, wait_for
 from utils import UserError, load_npy
 
 pytestmark = pytest.mark.slow  # every test runs the scripts as subprocesses: left out of make test-fast
@@ -361,9 +360,8 @@ def test_a_rollout_worker_that_dies_stops_01_with_an_error(tmp_path):
     """The parent must notice a worker killed mid-episode (a simulator crash) instead of waiting forever."""
     import psutil
 
-    process = subprocess.Popen(command("01_generate_data.py", "car_racing", "--total_episodes", 8, "--batch_size", 8,
-                                       "--time_steps", 300, "--num_workers", 2), cwd=tmp_path, env=ENVIRONMENT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start("01_generate_data.py", "car_racing", "--total_episodes", 8, "--batch_size", 8, "--time_steps", 300,
+                    "--num_workers", 2, cwd=tmp_path)
 
     def two_workers():
         children = psutil.Process(process.pid).children()

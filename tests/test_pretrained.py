@@ -240,6 +240,9 @@ def test_a_pack_with_a_missing_file_is_one_line(packed, tmp_path, flags, message
     (lambda final: {**final, "scores": final["scores"][:99]}, "is damaged"),
     (lambda final: {**final, "lengths": [*final["lengths"][:99], 2.5]}, "is damaged"),
     (lambda final: {**final, "max_length": 0}, "does not say how long its episodes could be"),
+    # an edited score (before: packed as the agent's)
+    (lambda final: {**final, "mean": final["mean"] + 100}, "contradicts itself: its mean"),
+    (lambda final: {**final, "std": 0.0}, "contradicts itself: its std 0.00 is not that of its 100 scores"),
     # a score of something else than the files packed (before: written into the manifest as theirs)
     (lambda final: {**final, "random_policy": True}, "is the score of stage 01's random policy"),
     (lambda final: {**final, "filename": None}, "is the score of a random controller"),
@@ -263,3 +266,47 @@ def test_a_damaged_final_score_is_refused_before_packing(packed, tmp_path, damag
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert message in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda shipped: {"mean": 999.0}, "its mean 999.00 is not that of its 100 scores"),
+    (lambda shipped: {"scores": shipped["scores"][:-1]}, "its scores are not 100 finite numbers"),
+    (lambda shipped: {"lengths": [*shipped["lengths"][:-1], 4]}, "its lengths are not 100 episode lengths from 1 to 3"),
+    (lambda shipped: {"max_length": 5000}, "its max_length 5000 is beyond car_racing's 1000 steps"),
+    (lambda shipped: {"check": {**shipped["check"], "seeds": [5, 6, 7]}}, "its check is not short episodes of its"),
+])
+def test_a_manifest_that_contradicts_itself_is_refused_in_one_line(packed, tmp_path, change, message):
+    """Before: `verify` said "every file matches" for a manifest whose mean was 999 and whose scores averaged far
+    less, and model.py --pretrained printed that mean as the agent's score."""
+    import shutil
+
+    _, root = packed
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    shipped = manifest(root)
+    (copy / "car_racing" / "manifest.json").write_text(json.dumps({**shipped, **change(shipped)}))
+    result = run("pretrained.py", "verify", "car_racing", "--root", copy, cwd=tmp_path, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {copy}/car_racing/manifest.json contradicts itself: ") and message in line, line
+    assert "contradicts itself" in refused(tmp_path, "--pretrained", "--pretrained_dir", copy)
+
+
+def test_verify_replay_plays_the_check_episodes_and_finds_a_changed_score(packed, tmp_path):
+    import shutil
+
+    _, root = packed
+    result = run("pretrained.py", "verify", "car_racing", "--root", root, "--replay", cwd=tmp_path)
+    assert "car_racing: 3 check episodes of at most 300 steps replayed: every score equals the manifest's" in \
+        result.stdout
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    shipped = manifest(root)
+    scores = [*shipped["check"]["scores"]]
+    scores[1] += 1e-9  # the last bits are the claim too
+    (copy / "car_racing" / "manifest.json").write_text(json.dumps({**shipped, "check": {**shipped["check"],
+                                                                                         "scores": scores}}))
+    result = run("pretrained.py", "verify", "car_racing", "--root", copy, "--replay", cwd=tmp_path, check=False)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(
+        f"error: the check episode of seed 112 scores {shipped['check']['scores'][1]!r} here, the manifest says "
+        f"{scores[1]!r}"), result.stderr

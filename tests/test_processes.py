@@ -16,16 +16,11 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.scripts import ENVIRONMENT, ROOT, alive, command, run, wait_for
+from tests.scripts import ROOT, alive, popen, run, run_command, start, wait_for
 from tests.test_training import BASE, TRAIN, world_model
 from utils import UserError, save_json, save_npy, save_npy_set
 
 ROLLOUTS = ["car_racing", "--total_episodes", 8, "--batch_size", 8, "--time_steps", 300, "--num_workers", 2]
-
-
-def start(script, *args, cwd):
-    return subprocess.Popen(command(script, *args), cwd=cwd, env=ENVIRONMENT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
 
 
 def workers_of(process, count):
@@ -159,7 +154,7 @@ def test_a_signal_to_a_script_is_passed_to_its_child_which_stops_its_own_way(tmp
     """sweep_temperature.py and pretrained.py play run 05 and model.py as children: subprocess.run killed the child
     a quarter of a second after a Ctrl-C, and at once on SIGTERM (05 lost its save and its resume line)."""
     (tmp_path / "child.py").write_text(CHILD)
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, ROOT], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    parent = popen([sys.executable, "-c", PARENT, ROOT], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: (tmp_path / "started").exists(), what="the child to start")
     parent.send_signal(getattr(signal, signal_name))  # to the parent only, as `kill` does
     _, stderr = parent.communicate(timeout=30)
@@ -190,8 +185,8 @@ def test_a_ctrl_c_at_the_terminal_reaches_the_child_once(tmp_path):
     terminal = os.ttyname(slave)
     os.close(slave)
     # the parent leads a new session whose controlling terminal is the pty (opened without O_NOCTTY)
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, ROOT], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True, preexec_fn=lambda: os.close(os.open(terminal, os.O_RDWR)))
+    parent = popen([sys.executable, "-c", PARENT, ROOT], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                   preexec_fn=lambda: os.close(os.open(terminal, os.O_RDWR)))
     wait_for(lambda: (tmp_path / "started").exists(), what="the child to start")
     os.write(master, b"\x03")  # Ctrl-C
     _, stderr = parent.communicate(timeout=30)
@@ -290,8 +285,7 @@ def pool_script(tmp_path, *items):
     script = tmp_path / "pool.py"
     script.write_text(POOL_SCRIPT.format(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                          folder=str(tmp_path)))
-    return subprocess.run([sys.executable, str(script), *items], capture_output=True, text=True, timeout=60,
-                          cwd=tmp_path)
+    return run_command([sys.executable, str(script), *items], timeout=60, cwd=tmp_path)
 
 
 def pool_workers(tmp_path):
@@ -359,7 +353,7 @@ def test_a_sigterm_whose_exception_python_lost_still_ends_the_script_with_143(tm
     """A backstop for handlers run where Python drops their exception (a __del__, a weakref or at-fork callback)."""
     script = tmp_path / "lost.py"
     script.write_text(LOST_SIGTERM_SCRIPT.format(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    result = run_command([sys.executable, str(script)], timeout=60)
     assert "Exception ignored in" in result.stderr  # the handler did run where its exception is lost
     assert result.stdout == "finished\n"
     assert result.returncode == 143, result.stderr
@@ -613,8 +607,8 @@ def test_a_second_run_of_02_03_04_on_the_same_files_is_refused_at_once(tmp_path,
     if script.startswith("03"):
         (tmp_path / "vae").mkdir()
         (tmp_path / "vae" / "car_racing.weights.h5").write_bytes(b"not read: the lock comes first")
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, ROOT, f"./{folder}", base], cwd=tmp_path,
-                              stdout=subprocess.PIPE, text=True)
+    holder = popen([sys.executable, "-c", HOLD_LOCK, ROOT, f"./{folder}", base], cwd=tmp_path,
+                   stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline() == "held\n"
         result = run(script, *args, cwd=tmp_path, check=False, timeout=120)

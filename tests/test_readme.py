@@ -7,12 +7,11 @@ import glob
 import json
 import os
 import re
-import subprocess
 import sys
 
 import pytest
 
-from scripts import ENVIRONMENT, ROOT
+from scripts import ENVIRONMENT, ROOT, run_command
 
 README = os.path.join(ROOT, "README.md")
 STAGE_HEADER = ("stage", "flags (default)", "writes")
@@ -79,8 +78,8 @@ def stage_rows(text: str) -> list[tuple[list[str], list[str]]]:
 def help_flags(command: tuple[str, ...]) -> frozenset[str]:
     """Option strings of `python <script> [subcommand] --help` (both forms, as in -o and --optimizer)."""
     script, *words = command
-    result = subprocess.run([sys.executable, os.path.join(ROOT, script), *words, "--help"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120, env=ENVIRONMENT)
+    result = run_command([sys.executable, os.path.join(ROOT, script), *words, "--help"], cwd=ROOT, timeout=120,
+                         env=ENVIRONMENT)
     assert result.returncode == 0, f"{' '.join(command)} --help failed:\n{result.stderr}"
     flags = set()
     for line in result.stdout.splitlines():
@@ -207,8 +206,8 @@ def document_texts() -> list[str]:
 
 def parse_problems(commands: list[tuple[str, str]]) -> list[str]:
     """Each command that its script's argument parser refuses, with the parser's own last line."""
-    result = subprocess.run([sys.executable, "-c", PARSE], input=json.dumps(commands), cwd=ROOT, capture_output=True,
-                            text=True, timeout=120, env=ENVIRONMENT)
+    result = run_command([sys.executable, "-c", PARSE], input=json.dumps(commands), cwd=ROOT, timeout=120,
+                         env=ENVIRONMENT)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -231,4 +230,4 @@ def test_a_documented_command_with_a_wrong_flag_is_caught():
     assert [script for script, _ in commands] == ["04_train_rnn.py", "05_train_controller.py", "model.py"]
     problems = parse_problems(commands)
     assert len(problems) == 1 and problems[0].startswith("05_train_controller.py car_racing")
-    assert problems[0].endswith("unrecognized arguments: --num_episodes 4")
+    assert "error: unrecognized arguments: --num_episodes 4 (see: " in problems[0]

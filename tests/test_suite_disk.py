@@ -3,12 +3,13 @@ of earlier finished runs when it starts (pytest.ini, conftest.py), so that runs 
 full disk. Checked with a real pytest run in a child process whose temporary root is a folder of this test."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from _pytest.tmpdir import get_user
+
+from tests.scripts import run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,11 +20,11 @@ def test_a_test_writes_a_megabyte_in_tmp_path(tmp_path):
     assert (tmp_path / "weights.bin").stat().st_size == 1 << 20
 
 
-def child_pytest(tmp_root: Path, test: str) -> subprocess.CompletedProcess:
+def child_pytest(tmp_root: Path, test: str):
     environment = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}  # a debug
     environment["TMPDIR"] = str(tmp_root)  # temporary root or --basetemp of the parent run would be the child's
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"tests/{Path(__file__).name}::{test}"]
-    return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300)
+    return run_command(command, cwd=ROOT, env=environment, timeout=300)
 
 
 @pytest.mark.slow

@@ -10,7 +10,6 @@ import pickle
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 
 import numpy as np
@@ -20,7 +19,7 @@ from config import CAR_RACING
 from es import load_optimizer
 from parallel import Failure, Result, Stop, Task, decode, encode
 from rnn.numpy_rnn import expected_rnn_shapes
-from tests.scripts import ENVIRONMENT, ROOT, command, run, wait_for
+from tests.scripts import ENVIRONMENT, ROOT, run, run_command, start, wait_for
 from utils import random_weights, save_npz
 from vae.numpy_vae import expected_vae_shapes
 
@@ -158,8 +157,7 @@ def test_a_fresh_run_refuses_to_overwrite_an_earlier_one(trained):
 @pytest.mark.slow
 def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path):
     world_model(tmp_path)
-    process = subprocess.Popen(command("05_train_controller.py", *TRAIN), cwd=tmp_path, env=ENVIRONMENT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start("05_train_controller.py", *TRAIN, cwd=tmp_path)
     # The history gets its first row after the first checkpoint: from then on the signal lands in a later
     # generation, with a whole checkpoint of generation 1 or later on disk.
     rows = tmp_path / "log" / f"{BASE}.hist.json"
@@ -193,8 +191,7 @@ def test_a_stop_before_the_first_checkpoint_says_to_start_again(tmp_path):
     world_model(tmp_path)
     output = tmp_path / "stdout.txt"
     with open(output, "w") as stdout:
-        process = subprocess.Popen(command("05_train_controller.py", *TRAIN[:5], "--max_length", 1000),
-                                   cwd=tmp_path, env=ENVIRONMENT, stdout=stdout, stderr=subprocess.PIPE, text=True)
+        process = start("05_train_controller.py", *TRAIN[:5], "--max_length", 1000, cwd=tmp_path, stdout=stdout)
     wait_for(lambda: "checkpoint ./controller" in output.read_text() or process.poll() is not None,
              what="the first generation to start")
     process.send_signal(signal.SIGINT)
@@ -218,7 +215,7 @@ def test_a_worker_without_the_world_model_ends_the_run_with_its_error(tmp_path):
     script = [sys.executable, os.path.join(ROOT, "05_train_controller.py"), *map(str, TRAIN), "--generations", "1"]
     launch = [find_mpiexec(), "-np", "1", "-wdir", str(leader), *script, ":", "-np", "2", "-wdir", str(elsewhere),
               *script]
-    result = subprocess.run(launch, env=ENVIRONMENT, capture_output=True, text=True, timeout=120)
+    result = run_command(launch, env=ENVIRONMENT, timeout=120)
     assert result.returncode == 1
     assert "worker" in result.stderr and "./vae/car_racing.npz" in result.stderr, result.stderr
 
@@ -231,8 +228,8 @@ def test_a_relaunch_whose_mpiexec_starts_singletons_is_refused(tmp_path):
     from parallel import CHILD_MARKER
 
     world_model(tmp_path)
-    result = subprocess.run(command("05_train_controller.py", *TRAIN), cwd=tmp_path, capture_output=True, text=True,
-                            env={**ENVIRONMENT, CHILD_MARKER: "1"}, timeout=120)
+    result = run("05_train_controller.py", *TRAIN, cwd=tmp_path, env={**ENVIRONMENT, CHILD_MARKER: "1"}, check=False,
+                 timeout=120)
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(
         "error: mpiexec started 1 process(es) in the run's MPI world where 3 were asked"), result.stderr
     assert not (tmp_path / "controller").exists()
@@ -245,8 +242,7 @@ def test_a_worker_that_dies_ends_the_run(tmp_path):
     world_model(tmp_path)
     output = tmp_path / "stdout.txt"  # a file, not a pipe: read while the run goes on
     with open(output, "w") as stdout:
-        process = subprocess.Popen(command("05_train_controller.py", *TRAIN[:5], "--max_length", 1000),
-                                   cwd=tmp_path, env=ENVIRONMENT, stdout=stdout, stderr=subprocess.PIPE, text=True)
+        process = start("05_train_controller.py", *TRAIN[:5], "--max_length", 1000, cwd=tmp_path, stdout=stdout)
 
     def python_processes():  # mpiexec's three: the leader and two workers
         found = [p for p in psutil.Process(process.pid).children(recursive=True) if "python" in p.name()]
@@ -318,10 +314,9 @@ def test_init_params_starts_a_new_run_from_a_controller(tmp_path):
     # the printed way to go on resumes from the checkpoint alone (before, it kept --init_params and was refused),
     # and names the script from the folder it ran in (before, its bare name: only right in the repository's root)
     command = shlex.split(first.stdout.split("resume with: ")[-1].strip())
-    assert command[0] in ("python", sys.executable) and "--init_params" not in command
+    assert command[0] == sys.executable and "--init_params" not in command  # pasted, it runs this very Python
     assert os.path.realpath(tmp_path / command[1]) == os.path.join(ROOT, "05_train_controller.py")
-    resumed = subprocess.run([sys.executable, *command[1:], "--generations", "1"], cwd=tmp_path, env=ENVIRONMENT,
-                             capture_output=True, text=True, timeout=300)
+    resumed = run_command([*command, "--generations", "1"], cwd=tmp_path, env=ENVIRONMENT, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout and [row[0] for row in history(tmp_path)] == [1, 2]
     result = train(tmp_path, "--generations", 1, "--init_params", "start.best.json", "--init_opt",
