@@ -10,17 +10,16 @@ State lives in ROOT/<env>/seed<N>/ (default ROOT runs/reproduce); at the end sum
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
-from utils import UserError, run_cli
+from utils import ArgumentParser, UserError, run_cli
 
 
 def parse_args(argv=None):
     from recipe.presets import ENVS, PRESETS
 
-    parser = argparse.ArgumentParser(description="Run the recipe of a shipped agent, resumable, from a fresh clone.")
+    parser = ArgumentParser(description="Run the recipe of a shipped agent, resumable, from a fresh clone.")
     parser.add_argument("env_name", metavar="ENV", help=f"one of {', '.join(ENVS)}")
     parser.add_argument("--seed", type=int, default=0, help="the run's seed: every seed of every stage derives from it")
     parser.add_argument("--workers", type=int, default=2, help="processes of each stage (must divide populations)")
@@ -59,11 +58,11 @@ def main(argv=None) -> None:
     try:
         summary = run.run()
     except KeyboardInterrupt as stop:
-        from utils import Terminated
+        from utils import Terminated, python_command
 
         terminated = isinstance(stop, Terminated)
         print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: nothing done is lost; resume with: "
-              f"{run.command_line()}" + (f" --root {args.root}" if args.root != os.path.join("runs", "reproduce")
+              f"{run.command_line(python_command())}" + (f" --root {args.root}" if args.root != os.path.join("runs", "reproduce")
                                          else ""), file=sys.stderr)
         sys.exit(143 if terminated else 130)
     print("\n".join(report.summary_lines(summary)))

@@ -113,7 +113,7 @@ def run_child(command: Sequence[str]) -> int:
         try:
             if isinstance(stop, Terminated):
                 child.send_signal(signal.SIGTERM)
-            elif not _in_terminal_foreground(child.pid):
+            elif not in_terminal_foreground(child.pid):
                 child.send_signal(signal.SIGINT)
             child.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -133,7 +133,7 @@ def python_command() -> str:
     return shlex.quote(relative if os.sep in relative else os.path.join(os.curdir, relative))
 
 
-def _in_terminal_foreground(pid: int) -> bool:
+def in_terminal_foreground(pid: int) -> bool:
     """Whether process `pid` is in the foreground process group of our controlling terminal (the group a Ctrl-C
     typed there goes to); False without a terminal."""
     try:
@@ -255,10 +255,11 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def dies_with_this_process() -> Callable[[], None]:
-    """A `preexec_fn` for subprocess.Popen: the child gets SIGKILL when this process dies, however it dies (a killed
-    `pretrained.py play` would otherwise leave its model.py running; model.py's ffmpeg ends when its input closes).
-    prctl is looked up here, before the fork: the child between fork and exec only calls it."""
+def dies_with_this_process(signum: int = signal.SIGKILL) -> Callable[[], None]:
+    """A `preexec_fn` for subprocess.Popen: the child gets `signum` (SIGKILL unless told) when this process dies,
+    however it dies (a killed `pretrained.py play` would otherwise leave its model.py running; model.py's ffmpeg ends
+    when its input closes; reproduce.py's stages get SIGTERM, to stop their own way). prctl is looked up here, before
+    the fork: the child between fork and exec only calls it."""
     parent = os.getpid()
     prctl = None
     if sys.platform.startswith("linux"):
@@ -269,7 +270,7 @@ def dies_with_this_process() -> Callable[[], None]:
 
     def in_child() -> None:
         if prctl is not None:
-            prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+            prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
         if os.getppid() != parent:  # we died before prctl took effect
             os._exit(1)
 

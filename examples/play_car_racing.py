@@ -10,15 +10,14 @@ from utils import prepare_blas
 
 prepare_blas()  # before NumPy loads: one BLAS thread and the kernels the shipped agent's scores were played with
 
-import argparse  # noqa: E402
-
 import gymnasium as gym  # noqa: E402
 
 from pretrained import load_agent  # noqa: E402
+from utils import ArgumentParser  # noqa: E402  (argparse's, refusing abbreviated flags in one line)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Play the shipped CarRacing agent for one seed.", allow_abbrev=False)
+    parser = ArgumentParser(description="Play the shipped CarRacing agent for one seed.")
     parser.add_argument("--seed", type=int, default=111, help="the episode's seed (the track and the agent's noise)")
     parser.add_argument("--max_length", type=int, default=1000, help="steps at most (default CarRacing's 1000)")
     return parser.parse_args(argv)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from recipe.presets import ControllerPhase
@@ -77,11 +76,12 @@ def summary_lines(summary: dict) -> list[str]:
 
 
 def read_summary(folder: str) -> dict | None:
-    try:
-        with open(os.path.join(folder, "summary.json")) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
+    from reading import SMALL_JSON_BYTES, read_json
+
+    path = os.path.join(folder, "summary.json")
+    if not os.path.exists(path):
         return None
+    return read_json(path, SMALL_JSON_BYTES, "a reproduce summary", "delete it and resume the run to write it again")
 
 
 def status_lines(run) -> list[str]:

@@ -22,7 +22,6 @@ unstopped run did.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import resource
 import shutil
@@ -33,7 +32,7 @@ from typing import Callable, Sequence
 
 from recipe import seeds as seeding
 from recipe.presets import (Collect, ControllerPhase, Encode, Recipe, TrainM, TrainV, recipe_key)
-from utils import UserError, repo_root, save_json
+from utils import UserError, python_command, repo_root, save_json
 
 STATE_FORMAT = 1
 STAGE_OF = {Collect: "01", TrainV: "02", Encode: "03", TrainM: "04", ControllerPhase: "05"}
@@ -45,33 +44,25 @@ def run_dir(root: str, env: str, seed: int) -> str:
 
 
 # --- running a stage -----------------------------------------------------------------------------------------------
-def _die_with_us() -> None:
-    """In the stage process: SIGTERM when reproduce.py dies, however it dies (its own clean stop then runs)."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def run_stage(command: Sequence[str], cwd: str, on_cpu: Callable[[float], None]) -> int:
     """Run one stage script in `cwd` and return its exit status; `on_cpu` gets the CPU seconds of it and its
     children, also when it was stopped. Ctrl-C and SIGTERM that reach us are passed on, and we wait for the stage to
     stop its own way (05 saves its checkpoint) before raising in turn."""
-    from utils import Terminated
-
-    from utils import _HELD_LOCKS
+    from utils import _HELD_LOCKS, Terminated, dies_with_this_process, in_terminal_foreground
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    # the stage holds the run folder's lock too: if we are killed, a new reproduce.py waits for it to be gone
+    # the stage holds the run folder's lock too: if we are killed, a new reproduce.py waits for it to be gone; it
+    # gets SIGTERM then, and stops its own way (05 saves its checkpoint)
     child = subprocess.Popen(list(command), cwd=cwd, pass_fds=tuple(_HELD_LOCKS.values()),
-                             preexec_fn=_die_with_us if sys.platform.startswith("linux") else None)
+                             preexec_fn=dies_with_this_process(signal.SIGTERM))
     try:
         return child.wait()
     except KeyboardInterrupt as stop:
         try:
-            child.send_signal(signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
+            if isinstance(stop, Terminated):
+                child.send_signal(signal.SIGTERM)
+            elif not in_terminal_foreground(child.pid):  # a Ctrl-C at the terminal reached it already
+                child.send_signal(signal.SIGINT)
             child.wait(timeout=120)
         except subprocess.TimeoutExpired:
             child.kill()
@@ -117,11 +108,12 @@ class RunState:
 
     @classmethod
     def load(cls, path: str) -> RunState:
+        from reading import SMALL_JSON_BYTES, read_json
+
+        data = read_json(path, SMALL_JSON_BYTES, "a reproduce state file", "move the folder away to start afresh")
         try:
-            with open(path) as handle:
-                data = json.load(handle)
             return cls(**data)
-        except (OSError, ValueError, TypeError) as error:
+        except (ValueError, TypeError) as error:
             raise UserError(f"{path} is not a reproduce state file ({error}); move the folder away to start "
                             f"afresh") from None
 
@@ -156,9 +148,11 @@ class Run:
                             f"them; give another --root or --seed")
         return state
 
-    def command_line(self) -> str:
+    def command_line(self, python: str = "python") -> str:
+        """The command that runs (or resumes) this run: as the manifest and summary keep it, or with `python` (a
+        resume line gives utils.python_command(), the Python that runs now as the user would type it here)."""
         preset = "" if self.recipe.preset == "full" else f" --preset {self.recipe.preset}"
-        return f"python reproduce.py {self.recipe.env} --seed {self.seed}{preset}"
+        return f"{python} reproduce.py {self.recipe.env} --seed {self.seed}{preset}"
 
     def save(self) -> None:
         self.state.save(self.state_path)
@@ -200,15 +194,17 @@ class Run:
         status = run_stage(command, self.scratch, count)
         if status:
             raise UserError(f"{what} failed (exit status {status}; its error is above); after fixing the cause, "
-                            f"resume with: {self.command_line()}")
+                            f"resume with: {self.command_line(python_command())}")
 
     # -- the scratch folder: what stages rebuild exactly from seeds
     def _scratch_done(self) -> list[str]:
-        try:
-            with open(os.path.join(self.scratch, "done.json")) as handle:
-                return list(json.load(handle))
-        except (OSError, ValueError, TypeError):
+        from reading import SMALL_JSON_BYTES, read_json
+
+        path = os.path.join(self.scratch, "done.json")
+        if not os.path.exists(path):
             return []
+        done = read_json(path, SMALL_JSON_BYTES, "a list of the steps scratch/ holds", "delete scratch/ (it is rebuilt)")
+        return [name for name in done if isinstance(name, str)] if isinstance(done, list) else []
 
     def _mark_scratch(self, names: list[str]) -> None:
         os.makedirs(self.scratch, exist_ok=True)
@@ -475,8 +471,10 @@ class Run:
             command += ["--max_length", str(max_length)]
         self._stage(stage, command, f"model.py ({stage})")
         name = os.path.basename(filename)[: -len(".json")]
-        with open(os.path.join(log_dir, f"{name}.final.json")) as handle:
-            return json.load(handle)
+        from reading import SMALL_JSON_BYTES, read_json
+
+        return read_json(os.path.join(log_dir, f"{name}.final.json"), SMALL_JSON_BYTES, "a .final.json",
+                         "resume the run (the score is played again)")
 
     def chosen_candidate(self) -> dict:
         selection = self.state.results["selection"]

@@ -3,7 +3,6 @@ form from a fresh process, vector envs in subprocesses), each with its own episo
 shipped V and M, seen as frames or as M's state; bad ids and keyword arguments refused with one line. Gymnasium's
 own checks of every id are in test_env_conformance.py."""
 
-import subprocess
 import sys
 import warnings
 
@@ -14,7 +13,7 @@ from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401  (registers the ids)
 from config import CAR_RACING, DOOM_TAKE_COVER
-from scripts import ENVIRONMENT, ROOT
+from scripts import ENVIRONMENT, ROOT, run_command
 from vae.numpy_vae import NumpyVAE
 
 LIMITS = {"WorldModels/CarRacing-v3": CAR_RACING.max_episode_length,
@@ -45,8 +44,7 @@ def test_the_module_form_makes_every_id_without_an_import(tmp_path):
             "    observation, _ = env.reset(seed=0)\n"
             "    print(env_id, env.spec.max_episode_steps, observation.shape, observation.dtype)\n"
             "    env.close()\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env=ENVIRONMENT)
+    result = run_command([sys.executable, "-c", code], cwd=tmp_path, timeout=300, env=ENVIRONMENT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "WorldModels/CarRacing-v3 1000 (96, 96, 3) uint8", "WorldModels/DoomTakeCover-v0 2100 (240, 320, 3) uint8",

@@ -5,7 +5,9 @@ import glob
 import json
 import os
 import signal
+import shlex
 import subprocess
+import sys
 import types
 
 import numpy as np
@@ -14,7 +16,7 @@ import pytest
 from recipe import seeds
 from recipe.presets import CAR_RACING_FULL, CAR_RACING_TINY, RECIPES, ControllerPhase, Restart, recipe_key
 from recipe.run import Run
-from tests.scripts import ENVIRONMENT, command, run, wait_for
+from tests.scripts import run, start, wait_for
 
 TINY = ("car_racing", "--preset", "tiny")
 
@@ -130,18 +132,13 @@ def test_a_stopped_and_resumed_run_ends_with_the_same_agent(unstopped, tmp_path)
              (signal.SIGTERM, 143, lambda: os.path.isdir(os.path.join(folder, "scratch", "vae"))
               and "round1" in read(os.path.join(folder, "state.json"))["done"]))
     for signum, status, condition in stops:
-        process = subprocess.Popen(command("reproduce.py", *TINY, "--root", root), cwd=root, env=ENVIRONMENT,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            wait_for(condition, timeout=600, what=f"the point to send {signal.Signals(signum).name}")
-            process.send_signal(signum)
-            _, stderr = process.communicate(timeout=300)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        process = start("reproduce.py", *TINY, "--root", root, cwd=root, stdout=subprocess.DEVNULL)
+        wait_for(condition, timeout=600, what=f"the point to send {signal.Signals(signum).name}")
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=300)
         assert process.returncode == status, stderr
-        assert f"resume with: python reproduce.py car_racing --seed 0 --preset tiny --root {root}" in stderr
+        assert (f"resume with: {shlex.quote(sys.executable)} reproduce.py car_racing --seed 0 --preset tiny "
+                f"--root {root}") in stderr
     status_now = run("reproduce.py", *TINY, "--root", root, "--status", cwd=root).stdout
     assert "now: v1" in status_now and "core-hours spent" in status_now
     import shutil

@@ -161,6 +161,8 @@ ABBREVIATED = [
     ("pretrained.py", ["pack", "car_racing", "--filename", "c.json", "--fin", "f.json"]),
     ("plots.py", ["run.hist.json", "--offic"]),
     ("sweep_temperature.py", ["doom_take_cover", "--temperature", 1.0]),
+    ("reproduce.py", ["car_racing", "--pre", "tiny"]),
+    ("examples/play_car_racing.py", ["--max_len", 3]),
 ]
 
 
