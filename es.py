@@ -46,8 +46,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from reading import CHECKPOINT_BYTES, LOG_JSON_BYTES, NpzArchive, open_regular, parse_json
-from utils import UserError, atomic_path, finite_number, short_repr
+from cli import UserError
+from files import atomic_path
+from reading import CHECKPOINT_BYTES, LOG_JSON_BYTES, NpzArchive, finite_number, open_regular, parse_json, short_repr
 
 FILE_FORMAT = "world-models-es-optimizer"  # marker inside every .es.pk file this module writes
 FILE_VERSION = 3  # 1 was a pickle (refused since: a crafted pickle can run code); 2 and 3 are .npz + JSON

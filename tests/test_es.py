@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import es
+from cli import UserError
 from tests.scripts import run_command
-from utils import UserError
 
 NUM_PARAMS = 10
 OPTIMUM = np.linspace(-1.0, 1.0, NUM_PARAMS) + 0.25  # non-zero, so weight decay and x0 = 0 are not already there

@@ -16,9 +16,11 @@ import numpy as np
 import psutil
 import pytest
 
+from cli import UserError
+from files import save_json
+from npyio import save_npy, save_npy_set
 from tests.scripts import ROOT, alive, popen, run, run_command, start, wait_for
 from tests.test_training import BASE, TRAIN, world_model
-from utils import UserError, save_json, save_npy, save_npy_set
 
 ROLLOUTS = ["car_racing", "--total_episodes", 8, "--batch_size", 8, "--time_steps", 300, "--num_workers", 2]
 
@@ -143,7 +145,8 @@ PARENT = """
 import signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even when the tests run in background
 sys.path.insert(0, sys.argv[1])
-from utils import run_child, run_cli
+from cli import run_cli
+from processes import run_child
 run_cli(lambda: run_child([sys.executable, "child.py"]))
 """
 
@@ -224,7 +227,7 @@ def test_model_py_workers_die_with_a_killed_parent(tmp_path):
 
 def test_a_worker_whose_parent_is_already_gone_leaves_at_once():
     """The race die_with_parent closes: a worker that starts after its parent died must not run on as an orphan."""
-    from utils import die_with_parent
+    from processes import die_with_parent
 
     child = os.fork()
     if child == 0:
@@ -241,7 +244,7 @@ import os, signal, sys, time
 sys.path.insert(0, {root!r})
 signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, even if the tests run in background
 from parallel import ProcessPool
-from utils import UserError, run_cli
+from cli import UserError, run_cli
 
 def started(name):
     open(os.path.join({folder!r}, name + "." + str(os.getpid())), "w").close()
@@ -333,7 +336,7 @@ def test_process_pool_ends_on_a_signal_that_comes_while_it_forks(tmp_path, signa
 LOST_SIGTERM_SCRIPT = """
 import gc, os, signal, sys
 sys.path.insert(0, {root!r})
-from utils import run_cli
+from cli import run_cli
 
 class SignalledWhileCollected:
     def __del__(self):  # an exception raised here is only printed ("Exception ignored in ...")
@@ -587,7 +590,7 @@ def test_03_with_a_read_only_data_folder_is_named_before_loading_v(tmp_path):
 
 # --- one run per set of files ----------------------------------------------------------------------------------------
 
-HOLD_LOCK = ("import sys, time; sys.path.insert(0, sys.argv[1]); import utils; utils.lock_outputs(sys.argv[2], "
+HOLD_LOCK = ("import sys, time; sys.path.insert(0, sys.argv[1]); import files; files.lock_outputs(sys.argv[2], "
              "sys.argv[3]); print('held', flush=True); time.sleep(120)")
 
 
