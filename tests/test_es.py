@@ -17,6 +17,7 @@ import pytest
 
 import es
 from cli import UserError
+from evolution.checkpoint import _state_of
 from tests.scripts import run_command
 
 NUM_PARAMS = 10
@@ -364,7 +365,7 @@ def test_a_version_2_checkpoint_resumes_as_the_optimizer_that_wrote_it(tmp_path)
     """Version-2 files predate TPA and active updates (runs trained with CSA and positive weights, such as the
     shipped CarRacing checkpoints): they load without the new fields and resume exactly as that optimizer."""
     original = run(es.CMAES(NUM_PARAMS, 8, sigma_init=0.5, seed=3, step_size="csa", active=False), 3)
-    values, arrays = es._state_of(original)
+    values, arrays = _state_of(original)
     for name in ("tpa", "active", "tpa_s"):
         del values[name]
     header = {"format": es.FILE_FORMAT, "version": 2, "optimizer": "CMAES", "values": values, "state": {"g": 3}}
@@ -490,7 +491,7 @@ def _npy_claiming(shape: tuple, dtype=np.float64) -> bytes:
 def _valid_members(name="cma", **changes) -> tuple[dict, dict[str, np.ndarray]]:
     """The header and arrays of a real checkpoint, to be tampered with."""
     optimizer = run(es.make_optimizer(name, NUM_PARAMS, 8, seed=0), 2)
-    values, arrays = es._state_of(optimizer)
+    values, arrays = _state_of(optimizer)
     header = {"format": es.FILE_FORMAT, "version": es.FILE_VERSION, "optimizer": type(optimizer).__name__,
               "values": values, "state": {"generation": 2}}
     header.update(changes)
