@@ -26,7 +26,8 @@ import contextlib
 import os
 import time
 
-from utils import ArgumentParser, UserError, check_flags, prepare_blas, run_cli
+from blas import prepare_blas
+from cli import ArgumentParser, UserError, check_flags, run_cli
 
 prepare_blas()
 
@@ -34,8 +35,9 @@ import numpy as np  # noqa: E402
 
 from config import CONFIGS, FRAME_SIZE, add_folder_flags, data_file, get_config  # noqa: E402
 from envs import REAL_ENVS, get_spec  # noqa: E402
+from files import atomic_path, lock_outputs, temporaries_of  # noqa: E402
 from parallel import ProcessPool, WorkerDied  # noqa: E402
-from utils import atomic_path, lock_outputs, signals_deferred, temporaries_of  # noqa: E402
+from processes import signals_deferred  # noqa: E402
 
 KINDS = ("obs_data", "action_data", "length_data", "done_data")  # the four files of a batch
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import time
 
-from utils import ArgumentParser, UserError, check_flags, check_init_from, run_cli
+from cli import ArgumentParser, UserError, check_flags, check_init_from, run_cli
 
 RECONSTRUCTED_FRAMES = 8  # frames shown in ./vae/<env>.reconstructions.png
 HELD_OUT_FRAMES = 2000  # frames of the --holdout_batches files V's held-out losses are measured on
@@ -93,8 +93,9 @@ def main(argv=None):
     args = parse_args(argv)
     # --- set-up: inputs checked before TensorFlow loads, so a missing file fails fast -----------------------------
     from config import MAKES_OBS_DATA, data_file, get_config
-    from utils import (batch_range_files, check_lengths, load_npy, lock_outputs, new_or_resumed,
-                       refuse_the_other_models_folder, temporaries_of)
+    from files import lock_outputs, temporaries_of
+    from model_files import new_or_resumed, refuse_the_other_models_folder
+    from npyio import batch_range_files, check_lengths, load_npy
 
     config = get_config(args.env_name)
     made_by = MAKES_OBS_DATA.format(env=args.env_name)
@@ -118,13 +119,13 @@ def main(argv=None):
     import keras
     import numpy as np
 
+    from config import vae_file_to_read, vae_weights_path
+    from model_files import check_room_for_model
     from plots import save_curves, save_reconstructions
     from vae.arch import make_vae
-    from utils import check_room_for_model
     from vae.train import (FrameBatches, StopOnNonFiniteLoss, choose_jit, epoch_file_order, held_out_frames,
                            held_out_losses, load_vae, resume_point, reseed_noise, save_vae, set_jit,
                            vae_from_numpy_copy, valid_frame_index)
-    from config import vae_file_to_read, vae_weights_path
 
     keras.utils.set_random_seed(args.seed)
     batch_size = args.batch_size or config.vae_batch_size

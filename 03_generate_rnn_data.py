@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import time
 
-from utils import ArgumentParser, UserError, check_flags, prepare_blas, run_cli
+from blas import prepare_blas
+from cli import ArgumentParser, UserError, check_flags, run_cli
 
 prepare_blas(one_thread=False)  # before NumPy loads: V's NumPy copy encodes the same z on every machine
 
@@ -42,8 +43,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from config import MAKES_OBS_DATA, data_file, get_config, vae_file_to_read, MAKES_VAE
-    from utils import (all_finite, batch_range_files, check_lengths, load_npy, lock_outputs, require_file,
-                       save_npy_set, temporaries_of)
+    from files import lock_outputs, require_file, temporaries_of
+    from npyio import all_finite, batch_range_files, check_lengths, load_npy, save_npy_set
 
     config = get_config(args.env_name)
     made_by = MAKES_OBS_DATA.format(env=args.env_name)

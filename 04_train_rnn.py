@@ -24,7 +24,7 @@ import math
 import os
 import time
 
-from utils import ArgumentParser, UserError, check_flags, check_init_from, run_cli
+from cli import ArgumentParser, UserError, check_flags, check_init_from, run_cli
 
 
 def parse_args(argv=None):
@@ -67,7 +67,7 @@ def load_sequences(args, config, start_batch: int, max_batch: int):
     import numpy as np
 
     from config import MAKES_RNN_DATA, data_file
-    from utils import batch_range_files, check_lengths, load_npy
+    from npyio import batch_range_files, check_lengths, load_npy
 
     made_by = MAKES_RNN_DATA.format(env=args.env_name)
     parts = {"mu": [], "logvar": [], "actions": [], "lengths": [], "dones": []}
@@ -113,8 +113,8 @@ def learning_rate_schedule(rnn, config, history: list, given: float | None, hist
     (rnn.train.load_rnn). Doom's decaying schedule is not in the weights file: its start and first step go into
     every history row, so a resume goes on with the same schedule, and one given a new --learning_rate decays from
     that rate at the current step."""
+    from reading import finite_number
     from rnn.arch import decays, set_decay
-    from utils import finite_number
 
     if not decays(config):
         print(f"M's learning rate: {float(rnn.optimizer.learning_rate):.3g}")
@@ -142,7 +142,8 @@ def main(argv=None):
     args = parse_args(argv)
     from config import get_config, rnn_weights_path
 
-    from utils import lock_outputs, refuse_the_other_models_folder, temporaries_of
+    from files import lock_outputs, temporaries_of
+    from model_files import refuse_the_other_models_folder
 
     config = get_config(args.env_name)
     refuse_the_other_models_folder(args.rnn_dir, args.env_name, "--rnn_dir")
@@ -161,12 +162,12 @@ def main(argv=None):
 
     import keras
 
+    from model_files import check_room_for_model, new_or_resumed
     from plots import save_curves
     from rnn.arch import make_rnn
     from rnn.train import (epoch_rng, length_buckets, load_rnn, rnn_arrays, rnn_from_numpy_copy, save_rnn,
                            step_norms, training_masks)
     from tqdm import tqdm
-    from utils import check_room_for_model, new_or_resumed
 
     keras.utils.set_random_seed(args.seed)
     weights_path = rnn_weights_path(args.env_name, rnn_dir=args.rnn_dir)

@@ -31,7 +31,9 @@ import signal
 import sys
 import time
 
-from utils import ArgumentParser, UserError, check_flags, mpi_supervisor, note_stop_signals, prepare_blas, run_cli
+from blas import prepare_blas
+from cli import ArgumentParser, UserError, check_flags, run_cli
+from processes import mpi_supervisor, note_stop_signals
 
 if mpi_supervisor() is not None:  # a rank of our mpiexec: signals are noted from the first moment (see there)
     note_stop_signals(mpi_supervisor())
@@ -105,7 +107,7 @@ def parse_args(argv=None):
 class Plan:
     """Everything settled before the first generation: checked flags, file names, the optimizer and its state.
 
-    With `lock` the run's files are claimed (utils.lock_outputs on <controller_dir>/<base>, so a second run on the
+    With `lock` the run's files are claimed (files.lock_outputs on <controller_dir>/<base>, so a second run on the
     same files is refused naming this one; a killed run's temporary files of this base are removed) and the log
     folder is checked to take files. Rank 0 takes the lock for the whole run. The check before the MPI launch takes
     it too, to refuse at once, and lets it go when it execs mpiexec (the descriptor closes on exec); a run that
@@ -224,7 +226,7 @@ class Plan:
             return
         import re
 
-        from utils import check_writable, lock_outputs, temporaries_of
+        from files import check_writable, lock_outputs, temporaries_of
 
         stale = temporaries_of(re.escape(self.files.base) + r"\..+")
         check_writable(self.args.log_dir)
@@ -318,7 +320,7 @@ class Plan:
     def command(self, arguments) -> str:
         """The command line that runs this script with `arguments`, from the current folder and with this Python,
         quoted for the shell: it works when pasted whatever the paths hold."""
-        from utils import python_command
+        from processes import python_command
 
         return " ".join([python_command(), shlex.join([os.path.relpath(SCRIPT), *arguments])])
 
@@ -398,11 +400,12 @@ def lead(plan: Plan, pool, workers: int) -> None:
     """Rank 0: the generations, the evaluations and every file, until --generations or a signal."""
     import numpy as np
 
+    from blas import blas_kernel
     from config import FINAL_EPISODES, FIRST_SEED
     from controller.training import (MIRRORED_OPTIMIZERS, HistoryRow, generation_phases, generation_seeds,
                                      progress_line, write_logs)
     from es import save_optimizer
-    from utils import blas_kernel, save_json
+    from files import save_json
 
     args, config, state, optimizer, files = plan.args, plan.config, plan.state, plan.optimizer, plan.files
     mirrored = bool(args.antithetic) and args.optimizer in MIRRORED_OPTIMIZERS
@@ -552,7 +555,7 @@ def main(argv=None) -> None:
     from parallel import launched_by_mpi, run_under_mpi
 
     if not launched_by_mpi():
-        from utils import release_locks
+        from files import release_locks
 
         plan = Plan(args, lock=True)  # every check that can fail, before any process is started
         release_locks()  # rank 0 takes them for the run
@@ -581,7 +584,7 @@ def run_leader(args, comm) -> None:
     """Rank 0 under MPI: any way out that is not a clean finish ends every process (MPI_Abort), never a hang."""
     from parallel import LocalPool, Pool, WorkerFailed, abort, task_runner
 
-    from utils import stop_signal
+    from processes import stop_signal
 
     def check():  # the signals were noted since this process started (parallel.note_rank_signals)
         if stop_signal() is not None:
@@ -604,8 +607,8 @@ def run_leader(args, comm) -> None:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         abort(1)
-    except KeyboardInterrupt as error:  # a signal before this process noted them (utils.run_cli's Terminated)
-        from utils import exit_line
+    except KeyboardInterrupt as error:  # a signal before this process noted them (cli.run_cli's Terminated)
+        from cli import exit_line
 
         line, status = exit_line(error)
         print(line, file=sys.stderr, flush=True)

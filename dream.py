@@ -37,7 +37,7 @@ Speed. All P * k episodes of a population step together: one (B, z + a + 1 + uni
 LSTM, one (B, units) x (units, 3 K z + 1) product for the mixture and done heads, vectorised sampling, and the
 controller as one batched dot product per episode. Finished episodes are dropped from the batch (once an eighth of the
 rows have finished), so long survivors do not pay for the dead. Run it with one BLAS thread per process
-(utils.prepare_blas() before NumPy loads, as rollout workers do): on busy cores, several BLAS threads spend
+(blas.prepare_blas() before NumPy loads, as rollout workers do): on busy cores, several BLAS threads spend
 their time waiting for each other.
 """
 
@@ -50,13 +50,14 @@ import re
 import gymnasium
 import numpy as np
 
+from cli import UserError
 from config import (DATA_DIR, MAKES_RNN, MAKES_RNN_DATA, RNN_DIR, VAE_DIR, controller_shape, rnn_weights_path,
                     vae_weights_path)
 from controller.controller import forward, require_finite_action, unflatten
 from envs import get_spec
+from npyio import load_npy
 from rnn.mdn import sample_mdn_from_noise
 from rnn.numpy_rnn import NumpyMDNRNN
-from utils import UserError, load_npy
 
 NOISE_BLOCK = 32  # steps of random numbers an episode draws from its generator at a time
 COMPACT_FRACTION = 8  # drop finished episodes from the batch once 1/8 of its rows have finished

@@ -25,7 +25,8 @@ import re
 import sys
 import time
 
-from utils import ArgumentParser, StoppedPartWay, UserError, check_flags, prepare_blas, run_cli
+from blas import prepare_blas
+from cli import ArgumentParser, StoppedPartWay, UserError, check_flags, run_cli
 
 prepare_blas()  # before NumPy loads its BLAS
 
@@ -241,7 +242,7 @@ class Recorder:
     def save(self, path: str, fps: int) -> None:
         import imageio.v2 as imageio
 
-        from utils import atomic_path
+        from files import atomic_path
 
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with atomic_path(path, suffix=".mp4") as temporary:
@@ -288,7 +289,7 @@ def played_files(args, config) -> dict[str, str]:
     """role -> sha256 of the files an episode reads: the controller's, and V's and M's NumPy weights (not those of
     the random policy in the real game, which reads none)."""
     from controller.agent import weight_files
-    from utils import file_sha256
+    from files import file_sha256
 
     paths = {"controller": args.filename} if args.filename and not args.random_policy else {}
     if args.dream_mode or not args.random_policy:
@@ -298,9 +299,10 @@ def played_files(args, config) -> dict[str, str]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    from blas import blas_kernel
     from controller.agent import check_weight_files
     from controller.controller import load_params, random_params
-    from utils import blas_kernel, check_writable, lock_outputs, save_json, temporaries_of
+    from files import check_writable, lock_outputs, save_json, temporaries_of
 
     config = get_config(args.env_name)
     if args.pretrained:

@@ -39,7 +39,9 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from utils import BLAS_VARIABLES, MPI_SUPERVISOR_MARKER, UserError
+from blas import BLAS_VARIABLES
+from cli import UserError
+from processes import MPI_SUPERVISOR_MARKER
 
 CHILD_MARKER = "WORLD_MODELS_MPI_CHILD"  # set in the relaunched processes' environment
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
@@ -168,7 +170,7 @@ def run_under_mpi(num_processes: int, script: str, arguments: Sequence[str],
 
     This process stays the run's one handle: Ctrl-C or SIGTERM here is passed to mpiexec, which passes it to every
     rank, and the leader ends the run (its line, then MPI_Abort with 130 or 143). Every rank passes a signal it gets
-    to this process (utils.note_stop_signals), so signalling any process of the run stops it all. If the run has not
+    to this process (processes.note_stop_signals), so signalling any process of the run stops it all. If the run has not
     ended STOP_GRACE_SECONDS after the signal (a rank stuck in a blocking MPI call), mpiexec is killed, and its
     proxies kill every rank; then `stopped_line(signal)` is printed here, as it is when the leader could not print
     its own. mpiexec dies with this process (SIGKILL included), and its ranks with it.
@@ -176,7 +178,7 @@ def run_under_mpi(num_processes: int, script: str, arguments: Sequence[str],
     Every process gets one BLAS thread and unbuffered output; Open MPI, if that is what PATH offers, is told that
     running as root and more processes than cores are fine (MPICH's hydra allows both anyway).
     """
-    from utils import dies_with_this_process
+    from processes import dies_with_this_process
 
     mpiexec = find_mpiexec()
     command = [mpiexec, "-np", str(num_processes)]
@@ -225,9 +227,9 @@ def _is_open_mpi(mpiexec: str) -> bool:
 
 
 def note_rank_signals() -> None:
-    """In a process of an MPI run, as early as it can: Ctrl-C and SIGTERM are noted (utils.stop_signal), never
+    """In a process of an MPI run, as early as it can: Ctrl-C and SIGTERM are noted (processes.stop_signal), never
     raised, and passed to the process that started mpiexec if that was run_under_mpi."""
-    from utils import mpi_supervisor, note_stop_signals
+    from processes import mpi_supervisor, note_stop_signals
 
     note_stop_signals(mpi_supervisor())
 
@@ -467,7 +469,7 @@ _START_ERROR: UserError | None = None  # a worker's: its initializer's one-line 
 
 def _process_start(parent_pid: int, initializer: Callable[..., None] | None, initargs: tuple, ending) -> None:
     global _START_ERROR
-    from utils import resume_deferred_signals, rollout_worker_start
+    from processes import resume_deferred_signals, rollout_worker_start
 
     try:
         rollout_worker_start(parent_pid)
@@ -541,11 +543,11 @@ class ProcessPool(WorkerPool):
             return
         from concurrent.futures.process import BrokenProcessPool
 
-        from utils import signals_deferred
+        from processes import signals_deferred
 
         try:
             # map submits every item, and the first submit forks the workers: a signal then would be lost (see
-            # utils.signals_deferred)
+            # processes.signals_deferred)
             with signals_deferred():
                 results = self.executor.map(functools.partial(_in_worker, self.function), items)
             yield from results
@@ -562,7 +564,8 @@ class ProcessPool(WorkerPool):
         if self.executor is None or error is None:
             self.close()
             return
-        from utils import exit_line, release_locks
+        from cli import exit_line
+        from files import release_locks
 
         executor, self.executor = self.executor, None
         self.ending.value = 1  # the workers stop printing: this process prints the one line

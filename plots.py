@@ -15,8 +15,9 @@ import math
 import os
 from typing import Mapping, Sequence
 
-from reading import LOG_JSON_BYTES, read_json
-from utils import ArgumentParser, UserError, atomic_path, check_writable, finite_number, run_cli, short_repr
+from cli import ArgumentParser, UserError, run_cli
+from files import atomic_path, check_writable
+from reading import LOG_JSON_BYTES, finite_number, read_json, short_repr
 
 # The official estool CarRacing run's population average, (generation, reward), as its training log reports it:
 # population 64 x 16 episodes, 2342 s a generation on 64 cores.

@@ -34,9 +34,11 @@ import shlex
 import shutil
 import sys
 
-from reading import PARAMS_JSON_BYTES, SMALL_JSON_BYTES, read_json
-from utils import (ArgumentParser, UserError, blas_kernel, file_sha256, finite_number, prepare_blas, python_command,
-                   repo_root, run_child, run_cli, save_json)
+from blas import blas_kernel, prepare_blas
+from cli import ArgumentParser, UserError, run_cli
+from files import file_sha256, repo_root, save_json
+from processes import python_command, run_child
+from reading import PARAMS_JSON_BYTES, SMALL_JSON_BYTES, finite_number, read_json
 
 prepare_blas()  # the check episodes are played here, with the BLAS settings of model.py's workers
 
@@ -262,7 +264,9 @@ def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir:
     from config import MAKES_RNN_DATA, data_file, get_config, rnn_weights_path, vae_weights_path
     from controller.agent import check_weight_files
     from controller.controller import load_params
-    from utils import load_npy, signals_deferred, storage_error
+    from files import storage_error
+    from npyio import load_npy
+    from processes import signals_deferred
 
     config = get_config(env_name)
     score = _read_final(final, env_name)
@@ -406,7 +410,7 @@ def model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
         "## Use it",
         "",
         "```python",
-        "from utils import prepare_blas",
+        "from blas import prepare_blas",
         "prepare_blas()  # before NumPy loads: the BLAS kernels the score was played with",
         "",
         "import gymnasium as gym",
@@ -467,7 +471,7 @@ def model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
 
 def write_model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
     """Write root/<env>/README.md (model_card) whole; returns its path."""
-    from utils import atomic_path
+    from files import atomic_path
 
     path = os.path.join(root, env_name, CARD)
     text = model_card(env_name, root)
@@ -547,7 +551,7 @@ def save_still(video: str, path: str) -> None:
     """The frame a third into `video`, as a PNG written whole."""
     import imageio.v2 as imageio
 
-    from utils import atomic_path
+    from files import atomic_path
 
     frames = imageio.mimread(video, memtest=False)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -14,6 +14,8 @@ that names the file and says what to do (`fix`, given by the caller, who knows w
     NpzArchive(path, limit, fix)           -> .names, .array(name): the members of an .npz, each checked
     check_file(path, limit, fix)           -> the size of a file another library opens (hashlib)
     check_h5(path, limit, fix)             -> None, after checking a Keras .weights.h5 file before Keras opens it
+    finite_number(value)                   -> a number read from JSON as a finite float, or None
+    short_repr(value)                      -> a value read from a file, cut short for an error line
 
 Nothing here imports TensorFlow; NumPy is imported inside the functions that need it.
 """
@@ -21,12 +23,13 @@ Nothing here imports TensorFlow; NumPy is imported inside the functions that nee
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 import zipfile
 from typing import IO, TYPE_CHECKING
 
-from utils import UserError
+from cli import UserError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -281,3 +284,22 @@ class NpzArchive:
             raise UserError(f"{where} is corrupt: truncated or damaged ({type(error).__name__}: {str(error)[:80]}); "
                             f"{self.fix}") from None
 
+
+
+def finite_number(value: object) -> float | None:
+    """A number read from JSON as a finite float, or None: NaN, infinity, an integer beyond float64 (JSON integers
+    have no limit; float() would raise OverflowError), true/false, a string, a list or null."""
+    if type(value) not in (int, float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def short_repr(value: object, limit: int = 40) -> str:
+    """A value read from a file, for an error line, cut to `limit` characters (a crafted file may hold a
+    4,000-digit integer)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-from utils import ArgumentParser, UserError, run_cli
+from cli import ArgumentParser, UserError, run_cli
 
 
 def parse_args(argv=None):
@@ -58,7 +58,8 @@ def main(argv=None) -> None:
     try:
         summary = run.run()
     except KeyboardInterrupt as stop:
-        from utils import Terminated, python_command
+        from cli import Terminated
+        from processes import python_command
 
         terminated = isinstance(stop, Terminated)
         print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: nothing done is lost; resume with: "

@@ -18,7 +18,9 @@ import argparse
 import os
 import sys
 
-from utils import ArgumentParser, UserError, check_flags, prepare_blas, run_child, run_cli
+from blas import prepare_blas
+from cli import ArgumentParser, UserError, check_flags, run_cli
+from processes import run_child
 
 prepare_blas()  # before NumPy loads its BLAS
 
@@ -87,7 +89,7 @@ def trained_generations(checkpoint: str) -> int:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from utils import save_json
+    from files import save_json
 
     population = args.num_worker * args.num_worker_trial
     rows = []

@@ -3,8 +3,8 @@
 
 def quick_flag(description: str, takes_quick: bool = True) -> bool:
     """A benchmark's command line: --quick (smaller samples) where it takes one, and nothing else; an unknown or
-    abbreviated flag is refused in one line (utils.ArgumentParser), not ignored."""
-    from utils import ArgumentParser
+    abbreviated flag is refused in one line (cli.ArgumentParser), not ignored."""
+    from cli import ArgumentParser
 
     parser = ArgumentParser(description=description)
     if takes_quick:

@@ -15,14 +15,14 @@ import statistics
 import time
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-from utils import prepare_blas  # noqa: E402
+from blas import prepare_blas  # noqa: E402
 
 prepare_blas()  # before NumPy loads its BLAS
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from utils import random_weights  # noqa: E402
+from benchmarks.weights import random_weights  # noqa: E402
 
 
 def numpy_agent(config):

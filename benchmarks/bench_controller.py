@@ -37,9 +37,10 @@ PHASES = ("episodes", "waiting", "messages", "ask", "update", "save")  # of a ge
 
 
 def make_world_model(folder: str) -> None:
+    from benchmarks.weights import random_weights
     from config import CAR_RACING
+    from npyio import save_npz
     from rnn.numpy_rnn import expected_rnn_shapes
-    from utils import random_weights, save_npz
     from vae.numpy_vae import expected_vae_shapes
 
     save_npz(os.path.join(folder, "vae", "car_racing.npz"), **random_weights(expected_vae_shapes(32), 0))
@@ -65,7 +66,7 @@ def generations(workers: int, count: int, max_length: int) -> list[dict]:
 def play_alone(episodes: int, max_length: int) -> None:
     """Print the steps per second of one process playing `episodes` episodes as a worker does (run in a fresh
     Python: the BLAS settings must come before NumPy loads)."""
-    from utils import prepare_blas
+    from blas import prepare_blas
 
     prepare_blas()
     import time

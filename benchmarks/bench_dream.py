@@ -23,13 +23,13 @@ import statistics
 import time
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-from utils import prepare_blas  # noqa: E402
+from blas import prepare_blas  # noqa: E402
 
 prepare_blas()  # before NumPy loads its BLAS
 
 import numpy as np  # noqa: E402
 
-from utils import random_weights  # noqa: E402
+from benchmarks.weights import random_weights  # noqa: E402
 
 POPULATION = 64  # the paper's Doom population
 EPISODES_PER_MEMBER = 16  # the paper's Doom episodes per controller and generation

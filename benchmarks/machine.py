@@ -42,9 +42,9 @@ def cpu_info(path: str = "/proc/cpuinfo") -> tuple[str, list[str], int | None]:
 
 
 def pinned_blas_kernel() -> str:
-    """The OpenBLAS kernels a rollout worker runs (utils.prepare_blas pins them before NumPy loads), asked of a fresh
+    """The OpenBLAS kernels a rollout worker runs (blas.prepare_blas pins them before NumPy loads), asked of a fresh
     Python: pinning them here would also set one thread for the TensorFlow the benchmarks run in this process."""
-    code = "from utils import prepare_blas; prepare_blas(); from utils import blas_kernel; print(blas_kernel())"
+    code = "from blas import prepare_blas; prepare_blas(); from blas import blas_kernel; print(blas_kernel())"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     return result.stdout.strip() if result.returncode == 0 else "unknown"

@@ -22,12 +22,12 @@ import os
 
 import numpy as np
 
+from cli import UserError
 from config import MAKES_RNN, MAKES_VAE, RNN_DIR, VAE_DIR, rnn_weights_path, vae_weights_path
 from controller.controller import Controller
 from envs import get_spec
 from episodes import play_episode
 from rnn.numpy_rnn import NumpyMDNRNN
-from utils import UserError
 from vae.numpy_vae import NumpyVAE
 
 

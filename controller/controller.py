@@ -31,9 +31,11 @@ import math
 
 import numpy as np
 
+from cli import UserError
 from config import ControllerShape, controller_shape, get_config
 from envs import get_spec
-from utils import UserError, finite_number, save_json
+from files import save_json
+from reading import finite_number
 
 
 def unflatten(shape: ControllerShape, params: np.ndarray) -> dict[str, np.ndarray]:

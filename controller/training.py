@@ -28,8 +28,10 @@ import os
 
 import numpy as np
 
+from cli import MAX_SEED
 from config import CONTROLLER_DIR, LOG_DIR
-from utils import MAX_SEED, atomic_path, finite_number, save_json, short_repr
+from files import atomic_path, save_json
+from reading import finite_number, short_repr
 
 STATE_FORMAT = 1
 # The largest next episode seed a checkpoint may hold: seeds are int64 (np.arange), and a run needs room for its next
@@ -135,7 +137,7 @@ class TrainingState:
     cap_length: int | None = None  # --cap_time: the episode cap of the next generation
     best_real_score: float | None = None  # dream mode: the real-game score of the best (absent from the JSON if None)
     settings: dict | None = None  # the run's other flags (SETTINGS), kept by a resume; None in older checkpoints
-    blas_kernel: str | None = None  # OpenBLAS's kernels of the last generation (utils.blas_kernel); None: unknown
+    blas_kernel: str | None = None  # OpenBLAS's kernels of the last generation (blas.blas_kernel); None: unknown
 
     def to_json(self) -> dict:
         """The JSON data of the checkpoint: the fields in order, the rows as lists."""
@@ -152,7 +154,7 @@ class TrainingState:
         """The state read from the checkpoint `path`, its keys and types checked (a file may come from anyone): a
         wrong one is named in one line instead of failing somewhere in the first generation. Keys it does not know
         are left out."""
-        from utils import UserError
+        from cli import UserError
 
         for key, types in _STATE_TYPES.items():
             value = data.get(key)
@@ -252,7 +254,7 @@ def new_state(env_name: str, optimizer: str, population: int, num_episode: int, 
 def take_seeds(state: TrainingState, count: int) -> np.ndarray:
     """The next `count` episode seeds (int64), advancing the state's counter; a UserError once int64 runs out (a run
     from a --seed_start of at most 2^62 would need 2^62 episodes to get there)."""
-    from utils import UserError
+    from cli import UserError
 
     if state.next_seed + count > 2 ** 63:
         raise UserError("this run has used every episode seed up to 2^63 - 1 (int64); start a new run with a "
@@ -316,8 +318,8 @@ def progress_line(row: HistoryRow, seconds: float) -> str:
 
 def best_score_on_disk(path: str) -> float | None:
     """The score in an existing .best.json (None when absent or unreadable): a new best must beat it."""
+    from cli import UserError
     from reading import PARAMS_JSON_BYTES, read_json
-    from utils import UserError
 
     if not os.path.lexists(path):
         return None

@@ -17,10 +17,11 @@ import sys
 import gymnasium
 import numpy as np
 
+from cli import UserError
 from config import DOOM_TAKE_COVER
 from envs.spec import EnvSpec
+from files import atomic_path
 from reading import read_bytes
-from utils import UserError, atomic_path
 
 SCENARIO = "take_cover.cfg"  # shipped with the vizdoom package: map, skill 4, living reward 1, no HUD
 RESOLUTION = "RES_320X240"  # the scenario's own screen size; the frame is cropped and resized to 64x64 anyway

@@ -21,9 +21,10 @@ import os
 import gymnasium
 import numpy as np
 
+from cli import UserError
 from config import FRAME_SIZE, MAKES_VAE, get_config, vae_weights_path
 from dream import DreamEnv, load_dream
-from utils import UserError, repo_root
+from files import repo_root
 from vae.numpy_vae import NumpyVAE
 
 OBS_TYPES = ("rgb", "latent")

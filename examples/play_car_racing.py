@@ -6,14 +6,14 @@ The agent is an object (pretrained.load_agent): reset(seed) at the start of an e
 each raw 96x96x3 frame, returning the [steer, gas, brake] CarRacing takes.
 """
 
-from utils import prepare_blas
+from blas import prepare_blas
 
 prepare_blas()  # before NumPy loads: one BLAS thread and the kernels the shipped agent's scores were played with
 
 import gymnasium as gym  # noqa: E402
 
+from cli import ArgumentParser  # noqa: E402  (argparse's, refusing abbreviated flags in one line)
 from pretrained import load_agent  # noqa: E402
-from utils import ArgumentParser  # noqa: E402  (argparse's, refusing abbreviated flags in one line)
 
 
 def parse_args(argv=None):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
+from files import save_json
 from recipe.presets import ControllerPhase
-from utils import save_json
 
 STAGES = ("01", "02", "03", "04", "05", "selection", "score", "pack")
 
@@ -137,10 +137,10 @@ def reproduce_runs(root: str, env: str) -> list[tuple[str, str, int]]:
     seed's run of `env` under `root`, for plots.py: each restart drawn after the generation it went on from."""
     import re
 
+    from cli import UserError
     from controller.training import training_files
     from recipe.presets import RECIPES
     from recipe.run import RunState
-    from utils import UserError
 
     base = os.path.join(root, env)
     folders = sorted((int(match.group(1)), name) for name in (os.listdir(base) if os.path.isdir(base) else [])

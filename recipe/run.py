@@ -30,9 +30,11 @@ import subprocess
 import sys
 from typing import Callable, Sequence
 
+from cli import UserError
+from files import repo_root, save_json
+from processes import python_command
 from recipe import seeds as seeding
 from recipe.presets import (Collect, ControllerPhase, Encode, Recipe, TrainM, TrainV, recipe_key)
-from utils import UserError, python_command, repo_root, save_json
 
 STATE_FORMAT = 1
 STAGE_OF = {Collect: "01", TrainV: "02", Encode: "03", TrainM: "04", ControllerPhase: "05"}
@@ -48,7 +50,9 @@ def run_stage(command: Sequence[str], cwd: str, on_cpu: Callable[[float], None])
     """Run one stage script in `cwd` and return its exit status; `on_cpu` gets the CPU seconds of it and its
     children, also when it was stopped. Ctrl-C and SIGTERM that reach us are passed on, and we wait for the stage to
     stop its own way (05 saves its checkpoint) before raising in turn."""
-    from utils import _HELD_LOCKS, Terminated, dies_with_this_process, in_terminal_foreground
+    from cli import Terminated
+    from files import _HELD_LOCKS
+    from processes import dies_with_this_process, in_terminal_foreground
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     # the stage holds the run folder's lock too: if we are killed, a new reproduce.py waits for it to be gone; it
@@ -150,7 +154,7 @@ class Run:
 
     def command_line(self, python: str = "python") -> str:
         """The command that runs (or resumes) this run: as the manifest and summary keep it, or with `python` (a
-        resume line gives utils.python_command(), the Python that runs now as the user would type it here)."""
+        resume line gives processes.python_command(), the Python that runs now as the user would type it here)."""
         preset = "" if self.recipe.preset == "full" else f" --preset {self.recipe.preset}"
         return f"{python} reproduce.py {self.recipe.env} --seed {self.seed}{preset}"
 
@@ -298,7 +302,7 @@ class Run:
 
     def _keep_model(self, work: str, step_name: str, kind: str) -> None:
         """The NumPy copy the stage saved, into models/<step>/<kind>/ (written whole)."""
-        from utils import atomic_path
+        from files import atomic_path
 
         target = self.model_dir(step_name, kind)
         os.makedirs(target, exist_ok=True)
@@ -522,7 +526,7 @@ class Run:
         return rows
 
     def run(self) -> dict:
-        from utils import lock_outputs
+        from files import lock_outputs
 
         for phase in self.recipe.steps:
             if isinstance(phase, ControllerPhase) and phase.population % self.workers:

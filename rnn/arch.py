@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from utils import quiet_tensorflow
+from keras_setup import quiet_tensorflow
 
 quiet_tensorflow()
 

@@ -10,8 +10,9 @@ import os
 
 import numpy as np
 
+from cli import UserError
 from config import MAKES_RNN, rnn_weights_path
-from utils import UserError, require_finite_model, save_model_files
+from model_files import require_finite_model, save_model_files
 
 
 def rnn_arrays(mu, logvar, actions, lengths, use_done: bool, rng):

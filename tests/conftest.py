@@ -1,4 +1,4 @@
-"""Test set-up: one BLAS thread and the pinned OpenBLAS kernels (as rollout workers run: utils.prepare_blas),
+"""Test set-up: one BLAS thread and the pinned OpenBLAS kernels (as rollout workers run: blas.prepare_blas),
 headless pygame, quiet TensorFlow, and no temporary folders of earlier runs left to fill the disk. The project's
 modules import through its editable install (make venv); pytest.ini puts the repository root on the path for
 tests.*."""
@@ -10,7 +10,7 @@ import pytest
 from _pytest.pathlib import cleanup_numbered_dir
 from _pytest.tmpdir import LOCK_TIMEOUT
 
-from utils import prepare_blas
+from blas import prepare_blas
 
 prepare_blas()  # before NumPy loads
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")

@@ -5,13 +5,14 @@ import json
 import numpy as np
 import pytest
 
+from benchmarks.weights import random_weights
+from cli import UserError
 from config import CAR_RACING, DOOM_TAKE_COVER, controller_shape
 from controller.agent import Agent
 from controller.controller import Controller, load_params, save_params
 from envs import get_spec
 from episodes import play_episode
 from rnn.numpy_rnn import NumpyMDNRNN, expected_rnn_shapes
-from utils import UserError, random_weights
 from vae.numpy_vae import NumpyVAE, expected_vae_shapes
 
 TOLERANCE = 1e-4

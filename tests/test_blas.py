@@ -11,18 +11,19 @@ import sys
 
 import pytest
 
-import utils
+import blas
+from files import repo_root
 from tests.scripts import run_command
 
-PROBE = ("import os, utils; utils.prepare_blas(); import numpy; "
-         "print(utils.blas_kernel(), os.environ.get('OPENBLAS_CORETYPE'), os.environ['OPENBLAS_NUM_THREADS'])")
+PROBE = ("import os, blas; blas.prepare_blas(); import numpy; "
+         "print(blas.blas_kernel(), os.environ.get('OPENBLAS_CORETYPE'), os.environ['OPENBLAS_NUM_THREADS'])")
 
 
 def probe(code=PROBE, **variables):
     environment = {key: value for key, value in os.environ.items()
-                   if key not in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", utils.PINNED_MARKER)}
+                   if key not in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", blas.PINNED_MARKER)}
     environment.update(variables)
-    result = run_command([sys.executable, "-c", code], env=environment, timeout=120, cwd=utils.repo_root())
+    result = run_command([sys.executable, "-c", code], env=environment, timeout=120, cwd=repo_root())
     assert result.returncode == 0, result.stderr
     return result.stdout.split()
 
@@ -34,7 +35,7 @@ def cpu_flags():
 
 def test_the_suites_machines_run_the_avx2_kernels():
     assert {"avx2", "fma"} <= cpu_flags()  # where the shipped agents' episodes replay exactly
-    assert utils.runs_avx2_fma()
+    assert blas.runs_avx2_fma()
 
 
 def test_every_avx2_machine_runs_the_haswell_kernels_with_one_thread():
@@ -46,15 +47,15 @@ def test_a_kernel_or_thread_count_the_user_chose_is_kept():
 
 
 def test_the_suite_itself_runs_the_pinned_kernels():
-    assert utils.blas_kernel() == utils.BLAS_KERNEL == "Haswell"
+    assert blas.blas_kernel() == blas.BLAS_KERNEL == "Haswell"
 
 
 def test_a_kernel_pinned_by_a_parent_process_is_decided_again_here():
     """An MPI launch passes its environment to every rank, on other hosts too: a rank on a CPU without AVX2 must not
     inherit the pin as if the user had asked for it (OpenBLAS would run instructions the CPU lacks)."""
-    parent = {"OPENBLAS_CORETYPE": "Sandybridge", utils.PINNED_MARKER: "Sandybridge"}  # as if pinned to that
+    parent = {"OPENBLAS_CORETYPE": "Sandybridge", blas.PINNED_MARKER: "Sandybridge"}  # as if pinned to that
     assert probe(**parent)[:2] == ["Haswell", "Haswell"]
-    user = {"OPENBLAS_CORETYPE": "Sandybridge", utils.PINNED_MARKER: "Haswell"}  # the user changed it since
+    user = {"OPENBLAS_CORETYPE": "Sandybridge", blas.PINNED_MARKER: "Haswell"}  # the user changed it since
     assert probe(**user)[:2] == ["Sandybridge", "Sandybridge"]
 
 
@@ -66,6 +67,6 @@ def test_every_script_that_runs_numpy_models_pins_the_kernels_when_it_loads(scri
     code = ("import importlib.util, os, sys; sys.argv = ['x']; "
             f"spec = importlib.util.spec_from_file_location('script', {script!r}); "
             "module = sys.modules['script'] = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
-            "import numpy, utils; "
-            "print(utils.blas_kernel(), os.environ.get('OPENBLAS_CORETYPE'), os.environ.get('OPENBLAS_NUM_THREADS'))")
+            "import numpy, blas; "
+            "print(blas.blas_kernel(), os.environ.get('OPENBLAS_CORETYPE'), os.environ.get('OPENBLAS_NUM_THREADS'))")
     assert probe(code) == ["Haswell", "Haswell", "None" if script.startswith("03") else "1"]

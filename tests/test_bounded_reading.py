@@ -16,13 +16,14 @@ import pytest
 
 import es
 import reading
+from cli import UserError
 from controller.training import MAX_NEXT_SEED, new_state, take_seeds
 from tests.scripts import ROOT, run
 from tests.test_controller_training import DREAM_STATE, RETRAIN, Leader, damaged, load_state
-from tests.test_es import NUM_PARAMS, _archive, _checkpoint, _npy, _npy_claiming, _valid_members
+from tests.test_es import NUM_PARAMS
+from tests.test_es_checkpoint import _archive, _checkpoint, _npy, _npy_claiming, _valid_members
 from tests.test_finite_and_flags import refused
 from tests.test_training import world_model
-from utils import UserError
 
 NESTED = "[" * 100_000 + "]" * 100_000  # deeper than json.loads can go: a RecursionError before the fix
 

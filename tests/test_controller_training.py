@@ -19,17 +19,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.weights import random_weights
+from cli import UserError
 from config import CAR_RACING, DOOM_TAKE_COVER
 from controller.controller import load_params
 from controller.training import TrainingState, generation_seeds, new_state, training_files, write_logs
 from es import load_optimizer, save_optimizer
+from npyio import save_npz
 from parallel import LocalPool, task_runner
 from rnn.numpy_rnn import expected_rnn_shapes
-from tests.test_dream_training import doom_world_model
 from tests.scripts import ROOT
+from tests.test_dream_training import doom_world_model
 from tests.test_finite_and_flags import stage_05
 from tests.test_training import world_model
-from utils import UserError, random_weights, save_npz
 
 
 class Leader:

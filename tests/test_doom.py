@@ -12,16 +12,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.weights import random_weights
+from cli import UserError
 from config import CAR_RACING, DOOM_TAKE_COVER
 from controller.agent import Agent
 from controller.controller import Controller, random_params, save_params
 from dream import DreamBatch, DreamEnv, dream_rollouts, load_dream
 from envs import get_spec
 from rnn.numpy_rnn import NumpyMDNRNN, expected_rnn_shapes
-from utils import UserError, random_weights
-from vae.numpy_vae import NumpyVAE, expected_vae_shapes
 from tests.scripts import run
 from tests.test_agent import traced_episode
+from vae.numpy_vae import NumpyVAE, expected_vae_shapes
 
 DOOM = "doom_take_cover"
 SPEC = get_spec(DOOM)

@@ -11,12 +11,13 @@ import os
 import numpy as np
 import pytest
 
+from benchmarks.weights import random_weights
 from config import DOOM_TAKE_COVER
 from controller.training import Evaluation, evaluation_points
 from es import load_optimizer
+from npyio import save_npy, save_npz
 from rnn.numpy_rnn import expected_rnn_shapes
 from tests.test_training import run, world_model
-from utils import random_weights, save_npy, save_npz
 from vae.numpy_vae import expected_vae_shapes
 
 pytestmark = pytest.mark.slow  # every test runs the scripts as subprocesses: left out of make test-fast

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from benchmarks.weights import random_weights
 from config import CAR_RACING, DOOM_TAKE_COVER
 from dream import DreamEnv, clip_actions
 from envs import get_spec
 from rnn.numpy_rnn import NumpyMDNRNN, expected_rnn_shapes
-from utils import random_weights
 from vae.numpy_vae import NumpyVAE, expected_vae_shapes
 
 DREAMS = {"dream_car_racing": CAR_RACING, "dream_doom_take_cover": DOOM_TAKE_COVER}

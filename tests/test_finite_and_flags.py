@@ -13,11 +13,12 @@ import sys
 import numpy as np
 import pytest
 
+from benchmarks.weights import random_weights
 from config import CAR_RACING, DOOM_TAKE_COVER
 from controller.controller import Controller, NonFiniteAction
+from npyio import save_npz
 from rnn.numpy_rnn import NumpyMDNRNN, expected_rnn_shapes
 from tests.scripts import ROOT, run
-from utils import random_weights, save_npz
 from vae.numpy_vae import expected_vae_shapes
 
 EPISODES, STEPS = 2, 30
@@ -373,7 +374,7 @@ class ScoringPool:
 
 @pytest.mark.parametrize("reward", [float("nan"), float("inf")])
 def test_05_never_records_a_non_finite_evaluation_as_the_best(tmp_path, monkeypatch, reward):
-    from utils import UserError
+    from cli import UserError
 
     module = stage_05()
     world_model(tmp_path)

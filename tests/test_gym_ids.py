@@ -125,7 +125,7 @@ def test_a_misspelt_id_is_answered_with_ours():
 
 
 def test_a_dream_without_its_world_model_names_the_files_and_the_kwargs(tmp_path):
-    from utils import UserError
+    from cli import UserError
 
     with pytest.raises(UserError) as caught:
         gymnasium.make("WorldModels/DoomTakeCoverDream-v0", rnn_dir=str(tmp_path))

@@ -11,9 +11,9 @@ import pytest
 
 import envs  # noqa: F401  (registers the ids)
 import pretrained
+from cli import UserError
 from pretrained import load_agent
 from scripts import ROOT, run
-from utils import UserError
 
 IDS = {"car_racing": "WorldModels/CarRacing-v3", "doom_take_cover": "WorldModels/DoomTakeCover-v0"}
 

@@ -250,8 +250,8 @@ def test_a_ctrl_c_while_m_is_saved_waits_for_both_files(tmp_path, monkeypatch):
 def test_an_m_whose_adam_does_not_fit_is_refused_not_resumed_afresh(tmp_path):
     import keras
 
+    from cli import UserError
     from rnn.arch import MDNRNN
-    from utils import UserError
 
     rnn = MDNRNN(DOOM_TAKE_COVER).build_all()  # Doom's M with a constant-rate Adam, as earlier versions made
     rnn.compile(optimizer=keras.optimizers.Adam(1e-4, clipvalue=1.0))
@@ -348,7 +348,7 @@ def test_a_v_rebuilt_from_its_numpy_copy_has_exactly_its_weights(tmp_path):
 
 
 def test_corrupt_weights_are_named(tmp_path):
-    from utils import UserError
+    from cli import UserError
 
     (tmp_path / "car_racing.weights.h5").write_bytes(b"not an hdf5 file")
     with pytest.raises(UserError, match="car_racing.weights.h5 is corrupt.*02_train_vae.py"):
@@ -358,8 +358,10 @@ def test_corrupt_weights_are_named(tmp_path):
 
 
 def test_resume_continues_the_history_and_names_a_corrupt_one(tmp_path):
+    from cli import UserError
     from config import rnn_weights_path
-    from utils import UserError, new_or_resumed, save_json
+    from files import save_json
+    from model_files import new_or_resumed
 
     folder, history_path = str(tmp_path), str(tmp_path / "doom_take_cover.history.json")
     weights_path = rnn_weights_path("doom_take_cover", rnn_dir=folder)

@@ -5,8 +5,9 @@ import os
 
 import numpy as np
 import pytest
+from cli import UserError
+from npyio import load_npy
 from tests.scripts import alive, run, start, wait_for
-from utils import UserError, load_npy
 
 pytestmark = pytest.mark.slow  # every test runs the scripts as subprocesses: left out of make test-fast
 
@@ -424,16 +425,16 @@ def test_a_ctrl_c_as_04_saves_waits_for_the_history_row(pipeline, tmp_path, monk
     import importlib.util
     import signal
 
-    import utils
+    import model_files
     from tests.scripts import ROOT
 
-    save = utils.save_npz
+    save = model_files.save_npz
 
     def interrupted(*args, **kwargs):  # Ctrl-C as M's NumPy copy is written, after its Keras weights
         os.kill(os.getpid(), signal.SIGINT)
         return save(*args, **kwargs)
 
-    monkeypatch.setattr(utils, "save_npz", interrupted)
+    monkeypatch.setattr(model_files, "save_npz", interrupted)
     spec = importlib.util.spec_from_file_location("stage_04", os.path.join(ROOT, "04_train_rnn.py"))
     stage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage)

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 import pretrained
+from benchmarks.weights import random_weights
 from config import CAR_RACING
 from controller.controller import random_params, save_params
+from npyio import save_npy, save_npz
 from rnn.numpy_rnn import expected_rnn_shapes
 from tests.scripts import run
-from utils import random_weights, save_npy, save_npz
 from vae.numpy_vae import expected_vae_shapes
 
 pytestmark = pytest.mark.slow  # every test runs the scripts as subprocesses: left out of make test-fast

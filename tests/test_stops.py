@@ -209,7 +209,7 @@ def test_01_writes_over_a_batch_only_when_told_to(tmp_path):
 def test_printed_commands_name_this_python_as_typed_from_here(tmp_path, monkeypatch):
     """Before: 05 printed `python ...` when PATH's python was the venv's through a link (it is a link to the
     system's): pasted, it ran without the project's packages."""
-    from utils import python_command
+    from processes import python_command
 
     venv = os.path.dirname(os.path.dirname(sys.executable))  # .../.venv
     monkeypatch.chdir(os.path.dirname(venv))

@@ -15,12 +15,13 @@ import sys
 import numpy as np
 import pytest
 
+from benchmarks.weights import random_weights
 from config import CAR_RACING
 from es import load_optimizer
+from npyio import save_npz
 from parallel import Failure, Result, Stop, Task, decode, encode
 from rnn.numpy_rnn import expected_rnn_shapes
 from tests.scripts import ENVIRONMENT, ROOT, run, run_command, start, wait_for
-from utils import random_weights, save_npz
 from vae.numpy_vae import expected_vae_shapes
 
 BASE = "car_racing.cma.1.4"  # <env>.<optimizer>.<num_episode>.<population>

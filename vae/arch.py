@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from utils import quiet_tensorflow
+from keras_setup import quiet_tensorflow
 
 quiet_tensorflow()
 

@@ -21,7 +21,8 @@ import os
 
 import numpy as np
 
-from utils import UserError, require_finite
+from cli import UserError
+from npyio import require_finite
 
 ENCODER_FILTERS = (32, 64, 128, 256)  # as vae/arch.py
 ENCODER_KERNEL = 4

@@ -12,8 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
+from cli import UserError
 from config import MAKES_VAE, vae_weights_path
-from utils import UserError, require_finite_model, save_model_files
+from model_files import require_finite_model, save_model_files
 from vae.arch import make_vae
 
 import keras
@@ -32,7 +33,7 @@ class FrameBatches(keras.utils.PyDataset):
     Frames are read with one positioned read (pread) each from the open file, so only the frames of the current
     minibatch are ever in the process's memory: no float32 copy of the file and no memory-mapped pages piling up
     in the resident set (a 200 x 300 batch file is 737 MB). They stay uint8 until the model scales them.
-    `frames` is the array `utils.load_npy` memory-mapped (its file and offset are used); a plain array also works.
+    `frames` is the array `npyio.load_npy` memory-mapped (its file and offset are used); a plain array also works.
     """
 
     def __init__(self, frames: np.ndarray, index: np.ndarray, batch_size: int, seed: int | Sequence[int],

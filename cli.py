@@ -1,0 +1,121 @@
+"""The scripts' command line: the error a user can fix (UserError), the parser that refuses abbreviated flags, the
+one line and exit status a script ends with (run_cli), and the checks of flag values made before any work.
+
+Nothing here imports NumPy or TensorFlow: a script imports it before `blas.prepare_blas()`, and rollout workers
+raise its UserError.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sys
+from typing import Callable, Sequence
+
+
+class UserError(Exception):
+    """A problem the user can fix (a missing or corrupt input, a bad flag). Printed as one line, exit status 1."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (a `kill`, a scheduler ending the job). A KeyboardInterrupt, so that every clean-up written for
+    Ctrl-C (temporary files removed, rollout workers stopped) runs for it too."""
+
+
+_sigterm_received = False
+
+
+def _raise_terminated(signum, frame) -> None:
+    global _sigterm_received
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up of the first
+    _sigterm_received = True
+    raise Terminated()
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """The scripts' command-line parser: a flag is taken only as spelled in --help (argparse's default takes any
+    unambiguous prefix, so a typo such as 01's `--total_episode 4` would run as --total_episodes and write over a
+    batch, and model.py's `--final` would start 100 episodes), and a command line it refuses is one line,
+    `error: ...` with exit status 2, without the usage text. Its subcommands' parsers are of this class too."""
+
+    def __init__(self, *args, allow_abbrev: bool = False, **kwargs):
+        super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+
+
+class StoppedPartWay(KeyboardInterrupt):
+    """A Ctrl-C or SIGTERM (`stop`) that came part-way through work whose result so far is worth a word (`done`,
+    e.g. "after 72 of 100 episodes: 801.20 +- 90.03 over 72"): the script's last line says both."""
+
+    def __init__(self, stop: KeyboardInterrupt, done: str):
+        super().__init__(done)
+        self.stop, self.done = stop, done
+
+
+def exit_line(error: BaseException) -> tuple[str, int] | None:
+    """The one line and exit status with which a script ends on `error`, or None if it is a bug (a traceback)."""
+    if isinstance(error, StoppedPartWay):
+        line, status = exit_line(error.stop)
+        return f"{line} {error.done}", status
+    if isinstance(error, UserError):
+        return f"error: {error}", 1
+    if isinstance(error, Terminated):
+        return "terminated (SIGTERM)", 128 + signal.SIGTERM
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted", 130
+    return None
+
+
+def run_cli(main: Callable[[], object]) -> None:
+    """Run a script's main(): a UserError, Ctrl-C or SIGTERM prints one line to stderr and exits non-zero (1, 130,
+    143), no traceback. SIGTERM is turned into an exception (Terminated) so that it unwinds like Ctrl-C: a save under
+    way removes its temporary file, and no partial file is left."""
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # leave a handler or an inherited SIG_IGN alone
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        main()
+        if _sigterm_received:  # its exception was lost (raised where Python only prints it): still not a success
+            raise Terminated()
+    except (UserError, KeyboardInterrupt) as error:
+        line, status = exit_line(error)
+        print(line, file=sys.stderr)
+        sys.exit(status)
+
+
+MAX_SEED = 2 ** 62  # a seed flag's largest value: a run's seeds count up from it and are kept as int64
+
+
+def check_flags(args, at_least: dict[str, int] | None = None, positive: Sequence[str] = (),
+                non_negative: Sequence[str] = (), seeds: Sequence[str] = ()) -> None:
+    """Refuse out-of-range flags before any work, one line each. at_least: {flag: minimum} for integers; positive
+    and non_negative: float flags that must be finite and > 0 (or >= 0); argparse reads "nan" and "inf" as floats,
+    and a NaN compares False with everything, so it would pass a plain `< 0` test; seeds: integer flags from 0 to
+    MAX_SEED (NumPy takes no negative seed, and one past int64 overflowed deep in a run). A None (unset) flag
+    passes."""
+    for name, minimum in (at_least or {}).items():
+        value = getattr(args, name)
+        if value is not None and value < minimum:
+            raise UserError(f"--{name} must be at least {minimum}, got {value}")
+    for name in seeds:
+        value = getattr(args, name)
+        if value is not None and not 0 <= value <= MAX_SEED:
+            raise UserError(f"--{name} must be from 0 to {MAX_SEED} (2^62), got {value}")
+    for names, low, words in ((positive, "above", "above 0"), (non_negative, "from", "0 or more")):
+        for name in names:
+            value = getattr(args, name)
+            if value is None:
+                continue
+            if not math.isfinite(value) or value < 0 or (low == "above" and value == 0):
+                raise UserError(f"--{name} must be a finite number {words}, got {value}")
+
+
+def check_init_from(init_from: str | None, out_dir: str, out_flag: str, model: str) -> None:
+    """--init_from DIR starts a new model from DIR's NumPy copy and writes it to `out_dir`: the same folder would
+    overwrite what it starts from, so it is refused (`model`: "V" or "M")."""
+    if init_from is not None and os.path.realpath(init_from) == os.path.realpath(out_dir):
+        raise UserError(f"--init_from {init_from} is the {out_flag} the new {model} is written to; give another "
+                        f"{out_flag} (or leave --init_from out to resume that {model})")
