@@ -46,14 +46,28 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
+class HelpWithDefaults(argparse.HelpFormatter):
+    """--help with every flag's default: "(default: X)" follows a help text that does not name its default itself,
+    for a flag whose default is a value (not None, which each help text explains, nor a switch's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text, default = action.help or "", action.default
+        if (text == argparse.SUPPRESS or "default" in text.lower() or default is None or default is False
+                or default == argparse.SUPPRESS):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})".lstrip()
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """The scripts' command-line parser: a flag is taken only as spelled in --help (argparse's default takes any
     unambiguous prefix, so a typo such as 01's `--total_episode 4` would run as --total_episodes and write over a
     batch, and model.py's `--final` would start 100 episodes), and a command line it refuses is one line,
-    `error: ...` with exit status 2, without the usage text. Its subcommands' parsers are of this class too."""
+    `error: ...` with exit status 2, without the usage text. Its --help gives every flag's default
+    (HelpWithDefaults). Its subcommands' parsers are of this class too."""
 
-    def __init__(self, *args, allow_abbrev: bool = False, **kwargs):
-        super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
+    def __init__(self, *args, allow_abbrev: bool = False, formatter_class=HelpWithDefaults, **kwargs):
+        super().__init__(*args, allow_abbrev=allow_abbrev, formatter_class=formatter_class, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
@@ -748,9 +762,28 @@ def blas_kernel() -> str | None:
 
 
 def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up chatter; call before importing keras or tensorflow."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Load TensorFlow without its C++ start-up chatter (`failed call to cuInit`, `oneDNN custom operations`, `Could
+    not find cuda drivers`, absl's `All log messages before absl::InitializeLog()`); call before importing keras or
+    tensorflow. TensorFlow's absl logging writes these lines whatever TF_CPP_MIN_LOG_LEVEL says, so the import and
+    the device lookup that prints the cuInit line run with file descriptor 2 pointed at /dev/null; an error in them
+    is still raised, after stderr is back. TF_CPP_MIN_LOG_LEVEL set below 2 (02, 03 and 04's --tf_log set 0)
+    leaves the log as TensorFlow writes it."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    level = os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules or (level.isdigit() and int(level) < 2):
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()  # CUDA's cuInit, here rather than at the first operation
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def batch_range_files(kind: str, env_name: str, start_batch: int, max_batch: int, made_by: str,
