@@ -120,6 +120,9 @@ def main(argv=None):
     if args.epochs:  # one run at a time writes ./vae/<env>.*; the lock file also checks that the folder takes files
         lock_outputs(args.vae_dir, args.env_name, [(args.vae_dir, temporaries_of(rf"{args.env_name}\..+"))])
 
+    from utils import quiet_tensorflow
+
+    quiet_tensorflow()  # TensorFlow's start-up log hidden unless --tf_log
     import keras
     import numpy as np
 

@@ -163,6 +163,9 @@ def main(argv=None):
         for key in ("mu", "logvar", "actions", "dones"):
             part[key] = pad_steps(part[key], longest)
 
+    from utils import quiet_tensorflow
+
+    quiet_tensorflow()  # TensorFlow's start-up log hidden unless --tf_log
     import keras
 
     from plots import save_curves
