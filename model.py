@@ -54,7 +54,7 @@ def parse_args(argv=None):
                         help=f"episodes to run (default: 1, or {FINAL_EPISODES} with --final_mode)")
     parser.add_argument("--num_worker", type=int, default=os.cpu_count() or 1,
                         help="processes for --final_mode (default: all cores)")
-    add_dream_mode_flag(parser, "1: run inside the world model's dream instead of the real environment")
+    add_dream_mode_flag(parser, "1: run inside the world model's dream instead of the real environment", kind=bool)
     parser.add_argument("--pretrained", action="store_true",
                         help="play the trained agent shipped in ./pretrained/<env>/ (V, M and C; no --filename)")
     parser.add_argument("--pretrained_dir", default=None, help="where shipped agents live (default ./pretrained)")
