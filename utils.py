@@ -773,7 +773,10 @@ def quiet_tensorflow() -> None:
     if "tensorflow" in sys.modules or (level.isdigit() and int(level) < 2):
         return
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to keep clean
+        return
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 2)
