@@ -22,6 +22,7 @@ dream may be wrong in its favour. Write such episodes to new batch numbers (--st
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import time
@@ -45,24 +46,29 @@ KINDS = ("obs_data", "action_data", "length_data", "done_data")  # the four file
 def parse_args(argv=None):
     parser = ArgumentParser(
         description="Collect rollouts (the random policy, or a trained controller) for the world model.")
-    parser.add_argument("env_name", nargs="?", default="car_racing", choices=sorted(CONFIGS))
+    parser.add_argument("env_name", nargs="?", default="car_racing", choices=sorted(CONFIGS),
+                        help="the environment to play (default car_racing)")
     parser.add_argument("--total_episodes", type=int, default=2000, help="episodes to collect (default 2000)")
-    parser.add_argument("--start_batch", type=int, default=0, help="number of the first batch file to write")
+    parser.add_argument("--start_batch", type=int, default=0,
+                        help="number of the first batch file to write (default 0)")
     parser.add_argument("--time_steps", type=int, default=None,
                         help="steps per episode (default: 300 CarRacing, 2100 Doom)")
     parser.add_argument("--batch_size", type=int, default=200, help="episodes per batch file (default 200)")
     parser.add_argument("--render", action="store_true", help="show the episodes in a window (needs a display)")
     parser.add_argument("--run_all_envs", action="store_true", help=f"collect for every env: {', '.join(REAL_ENVS)}")
-    parser.add_argument("--num_workers", type=int, default=os.cpu_count() or 1,
+    parser.add_argument("--num_worker", type=int, default=os.cpu_count() or 1,
                         help="parallel rollout processes (default: all cores)")
-    parser.add_argument("--seed", type=int, default=0, help="episode i of batch b is seeded seed + b x batch_size + i")
+    parser.add_argument("--num_workers", dest="num_worker", type=int, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)  # 01's spelling before --num_worker, as 05 and model.py spell it
+    parser.add_argument("--seed", type=int, default=0,
+                        help="episode i of batch b is seeded seed + b x batch_size + i (default 0)")
     parser.add_argument("--controller", default=None,
                         help="play this controller (05's best.json, with V and M) instead of the random policy")
     parser.add_argument("--overwrite", action="store_true",
                         help="write over batch files that exist (refused otherwise, naming the first)")
     add_folder_flags(parser, "data", "vae", "rnn")
     args = parser.parse_args(argv)
-    for flag in ("total_episodes", "batch_size", "num_workers"):
+    for flag in ("total_episodes", "batch_size", "num_worker"):
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag} must be at least 1")
     if args.time_steps is not None and args.time_steps < 2:
@@ -221,7 +227,7 @@ def main(argv=None):
                      [(args.data_dir, temporaries_of(rf"(?:{'|'.join(KINDS)})_{env_name}_\d+\.npy"))])
     if not args.overwrite:
         refuse_to_overwrite(env_names, args)
-    workers = 1 if args.render else min(args.num_workers, args.total_episodes)
+    workers = 1 if args.render else min(args.num_worker, args.total_episodes)
     started = time.time()
     # Workers die with this process (SIGKILL included) and leave through Python on SIGTERM (closing their env);
     # an error, Ctrl-C or SIGTERM stops them and ends 01 with one line (parallel.ProcessPool).

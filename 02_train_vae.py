@@ -40,9 +40,9 @@ def parse_args(argv=None):
     from config import CONFIGS, add_folder_flags
 
     parser = ArgumentParser(description="Train the VAE (V) on random-rollout frames.")
-    parser.add_argument("--env_name", default="car_racing", choices=sorted(CONFIGS))
-    parser.add_argument("--start_batch", type=int, default=0)
-    parser.add_argument("--max_batch", type=int, default=0)
+    parser.add_argument("--env_name", default="car_racing", choices=sorted(CONFIGS), help="the environment")
+    parser.add_argument("--start_batch", type=int, default=0, help="first batch file of the range")
+    parser.add_argument("--max_batch", type=int, default=0, help="last batch file of the range (inclusive)")
     parser.add_argument("--new_model", action="store_true", help="start from fresh weights instead of ./vae/")
     parser.add_argument("--epochs", type=int, default=10, help="passes over all batch files (default 10)")
     parser.add_argument("--batch_size", type=int, default=None, help="frames per minibatch (default: paper's 100)")
@@ -57,13 +57,18 @@ def parse_args(argv=None):
     parser.add_argument("--jit", default="auto", choices=("auto", "on", "off"),
                         help="the training step with XLA (on) or without (off); auto (default): time a few "
                              "minibatches each way on the first file and train with the faster")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the weights, the order of files and frames, and the draws")
     parser.add_argument("--init_from", default=None, metavar="DIR",
                         help="a new V (as --new_model) starting from the weights of DIR/<env>.npz, a V's NumPy copy "
                              "(e.g. pretrained/<env>/vae, the shipped one); Adam starts afresh")
     add_folder_flags(parser, "data", "vae")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="fit() output: 1 = progress bar")
+    parser.add_argument("--tf_log", action="store_true",
+                        help="show TensorFlow's start-up log (CUDA, oneDNN and absl lines), hidden otherwise")
     args = parser.parse_args(argv)
+    if args.tf_log:  # keras_setup.quiet_tensorflow() leaves TensorFlow's log alone below level 2; TF is not loaded yet
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     check_flags(args, at_least={"epochs": 0, "batch_size": 1, "steps_per_file": 1, "start_batch": 0,
                                 "holdout_batches": 0},
                 positive=("learning_rate",), seeds=("seed",))
@@ -116,6 +121,9 @@ def main(argv=None):
     if args.epochs:  # one run at a time writes ./vae/<env>.*; the lock file also checks that the folder takes files
         lock_outputs(args.vae_dir, args.env_name, [(args.vae_dir, temporaries_of(rf"{args.env_name}\..+"))])
 
+    from keras_setup import quiet_tensorflow
+
+    quiet_tensorflow()  # TensorFlow's start-up log hidden unless --tf_log
     import keras
     import numpy as np
 

@@ -15,6 +15,7 @@ and builds its targets from that draw (rnn.train.rnn_arrays), so a stored draw w
 
 from __future__ import annotations
 
+import os
 import time
 
 from blas import prepare_blas
@@ -30,12 +31,16 @@ def parse_args(argv=None):
     from config import CONFIGS, add_folder_flags
 
     parser = ArgumentParser(description="Encode the rollouts with the VAE into MDN-RNN training data.")
-    parser.add_argument("--env_name", default="car_racing", choices=sorted(CONFIGS))
-    parser.add_argument("--start_batch", type=int, default=0)
-    parser.add_argument("--max_batch", type=int, default=0)
+    parser.add_argument("--env_name", default="car_racing", choices=sorted(CONFIGS), help="the environment")
+    parser.add_argument("--start_batch", type=int, default=0, help="first batch file of the range")
+    parser.add_argument("--max_batch", type=int, default=0, help="last batch file of the range (inclusive)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the z draw written to rnn_input")
     add_folder_flags(parser, "data", "vae")
+    parser.add_argument("--tf_log", action="store_true",
+                        help="show TensorFlow's start-up log (CUDA, oneDNN and absl lines), hidden otherwise")
     args = parser.parse_args(argv)
+    if args.tf_log:  # keras_setup.quiet_tensorflow() leaves TensorFlow's log alone below level 2; TF is not loaded yet
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     check_flags(args, at_least={"start_batch": 0}, seeds=("seed",))
     return args
 

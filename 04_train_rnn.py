@@ -31,9 +31,9 @@ def parse_args(argv=None):
     from config import CONFIGS, add_folder_flags
 
     parser = ArgumentParser(description="Train the MDN-RNN (M) on VAE-encoded sequences.")
-    parser.add_argument("--env_name", default="car_racing", choices=sorted(CONFIGS))
-    parser.add_argument("--start_batch", type=int, default=0)
-    parser.add_argument("--max_batch", type=int, default=0)
+    parser.add_argument("--env_name", default="car_racing", choices=sorted(CONFIGS), help="the environment")
+    parser.add_argument("--start_batch", type=int, default=0, help="first batch file of the range")
+    parser.add_argument("--max_batch", type=int, default=0, help="last batch file of the range (inclusive)")
     parser.add_argument("--new_model", action="store_true", help="start from fresh weights instead of ./rnn/")
     parser.add_argument("--epochs", type=int, default=20, help="passes over all sequences (default 20)")
     parser.add_argument("--batch_size", type=int, default=None, help="sequences per minibatch (default: paper's 100)")
@@ -43,14 +43,18 @@ def parse_args(argv=None):
                              "decays from the given rate on)")
     parser.add_argument("--holdout_batches", type=int, default=0,
                         help="last N batch files of the range: not trained on, their losses printed every epoch")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights, the minibatches and the z draws")
     parser.add_argument("--init_from", default=None, metavar="DIR",
                         help="a new M (as --new_model) starting from the weights of DIR/<env>.npz, an M's NumPy copy "
                              "(e.g. pretrained/<env>/rnn, the shipped one); Adam starts afresh")
     add_folder_flags(parser, "data", "rnn")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
                         help="1: a progress bar per epoch; every value prints a line per epoch")
+    parser.add_argument("--tf_log", action="store_true",
+                        help="show TensorFlow's start-up log (CUDA, oneDNN and absl lines), hidden otherwise")
     args = parser.parse_args(argv)
+    if args.tf_log:  # keras_setup.quiet_tensorflow() leaves TensorFlow's log alone below level 2; TF is not loaded yet
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     check_flags(args, at_least={"epochs": 1, "batch_size": 1, "start_batch": 0}, positive=("learning_rate",),
                 seeds=("seed",))
     check_init_from(args.init_from, args.rnn_dir, "--rnn_dir", "M")
@@ -160,6 +164,9 @@ def main(argv=None):
         for key in ("mu", "logvar", "actions", "dones"):
             part[key] = pad_steps(part[key], longest)
 
+    from keras_setup import quiet_tensorflow
+
+    quiet_tensorflow()  # TensorFlow's start-up log hidden unless --tf_log
     import keras
 
     from model_files import check_room_for_model, new_or_resumed

@@ -44,18 +44,20 @@ SCRIPT = os.path.abspath(__file__)
 
 
 def parse_args(argv=None):
-    from config import CONFIGS, EXP_MODES, FIRST_SEED, add_folder_flags
+    from config import CONFIGS, EXP_MODES, FIRST_SEED, add_dream_mode_flag, add_folder_flags
     from es import OPTIMIZER_NAMES
 
     parser = ArgumentParser(description="Train the controller (C) with an evolution strategy on MPI workers.")
-    parser.add_argument("env_name", choices=sorted(CONFIGS))
-    parser.add_argument("-o", "--optimizer", default="cma", choices=OPTIMIZER_NAMES)
-    parser.add_argument("--init_opt", default="", help="an .es.pk checkpoint to resume from")
+    parser.add_argument("env_name", choices=sorted(CONFIGS), help="the environment")
+    parser.add_argument("-o", "--optimizer", default="cma", choices=OPTIMIZER_NAMES,
+                        help="the evolution strategy (es.py): cma is the paper's CMA-ES, ses estool's name for pepg")
+    parser.add_argument("--init_opt", default="",
+                        help="an .es.pk checkpoint to resume from (default: none, a new run)")
     parser.add_argument("--exp_mode", default=None, choices=EXP_MODES,
                         help="what the controller sees (the official EXP_MODE): z, z_hidden, zc, zh, zch; default "
                              "the paper's (car_racing zh, doom_take_cover zch); a resumed run keeps its own")
     parser.add_argument("--init_params", default="",
-                        help="a fresh run's search starts at these parameters (a .best.json) instead of zeros")
+                        help="a fresh run's search starts at these parameters (a .best.json; default: zeros)")
     parser.add_argument("-e", "--num_episode", type=int, default=1, help="episodes per solution and generation")
     parser.add_argument("-n", "--num_worker", type=int, default=4, help="worker processes (MPI ranks 1..n)")
     parser.add_argument("-t", "--num_worker_trial", type=int, default=1,
@@ -83,8 +85,7 @@ def parse_args(argv=None):
                         help="L2 penalty on the weights, subtracted from the rewards the optimizer sees")
     parser.add_argument("--generations", type=int, default=0,
                         help="stop after this many generations of this run (default: run until stopped)")
-    parser.add_argument("--dream_mode", type=int, default=0, choices=(0, 1),
-                        help="1: evaluate the population inside the world model's dream (doom_take_cover)")
+    add_dream_mode_flag(parser, "1: evaluate the population inside the world model's dream (doom_take_cover)")
     parser.add_argument("--temperature", type=float, default=None,
                         help="dream temperature tau (default: the paper's 1.15 for Doom)")
     parser.add_argument("--real_episodes", type=int, default=32,

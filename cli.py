@@ -34,14 +34,28 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
+class HelpWithDefaults(argparse.HelpFormatter):
+    """--help with every flag's default: "(default: X)" follows a help text that does not name its default itself,
+    for a flag whose default is a value (not None, "" or [], which each help text explains, nor a switch's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text, default = action.help or "", action.default
+        if (text == argparse.SUPPRESS or "default" in text.lower() or default is False or default in (None, "", [])
+                or default == argparse.SUPPRESS):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})".lstrip()
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """The scripts' command-line parser: a flag is taken only as spelled in --help (argparse's default takes any
     unambiguous prefix, so a typo such as 01's `--total_episode 4` would run as --total_episodes and write over a
     batch, and model.py's `--final` would start 100 episodes), and a command line it refuses is one line,
-    `error: ...` with exit status 2, without the usage text. Its subcommands' parsers are of this class too."""
+    `error: ...` with exit status 2, without the usage text. Its --help gives every flag's default
+    (HelpWithDefaults). Its subcommands' parsers are of this class too."""
 
-    def __init__(self, *args, allow_abbrev: bool = False, **kwargs):
-        super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
+    def __init__(self, *args, allow_abbrev: bool = False, formatter_class=HelpWithDefaults, **kwargs):
+        super().__init__(*args, allow_abbrev=allow_abbrev, formatter_class=formatter_class, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"error: {message} (see: {self.prog} --help)\n")

@@ -7,6 +7,7 @@ flags override a few of them. Sizes are counts, times are environment steps.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import os
@@ -33,6 +34,20 @@ def add_folder_flags(parser, *names: str) -> None:
     for name in names:
         default, holds = FOLDERS[name]
         parser.add_argument(f"--{name}_dir", default=default, help=f"{holds}; default {default}")
+
+
+def _zero_or_one(text: str) -> int:
+    if text not in ("0", "1"):
+        raise argparse.ArgumentTypeError(f"takes 0, 1 or nothing (1), got {text!r} (an ENV goes before --dream_mode)")
+    return int(text)
+
+
+def add_dream_mode_flag(parser, help: str, kind: type = int) -> None:
+    """Add --dream_mode, one flag with the same forms in 05 and model.py: bare or `--dream_mode 1` is the dream
+    (estool's 05 spelled it with a value, model.py as a switch), `--dream_mode 0` or leaving it out the real game.
+    `kind`: the value's type, int (05's checkpoints keep it as 0 or 1) or bool (model.py's .final.json)."""
+    parser.add_argument("--dream_mode", type=lambda text: kind(_zero_or_one(text)), nargs="?", const=kind(1),
+                        default=kind(0), metavar="{0,1}", help=f"{help} (bare: 1; default 0)")
 
 FRAME_SIZE = 64  # V sees 64x64 RGB frames, stored as uint8
 

@@ -37,11 +37,12 @@ from episodes import Episode  # noqa: E402
 
 
 def parse_args(argv=None):
-    from config import CONFIGS, EXP_MODES, add_folder_flags
+    from config import CONFIGS, EXP_MODES, add_dream_mode_flag, add_folder_flags
 
     parser = ArgumentParser(description="Run a trained agent: watch it, record it, or score it.")
-    parser.add_argument("env_name", choices=sorted(CONFIGS))
-    parser.add_argument("--filename", default="", help="controller parameters: a .best.json from 05")
+    parser.add_argument("env_name", choices=sorted(CONFIGS), help="the environment")
+    parser.add_argument("--filename", default="",
+                        help="controller parameters: a .best.json from 05 (default: none, a random controller)")
     parser.add_argument("--exp_mode", default=None, choices=EXP_MODES,
                         help="the controller's input mode; default: the file's own (the paper's for a file without "
                              "one, and for a random controller)")
@@ -54,8 +55,7 @@ def parse_args(argv=None):
                         help=f"episodes to run (default: 1, or {FINAL_EPISODES} with --final_mode)")
     parser.add_argument("--num_worker", type=int, default=os.cpu_count() or 1,
                         help="processes for --final_mode (default: all cores)")
-    parser.add_argument("--dream_mode", action="store_true",
-                        help="run inside the world model's dream instead of the real environment")
+    add_dream_mode_flag(parser, "1: run inside the world model's dream instead of the real environment", kind=bool)
     parser.add_argument("--pretrained", action="store_true",
                         help="play the trained agent shipped in ./pretrained/<env>/ (V, M and C; no --filename)")
     parser.add_argument("--pretrained_dir", default=None, help="where shipped agents live (default ./pretrained)")

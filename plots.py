@@ -169,7 +169,7 @@ def parse_args(argv: Sequence[str] | None = None):
     parser.add_argument("runs", nargs="*", metavar="[LABEL=]HIST_JSON[+N]",
                         help="a run's ./log/<base>.hist.json; +N: the run went on from another's generation N (a "
                              "restart), so it is drawn from N + 1")
-    parser.add_argument("--out", default=os.path.join("log", "runs.png"), help="the PNG to write (./log/runs.png)")
+    parser.add_argument("--out", default=os.path.join("log", "runs.png"), help="the PNG to write")
     parser.add_argument("--official", action="store_true",
                         help="add the official estool CarRacing run's population average, up to the last generation "
                              "shown")
@@ -178,7 +178,7 @@ def parse_args(argv: Sequence[str] | None = None):
                         help="add the last controller phases of every reproduce.py run of ENV (each seed, restarts "
                              "after the generation they went on from)")
     parser.add_argument("--reproduce_root", default=os.path.join("runs", "reproduce"),
-                        help="where reproduce.py's runs are (runs/reproduce)")
+                        help="where reproduce.py's runs are")
     return parser.parse_args(argv)
 
 

@@ -562,26 +562,27 @@ def save_still(video: str, path: str) -> None:
 def parse_args(argv=None):
     from config import CONFIGS, add_folder_flags
 
+    root_help = "where shipped agents live (default: pretrained/ of this repository)"
     parser = ArgumentParser(description="Pack a trained agent into pretrained/<env>/, or check one.")
     commands = parser.add_subparsers(dest="action", required=True)
     packing = commands.add_parser("pack", help="copy V, M, C and first frames, write the manifest")
-    packing.add_argument("env_name", choices=sorted(CONFIGS))
+    packing.add_argument("env_name", choices=sorted(CONFIGS), help="the environment")
     packing.add_argument("--filename", required=True, help="the controller's .best.json")
     packing.add_argument("--final", required=True, help="model.py --final_mode's .final.json of that controller")
     packing.add_argument("--command", action="append", default=[], help="a command that made the files (repeat)")
-    packing.add_argument("--root", default=PRETRAINED_DIR)
+    packing.add_argument("--root", default=PRETRAINED_DIR, help=root_help)
     add_folder_flags(packing, "vae", "rnn", "data")
     checking = commands.add_parser("verify", help="check the manifest against itself and every shipped file's "
                                    "sha256")
-    checking.add_argument("env_name", choices=sorted(CONFIGS))
+    checking.add_argument("env_name", choices=sorted(CONFIGS), help="the environment")
     checking.add_argument("--replay", action="store_true",
                           help="also play the manifest's short check episodes and compare their scores exactly")
-    checking.add_argument("--root", default=PRETRAINED_DIR)
+    checking.add_argument("--root", default=PRETRAINED_DIR, help=root_help)
     carding = commands.add_parser("card", help="write the model card pretrained/<env>/README.md from the manifest")
-    carding.add_argument("env_name", choices=sorted(CONFIGS))
-    carding.add_argument("--root", default=PRETRAINED_DIR)
+    carding.add_argument("env_name", choices=sorted(CONFIGS), help="the environment")
+    carding.add_argument("--root", default=PRETRAINED_DIR, help=root_help)
     playing = commands.add_parser("play", help="record every shipped agent in its game and its dream (make play)")
-    playing.add_argument("--root", default=PRETRAINED_DIR)
+    playing.add_argument("--root", default=PRETRAINED_DIR, help=root_help)
     playing.add_argument("--video_dir", default="./video", help="where the MP4s go (default ./video)")
     playing.add_argument("--stills", default=None, help="also write a PNG frame of each video to this folder")
     playing.add_argument("--max_length", type=int, default=-1, help="steps per episode at most (default: the env's)")

@@ -25,7 +25,7 @@ def parse_args(argv=None):
     parser.add_argument("--workers", type=int, default=2, help="processes of each stage (must divide populations)")
     parser.add_argument("--preset", default="full", help=f"one of {', '.join(PRESETS)}")
     parser.add_argument("--status", action="store_true", help="say where the run stands and exit")
-    parser.add_argument("--root", default=os.path.join("runs", "reproduce"), help="state folders (runs/reproduce)")
+    parser.add_argument("--root", default=os.path.join("runs", "reproduce"), help="where the runs' state folders go")
     args = parser.parse_args(argv)
     if args.env_name not in ENVS:
         raise UserError(f"unknown ENV {args.env_name!r}: give one of {', '.join(ENVS)}")

@@ -33,19 +33,22 @@ def parse_args(argv=None):
     from config import add_folder_flags
 
     parser = ArgumentParser(description="Train in the dream at several temperatures; score dream and real.")
-    parser.add_argument("env_name", choices=["doom_take_cover"])
-    parser.add_argument("--temperatures", type=float, nargs="+", default=sorted(PAPER))
+    parser.add_argument("env_name", choices=["doom_take_cover"], help="the environment (the paper swept Doom's)")
+    parser.add_argument("--temperatures", type=float, nargs="+", default=sorted(PAPER),
+                        help="the dream temperatures tau to train at, one 05 run each (default: the paper's)")
     parser.add_argument("--generations", type=int, default=50,
                         help="dream generations per temperature, in all, a multiple of --eval_steps (a rerun trains "
                              "only those still owed)")
-    parser.add_argument("-n", "--num_worker", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("-t", "--num_worker_trial", type=int, default=8)
-    parser.add_argument("-e", "--num_episode", type=int, default=4)
-    parser.add_argument("--eval_steps", type=int, default=10)
-    parser.add_argument("--episodes", type=int, default=100, help="episodes of each score (paper: 100)")
+    parser.add_argument("-n", "--num_worker", type=int, default=os.cpu_count() or 1,
+                        help="05's worker processes, and model.py's (default: all cores)")
+    parser.add_argument("-t", "--num_worker_trial", type=int, default=8,
+                        help="05's solutions per worker: population = num_worker x num_worker_trial")
+    parser.add_argument("-e", "--num_episode", type=int, default=4, help="05's dream episodes per solution")
+    parser.add_argument("--eval_steps", type=int, default=10, help="05 evaluates the mean every this many generations")
+    parser.add_argument("--episodes", type=int, default=100, help="episodes of each score (default 100, as the paper)")
     parser.add_argument("--real_episodes", type=int, default=32,
                         help="real-game episodes 05 scores each new dream best with")
-    parser.add_argument("--seed", type=int, default=111)
+    parser.add_argument("--seed", type=int, default=111, help="05's --seed_start and model.py's --seed")
     add_folder_flags(parser, "controller", "log")
     args = parser.parse_args(argv)
     check_flags(args, at_least={"generations": 0, "num_worker": 1, "num_worker_trial": 1, "num_episode": 1,

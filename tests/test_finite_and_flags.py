@@ -92,7 +92,8 @@ FLAGS = [
     ("01_generate_data.py", ["car_racing", "--time_steps", 1], "--time_steps"),
     ("01_generate_data.py", ["car_racing", "--time_steps", 1001], "--time_steps"),  # recorded what no game plays
     ("01_generate_data.py", ["--run_all_envs", "--time_steps", 2100], "--time_steps"),
-    ("01_generate_data.py", ["car_racing", "--num_workers", 0], "--num_workers"),
+    ("01_generate_data.py", ["car_racing", "--num_worker", 0], "--num_worker"),
+    ("01_generate_data.py", ["car_racing", "--num_workers", 0], "--num_worker"),  # the older spelling, hidden
     ("01_generate_data.py", ["car_racing", "--seed", -1], "--seed"),
     ("02_train_vae.py", ["--seed", -3], "--seed"),
     ("03_generate_rnn_data.py", ["--seed", -1], "--seed"),
