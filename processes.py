@@ -18,15 +18,18 @@ from typing import Callable, Iterator, Sequence
 from cli import Terminated
 
 
-def run_child(command: Sequence[str]) -> int:
+def run_child(command: Sequence[str], cwd: str | None = None, pass_fds: Sequence[int] = (),
+              death_signal: int = signal.SIGKILL, grace_seconds: float = 60) -> int:
     """Run a script of ours as a child process and return its exit status. A Ctrl-C or SIGTERM that reaches us
-    reaches it too, and we wait for it to stop its own way (a 05 finishes its save and prints the command that
-    resumes) before raising in turn; subprocess.run killed it after a quarter of a second. SIGTERM is passed on (a
-    second one changes nothing: run_cli ignores it). SIGINT is passed on unless the child is in the terminal's
-    foreground group: a Ctrl-C at the terminal reached it already, and a second one could cut its clean-up short."""
+    reaches it too, and we wait (up to `grace_seconds`) for it to stop its own way (a 05 finishes its save and prints
+    the command that resumes) before raising in turn; subprocess.run killed it after a quarter of a second. SIGTERM is
+    passed on (a second one changes nothing: run_cli ignores it). SIGINT is passed on unless the child is in the
+    terminal's foreground group: a Ctrl-C at the terminal reached it already, and a second one could cut its clean-up
+    short. If we die, however we die, the child gets `death_signal` (dies_with_this_process)."""
     import subprocess
 
-    child = subprocess.Popen(command, preexec_fn=dies_with_this_process())
+    child = subprocess.Popen(list(command), cwd=cwd, pass_fds=tuple(pass_fds),
+                             preexec_fn=dies_with_this_process(death_signal))
     try:
         return child.wait()
     except KeyboardInterrupt as stop:
@@ -35,7 +38,7 @@ def run_child(command: Sequence[str]) -> int:
                 child.send_signal(signal.SIGTERM)
             elif not in_terminal_foreground(child.pid):
                 child.send_signal(signal.SIGINT)
-            child.wait(timeout=60)
+            child.wait(timeout=grace_seconds)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()

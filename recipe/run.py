@@ -50,28 +50,15 @@ def run_stage(command: Sequence[str], cwd: str, on_cpu: Callable[[float], None])
     """Run one stage script in `cwd` and return its exit status; `on_cpu` gets the CPU seconds of it and its
     children, also when it was stopped. Ctrl-C and SIGTERM that reach us are passed on, and we wait for the stage to
     stop its own way (05 saves its checkpoint) before raising in turn."""
-    from cli import Terminated
     from files import _HELD_LOCKS
-    from processes import dies_with_this_process, in_terminal_foreground
+    from processes import run_child
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    # the stage holds the run folder's lock too: if we are killed, a new reproduce.py waits for it to be gone; it
-    # gets SIGTERM then, and stops its own way (05 saves its checkpoint)
-    child = subprocess.Popen(list(command), cwd=cwd, pass_fds=tuple(_HELD_LOCKS.values()),
-                             preexec_fn=dies_with_this_process(signal.SIGTERM))
     try:
-        return child.wait()
-    except KeyboardInterrupt as stop:
-        try:
-            if isinstance(stop, Terminated):
-                child.send_signal(signal.SIGTERM)
-            elif not in_terminal_foreground(child.pid):  # a Ctrl-C at the terminal reached it already
-                child.send_signal(signal.SIGINT)
-            child.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        raise
+        # the stage holds the run folder's lock too: if we are killed, a new reproduce.py waits for it to be gone;
+        # it gets SIGTERM then, and stops its own way (05 saves its checkpoint)
+        return run_child(command, cwd=cwd, pass_fds=tuple(_HELD_LOCKS.values()), death_signal=signal.SIGTERM,
+                         grace_seconds=120)
     finally:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         on_cpu((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))

@@ -36,3 +36,12 @@ def pytest_sessionstart(session):
         current = factory.getbasetemp()
         cleanup_numbered_dir(current.parent, prefix="pytest-", keep=1,
                              consider_lock_dead_if_created_before=time.time() - LOCK_TIMEOUT)
+
+
+@pytest.fixture
+def closing():
+    """Call closing(env) to have env closed at the end of the test, whatever happens."""
+    opened = []
+    yield lambda env: opened.append(env) or env
+    for env in opened:
+        env.close()

@@ -69,15 +69,6 @@ def build(name, render_mode=None, max_episode_steps=None):
                     render_mode=render_mode)
 
 
-@pytest.fixture
-def closing():
-    """Call closing(env) to have env closed at the end of the test, whatever happens."""
-    opened = []
-    yield lambda env: opened.append(env) or env
-    for env in opened:
-        env.close()
-
-
 def play(env, seed, actions, render=False):
     """Copies of everything reset(seed) and then step(action) for each action return (until the episode ends):
     [obs, info] from reset, then [obs, reward, terminated, truncated, info] per step (with render() if asked)."""

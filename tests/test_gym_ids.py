@@ -22,14 +22,6 @@ LIMITS = {"WorldModels/CarRacing-v3": CAR_RACING.max_episode_length,
           "WorldModels/DoomTakeCoverDream-v0": DOOM_TAKE_COVER.max_episode_length}
 
 
-@pytest.fixture
-def closing():
-    opened = []
-    yield lambda env: opened.append(env) or env
-    for env in opened:
-        env.close()
-
-
 def test_every_id_is_registered_with_its_own_episode_limit():
     assert {env_id: gymnasium.spec(env_id).max_episode_steps for env_id in LIMITS} == LIMITS
     assert list(LIMITS.values()) == [1000, 2100, 1000, 2100]
