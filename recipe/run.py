@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 from cli import UserError
 from files import repo_root, save_json
 from processes import python_command
+from reading import SMALL_JSON_BYTES, read_json
 from recipe import seeds as seeding
 from recipe.presets import (Collect, ControllerPhase, Encode, Recipe, TrainM, TrainV, recipe_key)
 
@@ -99,8 +100,6 @@ class RunState:
 
     @classmethod
     def load(cls, path: str) -> RunState:
-        from reading import SMALL_JSON_BYTES, read_json
-
         data = read_json(path, SMALL_JSON_BYTES, "a reproduce state file", "move the folder away to start afresh")
         try:
             return cls(**data)
@@ -189,12 +188,11 @@ class Run:
 
     # -- the scratch folder: what stages rebuild exactly from seeds
     def _scratch_done(self) -> list[str]:
-        from reading import SMALL_JSON_BYTES, read_json
-
         path = os.path.join(self.scratch, "done.json")
         if not os.path.exists(path):
             return []
-        done = read_json(path, SMALL_JSON_BYTES, "a list of the steps scratch/ holds", "delete scratch/ (it is rebuilt)")
+        done = read_json(path, SMALL_JSON_BYTES, "a list of the steps scratch/ holds",
+                         "delete scratch/ (it is rebuilt)")
         return [name for name in done if isinstance(name, str)] if isinstance(done, list) else []
 
     def _mark_scratch(self, names: list[str]) -> None:
@@ -310,14 +308,20 @@ class Run:
                          "init": None if phase.start is None else self.chosen_path(phase.start)})
         return runs
 
-    def checkpoint(self, phase: ControllerPhase, run_index: int) -> tuple[str, object | None]:
-        """(path of a run's .es.pk, its TrainingState or None before its first generation)."""
-        from controller.training import TrainingState, training_files
-        from es import load_optimizer
+    def training_files(self, phase: ControllerPhase, run_index: int):
+        """05's files (controller.training.TrainingFiles) of one run of a controller phase."""
+        from controller.training import training_files
 
         run = self.state.phases[phase.name][run_index]
         controller_dir, log_dir = self.phase_dirs(phase.name, run_index)
-        files = training_files(self.recipe.env, "cma", phase.episodes, run["population"], controller_dir, log_dir)
+        return training_files(self.recipe.env, "cma", phase.episodes, run["population"], controller_dir, log_dir)
+
+    def checkpoint(self, phase: ControllerPhase, run_index: int) -> tuple[str, object | None]:
+        """(path of a run's .es.pk, its TrainingState or None before its first generation)."""
+        from controller.training import TrainingState
+        from es import load_optimizer
+
+        files = self.training_files(phase, run_index)
         if not os.path.exists(files.checkpoint):
             return files.checkpoint, None
         _, state = load_optimizer(files.checkpoint)
@@ -336,7 +340,7 @@ class Run:
                 controller_dir, _ = self.phase_dirs(phase.name, run_index)
                 rule = phase.restart
                 runs.append({"population": run["population"] * rule.population_factor, "sigma": rule.sigma,
-                             "start": run["start"] + done, "init": self._best_of(phase, run_index)})
+                             "start": run["start"] + done, "init": self.training_files(phase, run_index).best})
                 print(f"== {phase.name}: the population average gained less than {rule.min_gain:g} in "
                       f"{rule.span} generations: restart {len(runs) - 1} from the best, population "
                       f"{runs[-1]['population']}, sigma {rule.sigma}, {phase.generations - runs[-1]['start']} "
@@ -362,14 +366,6 @@ class Run:
         recent = sum(averages[done - rule.window:done]) / rule.window
         earlier = sum(averages[done - rule.span - rule.window:done - rule.span]) / rule.window
         return recent - earlier < rule.min_gain
-
-    def _best_of(self, phase: ControllerPhase, run_index: int) -> str:
-        from controller.training import training_files
-
-        run = self.state.phases[phase.name][run_index]
-        controller_dir, log_dir = self.phase_dirs(phase.name, run_index)
-        return training_files(self.recipe.env, "cma", phase.episodes, run["population"], controller_dir,
-                              log_dir).best
 
     def _run_05(self, phase_index: int, index: int, phase: ControllerPhase, run_index: int, checkpoint: str | None,
                 generations: int, vae: str, rnn: str) -> None:
@@ -462,8 +458,6 @@ class Run:
             command += ["--max_length", str(max_length)]
         self._stage(stage, command, f"model.py ({stage})")
         name = os.path.basename(filename)[: -len(".json")]
-        from reading import SMALL_JSON_BYTES, read_json
-
         return read_json(os.path.join(log_dir, f"{name}.final.json"), SMALL_JSON_BYTES, "a .final.json",
                          "resume the run (the score is played again)")
 
