@@ -8,10 +8,13 @@ raise its UserError.
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import math
 import os
 import signal
 import sys
+import typing
 from typing import Callable, Sequence
 
 
@@ -133,3 +136,122 @@ def check_init_from(init_from: str | None, out_dir: str, out_flag: str, model: s
     if init_from is not None and os.path.realpath(init_from) == os.path.realpath(out_dir):
         raise UserError(f"--init_from {init_from} is the {out_flag} the new {model} is written to; give another "
                         f"{out_flag} (or leave --init_from out to resume that {model})")
+
+
+# Typed settings: a script's flags declared once, as the fields of a frozen dataclass (in the manner of CleanRL's
+# `Args`), each with its default and help. The parser is made from the class, and a parsed command line is an
+# instance of it: typed, checked in its __post_init__ (a UserError), never changed after (dataclasses.replace makes
+# a changed copy, checked again). Library code takes the settings object or its fields, never an argparse Namespace.
+
+def option(default=dataclasses.MISSING, help: str = "", *, flags: Sequence[str] = (), positional: bool = False,
+           hidden: Sequence[str] = (), **argparse_options):
+    """A settings field that is a command-line flag `--<field name>`: its default, its --help text, short `flags`
+    (e.g. ("-o",)), `hidden` old spellings accepted but not shown (e.g. ("--num_workers",)), `positional` for an
+    argument without a flag, and any other add_argument option (choices, metavar, type, nargs, const, action). The
+    type comes from the field's annotation (str, int, float, a bool switch, `X | None`, `tuple[X, ...]`) unless
+    `type` or `action` is given."""
+    metadata = {"help": help, "flags": tuple(flags), "positional": positional, "hidden": tuple(hidden),
+                "argparse": argparse_options}
+    return dataclasses.field(default=default, metadata={"cli": metadata})
+
+
+def _flag_fields(settings_class) -> list[tuple[dataclasses.Field, dict, type]]:
+    """The fields of `settings_class` that are flags, each with its option() metadata and its annotated type."""
+    hints = typing.get_type_hints(settings_class)
+    return [(field, field.metadata["cli"], hints[field.name]) for field in dataclasses.fields(settings_class)
+            if "cli" in field.metadata]
+
+
+def _plain_type(annotation) -> tuple[type, bool]:
+    """(the type a flag's text is read as, whether it is a tuple of them) of an annotation: `int | None` -> int,
+    `tuple[float, ...]` -> (float, True)."""
+    arguments = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (tuple, list):
+        return arguments[0], True
+    if arguments and typing.get_origin(annotation) is not None:  # a union with None
+        return _plain_type(arguments[0])[0], False
+    return annotation, False
+
+
+def add_settings(parser: argparse.ArgumentParser, settings_class) -> None:
+    """Add a flag (or positional argument) for every option() field of the dataclass `settings_class`."""
+    for field, meta, annotation in _flag_fields(settings_class):
+        kind, many = _plain_type(annotation)
+        options = dict(meta["argparse"])
+        if "action" not in options and "type" not in options:
+            if kind is bool:
+                options["action"] = "store_true"
+            else:
+                options["type"] = kind
+        if many:
+            options.setdefault("nargs", "+")
+        default = field.default
+        if meta["positional"]:
+            if default is not dataclasses.MISSING:
+                options.setdefault("nargs", "?")
+                options["default"] = default
+            parser.add_argument(field.name, help=meta["help"], **options)
+            continue
+        if default is not dataclasses.MISSING:
+            options["default"] = default
+        else:
+            options["required"] = True
+        parser.add_argument(*meta["flags"], f"--{field.name}", dest=field.name, help=meta["help"], **options)
+        for alias in meta["hidden"]:
+            options.update(default=argparse.SUPPRESS, required=False)
+            parser.add_argument(alias, dest=field.name, help=argparse.SUPPRESS, **options)
+
+
+def settings_from(settings_class, namespace: argparse.Namespace):
+    """The `settings_class` instance of a parsed command line (its flags' values; a tuple field as a tuple)."""
+    values = {}
+    for field, _, annotation in _flag_fields(settings_class):
+        value = getattr(namespace, field.name)
+        values[field.name] = tuple(value) if _plain_type(annotation)[1] and value is not None else value
+    return settings_class(**values)
+
+
+def given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> frozenset[str]:
+    """The destinations of the flags `argv` gives (short and hidden spellings included): what a resume treats as
+    asked for, as opposed to left at its default. Parsed again with every default replaced by a marker."""
+    marker = object()
+    again = copy.deepcopy(parser)
+    flags = {action.dest for action in again._actions if action.option_strings and action.dest != "help"}
+    again.set_defaults(**dict.fromkeys(flags, marker))
+    return frozenset(name for name, value in vars(again.parse_args(argv)).items()
+                     if name in flags and value is not marker)
+
+
+class SettingsParser(ArgumentParser):
+    """The parser of one settings dataclass: `parse(argv)` is an instance of it, `given(argv)` the flags given."""
+
+    def __init__(self, settings_class, **kwargs):
+        super().__init__(**kwargs)
+        self.settings_class = settings_class
+        add_settings(self, settings_class)
+
+    def parse(self, argv: Sequence[str] | None = None):
+        return settings_from(self.settings_class, self.parse_args(argv))
+
+    def given(self, argv: Sequence[str] | None = None) -> frozenset[str]:
+        return given_flags(self, argv)
+
+
+def to_argv(settings, only: Sequence[str] | None = None) -> list[str]:
+    """The command-line arguments that give `settings` (its fields that differ from their default, or the fields
+    named in `only`): parsing them with its class's parser gives `settings` again."""
+    positional, argv = [], []
+    for field, meta, annotation in _flag_fields(type(settings)):
+        value = getattr(settings, field.name)
+        if (only is None and value == field.default) or (only is not None and field.name not in only):
+            continue
+        kind, many = _plain_type(annotation)
+        words = [str(int(v) if isinstance(v, bool) else v) for v in (value if many else [value])]
+        if meta["positional"]:
+            positional += words
+        elif meta["argparse"].get("action") is None and kind is bool and "type" not in meta["argparse"]:
+            if value:  # a switch: present or not
+                argv.append(f"--{field.name}")
+        elif value is not None:
+            argv += [f"--{field.name}", *words]
+    return positional + argv
