@@ -13,7 +13,9 @@ between generations (CMA-ES update, checkpoint, logs and PNG) is serial, so gene
 (seconds instead of minutes) would understate the scaling.
 
 "Alone" is one process playing the same kind of episodes with the same agent (controller/agent.EpisodeRunner, what a
-worker runs) and nothing else: the most a worker can do. The breakdown (05's --phase_times) splits each generation's
+worker runs) and nothing else: the most a worker can do. "Two alone" is two such processes started together, their
+rates summed: the most two cores of the machine give two processes that share no work, so a shortfall of two
+workers against twice alone splits into what the machine takes (two alone below 2x alone) and what 05 takes. The breakdown (05's --phase_times) splits each generation's
 wall time into the workers' episodes, their wait at the end for the last episode, the messages and handing out
 between episodes, and the leader's serial work (ask, update, save), as shares of the generation, averaged over the
 workers. The episode speed (steps a second of a worker's time in episodes) tells the two kinds of loss apart: a
@@ -96,20 +98,39 @@ def alone_rate(episodes: int, max_length: int) -> float:
     return float(result.stdout.split()[-1])
 
 
+def alone_pair_rate(episodes: int, max_length: int) -> float:
+    """Env steps a second of two `alone` processes started together, summed: what two cores of this machine give two
+    processes that share nothing (caches, memory bandwidth and the host's scheduling aside), the ceiling for two
+    workers."""
+    code = f"from benchmarks.bench_controller import play_alone; play_alone({episodes}, {max_length})"
+    processes = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, text=True, env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
+                 for _ in range(2)]
+    try:
+        outputs = [process.communicate(timeout=1800)[0] for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    return sum(float(output.split()[-1]) for output in outputs)
+
+
 def main(quick: bool = False) -> dict[str, float]:
     rounds, count, max_length = (1, 3, 300) if quick else (2, 3, 1000)
     rows: dict[int, list[dict]] = {1: [], 2: []}
-    alone = []
+    alone, pair = [], []
     for _ in range(rounds):
         alone.append(alone_rate(2 if quick else 4, max_length))
+        pair.append(alone_pair_rate(2 if quick else 4, max_length))
         for workers in (1, 2):
             rows[workers] += generations(workers, count, max_length)
     rates = {workers: statistics.median(row["steps"] / row["total"] for row in rows[workers]) for workers in (1, 2)}
-    single, one, two = statistics.median(alone), rates[1], rates[2]
+    single, one, two, both = statistics.median(alone), rates[1], rates[2], statistics.median(pair)
     print(f"== controller training (05 under mpiexec, population {POPULATION}, episodes of {max_length} steps)")
     print(f"  alone    : {single:8.1f} env steps/s (environment and agent, one process, nothing else)")
+    print(f"  two alone: {both:8.1f} env steps/s (two such processes at once, summed: {both / single:.2f}x alone, "
+          f"the most two cores of this machine give)")
     print(f"  1 worker : {one:8.1f} env steps/s ({one / single:.2f} of alone)")
-    print(f"  2 workers: {two:8.1f} env steps/s ({two / one:.2f}x 1 worker; {two / 2 / single:.2f} of alone per worker)")
+    print(f"  2 workers: {two:8.1f} env steps/s ({two / one:.2f}x 1 worker; {two / 2 / single:.2f} of alone per worker; {two / both:.2f} of two alone)")
     for workers in (1, 2):  # below alone: the workers' episodes themselves ran slower (cores shared, caches)
         speed = statistics.median(row["steps"] / (workers * row["episodes"]) for row in rows[workers])
         print(f"  episode speed, {workers} worker{'s' if workers > 1 else ' '}: {speed:8.1f} env steps a second of a "
@@ -119,7 +140,8 @@ def main(quick: bool = False) -> dict[str, float]:
     for workers in (1, 2):
         shares = [statistics.median(row[phase] / row["total"] for row in rows[workers]) for phase in PHASES]
         print(f"  {workers} worker{'s' if workers > 1 else ' '}:" + "".join(f"{100 * share:9.1f}%" for share in shares))
-    return {"alone": single, "one": one, "two": two, "ratio": two / one, "per_worker": two / 2 / single}
+    return {"alone": single, "two_alone": both, "one": one, "two": two, "ratio": two / one,
+            "per_worker": two / 2 / single}
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,6 +62,24 @@ def vae_training_rate(steps: int = 10, jit_compile: bool | str = True) -> float:
     started = time.perf_counter()
     vae.fit(frames[100:], batch_size=100, epochs=1, verbose=0)
     return 100 * steps / (time.perf_counter() - started)
+
+
+def vae_training_rates(steps: int, rounds: int) -> dict[str, list[float]]:
+    """vae_training_rate of `--jit` off, on and auto, each in a fresh Python process as 02 runs it (TensorFlow's
+    thread pools and XLA's compiled code of one measurement cannot slow or speed the next), the three alternating
+    for `rounds` rounds so that a machine's drift falls on all of them alike: {mode: images/s of each round}."""
+    arguments = {"off": "False", "on": "True", "auto": "'auto'"}
+    rates: dict[str, list[float]] = {mode: [] for mode in arguments}
+    for _ in range(rounds):
+        for mode, argument in arguments.items():
+            code = ("from benchmarks.bench_data import vae_training_rate; "
+                    f"print(vae_training_rate({steps}, {argument}))")
+            result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                                    timeout=1800, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            if mode == "auto":
+                print(result.stdout.strip().splitlines()[0])  # which step it chose, and its timing
+            rates[mode].append(float(result.stdout.split()[-1]))
+    return rates
 
 
 def rnn_epoch_rate(episodes: int = 64, batch_size: int = 16, bucketed: bool = True) -> float:
@@ -127,13 +146,16 @@ def main(quick: bool = False) -> None:
     two = rollout_rate(episodes=4 if quick else 8, steps=100 if quick else 200, workers=2)
     print(f"  1 worker : {one:8.1f} frames/s (per core)")
     print(f"  2 workers: {two:8.1f} frames/s ({two / one:.2f}x)")
-    print("== stage 02: VAE training (z = 32, minibatch 100, CPU)")
-    plain = vae_training_rate(steps=3 if quick else 10, jit_compile=False)
-    xla = vae_training_rate(steps=3 if quick else 10, jit_compile=True)
-    auto = vae_training_rate(steps=3 if quick else 10, jit_compile="auto")
-    print(f"  without XLA (--jit off): {plain:8.1f} images/s")
-    print(f"  XLA (--jit on)         : {xla:8.1f} images/s ({xla / plain:.2f}x)")
-    print(f"  02's default (--jit auto): {auto:6.1f} images/s ({auto / max(plain, xla):.2f} of the faster)")
+    rounds = 1 if quick else 3
+    print(f"== stage 02: VAE training (z = 32, minibatch 100, CPU; each step in a fresh process, {rounds} round(s) "
+          f"alternating, median)")
+    rates = vae_training_rates(steps=3 if quick else 10, rounds=rounds)
+    plain, xla, auto = (statistics.median(rates[mode]) for mode in ("off", "on", "auto"))
+    for mode, label in (("off", "without XLA (--jit off)  "), ("on", "XLA (--jit on)           "),
+                        ("auto", "02's default (--jit auto)")):
+        print(f"  {label}: {statistics.median(rates[mode]):8.1f} images/s  (each round: "
+              f"{', '.join(f'{rate:.1f}' for rate in rates[mode])})")
+    print(f"  XLA / without: {xla / plain:.2f}x; the default: {auto / max(plain, xla):.2f} of the faster")
     episodes = 32 if quick else 64
     print(f"== stage 04: Doom MDN-RNN epoch ({episodes} random-play-length episodes, minibatch 16)")
     padded = rnn_epoch_rate(episodes, bucketed=False)
