@@ -20,6 +20,10 @@ best score and the episode seeds all continue.
 
 --dream_mode 1 (doom_take_cover) evaluates the population inside the MDN-RNN's dream at --temperature; each new
 best is also scored in the real game and both scores are logged.
+
+This script parses its flags and starts the processes; the work is library code in controller/: settings.py (the
+flags, one TrainingFlags), run.py (the run, resumed or new, settled before its first generation) and leader.py (the
+generations on rank 0).
 """
 
 from __future__ import annotations
