@@ -28,8 +28,8 @@ import os
 
 import numpy as np
 
-from cli import MAX_SEED
 from config import CONTROLLER_DIR, LOG_DIR
+from controller.settings import RunSettings
 from files import atomic_path, save_json
 from reading import finite_number, short_repr
 
@@ -136,14 +136,15 @@ class TrainingState:
     best_params: list | None = None
     cap_length: int | None = None  # --cap_time: the episode cap of the next generation
     best_real_score: float | None = None  # dream mode: the real-game score of the best (absent from the JSON if None)
-    settings: dict | None = None  # the run's other flags (SETTINGS), kept by a resume; None in older checkpoints
+    settings: RunSettings | None = None  # the run's other flags, kept by a resume; None in older checkpoints
     blas_kernel: str | None = None  # OpenBLAS's kernels of the last generation (blas.blas_kernel); None: unknown
 
     def to_json(self) -> dict:
         """The JSON data of the checkpoint: the fields in order, the rows as lists."""
         data = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         data.update(history=[row.to_json() for row in self.history],
-                    evaluations=[row.to_json() for row in self.evaluations])
+                    evaluations=[row.to_json() for row in self.evaluations],
+                    settings=None if self.settings is None else self.settings.to_json())
         for key in ("best_real_score", "settings", "blas_kernel"):
             if data[key] is None:
                 del data[key]
@@ -193,10 +194,8 @@ class TrainingState:
                 raise UserError(f"{path} holds {key} {short_repr(data[key])}, less than {least}; resume from "
                                 f"another file")
         settings = data.get("settings")
-        if isinstance(settings, dict):
-            settings = {**LATER_SETTINGS, **settings}
-        if settings is not None and not settings_ok(settings):
-            raise UserError(f"{path} holds damaged run settings ({short_repr(settings)}); resume from another file")
+        if settings is not None:
+            settings = RunSettings.from_json(settings, path)
         if not isinstance(data.get("blas_kernel"), (str, type(None))):
             raise UserError(f"{path} holds a damaged BLAS kernel name ({short_repr(data['blas_kernel'])}); resume "
                             f"from another file")
@@ -210,38 +209,6 @@ _STATE_TYPES = {"format": int, "env": str, "optimizer": str, "population": int, 
                 "generation": int, "next_seed": int, "elapsed_s": (int, float), "history": list, "evaluations": list,
                 "best_score": (int, float, type(None)), "best_params": (list, type(None)),
                 "cap_length": (int, type(None))}
-
-
-# The flags of 05 that a resumed run keeps (stored resolved: max_length 1000, not -1), with the test of a stored value.
-# The file base's own (env, optimizer, population, num_episode, exp_mode) are fields of the state.
-SETTINGS = {
-    "dream_mode": lambda v: v in (0, 1), "antithetic": lambda v: v in (0, 1), "cap_time": lambda v: v in (0, 1),
-    "retrain": lambda v: v in (0, 1), "max_length": lambda v: v >= 1, "eval_steps": lambda v: v >= 1,
-    "eval_episodes": lambda v: v >= 1, "real_episodes": lambda v: v >= 1, "seed_start": lambda v: 0 <= v <= MAX_SEED,
-    "temperature": lambda v: v > 0, "sigma_init": lambda v: v > 0, "sigma_decay": lambda v: 0 < v <= 1,
-    "weight_decay": lambda v: v >= 0, "common_seeds": lambda v: v in (0, 1),
-}
-CHANGEABLE_SETTINGS = ("max_length", "eval_steps", "eval_episodes", "real_episodes", "cap_time", "retrain",
-                       "common_seeds")  # by a resume that gives them (how the run goes on); the others: another run
-_INTEGER_SETTINGS = ("dream_mode", "antithetic", "cap_time", "retrain", "max_length", "eval_steps", "eval_episodes",
-                     "real_episodes", "seed_start", "common_seeds")
-LATER_SETTINGS = {"common_seeds": 0}  # added after checkpoints kept their settings: theirs is the old behaviour
-
-
-def settings_ok(settings: object) -> bool:
-    """True if `settings` (from a checkpoint) holds every SETTINGS key with a value of its type that passes its test."""
-    if not isinstance(settings, dict) or set(settings) != set(SETTINGS):
-        return False
-    for key, test in SETTINGS.items():
-        value = settings[key]
-        if key in _INTEGER_SETTINGS:
-            if type(value) is not int:
-                return False
-        elif finite_number(value) is None:
-            return False
-        if not test(value):
-            return False
-    return True
 
 
 def new_state(env_name: str, optimizer: str, population: int, num_episode: int, seed_start: int,

@@ -17,12 +17,14 @@ import pytest
 import es
 import reading
 from cli import UserError
+from controller import leader as leading
 from controller.training import MAX_NEXT_SEED, new_state, take_seeds
 from tests.scripts import ROOT, run
-from tests.test_controller_training import DREAM_STATE, RETRAIN, Leader, damaged, load_state
+from tests.test_controller_training import RETRAIN, Leader
 from tests.test_es import NUM_PARAMS
 from tests.test_es_checkpoint import _archive, _checkpoint, _npy, _npy_claiming, _valid_members
 from tests.test_finite_and_flags import refused
+from tests.test_training_state import DREAM_STATE, damaged, load_state
 from tests.test_training import world_model
 
 NESTED = "[" * 100_000 + "]" * 100_000  # deeper than json.loads can go: a RecursionError before the fix
@@ -243,12 +245,12 @@ def test_a_resume_of_a_checkpoint_without_a_kernel_record_says_it_may_not_replay
     """Checkpoints written before the kernels were recorded (runs/car_racing/table1/z) went on in silence."""
     first = Leader(world_model(tmp_path / "run"), monkeypatch, *RETRAIN)
     first.generation(capsys)
-    path = first.plan.files.checkpoint
+    path = first.run.files.checkpoint
     optimizer, state = es.load_optimizer(path)
     del state["blas_kernel"]  # as an older version wrote it
     es.save_optimizer(path, optimizer, state)
     resumed = Leader(tmp_path / "run", monkeypatch, *RETRAIN, "--init_opt", path)
-    resumed.module.lead(resumed.plan, resumed.pool, 1)
+    leading.lead(resumed.run, resumed.pool, 1)
     assert (f"note: {path} does not say which BLAS kernels its generations ran (older versions did not record them) "
             f"and this machine runs Haswell: the run goes on, but may not replay as it would have with the kernels "
             f"of the machine that wrote it" in capsys.readouterr().out)

@@ -1,4 +1,5 @@
-"""Stage 05's training options, run in this process as run_leader runs them on a single rank: `lead` with a LocalPool
+"""Stage 05's training options, run in this process as run_leader runs them on a single rank: controller.leader's
+`lead` with a LocalPool
 (the leader plays every episode itself), real CarRacing episodes with the NumPy agent or the NumPy dream of Doom.
 No MPI launch, so these run in seconds (the MPI path is tested in test_training.py).
 
@@ -10,27 +11,23 @@ mirrored    antithetic optimizers (openes, pepg, ses) give rows i and i + popula
 The world models hold random weights of the right shapes: what is tested is the training machinery.
 """
 
-import copy
-import dataclasses
 import json
 import signal
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from benchmarks.weights import random_weights
 from cli import UserError
-from config import CAR_RACING, DOOM_TAKE_COVER
-from controller.controller import load_params
-from controller.training import TrainingState, generation_seeds, new_state, training_files, write_logs
+from config import DOOM_TAKE_COVER
+from controller import leader as leading
+from controller.training import generation_seeds, new_state
 from es import load_optimizer, save_optimizer
 from npyio import save_npz
 from parallel import LocalPool, task_runner
 from rnn.numpy_rnn import expected_rnn_shapes
-from tests.scripts import ROOT
 from tests.test_dream_training import doom_world_model
-from tests.test_finite_and_flags import stage_05
+from tests.test_finite_and_flags import training_run
 from tests.test_training import world_model
 
 
@@ -39,25 +36,25 @@ class Leader:
     on from the same optimizer and state, as a resume does)."""
 
     def __init__(self, folder, monkeypatch, *flags):
-        self.module = stage_05()
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         monkeypatch.chdir(folder)
-        self.plan = self.module.Plan(self.module.parse_args([*map(str, flags), "--generations", "1"]))
-        self.pool = LocalPool(task_runner(self.plan.make_evaluator()), lambda: None)  # the check for signals: none arrives
+        self.run = training_run(*flags, "--generations", 1)
+        # the check for signals: none arrives
+        self.pool = LocalPool(task_runner(self.run.evaluator_settings().make_evaluator()), lambda: None)
 
     def generation(self, capsys):
         """Run one generation; returns its progress line."""
-        self.module.lead(self.plan, self.pool, 1)
+        leading.lead(self.run, self.pool, 1)
         return next(line for line in capsys.readouterr().out.splitlines() if line.startswith("gen "))
 
     @property
     def state(self):
-        return self.plan.state
+        return self.run.state
 
     def checkpoint(self):
         """(optimizer, state) as saved in this run's checkpoint (its path is relative to the run's folder)."""
-        return load_optimizer(str(self.folder / self.plan.files.checkpoint))
+        return load_optimizer(str(self.folder / self.run.files.checkpoint))
 
 
 # --- --retrain -------------------------------------------------------------------------------------------------------
@@ -75,7 +72,7 @@ def test_retrain_moves_the_mean_back_to_the_best_after_an_evaluation_that_is_not
         steps = []
         for _ in range(3):
             line = leader.generation(capsys)
-            steps.append((line, leader.plan.optimizer.current_param(), list(leader.state.best_params)))
+            steps.append((line, leader.run.optimizer.current_param(), list(leader.state.best_params)))
         runs[retrain] = leader, steps
     (plain, plain_steps), (retrained, retrained_steps) = runs[0], runs[1]
     # The flag acts only after an evaluation: until then both runs are the same run, evaluation for evaluation.
@@ -132,12 +129,12 @@ def test_cap_time_caps_each_generation_at_twice_the_previous_mean_length(tmp_pat
     _, saved = capped.checkpoint()
     assert saved["cap_length"] == 2 * int(rows[-1].mean_length + 1) and uncapped.state.cap_length is None
     # resumed without the flag, the run keeps its --cap_time and goes on capping
-    kept = Leader(tmp_path / "capped", monkeypatch, *CAP, "--init_opt", capped.plan.files.checkpoint)
+    kept = Leader(tmp_path / "capped", monkeypatch, *CAP, "--init_opt", capped.run.files.checkpoint)
     kept.generation(capsys)
     assert kept.state.generation == 5 and kept.state.history[-1].max_length == saved["cap_length"]
     # ... and the cap binds only while --cap_time is on: resumed with --cap_time 0, full episodes again and no cap
     _, saved = kept.checkpoint()
-    resumed = Leader(tmp_path / "capped", monkeypatch, *CAP, "--cap_time", 0, "--init_opt", kept.plan.files.checkpoint)
+    resumed = Leader(tmp_path / "capped", monkeypatch, *CAP, "--cap_time", 0, "--init_opt", kept.run.files.checkpoint)
     assert "note: --cap_time 0 from now on (this run had 1)" in capsys.readouterr().out
     resumed.generation(capsys)
     assert resumed.state.generation == 6 and resumed.state.history[-1].max_length > saved["cap_length"]
@@ -158,19 +155,19 @@ def test_a_dream_run_stopped_while_its_new_best_plays_the_real_game_writes_no_be
 
     def stopped_in_the_real_game(task):
         if task.real:
-            raise stopped.module.Stopping(signal.SIGTERM)
+            raise leading.Stopping(signal.SIGTERM)
         return play(task)
 
     stopped.pool.function = stopped_in_the_real_game
-    with pytest.raises(stopped.module.Stopping):
+    with pytest.raises(leading.Stopping):
         stopped.generation(capsys)
-    assert not (folder / stopped.plan.files.best).exists() and not (folder / stopped.plan.files.checkpoint).exists()
+    assert not (folder / stopped.run.files.best).exists() and not (folder / stopped.run.files.checkpoint).exists()
     again = Leader(folder, monkeypatch, *flags)  # the same command again: generation 1 replayed
     line = again.generation(capsys)
     assert "(new best), real game" in line
     score = again.state.evaluations[0].score
     assert round(again.state.best_score, 2) == score and again.state.best_real_score is not None
-    assert json.loads((folder / again.plan.files.best).read_text())[1] == again.state.best_score
+    assert json.loads((folder / again.run.files.best).read_text())[1] == again.state.best_score
 
 
 def test_a_run_stopped_between_the_checkpoint_of_a_new_best_and_its_best_file_writes_it_on_resume(
@@ -182,18 +179,18 @@ def test_a_run_stopped_between_the_checkpoint_of_a_new_best_and_its_best_file_wr
     stopped = Leader(folder, monkeypatch, *RETRAIN)
 
     def stopped_before_the_best_file(plan):
-        raise stopped.module.Stopping(signal.SIGTERM)
+        raise leading.Stopping(signal.SIGTERM)
 
-    monkeypatch.setattr(stopped.module, "write_best", stopped_before_the_best_file)
-    with pytest.raises(stopped.module.Stopping):
+    monkeypatch.setattr(leading, "write_best", stopped_before_the_best_file)
+    with pytest.raises(leading.Stopping):
         stopped.generation(capsys)
     monkeypatch.undo()
-    best = folder / stopped.plan.files.best
+    best = folder / stopped.run.files.best
     assert not best.exists() and stopped.checkpoint()[1]["best_score"] is not None
     _, saved = stopped.checkpoint()
-    resumed = Leader(folder, monkeypatch, *RETRAIN, "--init_opt", stopped.plan.files.checkpoint)
-    monkeypatch.setattr(resumed.module, "evaluate_mean", lambda *args: ("", False))  # no newer best in generation 2
-    resumed.module.lead(resumed.plan, resumed.pool, 1)
+    resumed = Leader(folder, monkeypatch, *RETRAIN, "--init_opt", stopped.run.files.checkpoint)
+    monkeypatch.setattr(leading, "evaluate_mean", lambda *args: ("", False))  # no newer best in generation 2
+    leading.lead(resumed.run, resumed.pool, 1)
     assert "best.json written again from the checkpoint (it held nothing)" in capsys.readouterr().out
     params, score = json.loads(best.read_text())[:2]
     assert score == saved["best_score"] and params == saved["best_params"]
@@ -253,15 +250,15 @@ def test_mirrored_rows_drive_the_same_tracks(tmp_path, monkeypatch):
     1e-9), so their rewards are equal exactly when their tracks are."""
     leader = Leader(world_model(tmp_path), monkeypatch, "car_racing", "-o", "openes", "--sigma_init", 1e-9,
                     "--num_worker", 2, "--num_worker_trial", 2, "--max_length", 25)
-    solutions = leader.plan.optimizer.ask()
-    mean = leader.plan.optimizer.current_param()
+    solutions = leader.run.optimizer.ask()
+    mean = leader.run.optimizer.current_param()
     np.testing.assert_allclose(solutions[:2] - mean, mean - solutions[2:], atol=1e-15)  # mean + eps, mean - eps
     chunks = [slice(0, 2), slice(2, 4)]  # the two workers' shares, as lead splits a population of 2 x 2
-    mirrored, _ = leader.module.evaluate(leader.pool, solutions, generation_seeds(leader.state, 4, 1, True), 25,
+    mirrored, _ = leading.evaluate(leader.pool, solutions, generation_seeds(leader.state, 4, 1, True), 25,
                                          chunks)
     assert mirrored[0, 0] == mirrored[2, 0] and mirrored[1, 0] == mirrored[3, 0]
     assert mirrored[0, 0] != mirrored[1, 0]  # another track, another reward
-    fresh, _ = leader.module.evaluate(leader.pool, solutions, generation_seeds(leader.state, 4, 1, False), 25, chunks)
+    fresh, _ = leading.evaluate(leader.pool, solutions, generation_seeds(leader.state, 4, 1, False), 25, chunks)
     assert fresh[0, 0] != fresh[2, 0] and fresh[1, 0] != fresh[3, 0]  # without mirroring the pair drives two tracks
 
 
@@ -283,12 +280,12 @@ def test_with_common_seeds_every_solution_drives_the_generations_tracks(tmp_path
     """At --sigma_init 1e-9 the four solutions are one driver (to 1e-9): with --common_seeds 1 they score the same
     on each of the generation's two tracks, which differ from each other; without, each solution has its own."""
     leader = Leader(world_model(tmp_path / "common"), monkeypatch, *COMMON, "--sigma_init", 1e-9, "--common_seeds", 1)
-    solutions = leader.plan.optimizer.ask()
+    solutions = leader.run.optimizer.ask()
     chunks = [slice(0, 2), slice(2, 4)]
-    common, _ = leader.module.evaluate(leader.pool, solutions, generation_seeds(leader.state, 4, 2, False, True), 25,
+    common, _ = leading.evaluate(leader.pool, solutions, generation_seeds(leader.state, 4, 2, False, True), 25,
                                        chunks)
     assert np.all(common == common[0]) and common[0, 0] != common[0, 1]
-    fresh, _ = leader.module.evaluate(leader.pool, solutions, generation_seeds(leader.state, 4, 2, False), 25, chunks)
+    fresh, _ = leading.evaluate(leader.pool, solutions, generation_seeds(leader.state, 4, 2, False), 25, chunks)
     assert len(set(fresh.ravel().tolist())) == 8
 
 
@@ -298,153 +295,23 @@ def test_common_seeds_train_on_and_a_resume_may_switch_them_on(tmp_path, monkeyp
     first = Leader(world_model(tmp_path / "run"), monkeypatch, *COMMON)
     first.generation(capsys)
     assert first.state.next_seed == 111 + 4 * 2 and first.checkpoint()[1]["settings"]["common_seeds"] == 0
-    checkpoint = first.plan.files.checkpoint
+    checkpoint = first.run.files.checkpoint
     optimizer, data = load_optimizer(str(tmp_path / "run" / checkpoint))
     del data["settings"]["common_seeds"]  # as the checkpoints written before --common_seeds
     save_optimizer(str(tmp_path / "run" / checkpoint), optimizer, data)
     kept = Leader(tmp_path / "run", monkeypatch, *COMMON, "--init_opt", checkpoint)
-    assert kept.plan.args.common_seeds == 0
+    assert kept.run.flags.common_seeds == 0
     switched = Leader(tmp_path / "run", monkeypatch, *COMMON, "--common_seeds", 1, "--init_opt", checkpoint)
     out = capsys.readouterr().out
     assert "note: --common_seeds 1 from now on (this run had 0)" in out
     switched.generation(capsys)
     assert switched.state.next_seed == 111 + 4 * 2 + 2 and switched.checkpoint()[1]["settings"]["common_seeds"] == 1
     again = Leader(tmp_path / "run", monkeypatch, *COMMON, "--init_opt", checkpoint)  # the switch is kept
-    assert again.plan.args.common_seeds == 1
+    assert again.run.flags.common_seeds == 1
 
 
-# --- the training state ----------------------------------------------------------------------------------------------
 
-# A checkpoint that the code before the typed state wrote (the CarRacing run's, generation 51), and a dream run's
-# state as that code wrote it: its evaluations of new bests carry a real-game score, and the state the last one.
-CHECKPOINT = f"{ROOT}/runs/car_racing/s1000/car_racing.cma.4.16.es.pk"
-DREAM_STATE = {"format": 1, "env": "doom_take_cover", "optimizer": "cma", "population": 4, "num_episode": 1,
-               "exp_mode": "zch", "generation": 2, "next_seed": 157, "elapsed_s": 12.25,
-               "history": [[1, 6.1, 70.5, 31.0, 140.0, 40.12, 0.099875, 70.5, 140],
-                           [2, 12.2, 66.0, 25.0, 131.0, 38.9, 0.09975, 66.0, 131]],
-               "evaluations": [[1, 80.25, [0.1, -0.2], 301.5], [2, 75.0, [0.1, -0.1]]],
-               "best_score": 80.25, "best_params": [0.1, -0.2], "cap_length": 282, "best_real_score": 301.5}
-
-
-SETTINGS = {"dream_mode": 1, "antithetic": 1, "cap_time": 0, "retrain": 0, "max_length": 2100, "eval_steps": 1,
-            "eval_episodes": 4, "real_episodes": 32, "seed_start": 111, "temperature": 1.15, "sigma_init": 0.1,
-            "sigma_decay": 0.999, "weight_decay": 0.01, "common_seeds": 0}
-
-
-def load_state(data, path="run.es.pk"):
-    return TrainingState.from_json(data, path)
-
-
-def test_a_state_of_todays_format_round_trips_field_for_field():
-    _, saved = load_optimizer(CHECKPOINT)
-    for data in (saved, DREAM_STATE):
-        state = load_state(copy.deepcopy(data))
-        assert json.dumps(state.to_json()) == json.dumps(data)  # the same keys in the same order, the same numbers
-        for key, value in data.items():
-            if key not in ("history", "evaluations"):
-                assert getattr(state, key) == value, key
-        assert [dataclasses.astuple(row) for row in state.history] == [tuple(row) for row in data["history"]]
-        assert [row.generation for row in state.history] == [row[0] for row in data["history"]]
-        assert [row.max_length for row in state.history] == [row[8] for row in data["history"]]
-        for row, written in zip(state.evaluations, data["evaluations"], strict=True):
-            assert (row.generation, row.score, row.params) == tuple(written[:3])
-            assert row.real_score == (written[3] if len(written) == 4 else None)
-    assert state.best_real_score == 301.5 and state.evaluations[0].real_score == 301.5
-
-
-def test_the_logs_rewritten_from_a_loaded_state_are_the_files_the_run_wrote(tmp_path):
-    _, saved = load_optimizer(CHECKPOINT)
-    files = training_files("car_racing", "cma", 4, 16, str(tmp_path), str(tmp_path))
-    write_logs(files, load_state(saved, CHECKPOINT), np.zeros(3), 0.0)
-    written = CHECKPOINT.replace(".es.pk", ".hist.json")
-    assert Path(files.history).read_text() == Path(written).read_text()  # byte for byte
-    assert json.loads(Path(files.evaluations).read_text()) == saved["evaluations"]
-
-
-def test_the_logs_current_parameters_keep_the_runs_mode(tmp_path):
-    """log/<base>.json is a parameter file (model.py --filename, 05 --init_params): a zc run's, 867 numbers as zh's
-    are, was read back as zh."""
-    state = new_state("car_racing", "cma", 4, 4, 0, "zc")
-    files = training_files("car_racing", "cma", 4, 4, str(tmp_path), str(tmp_path), "zc")
-    params = np.random.default_rng(0).standard_normal(867)
-    write_logs(files, state, params, 12.5)
-    loaded, score, mode = load_params(files.current, CAR_RACING)
-    assert mode == "zc" and score == 12.5
-    np.testing.assert_allclose(loaded, params, atol=5e-5)  # rounded to 4 decimals, as estool writes them
-
-
-def damaged(**changes):
-    data = copy.deepcopy(DREAM_STATE)
-    data.update(changes)
-    return {key: value for key, value in data.items() if value is not MISSING}
-
-
-MISSING = object()
-ROW = DREAM_STATE["history"][0]
-
-
-@pytest.mark.parametrize("data, message", [
-    (damaged(generation=MISSING), "holds no valid training state ('generation' is None)"),
-    (damaged(population=True), "holds no valid training state ('population' is True)"),
-    (damaged(generation=2.0), "holds no valid training state ('generation' is 2.0)"),
-    (damaged(elapsed_s="3"), "holds no valid training state ('elapsed_s' is '3')"),
-    (damaged(best_params="x"), "holds no valid training state ('best_params' is 'x')"),
-    (damaged(history={}), "holds no valid training state ('history' is {})"),
-    (damaged(cap_length=1.5), "holds no valid training state ('cap_length' is 1.5)"),
-    (damaged(format=2), "holds a training state of format 2, this code reads 1"),
-    (damaged(history=[ROW[:8]]), "holds a damaged training history"),
-    (damaged(history=[[*ROW[:8], "9"]]), "holds a damaged training history"),
-    (damaged(history=[[*ROW[:8], float("nan")]]), "holds a damaged training history"),
-    (damaged(history=[tuple(ROW)]), "holds a damaged training history"),
-    (damaged(elapsed_s=float("inf")), "holds a damaged training history"),
-    (damaged(elapsed_s=10 ** 400), "holds a damaged training history"),  # JSON integers have no limit
-    (damaged(history=[[*ROW[:8], 10 ** 400]]), "holds a damaged training history"),
-    (damaged(best_score=float("nan")), "holds a damaged training history"),
-    (damaged(evaluations=[[1, 2.0]]), "holds a damaged training history"),
-    (damaged(evaluations=[[1, 2.0, [], 3.0, 4.0]]), "holds a damaged training history"),
-    (damaged(evaluations=[(1, 2.0, [])]), "holds a damaged training history"),
-    (damaged(generation=-1), "holds a damaged training history"),
-    (damaged(cap_length=0), "holds a damaged training history"),
-    (damaged(next_seed=-1), "holds a damaged training history"),
-    # before: accepted, then a traceback in the first generation's plot, in --retrain, or in the controller's shape
-    (damaged(evaluations=[["x", "y", "z"]]), "holds a damaged training history"),
-    (damaged(evaluations=[[1, 2.0, ["a"]]]), "holds a damaged training history"),
-    (damaged(best_params=["a", 1.0]), "holds a damaged training history"),
-    (damaged(best_params=[float("nan")]), "holds a damaged training history"),
-    (damaged(exp_mode="foo"), "holds a damaged training history"),
-    (damaged(settings={"dream_mode": 1}), "holds damaged run settings"),
-    (damaged(settings={**SETTINGS, "max_length": 0}), "holds damaged run settings"),
-    (damaged(settings={**SETTINGS, "dream_mode": True}), "holds damaged run settings"),
-    (damaged(settings={**SETTINGS, "temperature": "1.15"}), "holds damaged run settings"),
-    (damaged(blas_kernel=["Haswell"]), "holds a damaged BLAS kernel name"),
-])
-def test_a_damaged_state_is_refused_in_one_line(data, message):
-    with pytest.raises(UserError) as error:
-        load_state(data)
-    assert str(error.value).startswith("run.es.pk ") and message in str(error.value) and "\n" not in str(error.value)
-
-
-def test_a_score_beyond_float64_in_a_best_file_is_no_score(tmp_path):
-    """Before: OverflowError (a traceback) from math.isfinite, in 05's check of the best on disk and in model.py."""
-    from config import CAR_RACING
-    from controller.controller import load_params
-    from controller.training import best_score_on_disk
-
-    path = tmp_path / "x.best.json"
-    path.write_text(json.dumps([[0.0] * 867, 10 ** 400]))
-    assert best_score_on_disk(str(path)) is None
-    params, score, mode = load_params(str(path), CAR_RACING)
-    assert score is None and mode == "zh" and params.shape == (867,)
-
-
-def test_a_state_with_settings_round_trips():
-    assert load_state(damaged(settings=SETTINGS)).to_json() == damaged(settings=SETTINGS)
-
-
-def test_a_state_with_its_blas_kernels_round_trips():
-    data = damaged(settings=SETTINGS, blas_kernel="Haswell")
-    assert load_state(copy.deepcopy(data)).to_json() == data and list(data)[-1] == "blas_kernel"
-
+# --- a resumed run's settings ------------------------------------------------------------------------------------
 
 def test_a_resume_keeps_the_runs_settings_and_refuses_a_change_that_makes_another_run(tmp_path, monkeypatch, capsys):
     """Resumed with the env, the population and the checkpoint only, a dream run goes on in the dream at its
@@ -453,9 +320,9 @@ def test_a_resume_keeps_the_runs_settings_and_refuses_a_change_that_makes_anothe
                    "--seed_start", 500)
     first.generation(capsys)
     population = ["doom_take_cover", "--num_worker", 2, "--num_worker_trial", 2, "--num_episode", 4]
-    checkpoint = first.plan.files.checkpoint
+    checkpoint = first.run.files.checkpoint
     resumed = Leader(tmp_path / "run", monkeypatch, *population, "--init_opt", checkpoint)
-    assert (resumed.plan.args.dream_mode, resumed.plan.temperature, resumed.plan.max_length) == (1, 1.3, 300)
+    assert (resumed.run.flags.dream_mode, resumed.run.settings.temperature, resumed.run.settings.max_length) == (1, 1.3, 300)
     resumed.generation(capsys)
     straight = Leader(dreamy_doom_world_model(tmp_path / "straight"), monkeypatch, *CAP, "--temperature", 1.3,
                       "--seed_start", 500)
@@ -478,102 +345,7 @@ def test_a_resume_keeps_the_runs_settings_and_refuses_a_change_that_makes_anothe
     assert "settings" not in older.checkpoint()[1]
 
 
-def test_what_the_state_check_lets_through():
-    """Exactly what the dict check let through before the typed state: unknown keys (dropped), a missing real score,
-    integer numbers where floats are written."""
-    state = load_state(damaged(unknown=1, best_real_score=MISSING, elapsed_s=12, best_score=None, best_params=None,
-                               cap_length=None))
-    assert state.to_json() == damaged(elapsed_s=12, best_score=None, best_params=None, cap_length=None,
-                                     best_real_score=MISSING)
-
-
-
-# --- runs side by side: plots.py ---------------------------------------------------------------------------------
-
-def test_plots_py_draws_runs_side_by_side_from_their_logs(tmp_path):
-    from PIL import Image
-
-    from plots import read_evaluations, read_history
-    from tests.scripts import run
-
-    rows = json.loads(Path(CHECKPOINT.replace(".es.pk", ".hist.json")).read_text())  # a committed run's logs
-    evaluations = load_optimizer(CHECKPOINT)[1]["evaluations"]
-    (tmp_path / "log").mkdir()
-    history = tmp_path / "log" / "a.hist.json"
-    history.write_text(json.dumps(rows))
-    (tmp_path / "log" / "a.log.json").write_text(json.dumps(evaluations))
-    assert read_history(str(history)) == ([row[0] for row in rows], [row[2] for row in rows])
-    assert read_evaluations(str(tmp_path / "log" / "a.log.json")) == ([row[0] for row in evaluations],
-                                                                      [row[1] for row in evaluations])
-    other = tmp_path / "log" / "b.hist.json"  # a second run with no .log.json beside it: a line, no dots
-    other.write_text(json.dumps([[1, 1.0, -20.5], [2, 2.0, 30]]))
-    result = run("plots.py", f"seed 1000={history}", str(other), "--official", cwd=tmp_path)
-    assert result.stdout.strip() == "log/runs.png" and result.stderr == ""
-    with Image.open(tmp_path / "log" / "runs.png") as image:
-        assert image.format == "PNG" and image.size == (800, 450)
-
-
-@pytest.mark.parametrize("text, parsed", [
-    ("log/a.hist.json", ("a", "log/a.hist.json", 0)),
-    ("v5000=log/a.hist.json", ("v5000", "log/a.hist.json", 0)),
-    ("restart=log/a.hist.json+182", ("restart", "log/a.hist.json", 182)),
-    ("log/a.hist.json+7", ("a", "log/a.hist.json", 7)),
-    ("x+y=log/a+b.hist.json", ("x+y", "log/a+b.hist.json", 0)),
-])
-def test_plots_py_reads_a_label_and_a_restart_s_generations_before(text, parsed):
-    from plots import parse_run
-
-    assert parse_run(text) == parsed
-
-
-def test_plots_py_draws_a_restart_after_the_generation_it_went_on_from(tmp_path):
-    from plots import read_run
-    from tests.scripts import run
-
-    (tmp_path / "r.hist.json").write_text("[[1, 300.0, 790.25], [2, 560.0, 841.64], [3, 830.0, 788.7]]")
-    (tmp_path / "r.log.json").write_text("[[2, 774.48, [0.5]]]")
-    assert read_run(str(tmp_path / "r.hist.json"), 182) == (([183, 184, 185], [790.25, 841.64, 788.7]),
-                                                           ([184], [774.48]))
-    assert read_run(str(tmp_path / "r.hist.json")) == (([1, 2, 3], [790.25, 841.64, 788.7]), ([2], [774.48]))
-    result = run("plots.py", "restart=r.hist.json+182", "--out", "r.png", "--official", cwd=tmp_path)
-    assert result.stdout.strip() == "r.png" and (tmp_path / "r.png").stat().st_size > 0
-
-
-@pytest.mark.parametrize("content, beside, message", [
-    (None, None, "does not exist"),
-    ("[[1, 2.0, 3", None, "is not JSON"),
-    ("{}", None, "is not a controller run's history"),
-    ("[]", None, "has no generation yet"),
-    ("[[1, 2.0]]", None, "its rows start [generation, elapsed s, average]"),
-    ("[[1, 2.0, NaN]]", None, "row 1: nan is not a finite number"),
-    ('[[1, 2.0, 5], [2, 3.0, "7"]]', None, "row 2: '7' is not a finite number"),
-    ("[[1, 2.0, true]]", None, "row 1: True is not a finite number"),
-    (f"[[1, 2.0, 1{'0' * 400}]]", None, "row 1: 10000000000000000... is not a finite number"),
-    ("[[1, 2.0, 5]]", "[[1, Infinity, []]]", "b.log.json, row 1: inf is not a finite number"),
-    ("[[1, 2.0, 5]]", "[3]", "is not a controller run's evaluations"),
-])
-def test_plots_py_refuses_a_malformed_run_in_one_line_and_writes_nothing(tmp_path, content, beside, message):
-    from tests.scripts import run
-    from tests.test_finite_and_flags import refused
-
-    if content is not None:
-        (tmp_path / "b.hist.json").write_text(content)
-    if beside is not None:
-        (tmp_path / "b.log.json").write_text(beside)
-    refused(run("plots.py", "b.hist.json", "--out", "out.png", cwd=tmp_path, check=False), message)
-    assert not (tmp_path / "out.png").exists()
-
-
-def test_plots_py_refuses_what_is_not_a_history_or_a_png(tmp_path):
-    from tests.scripts import run
-    from tests.test_finite_and_flags import refused
-
-    refused(run("plots.py", "b.log.json", cwd=tmp_path, check=False), "b.log.json is not a .hist.json file")
-    refused(run("plots.py", "b.hist.json", "--out", "x.jpg", cwd=tmp_path, check=False), "ending in .png")
-    (tmp_path / "b.hist.json").write_text("[[1, 2.0, 5]]")
-    (tmp_path / "file").write_text("")
-    refused(run("plots.py", "b.hist.json", "--out", "file/x.png", cwd=tmp_path, check=False),
-            f"cannot write to {tmp_path / 'file'}: ")
+# --- what 05 says ----------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("seed_start, warned", [(None, True), (150, True), (211, False), (1000, False)])
@@ -584,7 +356,7 @@ def test_05_says_when_its_episodes_may_take_the_tracks_model_py_scores(tmp_path,
     folder = world_model(tmp_path / "run")
     flags = RETRAIN + ([] if seed_start is None else ["--seed_start", seed_start])
     leader = Leader(folder, monkeypatch, *flags)
-    leader.module.lead(leader.plan, leader.pool, 1)
+    leading.lead(leader.run, leader.pool, 1)
     out = capsys.readouterr().out
     assert ("note: this run's episode seeds go on from" in out) == warned, out
     if warned:
@@ -592,20 +364,18 @@ def test_05_says_when_its_episodes_may_take_the_tracks_model_py_scores(tmp_path,
 
 
 def test_a_checkpoint_records_its_blas_kernels_and_a_resume_on_other_ones_says_so(tmp_path, monkeypatch, capsys):
-    from es import load_optimizer, save_optimizer
-
     first = Leader(world_model(tmp_path / "run"), monkeypatch, *RETRAIN)
     first.generation(capsys)
-    path = first.plan.files.checkpoint
+    path = first.run.files.checkpoint
     optimizer, state = load_optimizer(path)
     assert state["blas_kernel"] == "Haswell"  # the pinned kernels (tests/test_blas.py)
     resumed = Leader(tmp_path / "run", monkeypatch, *RETRAIN, "--init_opt", path)
-    resumed.module.lead(resumed.plan, resumed.pool, 1)
+    leading.lead(resumed.run, resumed.pool, 1)
     assert "note: this run's last generation ran" not in capsys.readouterr().out
     optimizer, state = load_optimizer(path)
     save_optimizer(path, optimizer, {**state, "blas_kernel": "Sandybridge"})  # as if run on another machine
     resumed = Leader(tmp_path / "run", monkeypatch, *RETRAIN, "--init_opt", path)
-    resumed.module.lead(resumed.plan, resumed.pool, 1)
+    leading.lead(resumed.run, resumed.pool, 1)
     assert ("note: this run's last generation ran OpenBLAS's Sandybridge kernels and this machine runs Haswell"
             in capsys.readouterr().out)
     assert load_optimizer(path)[1]["blas_kernel"] == "Haswell"  # the kernels of its last generation
@@ -616,6 +386,6 @@ def test_a_resumed_run_past_the_scoring_seeds_still_says_it_trained_on_some(tmp_
     first.generation(capsys)
     first.generation(capsys)  # 2 x (2 solutions + 2 evaluation episodes): seeds 205..212
     assert first.state.next_seed == 213
-    resumed = Leader(tmp_path / "run", monkeypatch, *RETRAIN, "--init_opt", first.plan.files.checkpoint)
-    resumed.module.lead(resumed.plan, resumed.pool, 1)
+    resumed = Leader(tmp_path / "run", monkeypatch, *RETRAIN, "--init_opt", first.run.files.checkpoint)
+    leading.lead(resumed.run, resumed.pool, 1)
     assert "seeds started at 205, so it trained on some of the tracks 111..210" in capsys.readouterr().out

@@ -3,7 +3,6 @@ subprocesses from a scratch folder on tiny synthetic files, each refusal one lin
 no traceback, and a good file on disk left as it was."""
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -352,11 +351,13 @@ def test_model_py_and_01_stop_when_the_action_is_not_finite(tmp_path):
 
 # --- stage 05: never a non-finite best, a resume command that pastes ------------------------------------------------
 
-def stage_05():
-    spec = importlib.util.spec_from_file_location("stage_05", f"{ROOT}/05_train_controller.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def training_run(*argv):
+    """05's run of the command line `argv`, settled in this process as rank 0 settles it (no lock, no MPI)."""
+    from controller.run import TrainingRun
+    from controller.settings import command_line_parser
+
+    parser, argv = command_line_parser(), [*map(str, argv)]
+    return TrainingRun(parser.parse(argv), parser.given(argv), argv)
 
 
 class ScoringPool:
@@ -377,28 +378,26 @@ class ScoringPool:
 def test_05_never_records_a_non_finite_evaluation_as_the_best(tmp_path, monkeypatch, reward):
     from cli import UserError
 
-    module = stage_05()
+    from controller.leader import evaluate_mean, write_best
+
     world_model(tmp_path)
     monkeypatch.chdir(tmp_path)
-    plan = module.Plan(module.parse_args(["car_racing", "--num_worker", "2", "--num_worker_trial", "2"]))
+    run = training_run("car_racing", "--num_worker", "2", "--num_worker_trial", "2")
     with pytest.raises(UserError, match="not finite"):
-        module.evaluate_mean(plan, ScoringPool(reward), 1, 25)
-    assert not (tmp_path / "controller").exists() and plan.state.best_score is None
-    _, new_best = module.evaluate_mean(plan, ScoringPool(12.5), 1, 50)  # a finite score still becomes the best
-    assert new_best and plan.state.best_score == 12.5
-    module.write_best(plan)  # (05 writes it once the checkpoint holds it)
-    assert json.loads((tmp_path / "controller" / f"{plan.files.base}.best.json").read_text())[1] == 12.5
+        evaluate_mean(run, ScoringPool(reward), 1, 25)
+    assert not (tmp_path / "controller").exists() and run.state.best_score is None
+    _, new_best = evaluate_mean(run, ScoringPool(12.5), 1, 50)  # a finite score still becomes the best
+    assert new_best and run.state.best_score == 12.5
+    write_best(run)  # (05 writes it once the checkpoint holds it)
+    assert json.loads((tmp_path / "controller" / f"{run.files.base}.best.json").read_text())[1] == 12.5
 
 
 def test_05_prints_a_resume_command_that_survives_the_shell(tmp_path, monkeypatch):
-    module = stage_05()
     folder = tmp_path / "my runs"
     world_model(folder)
     monkeypatch.chdir(folder)
     argv = ["car_racing", "--num_worker", "4", "--controller_dir", "controllers 'a'", "--log_dir", "log $HOME"]
-    monkeypatch.setattr(sys, "argv", ["05_train_controller.py", *argv])
-    plan = module.Plan(module.parse_args(argv))
-    words = shlex.split(plan.resume_command())
+    words = shlex.split(training_run(*argv).resume_command())
     script = os.path.relpath(os.path.join(ROOT, "05_train_controller.py"))  # from the folder it runs in
     assert words[0] in ("python", sys.executable)  # "python" only where that is this Python
     assert words[1:] == [script, *argv, "--init_opt", "controllers 'a'/car_racing.cma.1.4.es.pk"]
@@ -406,15 +405,13 @@ def test_05_prints_a_resume_command_that_survives_the_shell(tmp_path, monkeypatc
 
 def test_05_resume_command_drops_the_init_flag_and_a_stop_before_any_checkpoint_says_start_again(
         tmp_path, monkeypatch):
-    module = stage_05()
     world_model(tmp_path)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "start.best.json").write_text(json.dumps([[0.0] * 867, 1.0]))
     argv = ["car_racing", "--init_params=start.best.json", "--num_worker", "2"]
-    monkeypatch.setattr(sys, "argv", ["05_train_controller.py", *argv])
-    plan = module.Plan(module.parse_args(argv))
-    assert shlex.split(plan.resume_command())[2:] == ["car_racing", "--num_worker", "2", "--init_opt",
+    run = training_run(*argv)
+    assert shlex.split(run.resume_command())[2:] == ["car_racing", "--num_worker", "2", "--init_opt",
                                                       "./controller/car_racing.cma.1.2.es.pk"]
-    hint = plan.resume_hint()  # nothing saved yet: the same command again, --init_params and all
+    hint = run.resume_hint()  # nothing saved yet: the same command again, --init_params and all
     assert hint.startswith("no generation was finished, nothing is saved; start again with: ")
     assert shlex.split(hint.split("start again with: ")[1])[2:] == argv
