@@ -31,14 +31,15 @@ import os
 import time
 
 from cli import SettingsParser, UserError, check_init_from, option, run_cli
-from stage_settings import BatchRange, check_seed_and_start, folder_option, show_tf_log, tf_log_option
+from stage_settings import (BatchRange, check_seed_and_start, folder_option, init_from_option, new_model_option,
+                            show_tf_log, tf_log_option)
 
 HELD_OUT_FRAMES = 2000  # frames of the --holdout_batches files V's held-out losses are measured on
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings(BatchRange):
-    new_model: bool = option(False, "start from fresh weights instead of ./vae/")
+    new_model: bool = new_model_option("vae")
     epochs: int = option(10, "passes over all batch files (default 10)")
     batch_size: int | None = option(None, "frames per minibatch (default: paper's 100)")
     learning_rate: float | None = option(None, "Adam step (default: paper's 1e-4; a resumed run keeps its own unless "
@@ -52,9 +53,7 @@ class Settings(BatchRange):
                               "minibatches each way on the first file and train with the faster",
                       choices=("auto", "on", "off"))
     seed: int = option(0, "seed of the weights, the order of files and frames, and the draws")
-    init_from: str | None = option(None, "a new V (as --new_model) starting from the weights of DIR/<env>.npz, a V's "
-                                         "NumPy copy (e.g. pretrained/<env>/vae, the shipped one); Adam starts afresh",
-                                   metavar="DIR")
+    init_from: str | None = init_from_option("V", "vae")
     data_dir: str = folder_option("data")
     vae_dir: str = folder_option("vae")
     verbose: int = option(1, "fit() output: 1 = progress bar", choices=(0, 1, 2))

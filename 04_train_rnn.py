@@ -25,12 +25,13 @@ import os
 import time
 
 from cli import SettingsParser, UserError, check_init_from, option, run_cli
-from stage_settings import BatchRange, check_seed_and_start, folder_option, show_tf_log, tf_log_option
+from stage_settings import (BatchRange, check_seed_and_start, folder_option, init_from_option, new_model_option,
+                            show_tf_log, tf_log_option)
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings(BatchRange):
-    new_model: bool = option(False, "start from fresh weights instead of ./rnn/")
+    new_model: bool = new_model_option("rnn")
     epochs: int = option(20, "passes over all sequences (default 20)")
     batch_size: int | None = option(None, "sequences per minibatch (default: paper's 100)")
     learning_rate: float | None = option(None, "Adam's starting step (default: the config's, 1e-3; Doom decays it "
@@ -39,9 +40,7 @@ class Settings(BatchRange):
     holdout_batches: int = option(0, "last N batch files of the range: not trained on, their losses printed every "
                                      "epoch")
     seed: int = option(0, "seed of the weights, the minibatches and the z draws")
-    init_from: str | None = option(None, "a new M (as --new_model) starting from the weights of DIR/<env>.npz, an M's "
-                                         "NumPy copy (e.g. pretrained/<env>/rnn, the shipped one); Adam starts afresh",
-                                   metavar="DIR")
+    init_from: str | None = init_from_option("M", "rnn")
     data_dir: str = folder_option("data")
     rnn_dir: str = folder_option("rnn")
     verbose: int = option(1, "1: a progress bar per epoch; every value prints a line per epoch", choices=(0, 1, 2))

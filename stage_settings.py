@@ -31,6 +31,19 @@ def show_tf_log(settings) -> None:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
 
 
+def new_model_option(folder: str):
+    """The settings field of --new_model of the stage that trains the model of ./<folder>/ (02: vae, 04: rnn)."""
+    return option(False, f"start from fresh weights instead of ./{folder}/")
+
+
+def init_from_option(model: str, folder: str):
+    """The settings field of --init_from of the stage that trains `model` ("V" in vae, "M" in rnn)."""
+    article = "an" if model == "M" else "a"
+    return option(None, f"a new {model} (as --new_model) starting from the weights of DIR/<env>.npz, {article} "
+                        f"{model}'s NumPy copy (e.g. pretrained/<env>/{folder}, the shipped one); Adam starts afresh",
+                  metavar="DIR")
+
+
 @dataclasses.dataclass(frozen=True)
 class BatchRange:
     """The first flags of a stage that reads batch files start..max of one environment (02, 03, 04). Each stage
