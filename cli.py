@@ -39,11 +39,12 @@ def _raise_terminated(signum, frame) -> None:
 
 class HelpWithDefaults(argparse.HelpFormatter):
     """--help with every flag's default: "(default: X)" follows a help text that does not name its default itself,
-    for a flag whose default is a value (not None, "" or [], which each help text explains, nor a switch's False)."""
+    for a flag whose default is a value (not None, "", [] or () (an empty tuple field), which each help text explains,
+    nor a switch's False)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text, default = action.help or "", action.default
-        if (text == argparse.SUPPRESS or "default" in text.lower() or default is False or default in (None, "", [])
+        if (text == argparse.SUPPRESS or "default" in text.lower() or default is False or default in (None, "", [], ())
                 or default == argparse.SUPPRESS):
             return text
         shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)

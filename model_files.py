@@ -84,6 +84,17 @@ def refuse_the_other_models_folder(folder: str, env_name: str, flag: str) -> Non
                         f"them; give {ours} a folder of its own with {flag}")
 
 
+def claim_model_folder(folder: str, env_name: str, flag: str, lock: bool = True) -> None:
+    """Before 02 or 04 trains: refuse the other model's folder (refuse_the_other_models_folder), then (`lock`) take
+    the folder's lock, so that one run at a time writes <env>.*; the lock file also checks that the folder takes
+    files, and a killed run's temporary files there go."""
+    from files import lock_outputs, temporaries_of
+
+    refuse_the_other_models_folder(folder, env_name, flag)
+    if lock:
+        lock_outputs(folder, env_name, [(folder, temporaries_of(rf"{env_name}\..+"))])
+
+
 def save_model_files(model, kind: str, weights_path: str, numpy_path: str,
                      history: tuple[str, list] | None = None) -> None:
     """Write a Keras model's weights with its optimizer's state (`weights_path`, .weights.h5) and their NumPy copy

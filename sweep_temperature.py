@@ -14,13 +14,15 @@ are means +- std over --episodes episodes (100, as the paper) from model.py's co
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import math
 import os
 import sys
 
 from blas import prepare_blas
-from cli import ArgumentParser, UserError, check_flags, run_cli
+from cli import SettingsParser, UserError, check_flags, option, run_cli
 from processes import run_child
+from config import folder_option
 
 prepare_blas()  # before NumPy loads its BLAS
 
@@ -29,53 +31,58 @@ PAPER = {0.1: ("2086 ± 140", "193 ± 58"), 0.5: ("2060 ± 277", "196 ± 50"), 1
          1.15: ("918 ± 546", "1092 ± 556"), 1.3: ("732 ± 269", "753 ± 139")}
 
 
-def parse_args(argv=None):
-    from config import add_folder_flags
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    env_name: str = option(help="the environment (the paper swept Doom's)", positional=True,
+                           choices=["doom_take_cover"])
+    temperatures: tuple[float, ...] = option(tuple(sorted(PAPER)), "the dream temperatures tau to train at, one 05 "
+                                                                   "run each (default: the paper's)")
+    generations: int = option(50, "dream generations per temperature, in all, a multiple of --eval_steps (a rerun "
+                                  "trains only those still owed)")
+    num_worker: int = option(os.cpu_count() or 1, "05's worker processes, and model.py's (default: all cores)",
+                             flags=("-n",))
+    num_worker_trial: int = option(8, "05's solutions per worker: population = num_worker x num_worker_trial",
+                                   flags=("-t",))
+    num_episode: int = option(4, "05's dream episodes per solution", flags=("-e",))
+    eval_steps: int = option(10, "05 evaluates the mean every this many generations")
+    episodes: int = option(100, "episodes of each score (default 100, as the paper)")
+    real_episodes: int = option(32, "real-game episodes 05 scores each new dream best with")
+    seed: int = option(111, "05's --seed_start and model.py's --seed")
+    controller_dir: str = folder_option("controller")
+    log_dir: str = folder_option("log")
 
-    parser = ArgumentParser(description="Train in the dream at several temperatures; score dream and real.")
-    parser.add_argument("env_name", choices=["doom_take_cover"], help="the environment (the paper swept Doom's)")
-    parser.add_argument("--temperatures", type=float, nargs="+", default=sorted(PAPER),
-                        help="the dream temperatures tau to train at, one 05 run each (default: the paper's)")
-    parser.add_argument("--generations", type=int, default=50,
-                        help="dream generations per temperature, in all, a multiple of --eval_steps (a rerun trains "
-                             "only those still owed)")
-    parser.add_argument("-n", "--num_worker", type=int, default=os.cpu_count() or 1,
-                        help="05's worker processes, and model.py's (default: all cores)")
-    parser.add_argument("-t", "--num_worker_trial", type=int, default=8,
-                        help="05's solutions per worker: population = num_worker x num_worker_trial")
-    parser.add_argument("-e", "--num_episode", type=int, default=4, help="05's dream episodes per solution")
-    parser.add_argument("--eval_steps", type=int, default=10, help="05 evaluates the mean every this many generations")
-    parser.add_argument("--episodes", type=int, default=100, help="episodes of each score (default 100, as the paper)")
-    parser.add_argument("--real_episodes", type=int, default=32,
-                        help="real-game episodes 05 scores each new dream best with")
-    parser.add_argument("--seed", type=int, default=111, help="05's --seed_start and model.py's --seed")
-    add_folder_flags(parser, "controller", "log")
-    args = parser.parse_args(argv)
-    check_flags(args, at_least={"generations": 0, "num_worker": 1, "num_worker_trial": 1, "num_episode": 1,
-                                "eval_steps": 1, "episodes": 1, "real_episodes": 1}, seeds=("seed",))
-    for tau in args.temperatures:  # each is passed to 05 and model.py as --temperature: refused here, before any run
-        check_flags(argparse.Namespace(temperatures=tau), positive=("temperatures",))
-    if args.generations % args.eval_steps:  # else a run shorter than --eval_steps would have no controller at all
-        raise UserError(f"--generations must be a multiple of --eval_steps ({args.eval_steps}), got "
-                        f"{args.generations}: each temperature's controller is its best evaluation, and 05 evaluates "
-                        f"every --eval_steps generations")
-    if args.num_worker * args.num_worker_trial < 2:
-        raise UserError("the population (num_worker x num_worker_trial) needs at least 2 solutions")
-    return args
+    def __post_init__(self):
+        check_flags(self, at_least={"generations": 0, "num_worker": 1, "num_worker_trial": 1, "num_episode": 1,
+                                    "eval_steps": 1, "episodes": 1, "real_episodes": 1}, seeds=("seed",))
+        for tau in self.temperatures:  # each is passed to 05 and model.py as --temperature: refused before any run
+            if not math.isfinite(tau) or tau <= 0:
+                raise UserError(f"--temperatures must be a finite number above 0, got {tau}")
+        if self.generations % self.eval_steps:  # else a run shorter than --eval_steps would have no controller at all
+            raise UserError(f"--generations must be a multiple of --eval_steps ({self.eval_steps}), got "
+                            f"{self.generations}: each temperature's controller is its best evaluation, and 05 "
+                            f"evaluates every --eval_steps generations")
+        if self.num_worker * self.num_worker_trial < 2:
+            raise UserError("the population (num_worker x num_worker_trial) needs at least 2 solutions")
 
 
-def score(env_name: str, best: str, dream: bool, temperature: float, args) -> tuple[float, float]:
-    """Mean and std over args.episodes episodes, in the dream at `temperature` or in the real game."""
+def parse_args(argv=None) -> Settings:
+    return SettingsParser(Settings, description="Train in the dream at several temperatures; score dream and "
+                                                "real.").parse(argv)
+
+
+def score(settings: Settings, best: str, dream: bool, temperature: float) -> tuple[float, float]:
+    """Mean and std over settings.episodes episodes, in the dream at `temperature` or in the real game (model.py's
+    Play.of and score_episodes)."""
     import numpy as np
 
     model = __import__("model")
     from config import get_config
     from controller.controller import load_params
 
-    params, _, exp_mode = load_params(best, get_config(env_name))
-    play = model.Play.of(env_name, params, exp_mode, dream=dream, temperature=temperature)
-    results = model.score_episodes(play, [args.seed + i for i in range(args.episodes)], args.num_worker)
-    scores = np.array([reward for _, reward, _ in results])
+    params, _, exp_mode = load_params(best, get_config(settings.env_name))
+    play = model.Play.of(settings.env_name, params, exp_mode, dream=dream, temperature=temperature)
+    seeds = [settings.seed + i for i in range(settings.episodes)]
+    scores = np.array([reward for _, reward, _ in model.score_episodes(play, seeds, settings.num_worker)])
     return float(scores.mean()), float(scores.std())
 
 
@@ -119,8 +126,8 @@ def main(argv=None) -> None:
                 raise UserError(f"training at tau {tau:g} failed (its error is above)")
         if not os.path.exists(best):
             raise UserError(f"{best} is missing: train at tau {tau:g} first (--generations > 0)")
-        dream_mean, dream_std = score(args.env_name, best, True, tau, args)
-        real_mean, real_std = score(args.env_name, best, False, tau, args)
+        dream_mean, dream_std = score(args, best, True, tau)
+        real_mean, real_std = score(args, best, False, tau)
         rows.append({"temperature": tau, "dream_mean": dream_mean, "dream_std": dream_std, "real_mean": real_mean,
                      "real_std": real_std, "controller": best})
         print(f"== tau {tau:g}: dream {dream_mean:.0f} ± {dream_std:.0f}, real {real_mean:.0f} ± {real_std:.0f}",

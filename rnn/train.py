@@ -6,7 +6,9 @@ TensorFlow-free rollout and dream workers). Both are written whole (temporary fi
 
 from __future__ import annotations
 
+import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -149,3 +151,197 @@ def load_rnn(config, rnn_dir: str, learning_rate: float | None = None):
         # schedule is not stored; make_rnn built it from `learning_rate`)
         rnn.optimizer.learning_rate = learning_rate
     return rnn
+
+
+# --- stage 04's steps ------------------------------------------------------------------------------------------------
+class Sequences(NamedTuple):
+    """Stage 03's encodings of a range of batches: mu, logvar (N, T, z), actions (N, T, A), lengths (N,) and
+    dones (N, T)."""
+
+    mu: np.ndarray
+    logvar: np.ndarray
+    actions: np.ndarray
+    lengths: np.ndarray
+    dones: np.ndarray
+
+    def cut(self, time_steps: int) -> Sequences:
+        """The same sequences with exactly `time_steps` steps (pad_steps)."""
+        return Sequences(*(pad_steps(array, time_steps) for array in self))
+
+
+def pad_steps(array, time_steps: int):
+    """array (N, T, ...) with exactly `time_steps` steps on axis 1: cut, or zero-padded; (N,) arrays (lengths) are
+    returned as they are."""
+    if array.ndim < 2 or array.shape[1] >= time_steps:
+        return array if array.ndim < 2 else array[:, :time_steps]
+    widths = [(0, 0), (0, time_steps - array.shape[1])] + [(0, 0)] * (array.ndim - 2)
+    return np.pad(array, widths)
+
+
+def load_sequences(config, start_batch: int, max_batch: int, data_dir: str) -> Sequences:
+    """The stage-03 files of batches start..max, checked and concatenated. Files of different episode lengths (random
+    play recorded for 300 steps, a controller's episodes for 1000) are padded to the longest: the steps past an
+    episode's length are padding in every file already."""
+    from config import MAKES_RNN_DATA, data_file
+    from npyio import batch_range_files, check_lengths, load_npy
+
+    made_by = MAKES_RNN_DATA.format(env=config.name)
+    parts = []
+    for batch, _ in batch_range_files("rnn_mu", config.name, start_batch, max_batch, made_by, data_dir):
+        def load(kind, **checks):
+            return load_npy(data_file(kind, config.name, batch, data_dir), made_by, mmap=False, **checks)
+
+        mu = load("rnn_mu", ndim=3, trailing_shape=(config.z_size,), dtype="float32")
+        logvar = load("rnn_logvar", ndim=3, trailing_shape=(config.z_size,), dtype="float32")
+        rnn_input = load("rnn_input", ndim=3, trailing_shape=(config.rnn_input_size,), dtype="float32")
+        lengths, dones = load("rnn_length", ndim=1), load("rnn_done", ndim=2)
+        if not (mu.shape == logvar.shape and rnn_input.shape[:2] == mu.shape[:2] == dones.shape
+                and lengths.shape == mu.shape[:1]):
+            raise UserError(f"the rnn_* files of batch {batch} disagree in shape; remake them with: {made_by}")
+        check_lengths(lengths, mu.shape[1], data_file("rnn_length", config.name, batch, data_dir), made_by)
+        actions = rnn_input[..., config.z_size:config.z_size + config.action_size]
+        parts.append(Sequences(mu, logvar, actions, lengths, dones))
+    time_steps = max(part.mu.shape[1] for part in parts)
+    return Sequences(*(np.concatenate([pad_steps(value, time_steps) for value in values]) for values in zip(*parts)))
+
+
+def learning_rate_schedule(rnn, config, history: list, given: float | None, history_path: str) -> dict:
+    """Set and print M's learning rate; returns what the history rows keep of a decaying one ({} for a constant).
+
+    A constant rate (CarRacing) is saved with Adam's state and restored by a resume unless --learning_rate is given
+    (load_rnn). Doom's decaying schedule is not in the weights file: its start and first step go into every history
+    row, so a resume goes on with the same schedule, and one given a new --learning_rate decays from that rate at the
+    current step."""
+    from reading import finite_number
+    from rnn.arch import decays, set_decay
+
+    if not decays(config):
+        print(f"M's learning rate: {float(rnn.optimizer.learning_rate):.3g}")
+        return {}
+    step = int(rnn.optimizer.iterations.numpy())
+    last = history[-1] if history else {}
+    if step == 0:
+        start, offset = given or config.rnn_learning_rate, 0
+    elif given is not None:
+        start, offset = given, step
+    elif "rate_start" in last:
+        start, offset = last["rate_start"], last.get("rate_offset")
+        if (finite_number(start) is None or not start > 0 or type(offset) is not int or not 0 <= offset <= step):
+            raise UserError(f"{history_path} holds a damaged learning-rate schedule ({start!r} from step "
+                            f"{offset!r}); give --learning_rate to go on from a rate of your choice")
+    else:  # a history written before the schedule was kept: the default one, as those runs resumed
+        start, offset = config.rnn_learning_rate, 0
+    set_decay(rnn, config, start, offset)
+    print(f"M's learning rate: {float(rnn.optimizer.learning_rate):.3g} at step {step}, decaying from {start:g} "
+          f"(step {offset}) towards {min(config.rnn_min_learning_rate, start):g}")
+    return {"rate_start": start, "rate_offset": offset}
+
+
+def new_rnn(config, learning_rate: float | None, init_from: str | None = None):
+    """A new M: fresh weights, or (`init_from`, a folder) those of the NumPy copy there, Adam starting afresh."""
+    from rnn.arch import make_rnn
+
+    if init_from is None:
+        return make_rnn(config, learning_rate)
+    path = rnn_weights_path(config.name, numpy_export=True, rnn_dir=init_from)
+    print(f"a new M from the weights of {path} (Adam starts afresh)")
+    return rnn_from_numpy_copy(config, path, learning_rate)
+
+
+class Targets(NamedTuple):
+    """What M is trained towards on sequences (E, T): the next z, where it counts, the done flags, where they count,
+    and each episode's share of a minibatch's normalisers (step_norms)."""
+
+    z_next: np.ndarray
+    z_mask: np.ndarray
+    done: np.ndarray
+    done_mask: np.ndarray
+    z_norm: np.ndarray
+    done_norm: np.ndarray
+
+    @classmethod
+    def of(cls, z_next: np.ndarray, lengths: np.ndarray, dones: np.ndarray) -> Targets:
+        return cls(z_next, *training_masks(lengths, dones, z_next.shape[1]), *step_norms(lengths))
+
+
+class NonFiniteLoss(Exception):
+    """A minibatch's loss was NaN or infinite: `index` (from 0) and the `loss`."""
+
+    def __init__(self, index: int, loss: float):
+        super().__init__(f"minibatch {index}: loss {loss}")
+        self.index, self.loss = index, loss
+
+
+def run_minibatches(step, groups, inputs, targets: Targets, after_each=None) -> dict:
+    """step(x, y, return_dict=True) (train_on_batch or test_on_batch) on every minibatch (rows, steps) of `groups`;
+    returns the losses per step of the epoch: each minibatch's loss is its sum over steps divided by its rows' norms,
+    so the norms weigh it back into the sum. A loss that is not finite raises NonFiniteLoss at once (every later step
+    would train on NaN weights)."""
+    sums, norms = {}, {}
+    for index, (rows, steps) in enumerate(groups):
+        logs = step(inputs[rows, :steps], tuple(target[rows, :steps] for target in targets), return_dict=True)
+        if not math.isfinite(float(logs["loss"])):
+            raise NonFiniteLoss(index, float(logs["loss"]))
+        for name, norm in (("z_loss", targets.z_norm), ("done_loss", targets.done_norm)):
+            if name in logs:
+                weight = float(norm[rows].sum())
+                sums[name] = sums.get(name, 0.0) + weight * float(logs[name])
+                norms[name] = norms.get(name, 0.0) + weight
+        if after_each is not None:
+            after_each(logs)
+    result = {name: sums[name] / max(norms[name], 1e-12) for name in sums}
+    return {"loss": sum(result.values()), **result}
+
+
+def held_out_evaluator(rnn, held_out: Sequences, config, batch_size: int, seed: int):
+    """A function giving M's losses on the held-out sequences, averaged over their recorded steps.
+
+    z is drawn once from the stored Gaussians (seed + 1), so the numbers of successive epochs are comparable.
+    """
+    rng = np.random.default_rng(seed + 1)
+    inputs, z_next = rnn_arrays(held_out.mu, held_out.logvar, held_out.actions, held_out.lengths, config.use_done,
+                                rng)
+    groups = length_buckets(held_out.lengths, batch_size, rng, max_steps=inputs.shape[1])
+    targets = Targets.of(z_next, held_out.lengths, held_out.dones)
+    return lambda: run_minibatches(rnn.test_on_batch, groups, inputs, targets)
+
+
+def train_epoch(rnn, data: Sequences, config, settings, batch_size: int, epoch: int,
+                held_out_losses=None) -> tuple[int, dict]:
+    """One epoch of M on `data`: a fresh z draw (epoch_rng(settings.seed, epoch): a resumed run's epochs 21.. do not
+    replay the draws of its epochs 1..), minibatches of similar-length episodes each cut to its longest (the LSTM
+    skips most of the padding), then the held-out losses as val_* if asked for; returns (minibatches, losses). A loss
+    that is not finite is a UserError: nothing of this epoch may be saved. `settings`: 04's (seed, verbose,
+    env_name, rnn_dir)."""
+    from tqdm import tqdm
+
+    rng = epoch_rng(settings.seed, epoch)
+    inputs, z_next = rnn_arrays(data.mu, data.logvar, data.actions, data.lengths, config.use_done, rng)
+    groups = length_buckets(data.lengths, batch_size, rng, max_steps=data.mu.shape[1])
+    progress = tqdm(groups, desc=f"epoch {epoch} (fresh z draw)", unit="minibatch", disable=settings.verbose != 1)
+    where = f"minibatch {{}} of {len(groups)}"
+    try:
+        result = run_minibatches(rnn.train_on_batch, progress, inputs, Targets.of(z_next, data.lengths, data.dones),
+                                 lambda logs: progress.set_postfix(loss=f"{float(logs['loss']):.4f}"))
+        where = "held-out minibatch {}"
+        if held_out_losses is not None:
+            result.update({f"val_{name}": value for name, value in held_out_losses().items()})
+    except NonFiniteLoss as failure:  # that step changed the weights: save nothing of this epoch
+        progress.close()
+        rate = float(rnn.optimizer.learning_rate)  # the rate of this step (Doom's decays; a resume keeps its own)
+        raise UserError(f"M's loss became {failure.loss} in epoch {epoch}, {where.format(failure.index + 1)}; "
+                        f"stopped without saving ({rnn_weights_path(settings.env_name, rnn_dir=settings.rnn_dir)} "
+                        f"keeps the last good weights); try a lower --learning_rate (this run: {rate:g})") from None
+    return len(groups), result
+
+
+def save_progress(rnn, env_name: str, rnn_dir: str, history: list[dict], history_path: str) -> None:
+    """After an epoch: M's two files with its history (together), and the loss curve <env>.loss.png (a run resumed
+    with --holdout_batches has no held-out losses for its earlier epochs: gaps in the curve)."""
+    from figures import save_curves
+
+    save_rnn(rnn, env_name, rnn_dir, history=(history_path, history))
+    names = [n for n in ("loss", "z_loss", "done_loss", "val_loss", "val_z_loss", "val_done_loss") if n in history[-1]]
+    save_curves(os.path.join(rnn_dir, f"{env_name}.loss.png"),
+                {name: [row.get(name, math.nan) for row in history] for name in names},
+                xlabel="epoch", ylabel="loss per step", title=f"MDN-RNN training ({env_name})")

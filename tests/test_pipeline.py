@@ -419,14 +419,15 @@ def test_02_resumed_draws_what_one_run_draws(pipeline, tmp_path):
     np.testing.assert_allclose(losses["resumed"], losses["one go"], rtol=1e-5)
 
 
-def test_a_ctrl_c_as_04_saves_waits_for_the_history_row(pipeline, tmp_path, monkeypatch):
+def test_a_ctrl_c_as_04_saves_waits_for_the_history_row(tmp_path, monkeypatch):
     """M's weights and the history row that counts their epoch are written together: Ctrl-C as the weights are
-    saved is handled once the row is in (before, the row was lost and a resume trained that epoch again)."""
-    import importlib.util
+    saved (04's rnn.train.save_progress after an epoch) is handled once the row is in (before, the row was lost and
+    a resume trained that epoch again)."""
     import signal
 
     import model_files
-    from tests.scripts import ROOT
+    from config import get_config
+    from rnn.train import new_rnn, save_progress
 
     save = model_files.save_npz
 
@@ -435,14 +436,12 @@ def test_a_ctrl_c_as_04_saves_waits_for_the_history_row(pipeline, tmp_path, monk
         return save(*args, **kwargs)
 
     monkeypatch.setattr(model_files, "save_npz", interrupted)
-    spec = importlib.util.spec_from_file_location("stage_04", os.path.join(ROOT, "04_train_rnn.py"))
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
+    rnn, history = new_rnn(get_config("car_racing"), None), [{"epoch": 1, "loss": 1.0}]
     before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if run in background
     try:
         with pytest.raises(KeyboardInterrupt):
-            stage.main(["--start_batch", "0", "--max_batch", "1", "--new_model", "--epochs", "2", "--verbose", "0",
-                        "--data_dir", str(pipeline / "data"), "--rnn_dir", str(tmp_path)])
+            save_progress(rnn, "car_racing", str(tmp_path), history, str(tmp_path / "car_racing.history.json"))
+            history.append({"epoch": 2, "loss": 1.0})  # never reached: the interrupt comes as the first save ends
     finally:
         signal.signal(signal.SIGINT, before)
     rows = json.loads((tmp_path / "car_racing.history.json").read_text())

@@ -15,7 +15,7 @@ from tests.test_training_state import CHECKPOINT
 def test_plots_py_draws_runs_side_by_side_from_their_logs(tmp_path):
     from PIL import Image
 
-    from plots import read_evaluations, read_history
+    from figures import read_evaluations, read_history
     from tests.scripts import run
 
     rows = json.loads(Path(CHECKPOINT.replace(".es.pk", ".hist.json")).read_text())  # a committed run's logs
@@ -43,13 +43,13 @@ def test_plots_py_draws_runs_side_by_side_from_their_logs(tmp_path):
     ("x+y=log/a+b.hist.json", ("x+y", "log/a+b.hist.json", 0)),
 ])
 def test_plots_py_reads_a_label_and_a_restart_s_generations_before(text, parsed):
-    from plots import parse_run
+    from figures import parse_run
 
     assert parse_run(text) == parsed
 
 
 def test_plots_py_draws_a_restart_after_the_generation_it_went_on_from(tmp_path):
-    from plots import read_run
+    from figures import read_run
     from tests.scripts import run
 
     (tmp_path / "r.hist.json").write_text("[[1, 300.0, 790.25], [2, 560.0, 841.64], [3, 830.0, 788.7]]")

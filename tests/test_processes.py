@@ -456,23 +456,24 @@ def test_a_ctrl_c_as_01_lands_a_batch_waits_for_its_four_files(tmp_path, monkeyp
     """A batch's frame file and its action, length and done files land together: Ctrl-C as the first small file is
     being written (the frames already in) is handled once all four are in place, not between them (before, the frame
     file was left alone, and 02 and 03 stopped at the missing files)."""
-    import importlib.util
+    import rollouts
+    from parallel import ProcessPool
+    from tqdm import tqdm
 
-    spec = importlib.util.spec_from_file_location("stage_01", os.path.join(ROOT, "01_generate_data.py"))
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
     save = np.save  # the frames are written into their file directly; np.save writes the three small files
 
     def interrupted(path, array):
         os.kill(os.getpid(), signal.SIGINT)
         save(path, array)
 
-    monkeypatch.setattr(stage.np, "save", interrupted)
+    monkeypatch.setattr(rollouts.np, "save", interrupted)
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
     before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if run in background
     try:
         with pytest.raises(KeyboardInterrupt):  # one worker: the episode is played in this process
-            stage.main(["car_racing", "--total_episodes", "1", "--time_steps", "5", "--num_workers", "1",
-                        "--data_dir", str(tmp_path)])
+            with ProcessPool(1, rollouts.rollout) as pool, tqdm(total=1, disable=True) as progress:
+                rollouts.write_batch(pool, [rollouts.RolloutTask("car_racing", 0, 5, False, None)], 0, str(tmp_path),
+                                     progress)
     finally:
         signal.signal(signal.SIGINT, before)
     assert sorted(name for name in os.listdir(tmp_path) if name.endswith(".npy")) == [

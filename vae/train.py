@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -267,3 +267,107 @@ def held_out_losses(vae, frames: np.ndarray, batch_size: int) -> dict[str, float
         if not np.isfinite(value):
             raise UserError(f"V's {name} on the held-out frames is {value}: these weights are broken")
     return losses
+
+
+# --- stage 02's steps ------------------------------------------------------------------------------------------------
+RECONSTRUCTED_FRAMES = 8  # frames shown in ./vae/<env>.reconstructions.png
+JIT_TIMING_STEPS = 3  # minibatches timed each way by --jit auto, after one each way that compiles
+
+
+def new_vae(config, seed: int, learning_rate: float, init_from: str | None = None):
+    """A new V: fresh weights, or (`init_from`, a folder) those of the NumPy copy there, Adam starting afresh."""
+    if init_from is None:
+        return make_vae(config, seed=seed, learning_rate=learning_rate)
+    path = vae_weights_path(config.name, numpy_export=True, vae_dir=init_from)
+    print(f"a new V from the weights of {path} (Adam starts afresh)")
+    return vae_from_numpy_copy(config, path, seed=seed, learning_rate=learning_rate)
+
+
+def saved_vae(config, vae_dir: str, seed: int):
+    """The saved V of `vae_dir` (its NumPy copy where there is no Keras file), as --epochs 0 measures it."""
+    from config import vae_file_to_read
+
+    measured, from_numpy = vae_file_to_read(config.name, vae_dir)
+    vae = vae_from_numpy_copy(config, measured, seed=seed) if from_numpy else load_vae(config, vae_dir, seed=seed)
+    print(f"V {measured}, z = {config.z_size}")
+    return vae
+
+
+class HeldOut(NamedTuple):
+    """The frames V's held-out losses are measured on, from batch files first..last."""
+
+    frames: np.ndarray
+    first: int
+    last: int
+
+    @classmethod
+    def of(cls, batches: list, last: int, limit: int) -> HeldOut:
+        """Up to `limit` frames (held_out_frames) of `batches` (rollout_files.RolloutBatch), the range's last files."""
+        return cls(held_out_frames([(b.frames, b.lengths) for b in batches], limit), last - len(batches) + 1, last)
+
+
+def report_held_out(vae, held_out: HeldOut, batch_size: int, when: str) -> dict[str, float]:
+    """Print V's held-out losses (`when`: "before training", ...) and return them (held_out_losses)."""
+    losses = held_out_losses(vae, held_out.frames, batch_size)
+    print(f"held-out batches {held_out.first}..{held_out.last} ({len(held_out.frames):,} frames), {when}: loss "
+          f"{losses['holdout_loss']:.2f} = reconstruction {losses['holdout_reconstruction_loss']:.2f} + KL "
+          f"{losses['holdout_kl_loss']:.2f} a frame")
+    return losses
+
+
+def frames_to_show(frames: np.ndarray, lengths: np.ndarray, count: int = RECONSTRUCTED_FRAMES) -> np.ndarray:
+    """`count` recorded frames of a batch file, evenly spread: the ones reconstructed after every file."""
+    recorded = valid_frame_index(lengths, frames.shape[1])
+    shown = recorded[np.linspace(0, len(recorded) - 1, count).astype(int)]
+    return np.asarray(frames.reshape((-1, *frames.shape[2:]))[shown])
+
+
+def fit_file(vae, settings, batch, batch_size: int, epoch: int, last_epoch: int, position: int,
+             time_jit: bool) -> tuple[int, dict[str, float]]:
+    """Train V one pass over the recorded frames of `batch` (a rollout_files.RolloutBatch, `position` in the epoch's
+    order), in a shuffle of (settings.seed, epoch, position); returns (frames, fit's losses). `time_jit`: first time
+    the step with XLA and without (--jit auto) and train with the faster. A loss that is not finite is a UserError:
+    nothing of this file may be saved. `settings`: 02's (seed, steps_per_file, verbose, env_name, vae_dir)."""
+    seed, name, frames = settings.seed, os.path.basename(batch.path), batch.frames
+    index = valid_frame_index(batch.lengths, frames.shape[1])
+    dataset = FrameBatches(frames, index, batch_size, seed=[seed, epoch, position],
+                           max_batches=settings.steps_per_file)
+    # the noise of z's sampling from (seed, epoch, file) too: a resumed run draws what one run draws (the
+    # generator's state is not in the weights file)
+    reseed_noise(vae, seed, epoch, position)
+    if time_jit:  # minibatches of their own order (the training's shuffle untouched); V and Adam are put back after
+        timing = FrameBatches(frames, index, batch_size, seed=[seed, epoch, position, 1])
+        xla, rates = choose_jit(vae, [timing[i % len(timing)] for i in range(JIT_TIMING_STEPS + 1)],
+                                steps=JIT_TIMING_STEPS)
+        timing.close()
+        print(f"training step: XLA {rates[True]:.0f} images/s, without {rates[False]:.0f} images/s on "
+              f"{name}: {'XLA' if xla else 'without XLA'} (--jit auto)")
+    print(f"epoch {epoch}/{last_epoch}: {name} ({len(index):,} frames)")
+    stop = StopOnNonFiniteLoss()
+    result = vae.fit(dataset, epochs=1, verbose=settings.verbose, callbacks=[stop]).history
+    dataset.close()
+    if stop.batch is not None:  # this file's steps changed the weights: save nothing of them
+        raise UserError(f"V's loss became {stop.loss} in epoch {epoch}, minibatch {stop.batch + 1} of {name}; "
+                        f"stopped without saving ({vae_weights_path(settings.env_name, vae_dir=settings.vae_dir)} "
+                        f"keeps the last good weights); try a lower --learning_rate (this run: "
+                        f"{float(vae.optimizer.learning_rate):g})")
+    return len(index), {key: float(values[-1]) for key, values in result.items()}
+
+
+def save_progress(vae, env_name: str, vae_dir: str, history: list[dict], history_path: str,
+                  shown_frames: np.ndarray) -> None:
+    """After a batch file: V's two files with its history (together), what V makes of `shown_frames`
+    (<env>.reconstructions.png) and the loss curve (<env>.loss.png, held-out losses as points at epochs' ends)."""
+    from figures import save_curves, save_reconstructions
+
+    save_vae(vae, env_name, vae_dir, history=(history_path, history))
+    mu, _ = vae.encode(shown_frames)
+    save_reconstructions(os.path.join(vae_dir, f"{env_name}.reconstructions.png"), shown_frames,
+                         np.asarray(vae.decoder(mu)))
+    measured = [(row_number, row) for row_number, row in enumerate(history, 1) if "holdout_loss" in row]
+    points = {f"held-out {name}": ([number for number, _ in measured], [row[f"holdout_{name}"] for _, row in measured])
+              for name in ("loss", "reconstruction_loss")}
+    save_curves(os.path.join(vae_dir, f"{env_name}.loss.png"),
+                {name: [row[name] for row in history] for name in ("loss", "reconstruction_loss", "kl_loss")},
+                xlabel="batch file visited", ylabel="loss per frame", title=f"VAE training ({env_name})",
+                points=points if measured else None)
