@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import envs  # noqa: F401  (registers the ids)
-import pretrained
 from cli import UserError
 from pretrained import load_agent
+from shipping.manifest import verify
 from scripts import ROOT, run
 
 IDS = {"car_racing": "WorldModels/CarRacing-v3", "doom_take_cover": "WorldModels/DoomTakeCover-v0"}
@@ -32,9 +32,9 @@ def play(agent, env, seed):
 
 @pytest.mark.parametrize("env_name", list(IDS))
 def test_the_shipped_agent_in_a_plain_loop_scores_model_pys_check_episodes(env_name):
-    """The manifest's check episodes (pretrained.pack played them with model.py's Play; test_shipped replays them
-    so) score the same to the last bit in the user's loop on the registered id capped at their length."""
-    check = pretrained.verify(env_name)["check"]
+    """The manifest's check episodes (shipping.pack played them with model.py's scoring.Play; test_shipped replays
+    them so) score the same to the last bit in the user's loop on the registered id capped at their length."""
+    check = verify(env_name)["check"]
     agent = load_agent(env_name)
     env = gymnasium.make(IDS[env_name], max_episode_steps=check["max_length"])
     try:
@@ -148,4 +148,4 @@ def test_the_example_plays_the_shipped_agent_to_model_pys_score(tmp_path):
         (score,) = json.load(handle)["scores"]
     printed = run("examples/play_car_racing.py", "--seed", seed, "--max_length", steps, cwd=tmp_path).stdout
     assert printed.splitlines()[-1] == f"seed {seed}: score {score}"
-    assert score == pretrained.verify("car_racing")["check"]["scores"][1]
+    assert score == verify("car_racing")["check"]["scores"][1]

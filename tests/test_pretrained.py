@@ -10,7 +10,9 @@ import os
 import numpy as np
 import pytest
 
-import pretrained
+from shipping.card import model_card
+from shipping.manifest import sha256, shipped_files, verify, walk_files
+from shipping.pack import MAX_TOTAL_BYTES
 from benchmarks.weights import random_weights
 from config import CAR_RACING
 from controller.controller import random_params, save_params
@@ -60,8 +62,8 @@ def test_the_pack_holds_every_file_with_its_sha256_and_the_score(packed):
     assert shipped["scores"] == final["scores"] and shipped["lengths"] == final["lengths"]
     assert shipped["check"]["seeds"] == [111, 112, 113] and shipped["check"]["max_length"] == 300
     assert shipped["blas_kernel"] == final["blas_kernel"] == "Haswell"  # OpenBLAS's kernels where both were played
-    for relative in pretrained.shipped_files("car_racing").values():
-        assert shipped["sha256"][relative] == pretrained.sha256(str(root / "car_racing" / relative))
+    for relative in shipped_files("car_racing").values():
+        assert shipped["sha256"][relative] == sha256(str(root / "car_racing" / relative))
     assert np.load(root / "car_racing" / "data" / "rnn_initial_car_racing_0.npy").shape == (200, 2, 32)
     assert (root / "car_racing" / "vae" / "car_racing.npz").read_bytes() == \
         (folder / "vae" / "car_racing.npz").read_bytes()  # float32 as trained, byte for byte
@@ -71,7 +73,7 @@ def test_the_pack_writes_the_model_card_from_its_manifest(packed):
     _, root = packed
     with open(root / "car_racing" / "README.md", encoding="utf-8") as handle:
         card = handle.read()
-    assert card == pretrained.model_card("car_racing", str(root))
+    assert card == model_card("car_racing", str(root))
     shipped = manifest(root)
     assert f'      value: "{shipped["mean"]:.2f} +/- {shipped["std"]:.2f}"\n' in card
     assert "```\npython 01_generate_data.py car_racing\n```" in card  # how it was trained: the manifest's commands
@@ -207,16 +209,16 @@ def test_a_pack_over_the_budget_is_refused_and_changes_nothing(packed, tmp_path)
 
     copy = tmp_path / "copy"
     shutil.copytree(root, copy)
-    before = {path: open(path, "rb").read() for path in pretrained.walk_files(str(copy))}
+    before = {path: open(path, "rb").read() for path in walk_files(str(copy))}
     with open(copy / "car_racing" / "training.bin", "wb") as handle:  # another file of the budget, sparse
-        handle.truncate(pretrained.MAX_TOTAL_BYTES - sum(len(data) for data in before.values()) // 2)
+        handle.truncate(MAX_TOTAL_BYTES - sum(len(data) for data in before.values()) // 2)
     result = run("pretrained.py", "pack", "car_racing", "--filename", "./controller/car_racing.cma.1.4.best.json",
                  "--final", "./log/car_racing.cma.1.4.best.final.json", "--root", str(copy), cwd=folder, check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "over the 60 MB budget; nothing was changed" in result.stderr
     (copy / "car_racing" / "training.bin").unlink()
-    assert {path: open(path, "rb").read() for path in pretrained.walk_files(str(copy))} == before
-    pretrained.verify("car_racing", str(copy))
+    assert {path: open(path, "rb").read() for path in walk_files(str(copy))} == before
+    verify("car_racing", str(copy))
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -10,9 +10,11 @@ import os
 import numpy as np
 import pytest
 
-import pretrained
+from shipping.card import CARD, model_card
+from shipping.manifest import PRETRAINED_DIR, shipped, shipped_files, verify, walk_files
+from shipping.pack import MAX_TOTAL_BYTES, play_check
 
-SHIPPED = pretrained.shipped()
+SHIPPED = shipped()
 
 
 def test_both_agents_are_shipped():
@@ -21,8 +23,8 @@ def test_both_agents_are_shipped():
 
 @pytest.mark.parametrize("env_name", SHIPPED)
 def test_every_shipped_file_is_the_packed_one_and_the_score_is_its_episodes(env_name):
-    manifest = pretrained.verify(env_name)  # raises on any sha256 that differs, or a missing file
-    assert set(manifest["sha256"]) == set(pretrained.shipped_files(env_name).values())
+    manifest = verify(env_name)  # raises on any sha256 that differs, or a missing file
+    assert set(manifest["sha256"]) == set(shipped_files(env_name).values())
     scores = np.array(manifest["scores"])
     assert len(scores) == len(manifest["lengths"]) == manifest["episodes"] >= 100
     assert np.all(np.isfinite(scores))
@@ -31,8 +33,8 @@ def test_every_shipped_file_is_the_packed_one_and_the_score_is_its_episodes(env_
 
 @pytest.mark.parametrize("env_name", SHIPPED)
 def test_the_shipped_agent_replays_its_manifests_episodes(env_name):
-    check = pretrained.verify(env_name)["check"]
-    results = pretrained.play_check(env_name, pretrained.PRETRAINED_DIR, check["seeds"])
+    check = verify(env_name)["check"]
+    results = play_check(env_name, PRETRAINED_DIR, check["seeds"])
     assert [seed for seed, _, _ in results] == check["seeds"]
     assert [reward for _, reward, _ in results] == pytest.approx(check["scores"], abs=1e-6)
 
@@ -43,9 +45,9 @@ def test_the_shipped_agent_replays_its_manifests_episodes(env_name):
 def test_each_model_card_is_the_one_its_manifest_makes(env_name, env_id, metric):
     """pretrained/<env>/README.md is what `pretrained.py card` writes from the committed manifest (so the two never
     disagree), with the front matter of a published RL agent: its env id and the 100-episode mean_reward."""
-    with open(os.path.join(pretrained.PRETRAINED_DIR, env_name, pretrained.CARD), encoding="utf-8") as handle:
+    with open(os.path.join(PRETRAINED_DIR, env_name, CARD), encoding="utf-8") as handle:
         card = handle.read()
-    assert card == pretrained.model_card(env_name)
+    assert card == model_card(env_name)
     front_matter = card.split("---\n")[1].splitlines()
     assert front_matter[:6] == ["library_name: keras", "tags:", "- reinforcement-learning", "- world-models",
                                 f"- {env_name}", f"- {env_id}"]
@@ -54,5 +56,5 @@ def test_each_model_card_is_the_one_its_manifest_makes(env_name, env_id, metric)
 
 
 def test_everything_in_pretrained_fits_the_60_mb_budget():
-    total = sum(os.path.getsize(path) for path in pretrained.walk_files(pretrained.PRETRAINED_DIR))
-    assert 0 < total <= pretrained.MAX_TOTAL_BYTES == 60 * 1024 * 1024
+    total = sum(os.path.getsize(path) for path in walk_files(PRETRAINED_DIR))
+    assert 0 < total <= MAX_TOTAL_BYTES == 60 * 1024 * 1024

@@ -1,0 +1,154 @@
+"""A shipped agent's model card (pretrained/<env>/README.md), written from its manifest.
+
+Nothing here loads NumPy at import.
+"""
+
+from __future__ import annotations
+
+import os
+
+from reading import SMALL_JSON_BYTES, read_json
+from shipping.manifest import MANIFEST, PRETRAINED_DIR, shipped_files
+
+CARD = "README.md"  # the model card in pretrained/<env>/
+
+
+def model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
+    """The model card of the agent in root/<env>/, from its manifest (and the mode its controller file says): YAML
+    front matter in the form published RL agents use (library, tags, a model-index whose metric is the 100-episode
+    mean_reward "mean +/- std"), then what the agent is, how to use and check it, a still with the command that
+    records a replay video, how it was trained (the manifest's commands), its files and its limits."""
+    import numpy as np
+
+    from config import controller_shape, get_config
+    from controller.controller import load_params
+    from envs import get_spec
+
+    config, spec = get_config(env_name), get_spec(env_name)
+    folder = os.path.join(root, env_name)
+    manifest = read_json(os.path.join(folder, MANIFEST), SMALL_JSON_BYTES, "a manifest",
+                         f"pack the agent again (python pretrained.py pack {env_name} ...)")
+    files = shipped_files(env_name)
+    _, _, mode = load_params(os.path.join(folder, files["controller"]), config)
+    shape = controller_shape(config, mode)
+    scores = np.array(manifest["scores"], dtype=np.float64)
+    mean, std, episodes, first = manifest["mean"], manifest["std"], manifest["episodes"], manifest["first_seed"]
+    length = manifest.get("max_length", config.max_episode_length)
+    kernel = manifest.get("blas_kernel")
+    in_the_dream = any("--dream_mode 1" in command for command in manifest["commands"])
+    widths = {"z": config.z_size, "c": config.rnn_size, "h": config.rnn_size}
+    inputs = " + ".join(f"{part} ({widths[part]})" for part in shape.parts)
+    lines = [
+        "---",
+        "library_name: keras",
+        "tags:",
+        "- reinforcement-learning",
+        "- world-models",
+        f"- {env_name}",
+        f"- {spec.gym_id}",
+        "model-index:",
+        f"- name: world-models-{env_name}",
+        "  results:",
+        "  - task:",
+        "      type: reinforcement-learning",
+        "      name: reinforcement-learning",
+        "    dataset:",
+        f"      name: {spec.gym_id}",
+        f"      type: {spec.gym_id}",
+        "    metrics:",
+        "    - type: mean_reward",
+        f'      value: "{mean:.2f} +/- {std:.2f}"',
+        "      name: mean_reward",
+        "      verified: false",
+        "---",
+        "",
+        f"# World Models agent for {spec.gym_id}",
+        "",
+        f"<!-- Written by `python pretrained.py card {env_name}` (and by `pack`) from manifest.json: edit those, not "
+        f"this file. -->",
+        "",
+        f"The agent of World Models (Ha & Schmidhuber, 2018) for {env_name}, trained with this repository's scripts: "
+        f"V, a VAE, compresses each 64x64 frame into z ({config.z_size} numbers); M, an MDN-RNN (an LSTM of "
+        f"{config.rnn_size} units, {config.num_mixtures} Gaussians per dimension of z), predicts the next z; C, "
+        f"a controller found by CMA-ES, acts on {inputs} (mode `{mode}`, {shape.param_count:,} parameters). "
+        + ("C trained only inside M's dream, never in the game. " if in_the_dream else "")
+        + "All three run in NumPy.",
+        "",
+        f"**{mean:.2f} ± {std:.2f} over {episodes} episodes** (seeds {first} to {first + episodes - 1}, at most "
+        f"{length} steps each; median {np.median(scores):.2f}, lowest {scores.min():.2f}, highest "
+        f"{scores.max():.2f}), played with OpenBLAS's {kernel or 'unrecorded'} kernels; packed on "
+        f"{manifest['date']}.",
+        "",
+        "## Use it",
+        "",
+        "```python",
+        "from blas import prepare_blas",
+        "prepare_blas()  # before NumPy loads: the BLAS kernels the score was played with",
+        "",
+        "import gymnasium as gym",
+        "from pretrained import load_agent",
+        "",
+        f'env = gym.make("envs:{spec.gym_id}")',
+        f'agent = load_agent("{env_name}")',
+        f"observation, _ = env.reset(seed={first})",
+        f"agent.reset(seed={first})",
+        "done = False",
+        "while not done:",
+        "    observation, reward, terminated, truncated, _ = env.step(agent.act(observation))",
+        "    done = terminated or truncated",
+        "```",
+        "",
+        "## Check its score",
+        "",
+        "```",
+        f"python model.py {env_name} --pretrained --final_mode      # the {episodes} episodes above",
+        "```",
+        "",
+        "## Watch it",
+        "",
+        f"![the agent, a frame a third into its episode of seed {first}](../../docs/pretrained.{env_name}.png)",
+        "",
+        "```",
+        f"python model.py {env_name} --pretrained --record_video --max_length 300     # a short replay: "
+        f"./video/pretrained.{env_name}.seed{first}.mp4",
+        f"python model.py {env_name} --pretrained --record_video --dream_mode          # the agent in its dream",
+        "```",
+        "",
+        "## How it was trained",
+        "",
+        "```",
+        *manifest["commands"],
+        "```",
+        "",
+        "## Files",
+        "",
+        "| file | sha256 |",
+        "|---|---|",
+        *[f"| `{relative}` | `{manifest['sha256'][relative]}` |" for relative in files.values()],
+        "",
+        "`model.py --pretrained` and `load_agent` check every file against these before loading it; all are data "
+        "(NumPy arrays read without pickle, JSON).",
+        "",
+        "## Limits",
+        "",
+        f"- {spec.against_the_paper}",
+        f"- The same seed plays the same episode bit for bit on x86-64 CPUs with AVX2 and FMA, with OpenBLAS's "
+        f"{kernel or 'recorded'} kernels (the scripts pin them); other kernels and CPUs score close, not the same.",
+        f"- {episodes} episodes with a spread of {std:.0f} give the mean a standard error of about "
+        f"{std / np.sqrt(episodes):.0f}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
+    """Write root/<env>/README.md (model_card) whole; returns its path."""
+    from files import atomic_path
+
+    path = os.path.join(root, env_name, CARD)
+    text = model_card(env_name, root)
+    with atomic_path(path, suffix=".md") as temporary:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    return path
+
