@@ -10,44 +10,54 @@ State lives in ROOT/<env>/seed<N>/ (default ROOT runs/reproduce); at the end sum
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
-from cli import ArgumentParser, UserError, run_cli
+from cli import SettingsParser, Terminated, UserError, option, run_cli
+from recipe.presets import ENVS, PRESETS
+
+ROOT = os.path.join("runs", "reproduce")
 
 
-def parse_args(argv=None):
-    from recipe.presets import ENVS, PRESETS
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """reproduce.py's flags: which recipe (environment and preset), the run's seed, its processes, and where runs
+    live."""
 
-    parser = ArgumentParser(description="Run the recipe of a shipped agent, resumable, from a fresh clone.")
-    parser.add_argument("env_name", metavar="ENV", help=f"one of {', '.join(ENVS)}")
-    parser.add_argument("--seed", type=int, default=0, help="the run's seed: every seed of every stage derives from it")
-    parser.add_argument("--workers", type=int, default=2, help="processes of each stage (must divide populations)")
-    parser.add_argument("--preset", default="full", help=f"one of {', '.join(PRESETS)}")
-    parser.add_argument("--status", action="store_true", help="say where the run stands and exit")
-    parser.add_argument("--root", default=os.path.join("runs", "reproduce"), help="where the runs' state folders go")
-    args = parser.parse_args(argv)
-    if args.env_name not in ENVS:
-        raise UserError(f"unknown ENV {args.env_name!r}: give one of {', '.join(ENVS)}")
-    if args.preset not in PRESETS:
-        raise UserError(f"--preset {args.preset!r} is unknown: give one of {', '.join(PRESETS)}")
-    if args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
-    return args
+    env_name: str = option(help=f"one of {', '.join(ENVS)}", positional=True, metavar="ENV")
+    seed: int = option(0, "the run's seed: every seed of every stage derives from it")
+    workers: int = option(2, "processes of each stage (must divide populations)")
+    preset: str = option("full", f"one of {', '.join(PRESETS)}")
+    status: bool = option(False, "say where the run stands and exit")
+    root: str = option(ROOT, "where the runs' state folders go")
+
+    def __post_init__(self):
+        if self.env_name not in ENVS:
+            raise UserError(f"unknown ENV {self.env_name!r}: give one of {', '.join(ENVS)}")
+        if self.preset not in PRESETS:
+            raise UserError(f"--preset {self.preset!r} is unknown: give one of {', '.join(PRESETS)}")
+        if self.workers < 1:
+            raise UserError(f"--workers must be at least 1, got {self.workers}")
+
+
+def parse_args(argv=None) -> Settings:
+    parser = SettingsParser(Settings, description="Run the recipe of a shipped agent, resumable, from a fresh clone.")
+    return parser.parse(argv)
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
+    settings = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the stages' TensorFlow start-up lines, not their progress
     from recipe import report
     from recipe.presets import RECIPES
     from recipe.run import Run
 
     try:
-        run = Run(RECIPES[(args.env_name, args.preset)], args.seed, args.root, args.workers)
+        run = Run(RECIPES[(settings.env_name, settings.preset)], settings.seed, settings.root, settings.workers)
     except ValueError as error:  # a --seed out of range
         raise UserError(str(error)) from None
-    if args.status:
+    if settings.status:
         print("\n".join(report.status_lines(run)))
         return
     summary = report.read_summary(run.folder)
@@ -58,16 +68,15 @@ def main(argv=None) -> None:
     try:
         summary = run.run()
     except KeyboardInterrupt as stop:
-        from cli import Terminated
         from processes import python_command
 
         terminated = isinstance(stop, Terminated)
         print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: nothing done is lost; resume with: "
-              f"{run.command_line(python_command())}" + (f" --root {args.root}" if args.root != os.path.join("runs", "reproduce")
-                                         else ""), file=sys.stderr)
+              f"{run.command_line(python_command())}" + (f" --root {settings.root}" if settings.root != ROOT else ""),
+              file=sys.stderr)
         sys.exit(143 if terminated else 130)
     print("\n".join(report.summary_lines(summary)))
-    print(f"packed agent: {os.path.join(run.folder, 'agent', args.env_name)}")
+    print(f"packed agent: {os.path.join(run.folder, 'agent', settings.env_name)}")
 
 
 if __name__ == "__main__":
