@@ -22,7 +22,7 @@ The flags are scoring.ModelSettings; the work is scoring.py (the episodes, on a 
 
 from __future__ import annotations
 
-from blas import prepare_blas
+from blas import blas_kernel, prepare_blas
 from cli import SettingsParser, run_cli
 
 prepare_blas()  # before NumPy loads its BLAS
@@ -30,8 +30,8 @@ prepare_blas()  # before NumPy loads its BLAS
 from scoring import (ModelSettings, Play, check_inputs, load_play, played_files, save_final,  # noqa: E402
                      score_episodes, summary_line)
 
-__all__ = ["ModelSettings", "Play", "score_episodes", "main"]  # sweep_temperature.py plays with model.Play and
-                                                               # model.score_episodes
+# sweep_temperature.py plays its controllers with model.Play and model.score_episodes
+__all__ = ["ModelSettings", "Play", "main", "parse_args", "score_episodes"]
 
 
 def parse_args(argv=None) -> ModelSettings:
@@ -41,8 +41,6 @@ def parse_args(argv=None) -> ModelSettings:
 
 def main(argv=None) -> None:
     settings = parse_args(argv)
-    from blas import blas_kernel
-
     if settings.pretrained:
         from shipping.agents import use_pretrained
 
