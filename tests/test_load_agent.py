@@ -12,8 +12,8 @@ import pytest
 import envs  # noqa: F401  (registers the ids)
 from cli import UserError
 from pretrained import load_agent
-from shipping.manifest import verify
 from scripts import ROOT, run
+from shipping.manifest import verify
 
 IDS = {"car_racing": "WorldModels/CarRacing-v3", "doom_take_cover": "WorldModels/DoomTakeCover-v0"}
 

@@ -10,14 +10,14 @@ import os
 import numpy as np
 import pytest
 
-from shipping.card import model_card
-from shipping.manifest import sha256, shipped_files, verify, walk_files
-from shipping.pack import MAX_TOTAL_BYTES
 from benchmarks.weights import random_weights
 from config import CAR_RACING
 from controller.controller import random_params, save_params
 from npyio import save_npy, save_npz
 from rnn.numpy_rnn import expected_rnn_shapes
+from shipping.card import model_card
+from shipping.manifest import sha256, shipped_files, verify, walk_files
+from shipping.pack import MAX_TOTAL_BYTES
 from tests.scripts import run
 from vae.numpy_vae import expected_vae_shapes
 

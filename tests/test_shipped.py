@@ -58,3 +58,25 @@ def test_each_model_card_is_the_one_its_manifest_makes(env_name, env_id, metric)
 def test_everything_in_pretrained_fits_the_60_mb_budget():
     total = sum(os.path.getsize(path) for path in walk_files(PRETRAINED_DIR))
     assert 0 < total <= MAX_TOTAL_BYTES == 60 * 1024 * 1024
+
+
+def test_pretrained_gives_new_settings_and_leaves_the_parsed_ones_as_they_were():
+    """model.py --pretrained points a copy of its settings at the shipped files (before: it rewrote the parsed
+    arguments in place); the parsed ones are frozen, and to_argv gives their command line back."""
+    import dataclasses
+
+    from cli import to_argv
+    from scoring import ModelSettings
+    from shipping.agents import use_pretrained
+
+    parsed = ModelSettings("car_racing", pretrained=True, dream_mode=True, max_length=30)
+    shipped_settings, lines = use_pretrained(parsed)
+    folder = os.path.join(PRETRAINED_DIR, "car_racing")
+    assert parsed.filename == "" and parsed.vae_dir == "./vae"
+    assert shipped_settings == dataclasses.replace(
+        parsed, filename=os.path.join(folder, shipped_files("car_racing")["controller"]),
+        vae_dir=os.path.join(folder, "vae"), rnn_dir=os.path.join(folder, "rnn"), data_dir=os.path.join(folder, "data"))
+    assert shipped_settings.name == "pretrained.car_racing" and lines[0].startswith("pretrained car_racing agent")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parsed.filename = "mine.best.json"
+    assert to_argv(parsed) == ["car_racing", "--max_length", "30", "--dream_mode", "1", "--pretrained"]
