@@ -29,22 +29,12 @@ FOLDERS = {  # --<name>_dir flag: (default, what the folder holds)
 }
 
 
-def _folder_help(name: str) -> str:
-    default, holds = FOLDERS[name]
-    return f"{holds}; default {default}"
-
-
-def add_folder_flags(parser, *names: str) -> None:
-    """Add --<name>_dir for each folder name (data, vae, rnn, controller, log, video) to an argparse parser."""
-    for name in names:
-        parser.add_argument(f"--{name}_dir", default=FOLDERS[name][0], help=_folder_help(name))
-
-
 def folder_option(name: str):
-    """--<name>_dir as a field of a settings dataclass (cli.option), the same flag add_folder_flags adds."""
+    """--<name>_dir (data, vae, rnn, controller, log, video) as a field of a settings dataclass (cli.option)."""
     from cli import option
 
-    return option(FOLDERS[name][0], _folder_help(name))
+    default, holds = FOLDERS[name]
+    return option(default, f"{holds}; default {default}")
 
 
 def _zero_or_one(text: str) -> int:
@@ -53,23 +43,16 @@ def _zero_or_one(text: str) -> int:
     return int(text)
 
 
-def add_dream_mode_flag(parser, help: str, kind: type = int) -> None:
-    """Add --dream_mode, one flag with the same forms in 05 and model.py: bare or `--dream_mode 1` is the dream
-    (estool's 05 spelled it with a value, model.py as a switch), `--dream_mode 0` or leaving it out the real game.
-    `kind`: the value's type, int (05's checkpoints keep it as 0 or 1) or bool (model.py's .final.json)."""
-    parser.add_argument("--dream_mode", default=kind(0), help=f"{help} (bare: 1; default 0)",
-                        **_dream_mode_forms(kind))
-
-
 def dream_mode_option(help: str, kind: type = int):
-    """--dream_mode as a field of a settings dataclass (cli.option), the same flag add_dream_mode_flag adds."""
+    """--dream_mode as a field of a settings dataclass (cli.option), one flag with the same forms in 05 and model.py:
+    bare or `--dream_mode 1` is the dream (estool's 05 spelled it with a value, model.py as a switch), `--dream_mode
+    0` or leaving it out the real game. `kind`: the value's type, int (05's checkpoints keep it as 0 or 1) or bool
+    (model.py's .final.json)."""
     from cli import option
 
-    return option(kind(0), f"{help} (bare: 1; default 0)", **_dream_mode_forms(kind))
+    return option(kind(0), f"{help} (bare: 1; default 0)", type=lambda text: kind(_zero_or_one(text)), nargs="?",
+                  const=kind(1), metavar="{0,1}")
 
-
-def _dream_mode_forms(kind: type) -> dict:
-    return {"type": lambda text: kind(_zero_or_one(text)), "nargs": "?", "const": kind(1), "metavar": "{0,1}"}
 
 FRAME_SIZE = 64  # V sees 64x64 RGB frames, stored as uint8
 
