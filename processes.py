@@ -1,6 +1,7 @@
 """Signals and processes: child processes that end with ours (run_child, dies_with_this_process, die_with_parent),
 short sections that Ctrl-C and SIGTERM do not cut in two (signals_deferred), the stop signals of an MPI run
-(note_stop_signals, stop_signal), and the Python command a printed command line names (python_command).
+(note_stop_signals, stop_signal), the Python command a printed command line names (python_command), and a wait for a
+child that does not wake while it runs (QuietWait).
 
 Nothing here imports NumPy or TensorFlow, so rollout workers can use it.
 """
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shlex
 import signal
+import subprocess
 import sys
 import threading
 from typing import Callable, Iterator, Sequence
@@ -210,3 +213,43 @@ def rollout_worker_start(parent_pid: int) -> None:
     """What every rollout worker (01, model.py) does first: die with its parent, leave cleanly on SIGTERM."""
     die_with_parent(parent_pid)
     exit_on_sigterm()
+
+
+class QuietWait:
+    """Waits for a child process without waking while it runs (Linux): select() on a pidfd, readable when the child
+    ends, and on the pipe signal.set_wakeup_fd writes to when a signal arrives. Popen.wait(timeout) polls instead,
+    about 80 times a second, each wake-up taking a core from a rank that plays an episode. Elsewhere it falls back to
+    that. Main thread only (set_wakeup_fd); close() puts the earlier wakeup fd back."""
+
+    def __init__(self, child: subprocess.Popen):
+        self.child, self.fds, self.previous = child, None, -1
+        try:
+            pidfd = os.pidfd_open(child.pid)
+        except (AttributeError, OSError):  # not Linux 5.3+, or the child is gone already
+            return
+        read, write = os.pipe()
+        for fd in (read, write):
+            os.set_blocking(fd, False)
+        self.previous = signal.set_wakeup_fd(write)
+        self.fds = (pidfd, read, write)
+
+    def wait(self, timeout: float) -> int | None:
+        """The child's exit status once it has ended, or None after `timeout` seconds or a signal."""
+        if self.fds is None:
+            try:
+                return self.child.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return None
+        select.select(self.fds[:2], [], [], timeout)
+        try:
+            os.read(self.fds[1], 4096)  # the signals' bytes: their handlers have run
+        except BlockingIOError:
+            pass
+        return self.child.poll()
+
+    def close(self) -> None:
+        if self.fds is not None:
+            signal.set_wakeup_fd(self.previous)
+            for fd in self.fds:
+                os.close(fd)
+            self.fds = None

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import psutil
@@ -481,3 +482,33 @@ def test_a_ctrl_c_as_01_lands_a_batch_waits_for_its_four_files(tmp_path, monkeyp
     assert temporaries(tmp_path) == []
     assert np.load(tmp_path / "length_data_car_racing_0.npy").tolist() == [5]
     assert np.load(tmp_path / "obs_data_car_racing_0.npy").shape == (1, 5, 64, 64, 3)
+
+
+def test_quiet_wait_returns_on_the_childs_end_on_a_signal_and_on_its_timeout():
+    """QuietWait (05's parent waiting on mpiexec): the exit status once the child ends, None at once when a signal
+    arrives (its handler has run), None after the timeout; it never answers before one of those."""
+    import time
+
+    from processes import QuietWait
+    from tests.scripts import popen
+
+    child = popen([sys.executable, "-c", "import sys; sys.stdin.read(); sys.exit(3)"], stdin=subprocess.PIPE)
+    arrived = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: arrived.append(signum))
+    waiter = QuietWait(child)
+    try:
+        started = time.monotonic()
+        assert waiter.wait(0.3) is None and time.monotonic() - started >= 0.29  # the timeout
+        timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1))
+        timer.start()
+        started = time.monotonic()
+        assert waiter.wait(60) is None and arrived == [signal.SIGUSR1]  # the signal, long before the timeout
+        assert time.monotonic() - started < 30
+        child.stdin.close()
+        assert waiter.wait(60) == 3  # the child's end
+    finally:
+        waiter.close()
+        signal.signal(signal.SIGUSR1, previous)
+        child.kill()
+        child.wait()
+    assert signal.set_wakeup_fd(-1) == -1  # close() put the earlier wakeup fd back
