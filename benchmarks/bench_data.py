@@ -24,19 +24,18 @@ import numpy as np  # noqa: E402
 
 def rollout_rate(episodes: int = 4, steps: int = 150, workers: int = 1) -> float:
     """Frames per second of stage 01 (random policy, frame processing included) with `workers` processes."""
-    import importlib
+    from rollouts import RolloutTask, rollout
 
-    generate = importlib.import_module("01_generate_data")
-    tasks = [("car_racing", 10_000 + i, steps, False, None) for i in range(episodes)]
-    generate.rollout(tasks[0])  # warm-up: builds the env, imports Box2D and pygame
+    tasks = [RolloutTask("car_racing", 10_000 + i, steps, False, None) for i in range(episodes)]
+    rollout(tasks[0])  # warm-up: builds the env, imports Box2D and pygame
     started = time.perf_counter()
     if workers == 1:
-        frames = sum(generate.rollout(task)[2] for task in tasks)
+        frames = sum(rollout(task).length for task in tasks)
     else:
         import multiprocessing
 
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            frames = sum(result[2] for result in pool.map(generate.rollout, tasks))
+            frames = sum(result.length for result in pool.map(rollout, tasks))
     return frames / (time.perf_counter() - started)
 
 
