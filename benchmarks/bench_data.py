@@ -42,17 +42,19 @@ def rollout_rate(episodes: int = 4, steps: int = 150, workers: int = 1) -> float
 def vae_training_rate(steps: int = 10, jit_compile: bool | str = True) -> float:
     """Images per second of one VAE training step at the paper's minibatch of 100 (after a warm-up step);
     jit_compile=False times the same step without XLA (Keras's default on CPU), "auto" the step 02's --jit auto
-    picks (vae.train.choose_jit, timed on other frames first: its own cost is left out, and printed)."""
+    picks (vae.jit_choice, timed in a child process on other frames first: its own cost is left out, and printed)."""
     from config import CAR_RACING
     from vae.arch import make_vae
-    from vae.train import choose_jit, set_jit
+    from vae.jit_choice import choose_jit_apart
+    from vae.train import set_jit
 
     vae = make_vae(CAR_RACING, seed=0)
     frames = np.random.default_rng(0).integers(0, 256, (100 * (steps + 1), 64, 64, 3), dtype=np.uint8)
     if jit_compile == "auto":
         started = time.perf_counter()
         timing = np.random.default_rng(1).integers(0, 256, (4, 100, 64, 64, 3), dtype=np.uint8)
-        xla, rates = choose_jit(vae, list(timing))
+        xla, rates = choose_jit_apart("car_racing", list(timing), steps=3)
+        set_jit(vae, xla)
         print(f"  (--jit auto chose {'XLA' if xla else 'without XLA'} in {time.perf_counter() - started:.1f} s: "
               f"XLA {rates[True]:.0f}, without {rates[False]:.0f} images/s)")
     else:

@@ -429,3 +429,15 @@ def test_mdn_rnn_learns_a_predictable_sequence():
     history = rnn.fit(inputs, (targets, mask, np.zeros_like(mask), done_mask), batch_size=32, epochs=60,
                       verbose=0).history["z_loss"]
     assert history[-1] < history[0] - 1.0
+
+
+def test_jit_auto_whose_timing_child_fails_says_so_in_one_line():
+    """vae.jit_choice times the steps in a child process; one that fails (here: an environment it does not know) is a
+    UserError that names the child's last line and the flags that skip the timing."""
+    from cli import UserError
+    from vae.jit_choice import choose_jit_apart
+
+    frames = np.zeros((4, 64, 64, 3), dtype=np.uint8)
+    with pytest.raises(UserError, match=r"--jit auto could not time the training step \(.*no_such_env.*\); give "
+                                        r"--jit on or --jit off"):
+        choose_jit_apart("no_such_env", [frames, frames], steps=1)

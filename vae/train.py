@@ -326,7 +326,7 @@ def fit_file(vae, settings, batch, batch_size: int, epoch: int, last_epoch: int,
              time_jit: bool) -> tuple[int, dict[str, float]]:
     """Train V one pass over the recorded frames of `batch` (a rollout_files.RolloutBatch, `position` in the epoch's
     order), in a shuffle of (settings.seed, epoch, position); returns (frames, fit's losses). `time_jit`: first time
-    the step with XLA and without (--jit auto) and train with the faster. A loss that is not finite is a UserError:
+    the step with XLA and without (--jit auto, in a child process: vae.jit_choice) and train with the faster. A loss that is not finite is a UserError:
     nothing of this file may be saved. `settings`: 02's (seed, steps_per_file, verbose, env_name, vae_dir)."""
     seed, name, frames = settings.seed, os.path.basename(batch.path), batch.frames
     index = valid_frame_index(batch.lengths, frames.shape[1])
@@ -336,10 +336,13 @@ def fit_file(vae, settings, batch, batch_size: int, epoch: int, last_epoch: int,
     # generator's state is not in the weights file)
     reseed_noise(vae, seed, epoch, position)
     if time_jit:  # minibatches of their own order (the training's shuffle untouched); V and Adam are put back after
+        from vae.jit_choice import choose_jit_apart
+
         timing = FrameBatches(frames, index, batch_size, seed=[seed, epoch, position, 1])
-        xla, rates = choose_jit(vae, [timing[i % len(timing)] for i in range(JIT_TIMING_STEPS + 1)],
-                                steps=JIT_TIMING_STEPS)
+        minibatches = [timing[i % len(timing)] for i in range(JIT_TIMING_STEPS + 1)]
+        xla, rates = choose_jit_apart(settings.env_name, minibatches, steps=JIT_TIMING_STEPS)
         timing.close()
+        set_jit(vae, xla)
         print(f"training step: XLA {rates[True]:.0f} images/s, without {rates[False]:.0f} images/s on "
               f"{name}: {'XLA' if xla else 'without XLA'} (--jit auto)")
     print(f"epoch {epoch}/{last_epoch}: {name} ({len(index):,} frames)")
