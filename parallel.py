@@ -19,7 +19,8 @@ Messages are bytes, made and read by the pure functions `encode` and `decode` (n
 
 Faults never hang the run: a worker that raises sends a Failure (also when it cannot even load its weights) and the
 leader ends everything with MPI_Abort and a non-zero status; a worker that dies outright (a signal, os._exit) makes
-mpiexec end every process. Waiting on either side polls with short sleeps (MPICH's blocking receive spins a core).
+mpiexec end every process. Either side waits by polling with sleeps (MPICH's blocking receive spins a core); the
+leader queues each worker's next task behind the one it plays, so its longer sleeps idle no worker.
 """
 
 from __future__ import annotations
@@ -47,9 +48,8 @@ CHILD_MARKER = "WORLD_MODELS_MPI_CHILD"  # set in the relaunched processes' envi
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 MESSAGE_TAG = 7
 POLL_SECONDS = (0.0005, 0.005)  # first and longest sleep between polls while nothing has arrived
-# The leader's longest sleep: while every worker plays an episode (seconds) it has nothing to do, and each of its
-# wake-ups takes a core from a worker (measured on two cores: ~1,300 preemptions a second of each worker at 5 ms);
-# a result waits at most this long for its next task.
+# The leader's longest sleep: its wake-ups (200 a second at 5 ms) took cores from the workers' episodes, and a
+# worker's next task is queued before it finishes (Pool), so waking later delays no episode.
 LEADER_POLL_SECONDS = 0.05
 
 
@@ -173,11 +173,10 @@ def run_under_mpi(num_processes: int, script: str, arguments: Sequence[str],
     """Run `mpiexec -np num_processes python script arguments` as a child and return the status to exit with.
 
     This process stays the run's one handle: Ctrl-C or SIGTERM here is passed to mpiexec, which passes it to every
-    rank, and the leader ends the run (its line, then MPI_Abort with 130 or 143). Every rank passes a signal it gets
-    to this process (processes.note_stop_signals), so signalling any process of the run stops it all. If the run has not
-    ended STOP_GRACE_SECONDS after the signal (a rank stuck in a blocking MPI call), mpiexec is killed, and its
-    proxies kill every rank; then `stopped_line(signal)` is printed here, as it is when the leader could not print
-    its own. mpiexec dies with this process (SIGKILL included), and its ranks with it.
+    rank, and the leader ends the run (its line, then MPI_Abort with 130 or 143). Every rank passes a signal it gets to
+    this process (processes.note_stop_signals), so signalling any process of the run stops it all. If the run has not
+    ended STOP_GRACE_SECONDS after the signal (a rank stuck in a blocking MPI call), mpiexec is killed, its proxies
+    kill every rank, and `stopped_line(signal)` is printed here. mpiexec and its ranks die with this process.
 
     Every process gets one BLAS thread and unbuffered output; Open MPI, if that is what PATH offers, is told that
     running as root and more processes than cores are fine (MPICH's hydra allows both anyway).
@@ -271,6 +270,13 @@ def _send(comm, destination: int, message) -> None:
     comm.Send([encode(message), _mpi().BYTE], dest=destination, tag=MESSAGE_TAG)
 
 
+def _send_later(comm, destination: int, message):
+    """Start sending `message` without waiting for the receiver (a busy worker takes it after its episode); ->
+    (request, buffer), the buffer to be kept until the request completes."""
+    buffer = encode(message)
+    return comm.Isend([buffer, _mpi().BYTE], dest=destination, tag=MESSAGE_TAG), buffer
+
+
 def _poll(comm, source: int | None = None, give_up: Callable[[], None] | None = None,
           longest: float = POLL_SECONDS[1]):
     """Wait for the next message from rank `source` (None: any rank) with short sleeps, doubling up to `longest`;
@@ -294,8 +300,8 @@ def _poll(comm, source: int | None = None, give_up: Callable[[], None] | None = 
 
 @dataclasses.dataclass(frozen=True)
 class TaskTime:
-    """Where one task's time went, as the leader saw it: the worker's rank, when the task was sent and its result
-    received (time.perf_counter seconds of the leader), and the seconds the worker spent on it."""
+    """One task as the leader saw it: the worker's rank, when the task went and its result came (the leader's
+    time.perf_counter), and the seconds the worker spent on it."""
     rank: int
     sent: float
     received: float
@@ -312,8 +318,7 @@ class WorkerPool(abc.ABC):
         ProcessPool   forked processes of this machine (01's rollouts, model.py's scores)
         Pool          MPI ranks, on one machine or several (05's episodes)
 
-    The pools of 05 (LocalPool and Pool) keep a TaskTime of every task of their last imap in `task_times`.
-    """
+    The pools of 05 (LocalPool and Pool) keep a TaskTime of every task of their last imap in `task_times`."""
 
     task_times: Sequence[TaskTime] = ()
 
@@ -341,10 +346,9 @@ class WorkerFailed(Exception):
 
 
 class Pool(WorkerPool):
-    """The leader's view of the workers: ranks 1..size-1, each given one task at a time as soon as it is free.
-
-    `check` is called between polls (the training script raises from it when a signal asks it to stop).
-    """
+    """The leader's view of the workers: ranks 1..size-1, each given its next task before it finishes the one it
+    plays while more tasks wait than there are workers (no worker waits for the leader's poll); the last ones go one
+    at a time to whichever worker is free. `check` is called between polls (05 raises from it to stop)."""
 
     def __init__(self, comm, check: Callable[[], None] | None = None):
         self.comm = comm
@@ -354,26 +358,26 @@ class Pool(WorkerPool):
     def imap(self, tasks: Sequence[Task]) -> Iterator[Result]:
         """Evaluate every task; results in the order of `tasks`. A Failure raises WorkerFailed. Read it to the end
         (run does): the workers of tasks not yet yielded are still busy."""
-        waiting = list(reversed(tasks))
-        idle = list(self.workers)
-        results: dict[int, Result] = {}
-        sent: dict[int, float] = {}  # a busy worker's rank: when its task went
-        self.task_times = []
-        done = 0
+        waiting, results, done, self.task_times = list(reversed(tasks)), {}, 0, []
+        handed: dict[int, list[float]] = {rank: [] for rank in self.workers}  # when each rank's tasks went, in order
+        sends = []  # (request, buffer) of each task on its way: the buffer must outlive the send
         while done < len(tasks):
-            while idle and waiting:
-                rank = idle.pop()
-                _send(self.comm, rank, waiting.pop())
-                sent[rank] = time.perf_counter()
+            for depth in (1, 2):  # a task for each free worker, then one queued behind each while many wait
+                for rank in self.workers:
+                    if waiting and len(handed[rank]) < depth and (depth == 1 or len(waiting) > len(self.workers)):
+                        sends.append(_send_later(self.comm, rank, waiting.pop()))
+                        handed[rank].append(time.perf_counter())
             sender, message = _poll(self.comm, None, self.check, LEADER_POLL_SECONDS)
             if isinstance(message, Failure):
                 raise WorkerFailed(f"worker {message.rank} failed: {message.text.strip()}")
-            self.task_times.append(TaskTime(sender, sent.pop(sender), time.perf_counter(), message.worker_ns / 1e9))
+            self.task_times.append(TaskTime(sender, handed[sender].pop(0), time.perf_counter(),
+                                            message.worker_ns / 1e9))
             results[message.task_id] = message
-            idle.append(sender)
+            sends = [send for send in sends if not send[0].Test()]
             while done < len(tasks) and tasks[done].task_id in results:
                 yield results.pop(tasks[done].task_id)
                 done += 1
+        _mpi().Request.Waitall([request for request, _ in sends])  # every task was received: they are done
 
     def close(self) -> None:
         """Tell every worker to leave its loop (they are all idle between calls to run)."""
