@@ -7,8 +7,9 @@
 Started from the shell, the script checks its inputs and runs `mpiexec -np <num_worker + 1>` of itself (the
 mpiexec installed with the requirements, one BLAS thread a process), staying to end the whole run on a stop. Rank 0
 leads: it asks the optimizer for a population of num_worker x num_worker_trial solutions, hands out their episodes
-one at a time to whichever worker is free (so no worker idles while another finishes a long one; in the dream,
-num_worker_trial solutions a task, rolled out as one batch), and tells the optimizer their average reward over
+one a task, each worker's next queued behind the one it plays and the last ones to whichever worker is free (so no
+worker idles while another finishes a long one; in the dream, num_worker_trial solutions a task, rolled out as one
+batch), and tells the optimizer their average reward over
 --num_episode episodes. Started by your own mpiexec (several machines, a host file), it uses the ranks it was given
 instead.
 

@@ -41,7 +41,7 @@ class TrainingFlags:
     num_episode: int = option(1, "episodes per solution and generation", flags=("-e",))
     num_worker: int = option(4, "worker processes (MPI ranks 1..n)", flags=("-n",))
     num_worker_trial: int = option(1, "solutions per worker: population = num_worker x num_worker_trial (real "
-                                   "episodes are handed out one at a time to the next free worker; the dream's, this "
+                                   "episodes are handed out one a task as workers free up; the dream's, this "
                                    "many solutions a task)", flags=("-t",))
     eval_steps: int = option(25, "evaluate the mean every this many generations")
     eval_episodes: int = option(0, "episodes of each evaluation (default: the population size, as estool)")
