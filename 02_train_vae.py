@@ -2,23 +2,19 @@
 
     python 02_train_vae.py --start_batch 0 --max_batch 9 --new_model
 
-Reads ./data/obs_data_<env>_<batch>.npy for batches start..max (memory-mapped, uint8), trains batch file by batch
-file for --epochs passes (the files in an order shuffled anew every epoch, the frames of each too), and after every
-batch file writes ./vae/<env>.weights.h5 and ./vae/<env>.npz whole, plus
-./vae/<env>.history.json, a loss curve ./vae/<env>.loss.png and ./vae/<env>.reconstructions.png (eight frames of
-the first file above what V makes of them). Without --new_model it resumes from the saved weights; a run stopped
-part-way through an epoch resumes at the batch file after the last one it saved (that epoch counts as one of --epochs).
+Reads ./data/obs_data_<env>_<batch>.npy for batches start..max (memory-mapped, uint8), trains batch file by batch file
+for --epochs passes (the files in an order shuffled anew every epoch, the frames of each too), and after every batch
+file writes ./vae/<env>.weights.h5 and ./vae/<env>.npz whole, plus ./vae/<env>.history.json, a loss curve
+./vae/<env>.loss.png and ./vae/<env>.reconstructions.png (eight frames of the first file above what V makes of them).
+Without --new_model it resumes from the saved weights; a run stopped part-way through an epoch resumes at the batch file
+after the last one it saved (that epoch counts as one of --epochs).
 
 --holdout_batches N keeps the last N batch files of the range out of training and prints V's losses on 2,000 of their
-frames before training and after every epoch (in the history and the curve too): how well V draws frames it never
-saw, such as a controller's episodes when it was trained on random ones. With --epochs 0 it only prints them for the
-saved V and writes nothing:
+frames before training and after every epoch (in the history and the curve too): how well V draws frames it never saw,
+such as a controller's episodes when it was trained on random ones. With --epochs 0 it only prints them for the saved V
+and writes nothing:
 
     python 02_train_vae.py --start_batch 10 --max_batch 12 --holdout_batches 3 --epochs 0
-
---jit auto (the default) times V's training step with XLA and without on a few minibatches of the run's first file
-and trains with the faster (which one depends on the CPU); --jit on or off forces one. Either gives the same losses
-to float32 rounding.
 
 --init_from DIR starts a new V from DIR/<env>.npz, a V's NumPy copy such as the shipped pretrained/<env>/vae (Adam
 starts afresh), to go on training it on new frames from a clone that has no Keras file.
