@@ -27,11 +27,8 @@ from cli import SettingsParser, run_cli
 
 prepare_blas()  # before NumPy loads its BLAS
 
-from scoring import (ModelSettings, Play, check_inputs, load_play, played_files, save_final,  # noqa: E402
-                     score_episodes, summary_line)
-
-# sweep_temperature.py plays its controllers with model.Play and model.score_episodes
-__all__ = ["ModelSettings", "Play", "main", "parse_args", "score_episodes"]
+from scoring import (ModelSettings, check_inputs, load_play, played_files, save_final, score_episodes,  # noqa: E402
+                     summary_line)
 
 
 def parse_args(argv=None) -> ModelSettings:

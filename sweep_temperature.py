@@ -72,17 +72,17 @@ def parse_args(argv=None) -> Settings:
 
 def score(settings: Settings, best: str, dream: bool, temperature: float) -> tuple[float, float]:
     """Mean and std over settings.episodes episodes, in the dream at `temperature` or in the real game (model.py's
-    Play.of and score_episodes)."""
+    scoring.Play.of and scoring.score_episodes)."""
     import numpy as np
 
-    model = __import__("model")
     from config import get_config
     from controller.controller import load_params
+    from scoring import Play, score_episodes
 
     params, _, exp_mode = load_params(best, get_config(settings.env_name))
-    play = model.Play.of(settings.env_name, params, exp_mode, dream=dream, temperature=temperature)
+    play = Play.of(settings.env_name, params, exp_mode, dream=dream, temperature=temperature)
     seeds = [settings.seed + i for i in range(settings.episodes)]
-    scores = np.array([reward for _, reward, _ in model.score_episodes(play, seeds, settings.num_worker)])
+    scores = np.array([episode.reward for episode in score_episodes(play, seeds, settings.num_worker)])
     return float(scores.mean()), float(scores.std())
 
 
