@@ -28,6 +28,7 @@ in and is refused by another environment or mode. A file without it is the envir
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -125,9 +126,18 @@ def save_params(path: str, params: np.ndarray, score: float, env_name: str | Non
     save_json(path, value)
 
 
-def load_params(path: str, config, exp_mode: str | None = None) -> tuple[np.ndarray, float | None, str]:
+class LoadedParams(NamedTuple):
+    """A parameter file's contents (load_params): the parameters (float64), its score (None when it has none), and
+    the controller's mode."""
+
+    params: np.ndarray
+    score: float | None
+    exp_mode: str
+
+
+def load_params(path: str, config, exp_mode: str | None = None) -> LoadedParams:
     """Read [params, score] (or [params], as estool's log/<base>.json; or [params, score, {"env", "exp_mode"}])
-    -> (params float64, score or None, the controller mode).
+    -> LoadedParams(params float64, score or None, the controller mode).
 
     The mode is the file's own; a file of another environment, a mode other than `exp_mode` (when given), or
     parameters that do not fit the mode are refused with one line. A file without a mode is `exp_mode` or, when
@@ -169,4 +179,4 @@ def load_params(path: str, config, exp_mode: str | None = None) -> tuple[np.ndar
     if not np.all(np.isfinite(params)) or np.abs(params).max(initial=0.0) > np.finfo(np.float32).max:
         raise UserError(f"{path} holds NaN, infinite or out-of-range parameters (beyond float32's "
                         f"{np.finfo(np.float32).max:.1e}); a trained controller never has them")
-    return params, finite_number(value[1]) if len(value) > 1 else None, mode
+    return LoadedParams(params, finite_number(value[1]) if len(value) > 1 else None, mode)
