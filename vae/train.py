@@ -163,9 +163,8 @@ def choose_jit(vae, batches, steps: int = 3) -> tuple[bool, dict[bool, float]]:
     chosen, {XLA?: images per second, the median step's}).
 
     Every variable of V and of Adam (weights, moments, step count, the sampling noise's generator) is put back as it
-    was, so training goes on exactly as it would with the chosen step from the start. The steps run through fit(), as
-    training does, and the chosen step function is kept: a fit() on minibatches of this size does not compile it
-    again (an XLA compile takes seconds).
+    was, so training could go on exactly as with the chosen step from the start. The steps run through fit(), as
+    training does. 02 runs this in a child process of its own (vae.jit_choice) and trains with the chosen step alone.
     """
     variables = {id(v): v for v in [*vae.variables, *vae.optimizer.variables, vae.seed_generator.state]}.values()
     saved = [np.array(variable.numpy()) for variable in variables]
