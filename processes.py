@@ -22,17 +22,20 @@ from cli import Terminated
 
 
 def run_child(command: Sequence[str], cwd: str | None = None, pass_fds: Sequence[int] = (),
-              death_signal: int = signal.SIGKILL, grace_seconds: float = 60) -> int:
+              death_signal: int = signal.SIGKILL, grace_seconds: float = 60, cpu: TreeCpu | None = None) -> int:
     """Run a script of ours as a child process and return its exit status. A Ctrl-C or SIGTERM that reaches us
     reaches it too, and we wait (up to `grace_seconds`) for it to stop its own way (a 05 finishes its save and prints
     the command that resumes) before raising in turn; subprocess.run killed it after a quarter of a second. SIGTERM is
     passed on (a second one changes nothing: run_cli ignores it). SIGINT is passed on unless the child is in the
     terminal's foreground group: a Ctrl-C at the terminal reached it already, and a second one could cut its clean-up
-    short. If we die, however we die, the child gets `death_signal` (dies_with_this_process)."""
+    short. If we die, however we die, the child gets `death_signal` (dies_with_this_process). `cpu`, if given, samples
+    the CPU time of the child and its descendants while it runs."""
     import subprocess
 
     child = subprocess.Popen(list(command), cwd=cwd, pass_fds=tuple(pass_fds),
                              preexec_fn=dies_with_this_process(death_signal))
+    if cpu is not None:
+        cpu.start()
     try:
         return child.wait()
     except KeyboardInterrupt as stop:
@@ -46,6 +49,9 @@ def run_child(command: Sequence[str], cwd: str | None = None, pass_fds: Sequence
             child.kill()
             child.wait()
         raise
+    finally:
+        if cpu is not None:
+            cpu.stop()
 
 
 def python_command() -> str:
@@ -253,3 +259,53 @@ class QuietWait:
             for fd in self.fds:
                 os.close(fd)
             self.fds = None
+
+
+class TreeCpu:
+    """The CPU seconds (user + system) of every process below this one, sampled every `interval` seconds by a thread
+    while open: a process's own time at the last sample it was seen alive, summed over processes. getrusage's
+    RUSAGE_CHILDREN counts a descendant only once it is waited for, all the way up; the ranks of an MPI run that a
+    stop aborts are killed by mpiexec and never reach it, so a stopped 05 counted only its parent's few seconds.
+    What a process spent after its last sample is missed (at most `interval` seconds of it)."""
+
+    def __init__(self, interval: float = 5.0):
+        import psutil
+
+        self._psutil, self.interval = psutil, interval
+        self._seen: dict[tuple[int, float], float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tree-cpu", daemon=True)
+
+    def start(self) -> None:
+        """Start sampling; call it after forking the children (a thread alive at a fork can leave a lock taken in
+        the child, where Popen's preexec_fn runs Python)."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self._seen.values())
+
+    def sample(self) -> None:
+        psutil = self._psutil
+        try:
+            processes = psutil.Process().children(recursive=True)
+        except psutil.Error:
+            return
+        for process in processes:
+            try:
+                with process.oneshot():
+                    times, started = process.cpu_times(), process.create_time()
+            except psutil.Error:  # gone meanwhile
+                continue
+            self._seen[(process.pid, started)] = times.user + times.system
+
+    def _run(self) -> None:
+        while True:
+            self.sample()
+            if self._stop.wait(self.interval):
+                return

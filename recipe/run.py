@@ -47,22 +47,27 @@ def run_dir(root: str, env: str, seed: int) -> str:
 
 
 # --- running a stage -----------------------------------------------------------------------------------------------
-def run_stage(command: Sequence[str], cwd: str, on_cpu: Callable[[float], None]) -> int:
+def run_stage(command: Sequence[str], cwd: str, on_cpu: Callable[[float], None], tree=None) -> int:
     """Run one stage script in `cwd` and return its exit status; `on_cpu` gets the CPU seconds of it and its
-    children, also when it was stopped. Ctrl-C and SIGTERM that reach us are passed on, and we wait for the stage to
-    stop its own way (05 saves its checkpoint) before raising in turn."""
+    children, also when it was stopped: the larger of getrusage's count of the descendants waited for (exact when
+    all were) and a TreeCpu's samples of every descendant (`tree`, a new one by default), which also sees the MPI
+    ranks a stop aborts unwaited.
+    Ctrl-C and SIGTERM that reach us are passed on, and we wait for the stage to stop its own way (05 saves its
+    checkpoint) before raising in turn."""
     from files import _HELD_LOCKS
-    from processes import run_child
+    from processes import TreeCpu, run_child
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    tree = TreeCpu() if tree is None else tree
     try:
         # the stage holds the run folder's lock too: if we are killed, a new reproduce.py waits for it to be gone;
         # it gets SIGTERM then, and stops its own way (05 saves its checkpoint)
         return run_child(command, cwd=cwd, pass_fds=tuple(_HELD_LOCKS.values()), death_signal=signal.SIGTERM,
-                         grace_seconds=120)
+                         grace_seconds=120, cpu=tree)
     finally:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        on_cpu((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
+        waited = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        on_cpu(max(waited, tree.seconds))
 
 
 def script(name: str) -> list[str]:

@@ -512,3 +512,53 @@ def test_quiet_wait_returns_on_the_childs_end_on_a_signal_and_on_its_timeout():
         child.kill()
         child.wait()
     assert signal.set_wakeup_fd(-1) == -1  # close() put the earlier wakeup fd back
+
+
+# A child that starts a grandchild burning a known CPU time and leaves without waiting for it (once told to, by the
+# file argv[3]): the grandchild is never waited for by anyone below us, as the ranks of an MPI run a stop aborts.
+_BURNER = """
+import os, sys, time
+start = time.process_time()
+while time.process_time() - start < 1.0:
+    pass
+with open(sys.argv[1] + '.tmp', 'w') as out:
+    out.write(str(os.getpid()))
+os.replace(sys.argv[1] + '.tmp', sys.argv[1])
+time.sleep(300)
+"""
+_LEAVER = """
+import os, subprocess, sys, time
+subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[2]])
+while not os.path.exists(sys.argv[3]):
+    time.sleep(0.01)
+os._exit(0)
+"""
+
+
+def test_run_stage_counts_descendants_nobody_waited_for(tmp_path):
+    """recipe.run.run_stage counts the CPU time of a grandchild that burnt 1.0 s and was never waited for: getrusage
+    alone (RUSAGE_CHILDREN) misses it, which made a stopped 05 count only its parent's seconds."""
+    import resource
+
+    from processes import TreeCpu
+    from recipe.run import run_stage
+
+    marker, leave = tmp_path / "burnt", tmp_path / "leave"
+    tree, counted = TreeCpu(interval=0.05), []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    stage = threading.Thread(target=lambda: counted.append(run_stage(
+        [sys.executable, "-c", _LEAVER, _BURNER, str(marker), str(leave)], str(tmp_path), counted.append, tree)))
+    stage.start()
+    try:
+        wait_for(lambda: tree.seconds >= 1.0, what="a sample of the grandchild's 1.0 s")
+        leave.touch()
+        stage.join(timeout=120)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        waited = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        assert waited < 1.0, waited  # what getrusage alone would have counted: the leaving child only
+        seconds, status = counted
+        assert status == 0 and seconds == tree.seconds and 1.0 <= seconds < 1.0 + waited + 0.5
+    finally:
+        leave.touch()
+        wait_for(marker.exists, what="the grandchild's pid")
+        os.kill(int(marker.read_text()), signal.SIGKILL)
