@@ -139,7 +139,8 @@ def main(argv=None):
             time_jit = args.jit == "auto" and epoch == first_epoch and position == done  # this run's first file
             frames, losses = fit_file(vae, args, batches[file], batch_size, epoch, last_epoch, position, time_jit)
             history.append({"epoch": epoch, "file": os.path.basename(batches[file].path), "position": position,
-                            "files": len(batches), "frames": frames, "elapsed_s": round(time.time() - started, 1),
+                            "files": len(batches), "frames": frames, "xla": bool(vae.jit_compile),
+                            "elapsed_s": round(time.time() - started, 1),
                             **losses})
             if held and position == len(batches) - 1:  # the epoch's last file: how V does on frames it never saw
                 history[-1].update(report_held_out(vae, held_out, batch_size, f"after epoch {epoch}"))

@@ -31,6 +31,9 @@ class Settings:
     preset: str = option("full", f"one of {', '.join(PRESETS)}")
     status: bool = option(False, "say where the run stands and exit")
     root: str = option(ROOT, "where the runs' state folders go")
+    jit: str = option("auto", "V's training step with XLA (on) or without (off) for the run's first 02; auto "
+                      "(default): 02 times both and keeps the faster; every later 02 of the run, resumed or not, "
+                      "uses the same", choices=("auto", "on", "off"))
 
     def __post_init__(self):
         if self.env_name not in ENVS:
@@ -54,7 +57,8 @@ def main(argv=None) -> None:
     from recipe.run import Run
 
     try:
-        run = Run(RECIPES[(settings.env_name, settings.preset)], settings.seed, settings.root, settings.workers)
+        run = Run(RECIPES[(settings.env_name, settings.preset)], settings.seed, settings.root, settings.workers,
+                  settings.jit)
     except ValueError as error:  # a --seed out of range
         raise UserError(str(error)) from None
     if settings.status:
@@ -72,7 +76,8 @@ def main(argv=None) -> None:
 
         terminated = isinstance(stop, Terminated)
         print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: nothing done is lost; resume with: "
-              f"{run.command_line(python_command())}" + (f" --root {settings.root}" if settings.root != ROOT else ""),
+              f"{run.command_line(python_command())}" + (f" --root {settings.root}" if settings.root != ROOT else "")
+              + (f" --jit {settings.jit}" if settings.jit != "auto" and run.state.jit is None else ""),
               file=sys.stderr)
         sys.exit(143 if terminated else 130)
     print("\n".join(report.summary_lines(summary)))

@@ -102,6 +102,7 @@ class RunState:
     cpu_s: dict = dataclasses.field(default_factory=dict)
     commits: list = dataclasses.field(default_factory=list)  # of the code that ran it, in order (a resume may differ)
     finished: bool = False
+    jit: str | None = None  # 02's step for every TrainV of the run, "on" (XLA) or "off": what its first 02 used
 
     @classmethod
     def load(cls, path: str) -> RunState:
@@ -119,7 +120,7 @@ class RunState:
 class Run:
     """One run of a recipe with one seed, in its folder."""
 
-    def __init__(self, recipe: Recipe, seed: int, root: str, workers: int):
+    def __init__(self, recipe: Recipe, seed: int, root: str, workers: int, jit: str = "auto"):
         self.recipe, self.seed, self.workers = recipe, seed, workers
         seeding.run_base(seed)  # checks the range
         self.key = recipe_key(recipe)
@@ -128,6 +129,11 @@ class Run:
         self.data_dir = os.path.join(self.scratch, "data")
         self.state_path = os.path.join(self.folder, "state.json")
         self.state = self._load_or_new()
+        if jit != "auto" and self.state.jit not in (None, jit):
+            raise UserError(f"{self.folder} trains V with --jit {self.state.jit} (its first 02 chose it); a run keeps "
+                            f"one step, so that a resumed run ends as an unstopped one: give --jit {self.state.jit} "
+                            f"or leave --jit out")
+        self.jit = self.state.jit or jit
 
     # -- identity
     def _load_or_new(self) -> RunState:
@@ -267,16 +273,25 @@ class Run:
             "--env_name", self.recipe.env, "--start_batch", "0", "--max_batch", str(batches - 1),
             "--epochs", str(step.epochs), "--batch_size", str(step.batch_size),
             "--learning_rate", repr(step.learning_rate), "--seed", str(self.seed), "--data_dir", self.data_dir,
-            "--vae_dir", work, "--verbose", "2",
-            # XLA's step, fixed: 02's --jit auto chooses by timing, so a step done again after a stop could train
-            # with the other one and end a float rounding away from the unstopped run's V.
-            "--jit", "on"]
+            "--vae_dir", work, "--verbose", "2", "--jit", self.jit]
         if step.steps_per_file:
             command += ["--steps_per_file", str(step.steps_per_file)]
         previous, _ = self.world_model_before(index)
         command += ["--new_model"] if step.new or previous is None else ["--init_from", self.model_dir(previous, "vae")]
         self._stage("02", command, f"02 ({step.name})")
+        self._keep_step(work)
         self._keep_model(work, step.name, "vae")
+
+    def _keep_step(self, work: str) -> None:
+        """The training step the run's first 02 chose (--jit auto times the two), kept in state.json for every
+        later 02 of the run: a step done again after a stop must not train with the other one and end a float
+        rounding away from the unstopped run's V."""
+        if self.state.jit is not None:
+            return
+        history = read_json(os.path.join(work, f"{self.recipe.env}.history.json"), SMALL_JSON_BYTES,
+                            "02's history", "run the step again")
+        self.state.jit = self.jit = "on" if history[0]["xla"] else "off"
+        self.save()
 
     def _train_m(self, index: int, step: TrainM) -> None:
         work = os.path.join(self.scratch, "rnn")

@@ -126,13 +126,15 @@ def test_a_stopped_and_resumed_run_ends_with_the_same_agent(unstopped, tmp_path)
     """SIGINT in the middle of the first controller phase, SIGTERM in round 1's V training, the scratch folder lost
     (a new machine), and the same command each time: the same V, M, controller and scores as the unstopped run."""
     reference = folder_of(unstopped[0])
+    jit = read(os.path.join(reference, "state.json"))["jit"]  # the step the unstopped run's 02 chose, by timing
+    assert jit in ("on", "off")
     root = str(tmp_path)
     folder = folder_of(root)
     stops = ((signal.SIGINT, 130, lambda: glob.glob(os.path.join(folder, "phases", "c1.0", "controller", "*.es.pk"))),
              (signal.SIGTERM, 143, lambda: os.path.isdir(os.path.join(folder, "scratch", "vae"))
               and "round1" in read(os.path.join(folder, "state.json"))["done"]))
     for signum, status, condition in stops:
-        process = start("reproduce.py", *TINY, "--root", root, cwd=root, stdout=subprocess.DEVNULL)
+        process = start("reproduce.py", *TINY, "--root", root, "--jit", jit, cwd=root, stdout=subprocess.DEVNULL)
         wait_for(condition, timeout=600, what=f"the point to send {signal.Signals(signum).name}")
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=300)
@@ -144,7 +146,7 @@ def test_a_stopped_and_resumed_run_ends_with_the_same_agent(unstopped, tmp_path)
     import shutil
 
     shutil.rmtree(os.path.join(folder, "scratch"))  # 01's and 03's data are made again from their seeds
-    run("reproduce.py", *TINY, "--root", root, cwd=root, timeout=900)
+    run("reproduce.py", *TINY, "--root", root, cwd=root, timeout=900)  # the run keeps its --jit (state.json)
     mine, theirs = read(os.path.join(folder, "summary.json")), read(os.path.join(reference, "summary.json"))
     assert mine["scores"] == theirs["scores"]
     assert mine["selection"] == theirs["selection"]
@@ -199,6 +201,17 @@ def test_a_state_folder_of_another_recipe_or_env_is_refused(tmp_path, change, na
         result = run("reproduce.py", *TINY, "--root", str(tmp_path), *extra, cwd=tmp_path, check=False)
         assert result.returncode == 1 and result.stderr.strip().count("\n") == 0 and named in result.stderr
     assert sorted(os.listdir(folder)) == ["state.json"]
+
+
+def test_a_jit_other_than_the_one_the_run_trains_with_is_refused(tmp_path):
+    recipe_run = Run(CAR_RACING_TINY, 0, str(tmp_path), workers=2)
+    recipe_run.state.jit = "on"
+    os.makedirs(recipe_run.folder)
+    recipe_run.save()
+    result = run("reproduce.py", *TINY, "--root", str(tmp_path), "--jit", "off", cwd=tmp_path, check=False)
+    assert result.returncode == 1 and "give --jit on or leave --jit out" in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert read(os.path.join(recipe_run.folder, "state.json"))["jit"] == "on"  # nothing changed
 
 
 def test_a_population_the_workers_do_not_divide_is_refused_before_any_stage(tmp_path):
