@@ -2,12 +2,15 @@
 MPI workers, launched as users launch it, against the environment and agent alone, and where a generation's time
 goes.
 
-    python -m benchmarks.bench_controller            (part of `make bench`; about 5 minutes on two idle cores)
+    python -m benchmarks.bench_controller            (part of `make bench`; about 9 minutes on two idle cores)
     python -m benchmarks.bench_controller --quick    (about 2 minutes)
 
 Each configuration runs 05_train_controller.py for a few generations in a scratch folder (random world-model
-weights of the paper's shapes; a population of 8, one episode each of 1000 steps as users train), and the two
-alternate. Throughput counts the episode steps of a generation over its wall time, evaluation and checkpoint writing
+weights of the paper's shapes; a population of 8, four episodes each of 1000 steps as the README's command trains:
+32 a generation, where the recipe's phases play 64 and 128 and the paper 1,024), and the two alternate. A worker idles
+at a generation's end from its last episode to the last episode of all, about half an episode's spread in length and
+speed; the more episodes a generation has, the smaller that share (at one episode a solution, as this bench ran until
+2026-12-06, it took 4 to 11% of a generation). Throughput counts the episode steps of a generation over its wall time, evaluation and checkpoint writing
 included; the first generation (start-up) is left out and the median of the rest is reported. The leader's own work
 between generations (CMA-ES update, checkpoint, logs and PNG) is serial, so generations much shorter than a real one
 (seconds instead of minutes) would understate the scaling.
@@ -35,6 +38,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 POPULATION = 8
+EPISODES = 4  # a solution's episodes a generation (--num_episode)
 PHASES = ("episodes", "waiting", "messages", "ask", "update", "save")  # of a generation; no evaluation is due
 
 
@@ -55,6 +59,7 @@ def generations(workers: int, count: int, max_length: int) -> list[dict]:
         make_world_model(folder)
         command = [sys.executable, os.path.join(ROOT, "05_train_controller.py"), "car_racing",
                    "--num_worker", str(workers), "--num_worker_trial", str(POPULATION // workers),
+                   "--num_episode", str(EPISODES),
                    "--max_length", str(max_length), "--eval_steps", "1000", "--generations", str(count),
                    "--phase_times", "phases.json"]
         result = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=1800,
@@ -115,7 +120,7 @@ def alone_pair_rate(episodes: int, max_length: int) -> float:
 
 
 def main(quick: bool = False) -> dict[str, float]:
-    rounds, count, max_length = (1, 3, 300) if quick else (2, 3, 1000)
+    rounds, count, max_length = (1, 2, 300) if quick else (2, 2, 1000)
     rows: dict[int, list[dict]] = {1: [], 2: []}
     alone, pair = [], []
     for _ in range(rounds):
@@ -125,7 +130,8 @@ def main(quick: bool = False) -> dict[str, float]:
             rows[workers] += generations(workers, count, max_length)
     rates = {workers: statistics.median(row["steps"] / row["total"] for row in rows[workers]) for workers in (1, 2)}
     single, one, two, both = statistics.median(alone), rates[1], rates[2], statistics.median(pair)
-    print(f"== controller training (05 under mpiexec, population {POPULATION}, episodes of {max_length} steps)")
+    print(f"== controller training (05 under mpiexec, population {POPULATION} x {EPISODES} episodes of {max_length} "
+          f"steps)")
     print(f"  alone    : {single:8.1f} env steps/s (environment and agent, one process, nothing else)")
     print(f"  two alone: {both:8.1f} env steps/s (two such processes at once, summed: {both / single:.2f}x alone, "
           f"the most two cores of this machine give)")
