@@ -263,7 +263,7 @@ class QuietWait:
 
 class TreeCpu:
     """The CPU seconds (user + system) of every process below this one, sampled every `interval` seconds by a thread
-    while open: a process's own time at the last sample it was seen alive, summed over processes. getrusage's
+    between start() and stop(): a process's own time at the last sample it was seen alive, summed over processes. getrusage's
     RUSAGE_CHILDREN counts a descendant only once it is waited for, all the way up; the ranks of an MPI run that a
     stop aborts are killed by mpiexec and never reach it, so a stopped 05 counted only its parent's few seconds.
     What a process spent after its last sample is missed (at most `interval` seconds of it)."""

@@ -47,6 +47,7 @@ def write_summary(run) -> dict:
     summary = {
         "env": run.recipe.env, "seed": run.seed, "preset": run.recipe.preset, "recipe_key": run.key,
         "commit": git_commit(), "commits": run.state.commits, "command": run.command_line(),
+        "v_step": {"on": "XLA", "off": "without XLA", None: None}[run.state.jit],
         "scores": {"seeds 111..": results["final"], "seeds 10,000,000..": results["untouched"]},
         "note": None if run.recipe.preset == "full" else
         f"the {run.recipe.preset} preset: episodes of at most {scoring.max_length} steps, toy sizes; not a score",

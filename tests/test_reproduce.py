@@ -88,6 +88,7 @@ def test_tiny_preset_runs_to_a_packed_agent_and_a_consistent_summary(unstopped):
     summary = read(os.path.join(folder, "summary.json"))
     assert (summary["env"], summary["seed"], summary["preset"]) == ("car_racing", 0, "tiny")
     assert summary["recipe_key"] == recipe_key(CAR_RACING_TINY)
+    assert summary["v_step"] in ("XLA", "without XLA")  # what the run's first 02 chose, by timing
     for seeds_name, first_seed in (("seeds 111..", 111), ("seeds 10,000,000..", 10_000_000)):
         score = summary["scores"][seeds_name]
         assert score["first_seed"] == first_seed and score["episodes"] == 100 == len(score["scores"])
