@@ -16,8 +16,9 @@ import sys
 
 from cli import SettingsParser, Terminated, UserError, option, run_cli
 from recipe.presets import ENVS, PRESETS
+from recipe.run import DEFAULT_ROOT
 
-ROOT = os.path.join("runs", "reproduce")
+ROOT = DEFAULT_ROOT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,14 +72,14 @@ def main(argv=None) -> None:
         return
     try:
         summary = run.run()
-    except KeyboardInterrupt as stop:
-        from processes import python_command
+    except OSError as error:  # the run's folder filled up or became read-only between two steps: one line
+        from files import storage_error
 
+        raise storage_error(error, run.folder) or error from None
+    except KeyboardInterrupt as stop:
         terminated = isinstance(stop, Terminated)
         print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: nothing done is lost; resume with: "
-              f"{run.command_line(python_command())}" + (f" --root {settings.root}" if settings.root != ROOT else "")
-              + (f" --jit {settings.jit}" if settings.jit != "auto" and run.state.jit is None else ""),
-              file=sys.stderr)
+              f"{run.resume_line()}", file=sys.stderr)
         sys.exit(143 if terminated else 130)
     print("\n".join(report.summary_lines(summary)))
     print(f"packed agent: {os.path.join(run.folder, 'agent', settings.env_name)}")

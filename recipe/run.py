@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -40,6 +41,9 @@ from recipe.presets import (Collect, ControllerPhase, Encode, Recipe, TrainM, Tr
 STATE_FORMAT = 1
 STAGE_OF = {Collect: "01", TrainV: "02", Encode: "03", TrainM: "04", ControllerPhase: "05"}
 SCRATCH_STEPS = (Collect, Encode)  # their outputs live in scratch/ and are rebuilt from seeds
+
+
+DEFAULT_ROOT = os.path.join("runs", "reproduce")  # reproduce.py's --root
 
 
 def run_dir(root: str, env: str, seed: int) -> str:
@@ -121,7 +125,7 @@ class Run:
     """One run of a recipe with one seed, in its folder."""
 
     def __init__(self, recipe: Recipe, seed: int, root: str, workers: int, jit: str = "auto"):
-        self.recipe, self.seed, self.workers = recipe, seed, workers
+        self.recipe, self.seed, self.workers, self.root = recipe, seed, workers, root
         seeding.run_base(seed)  # checks the range
         self.key = recipe_key(recipe)
         self.folder = os.path.abspath(run_dir(root, recipe.env, seed))
@@ -154,6 +158,16 @@ class Run:
         resume line gives processes.python_command(), the Python that runs now as the user would type it here)."""
         preset = "" if self.recipe.preset == "full" else f" --preset {self.recipe.preset}"
         return f"{python} reproduce.py {self.recipe.env} --seed {self.seed}{preset}"
+
+    def resume_line(self) -> str:
+        """The command that goes on with this run from here: the Python that runs now, as typed in this folder, with
+        the --root and --jit that this run needs (a --jit only until its first 02 has chosen)."""
+        line = self.command_line(python_command())
+        if self.root != DEFAULT_ROOT:
+            line += f" --root {shlex.quote(self.root)}"
+        if self.state.jit is None and self.jit != "auto":
+            line += f" --jit {self.jit}"
+        return line
 
     def save(self) -> None:
         self.state.save(self.state_path)
@@ -195,7 +209,7 @@ class Run:
         status = run_stage(command, self.scratch, count)
         if status:
             raise UserError(f"{what} failed (exit status {status}; its error is above); after fixing the cause, "
-                            f"resume with: {self.command_line(python_command())}")
+                            f"resume with: {self.resume_line()}")
 
     # -- the scratch folder: what stages rebuild exactly from seeds
     def _scratch_done(self) -> list[str]:
@@ -527,13 +541,13 @@ class Run:
         return rows
 
     def run(self) -> dict:
-        from files import lock_outputs
+        from files import check_writable, lock_outputs
 
         for phase in self.recipe.steps:
             if isinstance(phase, ControllerPhase) and phase.population % self.workers:
                 raise UserError(f"--workers {self.workers} does not divide {phase.name}'s population of "
                                 f"{phase.population}: give a divisor of it (the population is part of the recipe)")
-        os.makedirs(self.folder, exist_ok=True)
+        check_writable(self.folder)  # a read-only folder or a full disk: one line now, not a traceback
         lock_outputs(self.folder, "reproduce")
         commit = git_commit()
         if commit not in self.state.commits[-1:]:

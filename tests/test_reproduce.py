@@ -16,7 +16,7 @@ import pytest
 from recipe import seeds
 from recipe.presets import CAR_RACING_FULL, CAR_RACING_TINY, RECIPES, ControllerPhase, Restart, recipe_key
 from recipe.run import Run
-from tests.scripts import run, start, wait_for
+from tests.scripts import end_group, run, start, wait_for
 
 TINY = ("car_racing", "--preset", "tiny")
 
@@ -213,6 +213,40 @@ def test_a_jit_other_than_the_one_the_run_trains_with_is_refused(tmp_path):
     assert result.returncode == 1 and "give --jit on or leave --jit out" in result.stderr
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert read(os.path.join(recipe_run.folder, "state.json"))["jit"] == "on"  # nothing changed
+
+
+@pytest.mark.slow
+def test_a_read_only_folder_or_a_full_disk_is_one_line_and_loses_nothing(tmp_path):
+    from tests.test_processes import mounted_tmpfs
+
+    with mounted_tmpfs(tmp_path / "read_only", "64k", read_only=True) as disk:
+        result = run("reproduce.py", *TINY, "--root", str(disk / "runs"), cwd=tmp_path, check=False)
+        assert result.returncode == 1 and result.stderr.splitlines() == [
+            f"error: cannot write to {disk}/runs/car_racing/seed0: the file system is read-only"], result.stderr
+    with mounted_tmpfs(tmp_path / "small", "1m") as disk:  # room for state.json, not for 01's first batch
+        root = str(disk / "runs")
+        state = os.path.join(folder_of(root), "state.json")
+        result = run("reproduce.py", *TINY, "--root", root, cwd=tmp_path, check=False)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert f"error: cannot write to {folder_of(root)}/scratch/data: the disk is full" in lines  # 01's line
+        assert lines[-1] == ("error: 01 (random) failed (exit status 1; its error is above); after fixing the cause, "
+                             f"resume with: {shlex.quote(sys.executable)} reproduce.py car_racing --seed 0 --preset "
+                             f"tiny --root {root}")
+        assert read(state)["done"] == []
+        # room again: the same command goes on, and gets past the step that failed
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        process = start("reproduce.py", *TINY, "--root", root, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: "random" in read(state)["done"], timeout=600, what="01 done after the disk had room")
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.communicate(timeout=300)
+            finally:
+                end_group(process)  # whatever of it is left, when the test fails
+        assert process.returncode == 130
 
 
 def test_a_population_the_workers_do_not_divide_is_refused_before_any_stage(tmp_path):
