@@ -79,11 +79,13 @@ def script(name: str) -> list[str]:
 
 
 def git_commit() -> str:
-    """The commit of the code that runs (with '+changes' when the work tree differs from it)."""
+    """The commit of the code that runs (with '+changes' when the work tree differs from it outside runs/, where
+    the runs' own committed state files change as they go)."""
     try:
         head = subprocess.run(["git", "-C", repo_root(), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "-C", repo_root(), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", repo_root(), "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)runs"],
                                capture_output=True, text=True, timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
