@@ -204,6 +204,28 @@ def test_a_state_folder_of_another_recipe_or_env_is_refused(tmp_path, change, na
     assert sorted(os.listdir(folder)) == ["state.json"]
 
 
+def test_the_commit_record_marks_changed_code_but_not_a_runs_own_files(tmp_path, monkeypatch):
+    import recipe.run
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
+                       capture_output=True)
+
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "code.py").write_text("a = 1\n")
+    (tmp_path / "runs" / "state.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "start")
+    monkeypatch.setattr(recipe.run, "repo_root", lambda: str(tmp_path))
+    head = recipe.run.git_commit()
+    assert len(head) == 40
+    (tmp_path / "runs" / "state.json").write_text('{"done": ["random"]}\n')  # the run's own committed state
+    assert recipe.run.git_commit() == head
+    (tmp_path / "code.py").write_text("a = 2\n")
+    assert recipe.run.git_commit() == head + "+changes"
+
+
 def test_a_jit_other_than_the_one_the_run_trains_with_is_refused(tmp_path):
     recipe_run = Run(CAR_RACING_TINY, 0, str(tmp_path), workers=2)
     recipe_run.state.jit = "on"
