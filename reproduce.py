@@ -18,8 +18,6 @@ from cli import SettingsParser, Terminated, UserError, option, run_cli
 from recipe.presets import ENVS, PRESETS
 from recipe.run import DEFAULT_ROOT
 
-ROOT = DEFAULT_ROOT
-
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -31,7 +29,7 @@ class Settings:
     workers: int = option(2, "processes of each stage (must divide populations)")
     preset: str = option("full", f"one of {', '.join(PRESETS)}")
     status: bool = option(False, "say where the run stands and exit")
-    root: str = option(ROOT, "where the runs' state folders go")
+    root: str = option(DEFAULT_ROOT, "where the runs' state folders go")
     jit: str = option("auto", "V's training step with XLA (on) or without (off) for the run's first 02; auto "
                       "(default): 02 times both and keeps the faster; every later 02 of the run, resumed or not, "
                       "uses the same", choices=("auto", "on", "off"))
