@@ -18,6 +18,10 @@ and writes nothing:
 
 --init_from DIR starts a new V from DIR/<env>.npz, a V's NumPy copy such as the shipped pretrained/<env>/vae (Adam
 starts afresh), to go on training it on new frames from a clone that has no Keras file.
+
+--jit auto (the default) times V's training step compiled by XLA and without it, in a child process on the run's own
+frames, and trains with the faster (XLA is slower on some CPUs, faster on others); --jit on or off takes that one. The
+history's rows say which step trained ("xla").
 """
 
 from __future__ import annotations

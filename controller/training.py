@@ -166,22 +166,13 @@ class TrainingState:
             raise UserError(f"{path} holds a training state of format {data['format']}, this code reads {STATE_FORMAT}")
         from config import EXP_MODES
 
-        def numbers_row(row, length):
-            return isinstance(row, list) and len(row) == length and all(isinstance(v, (int, float)) for v in row)
-
-        def evaluation_ok(row):  # [generation, score, params] and maybe the real-game score
-            return (isinstance(row, list) and len(row) in (3, 4) and type(row[0]) is int
-                    and numbers_row(row[1:2] + row[3:], len(row) - 2) and isinstance(row[2], list))
-
-        rows_ok = (all(numbers_row(row, 9) for row in data["history"])
-                   and all(evaluation_ok(row) for row in data["evaluations"])
-                   and (data["best_params"] is None or numbers_row(data["best_params"], len(data["best_params"]))))
-        numbers = [data["elapsed_s"], *(v for row in data["history"] for v in row)]
-        for row in data["evaluations"] if rows_ok else ():
-            numbers += [*row[1:2], *row[3:], *row[2]]
+        rows_ok = (_rows_ok(data["history"], data["evaluations"])
+                   and (data["best_params"] is None or _numbers_row(data["best_params"], len(data["best_params"]))))
+        numbers = [data["elapsed_s"]]
         numbers += [v for v in (data["best_score"], data.get("best_real_score")) if v is not None]
         numbers += data["best_params"] or []
-        if (not rows_ok or not all(finite_number(v) is not None for v in numbers) or data["generation"] < 0
+        if (not rows_ok or not _rows_finite(data["history"], data["evaluations"])
+                or not all(finite_number(v) is not None for v in numbers) or data["generation"] < 0
                 or data["next_seed"] < 0 or (data["cap_length"] is not None and data["cap_length"] < 1)
                 or data["exp_mode"] not in EXP_MODES):
             raise UserError(f"{path} holds a damaged training history; resume from another file")
@@ -203,6 +194,56 @@ class TrainingState:
                       "history": [HistoryRow.from_json(row) for row in data["history"]],
                       "evaluations": [Evaluation.from_json(row) for row in data["evaluations"]],
                       "settings": settings, "blas_kernel": data.get("blas_kernel")})
+
+
+def _numbers_row(row, length: int) -> bool:
+    return isinstance(row, list) and len(row) == length and all(isinstance(v, (int, float)) for v in row)
+
+
+def _rows_ok(history, evaluations) -> bool:
+    """History rows of 9 numbers; evaluation rows [generation, score, params] and maybe the real-game score."""
+    def evaluation_ok(row):
+        return (isinstance(row, list) and len(row) in (3, 4) and type(row[0]) is int
+                and _numbers_row(row[1:2] + row[3:], len(row) - 2) and isinstance(row[2], list))
+
+    return (isinstance(history, list) and isinstance(evaluations, list)
+            and all(_numbers_row(row, 9) for row in history) and all(evaluation_ok(row) for row in evaluations))
+
+
+def _rows_finite(history, evaluations) -> bool:
+    """Every number of rows that passed _rows_ok is finite (a parameter included)."""
+    numbers = [v for row in history for v in row]
+    for row in evaluations:
+        numbers += [*row[1:2], *row[3:], *row[2]]
+    return all(finite_number(v) is not None for v in numbers)
+
+
+@dataclasses.dataclass
+class LoggedRun:
+    """What a finished run's .hist.json and .log.json say: its history and evaluations as its checkpoint held them
+    (write_logs writes both from the state), and the generations it completed. Enough to plot, report and choose
+    from a run whose optimizer checkpoint did not travel."""
+
+    generation: int
+    history: list[HistoryRow]
+    evaluations: list[Evaluation]
+
+
+def read_logs(files: TrainingFiles) -> LoggedRun:
+    """A run's history and evaluations from its .hist.json and .log.json, their rows checked as a checkpoint's are
+    (the files may come from anyone); a missing or damaged file is a UserError naming it."""
+    from cli import UserError
+    from reading import LOG_JSON_BYTES, read_json
+
+    fix = "copy the run's log folder again, or its .es.pk beside it"
+    history = read_json(files.history, LOG_JSON_BYTES, "a training history (.hist.json)", fix)
+    evaluations = read_json(files.evaluations, LOG_JSON_BYTES, "a training log (.log.json)", fix)
+    if not _rows_ok(history, evaluations) or not _rows_finite(history, evaluations):
+        raise UserError(f"{files.history} or {files.evaluations} holds a damaged training history; {fix}")
+    if [row[0] for row in history] != list(range(1, len(history) + 1)):
+        raise UserError(f"{files.history} does not hold one row a generation from generation 1; {fix}")
+    return LoggedRun(len(history), [HistoryRow.from_json(row) for row in history],
+                     [Evaluation.from_json(row) for row in evaluations])
 
 
 _STATE_TYPES = {"format": int, "env": str, "optimizer": str, "population": int, "num_episode": int, "exp_mode": str,

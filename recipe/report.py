@@ -22,7 +22,7 @@ def phase_curves(run) -> dict:
             continue
         runs = []
         for run_index, settings in enumerate(run.state.phases.get(step.name, [])):
-            _, trained = run.checkpoint(step, run_index)
+            trained = run.trained(step, run_index)
             if trained is None:
                 continue
             start = settings["start"]
@@ -109,7 +109,7 @@ def status_lines(run) -> list[str]:
         generation = 0
         population = step.population
         for run_index, settings in enumerate(state.phases.get(step.name, [])):
-            _, trained = run.checkpoint(step, run_index)
+            trained = run.trained(step, run_index)
             done = trained.generation if trained else 0
             episodes_done += done * settings["population"] * step.episodes
             generation = settings["start"] + done

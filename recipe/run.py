@@ -363,6 +363,21 @@ class Run:
         _, state = load_optimizer(files.checkpoint)
         return files.checkpoint, TrainingState.from_json(state, files.checkpoint)
 
+    def ended(self, phase: ControllerPhase, run_index: int) -> bool:
+        """Whether a run of a phase trains no more: the phase is done, or a restart followed it."""
+        return phase.name in self.state.done or run_index < len(self.state.phases.get(phase.name, [])) - 1
+
+    def trained(self, phase: ControllerPhase, run_index: int):
+        """A run's generations, history and evaluations (None before its first generation): from its checkpoint, or
+        once it has ended and its checkpoint is not here, from its .hist.json and .log.json. An ended run's
+        optimizer checkpoint is never read again, so a paused run need not carry it (docs/reproduce.md)."""
+        from controller.training import read_logs
+
+        _, trained = self.checkpoint(phase, run_index)
+        if trained is None and self.ended(phase, run_index):
+            return read_logs(self.training_files(phase, run_index))
+        return trained
+
     def _controller_phase(self, phase_index: int, index: int, phase: ControllerPhase) -> None:
         vae, rnn = self.world_model_before(index)
         while True:
@@ -433,7 +448,7 @@ class Run:
         rank_score is the real-game score (the evaluation itself, or a dream best's real episodes)."""
         rows = []
         for run_index, run in enumerate(self.state.phases.get(phase.name, [])):
-            _, trained = self.checkpoint(phase, run_index)
+            trained = self.trained(phase, run_index)
             for evaluation in trained.evaluations if trained else []:
                 rank = evaluation.real_score if phase.dream else evaluation.score
                 if rank is None:

@@ -14,7 +14,7 @@ from cli import UserError
 from config import CAR_RACING
 from controller.controller import load_params
 from controller.settings import EvaluatorSettings, RunSettings
-from controller.training import TrainingState, new_state, training_files, write_logs
+from controller.training import TrainingState, new_state, read_logs, training_files, write_logs
 from es import load_optimizer
 from tests.scripts import ROOT
 
@@ -128,6 +128,41 @@ def test_a_damaged_state_is_refused_in_one_line(data, message):
     with pytest.raises(UserError) as error:
         load_state(data)
     assert str(error.value).startswith("run.es.pk ") and message in str(error.value) and "\n" not in str(error.value)
+
+
+# The Doom reproduce run's first dream phase, ended: its logs and checkpoint as the run left them.
+DOOM_D0 = f"{ROOT}/runs/reproduce/doom_take_cover/seed1/phases/d0.0"
+
+
+def test_an_ended_runs_logs_hold_its_checkpoints_history_and_evaluations():
+    """What reproduce.py reads of an ended phase run whose .es.pk did not travel (recipe.run.Run.trained)."""
+    files = training_files("doom_take_cover", "cma", 16, 64, f"{DOOM_D0}/controller", f"{DOOM_D0}/log")
+    _, saved = load_optimizer(files.checkpoint)
+    state, logged = load_state(saved, files.checkpoint), read_logs(files)
+    assert logged.generation == state.generation == len(state.history) > 0
+    assert logged.history == state.history and logged.evaluations == state.evaluations
+    assert logged.generation == 20 and [row.generation for row in logged.evaluations] == [5, 10, 15, 20]
+    assert logged.evaluations[0].real_score == 194.19  # a dream run's new best, played in the game
+
+
+@pytest.mark.parametrize("history, evaluations, message", [
+    (MISSING, [], ".hist.json does not exist"),
+    ([ROW], MISSING, ".log.json does not exist"),
+    ([[*ROW[:8], float("nan")]], [], "holds a damaged training history"),
+    ([ROW], [[1, 2.0, [float("inf")]]], "holds a damaged training history"),
+    ([ROW], [[1, 2.0]], "holds a damaged training history"),
+    ({"1": ROW}, [], "holds a damaged training history"),
+    ([[2, *ROW[1:]]], [], "does not hold one row a generation from generation 1"),
+    ([ROW, ROW], [], "does not hold one row a generation from generation 1"),
+])
+def test_damaged_or_missing_logs_are_one_line(tmp_path, history, evaluations, message):
+    files = training_files("doom_take_cover", "cma", 1, 4, str(tmp_path), str(tmp_path))
+    for path, rows in ((files.history, history), (files.evaluations, evaluations)):
+        if rows is not MISSING:
+            Path(path).write_text(json.dumps(rows))
+    with pytest.raises(UserError) as error:
+        read_logs(files)
+    assert message in str(error.value) and "\n" not in str(error.value)
 
 
 def test_a_score_beyond_float64_in_a_best_file_is_no_score(tmp_path):
