@@ -6,13 +6,15 @@ Files of one run, ROOT/<env>/seed<N>/:
                             written whole after every step (and every chunk of a controller phase)
     models/<step>/vae|rnn   V's and M's NumPy copies as 02 and 04 saved them (what later steps read)
     phases/<phase>.<run>/   05's controller and log folders of each run of a controller phase (checkpoint .es.pk,
-                            .best.json, .hist.json, .log.json); <run> 0, then 1.. for restarts
+                            .best.json, .hist.json, .log.json); <run> 0, then 1.. for restarts. Once a run has
+                            ended (its phase done, or a restart after it) its .es.pk moves to scratch/ended/: only
+                            the run under way has one here
     chosen/<phase>.json     the controller a phase hands to the next Collect step
     candidates/, selection/ the candidates and their selection episodes; final/, untouched/: the two scores
     agent/<env>/            the packed candidate (pretrained.py's layout)
     summary.json            at the end
     scratch/                what stages rebuild exactly from seeds (01's and 03's batch files, 02's and 04's working
-                            folders): git-ignored; lost, it is made again from state.json
+                            folders) and ended runs' checkpoints: git-ignored; lost, it is made again from state.json
 
 A step counts as done only once state.json says so; a step stopped mid-way is redone from its start (05 from its
 last checkpoint, which continues exactly). Stages see only files of this folder, so a resumed run replays what an
@@ -367,6 +369,17 @@ class Run:
         """Whether a run of a phase trains no more: the phase is done, or a restart followed it."""
         return phase.name in self.state.done or run_index < len(self.state.phases.get(phase.name, [])) - 1
 
+    def retire(self, phase: ControllerPhase) -> None:
+        """Move the optimizer checkpoints of a phase's ended runs into scratch/ended/ (git-ignored): nothing trains
+        from them again, and their logs hold what the reports and the choice of candidates read (Run.trained), so the
+        folder a pause commits keeps only the checkpoint of the run under way."""
+        for run_index in range(len(self.state.phases.get(phase.name, []))):
+            checkpoint = self.training_files(phase, run_index).checkpoint
+            if self.ended(phase, run_index) and os.path.exists(checkpoint):
+                target = os.path.join(self.scratch, "ended", f"{phase.name}.{run_index}", os.path.basename(checkpoint))
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.replace(checkpoint, target)
+
     def trained(self, phase: ControllerPhase, run_index: int):
         """A run's generations, history and evaluations (None before its first generation): from its checkpoint, or
         once it has ended and its checkpoint is not here, from its .hist.json and .log.json. An ended run's
@@ -397,6 +410,7 @@ class Run:
                       f"{runs[-1]['population']}, sigma {rule.sigma}, {phase.generations - runs[-1]['start']} "
                       f"generations left", flush=True)
                 self.save()
+                self.retire(phase)
                 continue
             if done >= budget:
                 return
@@ -578,6 +592,8 @@ class Run:
             if isinstance(step, ControllerPhase):
                 phase_index += 1
             if name in self.state.done:
+                if isinstance(step, ControllerPhase):
+                    self.retire(step)  # a run stopped between marking the phase done and retiring it
                 continue
             print(f"== [{index + 1}/{len(rows)}] {name}, {header}", flush=True)
             if uses_scratch:
@@ -605,6 +621,8 @@ class Run:
                 self._mark_scratch(self._scratch_done() + [name])
             self.state.done.append(name)
             self.save()
+            if isinstance(step, ControllerPhase):
+                self.retire(step)
         from recipe.report import write_summary
 
         summary = write_summary(self)

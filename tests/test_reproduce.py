@@ -115,6 +115,9 @@ def test_tiny_preset_runs_to_a_packed_agent_and_a_consistent_summary(unstopped):
     runs = summary["phases"]["c2"]
     assert [entry["population"] for entry in runs] == [4, 8] and runs[1]["start"] == 2
     assert [g for g, _ in runs[0]["average"] + runs[1]["average"]] == [1, 2, 3]
+    # every run has ended: no optimizer checkpoint is left to commit, each is in scratch/ended/
+    assert not glob.glob(os.path.join(folder, "phases", "*", "controller", "*.es.pk"))
+    assert sorted(os.listdir(os.path.join(folder, "scratch", "ended"))) == ["c1.0", "c2.0", "c2.1"]
     assert set(summary["core_hours"]) >= {"01", "02", "03", "04", "05", "selection", "score", "pack"}
     # the packed folder is what pretrained.py reads, its manifest the final score and the command
     verified = run("pretrained.py", "verify", "car_racing", "--root", os.path.join(folder, "agent"), cwd=root)
@@ -154,10 +157,9 @@ def test_a_stopped_and_resumed_run_ends_with_the_same_agent(unstopped, tmp_path)
         assert process.returncode == status, stderr
         assert (f"resume with: {shlex.quote(sys.executable)} reproduce.py car_racing --seed 0 --preset tiny "
                 f"--root {root}") in stderr
-    # c1 has ended: its optimizer checkpoint is not carried by a pause (docs/reproduce.md), its logs are
-    ended = glob.glob(os.path.join(folder, "phases", "c1.0", "controller", "*.es.pk"))
-    assert len(ended) == 1
-    os.remove(ended[0])
+    # c1 has ended: its optimizer checkpoint went to scratch/ended/ (lost below with scratch/), its logs stay
+    assert not glob.glob(os.path.join(folder, "phases", "*", "controller", "*.es.pk"))
+    assert len(glob.glob(os.path.join(folder, "scratch", "ended", "c1.0", "*.es.pk"))) == 1
     status_now = run("reproduce.py", *TINY, "--root", root, "--status", cwd=root).stdout
     assert "now: v1" in status_now and "core-hours spent" in status_now
     import shutil
