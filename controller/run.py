@@ -40,14 +40,14 @@ class TrainingRun:
         self.argv = list(to_argv(flags) if argv is None else argv)
         self.config = config = get_config(flags.env_name)
         self.population = flags.population
-        resumed = self.resume(flags) if flags.init_opt else None
-        if resumed is not None and resumed[1].settings is not None:
-            flags = self.keep_settings(flags, given, resumed[1].settings)
+        optimizer, state = self.resume(flags) if flags.init_opt else (None, None)
+        if state is not None and state.settings is not None:
+            flags = self.keep_settings(flags, given, state.settings)
         self.flags = flags
         self.settings = settings = RunSettings.of(flags)
         self.check_inputs()
-        if resumed is not None:
-            self.optimizer, self.state = resumed
+        if state is not None:
+            self.optimizer, self.state = optimizer, state
             if self.state.settings is not None:  # the kept ones, with any this resume changed; a checkpoint from
                 self.state.settings = settings  # before settings were kept has none (a default is not its own)
             self.exp_mode = self.state.exp_mode
