@@ -189,6 +189,9 @@ def test_doom_tiny_preset_runs_to_a_packed_agent(tmp_path):
     # the controller that played round 1's data is d0's dream best with the highest real-game score
     chosen, evaluations = read(os.path.join(folder, "state.json"))["results"]["d0"], summary["phases"]["d0"][0]
     assert chosen["rank_score"] == max(row[2] for row in evaluations["evaluations"] if len(row) == 3)
+    # both phases ended: their real-game scores above came from their logs, their checkpoints are in scratch/ended/
+    assert not glob.glob(os.path.join(folder, "phases", "*", "controller", "*.es.pk"))
+    assert sorted(os.listdir(os.path.join(folder, "scratch", "ended"))) == ["d0.0", "d1.0"]
     for candidate in summary["selection"]["candidates"]:
         assert (candidate["phase"], candidate["vae"], candidate["rnn"]) == ("d1", "v0", "m1")
     score = summary["scores"]["seeds 111.."]

@@ -130,19 +130,19 @@ def test_a_damaged_state_is_refused_in_one_line(data, message):
     assert str(error.value).startswith("run.es.pk ") and message in str(error.value) and "\n" not in str(error.value)
 
 
-# The Doom reproduce run's first dream phase, ended: its logs and checkpoint as the run left them.
-DOOM_D0 = f"{ROOT}/runs/reproduce/doom_take_cover/seed1/phases/d0.0"
-
-
-def test_an_ended_runs_logs_hold_its_checkpoints_history_and_evaluations():
-    """What reproduce.py reads of an ended phase run whose .es.pk did not travel (recipe.run.Run.trained)."""
-    files = training_files("doom_take_cover", "cma", 16, 64, f"{DOOM_D0}/controller", f"{DOOM_D0}/log")
+@pytest.mark.parametrize("folder, population, exp_mode, generations, evaluations", [
+    ("runs/car_racing/table1/z", 16, "z", 60, 6), ("runs/car_racing/v5000r", 32, None, 43, 4)])
+def test_an_ended_runs_logs_hold_its_checkpoints_history_and_evaluations(folder, population, exp_mode, generations,
+                                                                          evaluations):
+    """What reproduce.py reads of an ended phase run whose .es.pk did not travel (recipe.run.Run.trained): committed
+    runs' logs against their checkpoints (a dream run's real-game scores: tests/test_reproduce.py's Doom run)."""
+    files = training_files("car_racing", "cma", 4 if exp_mode else 8, population, f"{ROOT}/{folder}",
+                           f"{ROOT}/{folder}", exp_mode)
     _, saved = load_optimizer(files.checkpoint)
     state, logged = load_state(saved, files.checkpoint), read_logs(files)
-    assert logged.generation == state.generation == len(state.history) > 0
+    assert logged.generation == state.generation == len(state.history) == generations
     assert logged.history == state.history and logged.evaluations == state.evaluations
-    assert logged.generation == 20 and [row.generation for row in logged.evaluations] == [5, 10, 15, 20]
-    assert logged.evaluations[0].real_score == 194.19  # a dream run's new best, played in the game
+    assert len(logged.evaluations) == evaluations
 
 
 @pytest.mark.parametrize("history, evaluations, message", [
