@@ -382,8 +382,8 @@ class Run:
 
     def trained(self, phase: ControllerPhase, run_index: int):
         """A run's generations, history and evaluations (None before its first generation): from its checkpoint, or
-        once it has ended and its checkpoint is not here, from its .hist.json and .log.json. An ended run's
-        optimizer checkpoint is never read again, so a paused run need not carry it (docs/reproduce.md)."""
+        once it has ended and its checkpoint is not here (retire moved it, or it did not travel), from its .hist.json
+        and .log.json, which hold the same rows (docs/reproduce.md)."""
         from controller.training import read_logs
 
         _, trained = self.checkpoint(phase, run_index)
