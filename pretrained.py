@@ -7,7 +7,8 @@
     python pretrained.py card car_racing                            (its model card, pretrained/<env>/README.md,
                                                                      from the manifest; pack writes it too)
     python pretrained.py pack car_racing --filename ./controller/<base>.best.json --final ./log/<base>.best.final.json \
-        --command "python 01_generate_data.py ..." --command ...   (how a trained agent is packed for shipping)
+        --command "python 01_generate_data.py ..." --command ...   (how a trained agent is packed for shipping;
+                                                                     reproduce.py adds --untouched and --run)
     python pretrained.py verify car_racing --replay                 (every file against the manifest, and its short
                                                                      check episodes played again)
 
@@ -46,6 +47,10 @@ class PackSettings:
     filename: str = option(help="the controller's .best.json")
     final: str = option(help="model.py --final_mode's .final.json of that controller")
     command: list[str] | None = option(None, "a command that made the files (repeat)", action="append")
+    untouched: str | None = option(None, "another .final.json of the same files, on seeds nothing trained or chose "
+                                         "on (reproduce.py's 10,000,000..): the manifest keeps it beside --final's")
+    run: str | None = option(None, "the folder of the run that made the agent (reproduce.py's "
+                                   "runs/reproduce/<env>/seed<N>): the manifest names it")
     root: str = option(PRETRAINED_DIR, ROOT_HELP)
     vae_dir: str = folder_option("vae")
     rnn_dir: str = folder_option("rnn")
@@ -109,7 +114,8 @@ def main(argv=None) -> None:
         from shipping.pack import pack
 
         path = pack(settings.env_name, settings.filename, settings.final, list(settings.command or []),
-                    settings.vae_dir, settings.rnn_dir, settings.data_dir, settings.root)
+                    settings.vae_dir, settings.rnn_dir, settings.data_dir, settings.root, settings.untouched,
+                    settings.run)
         print(f"packed {settings.env_name} into {os.path.dirname(path)}")
     else:
         from shipping.manifest import verify

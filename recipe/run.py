@@ -542,15 +542,17 @@ class Run:
                                                                      "std", "scores", "lengths")}
             self.save()
 
-    def final_file(self) -> str:
+    def final_file(self, score: str = "final") -> str:
+        """The chosen controller's .final.json of the score `score` ("final": seeds 111..; "untouched")."""
         name = os.path.basename(self.chosen_candidate()["file"])[: -len(".json")]
-        return os.path.join(self.folder, "final", f"{name}.final.json")
+        return os.path.join(self.folder, score, f"{name}.final.json")
 
     def _pack(self) -> None:
         chosen = self.chosen_candidate()
         command = script("pretrained.py") + [
             "pack", self.recipe.env, "--filename", os.path.join(self.folder, chosen["file"]), "--final",
-            self.final_file(), "--command", self.command_line(), "--root", os.path.join(self.folder, "agent"),
+            self.final_file(), "--untouched", self.final_file("untouched"), "--command", self.command_line(),
+            "--run", self.folder, "--root", os.path.join(self.folder, "agent"),
             "--vae_dir", self.model_dir(chosen["vae"], "vae"), "--rnn_dir", self.model_dir(chosen["rnn"], "rnn"),
             "--data_dir", self.data_dir]
         self._stage("pack", command, "pretrained.py pack")

@@ -35,7 +35,7 @@ def model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
     mean, std, episodes, first = manifest["mean"], manifest["std"], manifest["episodes"], manifest["first_seed"]
     length = manifest.get("max_length", config.max_episode_length)
     kernel = manifest.get("blas_kernel")
-    in_the_dream = any("--dream_mode 1" in command for command in manifest["commands"])
+    in_the_dream = any(_trains_only_in_the_dream(command) for command in manifest["commands"])
     widths = {"z": config.z_size, "c": config.rnn_size, "h": config.rnn_size}
     inputs = " + ".join(f"{part} ({widths[part]})" for part in shape.parts)
     lines = [
@@ -78,6 +78,7 @@ def model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
         f"{length} steps each; median {np.median(scores):.2f}, lowest {scores.min():.2f}, highest "
         f"{scores.max():.2f}), played with OpenBLAS's {kernel or 'unrecorded'} kernels; packed on "
         f"{manifest['date']}.",
+        *_untouched_lines(manifest),
         "",
         "## Use it",
         "",
@@ -120,6 +121,7 @@ def model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
         *manifest["commands"],
         "```",
         "",
+        *_run_lines(manifest, folder),
         "## Files",
         "",
         "| file | sha256 |",
@@ -139,6 +141,55 @@ def model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _trains_only_in_the_dream(command: str) -> bool:
+    """True for a command whose controller training is all in M's dream: 05 with --dream_mode 1, or reproduce.py
+    with a recipe whose controller phases are all dream phases (Doom's)."""
+    import shlex
+
+    from recipe.presets import RECIPES, ControllerPhase
+
+    if "--dream_mode 1" in command:
+        return True
+    try:
+        words = shlex.split(command, comments=True)
+    except ValueError:
+        return False
+    script = next((index for index, word in enumerate(words) if os.path.basename(word) == "reproduce.py"), None)
+    if script is None or script + 1 >= len(words):
+        return False
+    preset = words[words.index("--preset") + 1] if "--preset" in words[:-1] else "full"
+    recipe = RECIPES.get((words[script + 1], preset))
+    phases = [step for step in recipe.steps if isinstance(step, ControllerPhase)] if recipe else []
+    return bool(phases) and all(phase.dream for phase in phases)
+
+
+def _untouched_lines(manifest: dict) -> list[str]:
+    """The card's line for the manifest's untouched score (pack --untouched), if it has one."""
+    import numpy as np
+
+    other = manifest.get("untouched")
+    if other is None:
+        return []
+    scores = np.array(other["scores"], dtype=np.float64)
+    first, episodes = other["first_seed"], other["episodes"]
+    return ["", f"On {episodes} episodes that nothing trained or chose on (seeds {first} to {first + episodes - 1}, "
+                f"at most {other['max_length']} steps each): **{other['mean']:.2f} ± {other['std']:.2f}** (median "
+                f"{np.median(scores):.2f}, lowest {scores.min():.2f}, highest {scores.max():.2f}); "
+                f"`python model.py {manifest['env']} --pretrained --final_mode --seed {first}` plays them again."]
+
+
+def _run_lines(manifest: dict, folder: str) -> list[str]:
+    """The card's line naming the run that made the agent (pack --run), linked from the card's folder."""
+    run = manifest.get("run")
+    if run is None:
+        return []
+    from files import repo_root
+
+    target = os.path.relpath(os.path.join(repo_root(), run), os.path.abspath(folder))
+    return [f"The run's files (its state, training curves, every candidate and its selection episodes): "
+            f"[`{run}`]({target}).", ""]
 
 
 def write_model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:

@@ -24,6 +24,7 @@ def shipped_files(env_name: str) -> dict[str, str]:
 
 
 sha256 = file_sha256
+SCORE_FIELDS = ("first_seed", "episodes", "max_length", "mean", "std", "scores", "lengths")  # a manifest's "untouched"
 ROLES = {"vae": "V", "rnn": "M", "controller": "controller"}  # the files model.py's .final.json records a sha256 of
 
 
@@ -38,7 +39,44 @@ def _manifest_problem(manifest: object, env_name: str) -> bool:
             or not all(isinstance(value, str) for value in manifest["sha256"].values())
             or finite_number(manifest.get("mean")) is None or finite_number(manifest.get("std")) is None
             or not _is_count(manifest.get("episodes"), 1) or not _is_count(manifest.get("first_seed"), 0)
-            or not _is_count(manifest.get("max_length", 1), 1))
+            or not _is_count(manifest.get("max_length", 1), 1)
+            or not isinstance(manifest.get("run", ""), str))
+
+
+def seed_range(score: dict) -> str:
+    """A score's seeds, as 'first..last'."""
+    return f"{score['first_seed']}..{score['first_seed'] + score['episodes'] - 1}"
+
+
+def seeds_apart(first: dict, second: dict) -> bool:
+    """True when two scores (first_seed, episodes) play no seed in common."""
+    return (first["first_seed"] + first["episodes"] <= second["first_seed"]
+            or second["first_seed"] + second["episodes"] <= first["first_seed"])
+
+
+def repo_relative(path: str) -> str:
+    """path relative to the repository when inside it (as a manifest names a run), else absolute."""
+    absolute = os.path.abspath(path)
+    inside = os.path.commonpath([absolute, repo_root()]) == repo_root()
+    return os.path.relpath(absolute, repo_root()) if inside else absolute
+
+
+def _untouched_problem(manifest: dict, limit: int) -> str | None:
+    """What a manifest's optional "untouched" score (pack --untouched) says against itself or the main score."""
+    other = manifest.get("untouched")
+    if other is None:
+        return None
+    if (not isinstance(other, dict) or set(other) != set(SCORE_FIELDS)
+            or finite_number(other.get("mean")) is None or finite_number(other.get("std")) is None
+            or not _is_count(other.get("episodes"), 1) or not _is_count(other.get("first_seed"), 0)
+            or not _is_count(other.get("max_length"), 1) or other["max_length"] > limit):
+        return f"its untouched score is not {', '.join(SCORE_FIELDS)} of episodes of at most {limit} steps"
+    problem = score_contradiction(other, other["max_length"])
+    if problem is not None:
+        return f"its untouched score (seeds {seed_range(other)}): {problem}"
+    if not seeds_apart(manifest, other):
+        return f"its untouched score's seeds {seed_range(other)} overlap its score's {seed_range(manifest)}"
+    return None
 
 
 def score_contradiction(record: dict, max_length: int) -> str | None:
@@ -87,7 +125,8 @@ def verify(env_name: str, root: str = PRETRAINED_DIR) -> dict:
     if manifest.get("max_length", limit) > limit:
         contradiction = f"its max_length {manifest['max_length']} is beyond {env_name}'s {limit} steps"
     else:
-        contradiction = score_contradiction(manifest, manifest.get("max_length", limit))
+        contradiction = (score_contradiction(manifest, manifest.get("max_length", limit))
+                         or _untouched_problem(manifest, limit))
     if contradiction is not None:
         raise UserError(f"{manifest_path} contradicts itself: {contradiction}; git checkout it again")
     hashes = manifest["sha256"]

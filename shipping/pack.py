@@ -16,8 +16,9 @@ from cli import UserError
 from files import save_json
 from processes import python_command
 from shipping.card import write_model_card
-from shipping.manifest import (CHECK_EPISODES, CHECK_STEPS, MANIFEST, PRETRAINED_DIR, ROLES, read_final, sha256,
-                               shipped_files, verify, walk_files)
+from shipping.manifest import (CHECK_EPISODES, CHECK_STEPS, MANIFEST, PRETRAINED_DIR, ROLES, SCORE_FIELDS,
+                               read_final, repo_relative, seed_range, seeds_apart, sha256, shipped_files, verify,
+                               walk_files)
 
 if TYPE_CHECKING:
     from scoring import EpisodeScore
@@ -66,12 +67,15 @@ def play_folder(env_name: str, folder: str, seeds: list[int], max_length: int = 
 
 
 def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir: str, rnn_dir: str, data_dir: str,
-         root: str = PRETRAINED_DIR) -> str:
+         root: str = PRETRAINED_DIR, untouched: str | None = None, run: str | None = None) -> str:
     """Copy a trained agent into root/<env>/ and write its manifest; returns the manifest's path.
 
     `final` is model.py --final_mode's ./log/<name>.final.json of this very controller with these V and M (the
     sha256 it records of each must be theirs); its mean, std, first seed, episode count and episode length go into
-    the manifest, and it must be of the real game over at least 100 episodes.
+    the manifest, and it must be of the real game over at least 100 episodes. `untouched`, if given, is another such
+    score of the same files on seeds nothing trained or chose on (reproduce.py's 10,000,000..), none of them
+    `final`'s: the manifest keeps it as "untouched". `run`: the folder of the run that made the agent (reproduce.py's
+    runs/reproduce/<env>/seed<N>), kept as "run", relative to the repository when inside it.
     """
     import numpy as np
 
@@ -84,6 +88,7 @@ def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir:
 
     config = get_config(env_name)
     score = read_final(final, env_name)
+    other = read_final(untouched, env_name) if untouched is not None else None
     load_params(filename, config)  # refuses a file of another env or a broken one
     check_weight_files(config, vae_dir, rnn_dir, read=True)  # missing, corrupt or mis-shaped: named with its maker
     sources = {"vae": vae_weights_path(env_name, numpy_export=True, vae_dir=vae_dir),
@@ -97,8 +102,9 @@ def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir:
     if not isinstance(played, dict):
         raise UserError(f"{final} does not record which V, M and controller it played (an older model.py wrote it); "
                         f"score them again: {again}")
+    source_hashes = {role: sha256(source) for role, source in sources.items()}
     for role, source in sources.items():
-        if played.get(role) != sha256(source):
+        if played.get(role) != source_hashes[role]:
             raise UserError(f"{final} is the score of another {ROLES[role]}: {source} is not the file it played; "
                             f"score these files with: {again}")
     kernel = blas_kernel()
@@ -108,6 +114,17 @@ def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir:
     if score["blas_kernel"] != kernel:  # the manifest's episodes and its check must be played alike
         raise UserError(f"{final} was played with OpenBLAS's {score['blas_kernel'] or 'unknown'} kernels and this "
                         f"process runs {kernel or 'another BLAS'}: score the controller again here, with: {again}")
+    if other is not None:
+        if not isinstance(other.get("sha256"), dict) or any(other["sha256"].get(role) != source_hashes[role]
+                                                            for role in sources):
+            raise UserError(f"{untouched} is not a score of the files {final} played (its sha256 of V, M and the "
+                            f"controller differ); score these files on the untouched seeds with: {again} --seed N")
+        if other.get("blas_kernel") != score["blas_kernel"]:
+            raise UserError(f"{untouched} was played with OpenBLAS's {other.get('blas_kernel') or 'unknown'} kernels, "
+                            f"{final} with {score['blas_kernel'] or 'unknown'}: score both on one machine")
+        if not seeds_apart(score, other):
+            raise UserError(f"{untouched} plays seeds {seed_range(other)}, which overlap {final}'s "
+                            f"({seed_range(score)}): an untouched score is of other seeds")
     made_by = MAKES_RNN_DATA.format(env=env_name)
     initial = load_npy(data_file("rnn_initial", env_name, 0, data_dir), made_by, mmap=False, ndim=3,
                        trailing_shape=(2, config.z_size), dtype="float32")[:INITIAL_ROWS]
@@ -138,6 +155,10 @@ def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir:
                     "episodes": score["episodes"], "max_length": score["max_length"], "scores": score["scores"],
                     "lengths": score["lengths"], "commands": commands, "date": datetime.date.today().isoformat(),
                     "sha256": hashes, "check": check, "blas_kernel": kernel}
+        if other is not None:
+            manifest["untouched"] = {key: other[key] for key in SCORE_FIELDS}
+        if run is not None:
+            manifest["run"] = repo_relative(run)
         with signals_deferred():
             for relative in files.values():
                 os.makedirs(os.path.dirname(os.path.join(folder, relative)), exist_ok=True)

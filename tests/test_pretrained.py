@@ -79,6 +79,53 @@ def test_the_pack_writes_the_model_card_from_its_manifest(packed):
     assert "```\npython 01_generate_data.py car_racing\n```" in card  # how it was trained: the manifest's commands
 
 
+def test_the_pack_keeps_the_untouched_score_and_the_run(packed, tmp_path):
+    """pack --untouched: a second 100-episode score of the same files on other seeds goes into the manifest and the
+    card beside the first; --run names the run that made the agent, linked from the card."""
+    folder, _ = packed
+    filename = "./controller/car_racing.cma.1.4.best.json"
+    run("model.py", "car_racing", "--filename", filename, "--final_mode", *SHORT, "--seed", 10_000_000, "--log_dir",
+        "./untouched", cwd=folder)
+    root = tmp_path / "root"
+    run("pretrained.py", "pack", "car_racing", "--filename", filename, "--final",
+        "./log/car_racing.cma.1.4.best.final.json", "--untouched", "./untouched/car_racing.cma.1.4.best.final.json",
+        "--run", str(folder), "--command", "python reproduce.py car_racing --seed 3", "--root", str(root), cwd=folder)
+    shipped = manifest(root)
+    with open(folder / "untouched" / "car_racing.cma.1.4.best.final.json") as handle:
+        untouched = json.load(handle)
+    assert shipped["untouched"] == {key: untouched[key] for key in
+                                    ("first_seed", "episodes", "max_length", "mean", "std", "scores", "lengths")}
+    assert shipped["untouched"]["first_seed"] == 10_000_000 and shipped["first_seed"] == 111
+    assert shipped["run"] == str(folder)  # outside the repository: absolute
+    verify("car_racing", str(root))
+    with open(root / "car_racing" / "README.md", encoding="utf-8") as handle:
+        card = handle.read()
+    assert (f"On 100 episodes that nothing trained or chose on (seeds 10000000 to 10000099, at most 3 steps each): "
+            f"**{untouched['mean']:.2f} ± {untouched['std']:.2f}**") in card
+    assert f"[`{folder}`]({os.path.relpath(folder, root / 'car_racing')})" in card
+    assert "C trained only inside M's dream" not in card  # CarRacing's recipe trains C in the game
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda untouched: untouched, "plays seeds 111..210, which overlap"),  # the --final file itself
+    (lambda untouched: {**untouched, "sha256": {**untouched["sha256"], "vae": "0" * 64}},
+     "is not a score of the files"),
+    (lambda untouched: {**untouched, "blas_kernel": "Sandybridge"}, "with OpenBLAS's Sandybridge kernels"),
+    (lambda untouched: {**untouched, "episodes": 99}, "is not a 100-episode score"),
+])
+def test_an_untouched_score_of_other_files_or_the_same_seeds_is_refused(packed, tmp_path, change, message):
+    folder, _ = packed
+    with open(folder / "log" / "car_racing.cma.1.4.best.final.json") as handle:
+        final = json.load(handle)
+    (tmp_path / "other.final.json").write_text(json.dumps(change(final)))
+    result = run("pretrained.py", "pack", "car_racing", "--filename", "./controller/car_racing.cma.1.4.best.json",
+                 "--final", "./log/car_racing.cma.1.4.best.final.json", "--untouched", str(tmp_path / "other.final.json"),
+                 "--root", str(tmp_path / "root"), cwd=folder, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert message in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "root").exists()
+
+
 def test_pretrained_final_mode_prints_the_manifests_score(packed, tmp_path):
     _, root = packed
     shipped = manifest(root)
@@ -192,7 +239,7 @@ def test_a_manifest_with_a_missing_or_mistyped_field_is_one_line(packed, tmp_pat
     _, root = packed
     import shutil
 
-    for change in ({"mean": "720"}, {"first_seed": None}, {"max_length": 0}, {"sha256": ["a"]}):
+    for change in ({"mean": "720"}, {"first_seed": None}, {"max_length": 0}, {"sha256": ["a"]}, {"run": 3}):
         copy = tmp_path / "copy"
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(root, copy)
@@ -271,12 +318,23 @@ def test_a_damaged_final_score_is_refused_before_packing(packed, tmp_path, damag
     assert not (tmp_path / "root").exists()
 
 
+def untouched_of(shipped):
+    """A manifest's own score as if it were an untouched one, on seeds 10,000,000.."""
+    return {**{key: shipped[key] for key in ("episodes", "max_length", "mean", "std", "scores", "lengths")},
+            "first_seed": 10_000_000}
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda shipped: {"mean": 999.0}, "its mean 999.00 is not that of its 100 scores"),
     (lambda shipped: {"scores": shipped["scores"][:-1]}, "its scores are not 100 finite numbers"),
     (lambda shipped: {"lengths": [*shipped["lengths"][:-1], 4]}, "its lengths are not 100 episode lengths from 1 to 3"),
     (lambda shipped: {"max_length": 5000}, "its max_length 5000 is beyond car_racing's 1000 steps"),
     (lambda shipped: {"check": {**shipped["check"], "seeds": [5, 6, 7]}}, "its check is not short episodes of its"),
+    (lambda shipped: {"untouched": {**untouched_of(shipped), "mean": 999.0}},
+     "its untouched score (seeds 10000000..10000099): its mean 999.00 is not that of its 100 scores"),
+    (lambda shipped: {"untouched": {**untouched_of(shipped), "first_seed": 150}},
+     "its untouched score's seeds 150..249 overlap its score's 111..210"),
+    (lambda shipped: {"untouched": {**untouched_of(shipped), "max_length": 5000}}, "its untouched score is not"),
 ])
 def test_a_manifest_that_contradicts_itself_is_refused_in_one_line(packed, tmp_path, change, message):
     """Before: `verify` said "every file matches" for a manifest whose mean was 999 and whose scores averaged far

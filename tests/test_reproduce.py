@@ -16,6 +16,7 @@ import pytest
 from recipe import seeds
 from recipe.presets import CAR_RACING_FULL, CAR_RACING_TINY, RECIPES, ControllerPhase, Restart, recipe_key
 from recipe.run import Run
+from shipping.manifest import SCORE_FIELDS
 from tests.scripts import end_group, run, start, wait_for
 
 TINY = ("car_racing", "--preset", "tiny")
@@ -125,6 +126,9 @@ def test_tiny_preset_runs_to_a_packed_agent_and_a_consistent_summary(unstopped):
     manifest = read(os.path.join(folder, "agent", "car_racing", "manifest.json"))
     assert manifest["scores"] == summary["scores"]["seeds 111.."]["scores"]
     assert manifest["commands"] == ["python reproduce.py car_racing --seed 0 --preset tiny"]
+    # ... beside the score on the untouched seeds, and the run that made it
+    assert manifest["untouched"] == {key: summary["scores"]["seeds 10,000,000.."][key] for key in SCORE_FIELDS}
+    assert manifest["run"] == folder  # absolute: outside the repository
     # plots.py draws the runs of an env side by side
     picture = os.path.join(root, "runs.png")
     run("plots.py", "--reproduce", "car_racing", "--reproduce_root", root, "--out", picture, cwd=root)
@@ -197,6 +201,8 @@ def test_doom_tiny_preset_runs_to_a_packed_agent(tmp_path):
     score = summary["scores"]["seeds 111.."]
     assert score["episodes"] == 100 and score["mean"] == pytest.approx(np.mean(score["scores"]))
     run("pretrained.py", "verify", "doom_take_cover", "--root", os.path.join(folder, "agent"), cwd=root)
+    with open(os.path.join(folder, "agent", "doom_take_cover", "README.md"), encoding="utf-8") as handle:
+        assert "C trained only inside M's dream, never in the game." in handle.read()  # its recipe's phases say so
 
 
 # --- bad input ---------------------------------------------------------------------------------------------------

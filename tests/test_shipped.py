@@ -41,7 +41,7 @@ def test_the_shipped_agent_replays_its_manifests_episodes(env_name):
 
 @pytest.mark.parametrize("env_name, env_id, metric", [
     ("car_racing", "WorldModels/CarRacing-v3", "855.81 +/- 82.41"),
-    ("doom_take_cover", "WorldModels/DoomTakeCover-v0", "795.80 +/- 525.41")])
+    ("doom_take_cover", "WorldModels/DoomTakeCover-v0", "813.51 +/- 485.53")])
 def test_each_model_card_is_the_one_its_manifest_makes(env_name, env_id, metric):
     """pretrained/<env>/README.md is what `pretrained.py card` writes from the committed manifest (so the two never
     disagree), with the front matter of a published RL agent: its env id and the 100-episode mean_reward."""
@@ -53,6 +53,20 @@ def test_each_model_card_is_the_one_its_manifest_makes(env_name, env_id, metric)
                                 f"- {env_name}", f"- {env_id}"]
     assert f"      name: {env_id}" in front_matter and f'      value: "{metric}"' in front_matter
     assert f"python model.py {env_name} --pretrained --final_mode" in card
+
+
+@pytest.mark.parametrize("command, dream_only", [
+    ("python reproduce.py doom_take_cover --seed 1", True),  # every phase of Doom's recipe is in the dream
+    ("python reproduce.py doom_take_cover --seed 0 --preset tiny", True),
+    ("python reproduce.py car_racing --seed 1", False),
+    ("python 05_train_controller.py doom_take_cover --dream_mode 1 --num_worker 2   # stopped at generation 18", True),
+    ("python 05_train_controller.py car_racing --num_worker 2", False),
+    ("python reproduce.py", False), ("python reproduce.py doom_take_cover --preset huge", False),
+    ("python 'unclosed", False)])
+def test_the_card_says_c_trained_only_in_the_dream_from_the_command(command, dream_only):
+    from shipping.card import _trains_only_in_the_dream
+
+    assert _trains_only_in_the_dream(command) is dream_only
 
 
 def test_everything_in_pretrained_fits_the_60_mb_budget():
