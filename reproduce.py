@@ -52,14 +52,18 @@ def main(argv=None) -> None:
     settings = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the stages' TensorFlow start-up lines, not their progress
     from recipe import report
-    from recipe.presets import RECIPES
-    from recipe.run import Run
+    from recipe.presets import RECIPES, recipe_key
+    from recipe.run import Run, recipe_of
 
+    recipe = recipe_of(settings.root, settings.env_name, settings.seed, settings.preset)
     try:
-        run = Run(RECIPES[(settings.env_name, settings.preset)], settings.seed, settings.root, settings.workers,
-                  settings.jit)
+        run = Run(recipe, settings.seed, settings.root, settings.workers, settings.jit)
     except ValueError as error:  # a --seed out of range
         raise UserError(str(error)) from None
+    current = RECIPES[(settings.env_name, settings.preset)]
+    if recipe is not current:
+        print(f"{run.folder} follows an earlier {settings.preset} recipe (key {run.key}), retired since: it goes on and "
+              f"reports with it; a new --seed follows the current one (key {recipe_key(current)})")
     if settings.status:
         print("\n".join(report.status_lines(run)))
         return

@@ -140,7 +140,7 @@ def reproduce_runs(root: str, env: str) -> list[tuple[str, str, int]]:
 
     from cli import UserError
     from controller.training import training_files
-    from recipe.presets import RECIPES
+    from recipe.presets import RECIPES, recipe_for
     from recipe.run import RunState
 
     base = os.path.join(root, env)
@@ -152,9 +152,9 @@ def reproduce_runs(root: str, env: str) -> list[tuple[str, str, int]]:
         if not os.path.exists(state_path):
             continue
         state = RunState.load(state_path)
-        recipe = RECIPES.get((env, state.preset))
-        if recipe is None:
+        if (env, state.preset) not in RECIPES:
             continue
+        recipe = recipe_for(env, state.preset, state.recipe_key)
         for phase_name in recipe.selection.phases:
             phase = recipe.phase(phase_name)
             for run_index, settings in enumerate(state.phases.get(phase_name, [])):

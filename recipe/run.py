@@ -38,7 +38,7 @@ from files import repo_root, save_json
 from processes import python_command
 from reading import SMALL_JSON_BYTES, read_json
 from recipe import seeds as seeding
-from recipe.presets import (Collect, ControllerPhase, Encode, Recipe, TrainM, TrainV, recipe_key)
+from recipe.presets import (Collect, ControllerPhase, Encode, Recipe, TrainM, TrainV, recipe_for, recipe_key)
 
 STATE_FORMAT = 1
 STAGE_OF = {Collect: "01", TrainV: "02", Encode: "03", TrainM: "04", ControllerPhase: "05"}
@@ -123,6 +123,13 @@ class RunState:
 
     def save(self, path: str) -> None:
         save_json(path, dataclasses.asdict(self), indent=1)
+
+
+def recipe_of(root: str, env: str, seed: int, preset: str) -> Recipe:
+    """The recipe the run folder of (env, seed) under root follows: presets.recipe_for with the recipe key its
+    state.json holds (a retired recipe's run goes on with it), the current recipe for a new folder."""
+    path = os.path.join(run_dir(root, env, seed), "state.json")
+    return recipe_for(env, preset, RunState.load(path).recipe_key if os.path.exists(path) else None)
 
 
 class Run:
@@ -283,12 +290,19 @@ class Run:
             "--vae_dir", self.model_dir(vae, "vae")]
         self._stage("03", command, f"03 ({step.name})")
 
+    def v_batches(self, index: int, step: TrainV) -> tuple[int, int]:
+        """The first and last batch file the TrainV step `index` trains on."""
+        if step.since is not None:
+            collect = next(at for at, earlier in enumerate(self.recipe.steps) if earlier.name == step.since)
+            return self.batches_before(collect), self.batches_before(index) - 1
+        return 0, (step.batches or self.batches_before(index)) - 1
+
     def _train_v(self, index: int, step: TrainV) -> None:
         work = os.path.join(self.scratch, "vae")
         shutil.rmtree(work, ignore_errors=True)  # a stopped 02 starts again from its start
-        batches = step.batches or self.batches_before(index)
+        first, last = self.v_batches(index, step)
         command = script("02_train_vae.py") + [
-            "--env_name", self.recipe.env, "--start_batch", "0", "--max_batch", str(batches - 1),
+            "--env_name", self.recipe.env, "--start_batch", str(first), "--max_batch", str(last),
             "--epochs", str(step.epochs), "--batch_size", str(step.batch_size),
             "--learning_rate", repr(step.learning_rate), "--seed", str(self.seed), "--data_dir", self.data_dir,
             "--vae_dir", work, "--verbose", "2", "--jit", self.jit]
@@ -638,7 +652,8 @@ def describe(step) -> str:
         who = "random play" if step.player is None else f"{step.player}'s chosen controller"
         return f"{step.episodes} episodes of {who}, {step.time_steps} steps at most"
     if isinstance(step, TrainV):
-        return f"V, {'new' if step.new else 'going on'}, {step.epochs} epoch(s) at {step.learning_rate:g}"
+        return (f"V, {'new' if step.new else 'going on'}, {step.epochs} epoch(s) at {step.learning_rate:g}"
+                + (f" over the batches of {step.since} and after" if step.since else ""))
     if isinstance(step, Encode):
         return "encode the batches with V"
     if isinstance(step, TrainM):

@@ -1,6 +1,7 @@
 """reproduce.py: the tiny preset end to end to a packed agent, the same run stopped (SIGINT mid-stage, SIGTERM in
 another stage, its scratch data lost) and resumed to the same agent, and bad input in one line."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -14,10 +15,11 @@ import numpy as np
 import pytest
 
 from recipe import seeds
-from recipe.presets import CAR_RACING_FULL, CAR_RACING_TINY, RECIPES, ControllerPhase, Restart, recipe_key
-from recipe.run import Run
+from recipe.presets import (CAR_RACING_FULL, CAR_RACING_TINY, DOOM_FULL, DOOM_FULL_1, RECIPES, ControllerPhase, Restart,
+                            TrainV, recipe_for, recipe_key)
+from recipe.run import Run, recipe_of
 from shipping.manifest import SCORE_FIELDS
-from tests.scripts import end_group, run, start, wait_for
+from tests.scripts import ROOT, end_group, run, start, wait_for
 
 TINY = ("car_racing", "--preset", "tiny")
 
@@ -41,12 +43,41 @@ def unstopped(tmp_path_factory):
 
 # --- the recipe as data ----------------------------------------------------------------------------------------------
 def test_the_recipe_key_changes_with_every_number_and_only_with_them():
-    import dataclasses
-
     assert recipe_key(CAR_RACING_TINY) == recipe_key(dataclasses.replace(CAR_RACING_TINY))
     longer = dataclasses.replace(CAR_RACING_TINY, scoring=dataclasses.replace(CAR_RACING_TINY.scoring, max_length=21))
     assert recipe_key(longer) != recipe_key(CAR_RACING_TINY)
     assert len({recipe_key(recipe) for recipe in RECIPES.values()}) == len(RECIPES)
+
+
+def test_every_committed_run_follows_a_recipe_of_its_own_key():
+    """A recipe changed while runs of it exist is retired, not edited: each committed run folder (state.json) still
+    finds the recipe of its key, and a field added to a step later leaves the keys of the recipes before it as they
+    were."""
+    committed = glob.glob(os.path.join(ROOT, "runs", "reproduce", "*", "seed*", "state.json"))
+    assert len(committed) >= 2  # CarRacing's seed 1 (under way) and Doom's (finished, on the retired recipe)
+    for path in committed:
+        state = read(path)
+        recipe = recipe_of(os.path.join(ROOT, "runs", "reproduce"), state["env"], state["seed"], state["preset"])
+        assert recipe_key(recipe) == state["recipe_key"], path
+    assert recipe_key(DOOM_FULL_1) == "43af3e5261c7c4de" != recipe_key(DOOM_FULL)
+    assert recipe_for("doom_take_cover", "full", "43af3e5261c7c4de") is DOOM_FULL_1
+    assert recipe_for("doom_take_cover", "full", "0123456789abcdef") is DOOM_FULL is recipe_for("doom_take_cover", "full")
+
+
+def test_a_finished_run_of_a_retired_recipe_reports_with_it():
+    result = run("reproduce.py", "doom_take_cover", "--seed", "1", cwd=ROOT)
+    assert "follows an earlier full recipe (key 43af3e5261c7c4de), retired since" in result.stdout
+    assert "is finished" in result.stdout and "seeds 111..: 813.51 +- 485.53 over 100 episodes" in result.stdout
+
+
+def test_v_goes_on_over_the_rounds_batches_in_dooms_recipe(tmp_path):
+    """DOOM_FULL's V after each round trains on every round's batches so far (the random play's 75 are before)."""
+    run_ = Run(DOOM_FULL, 5, str(tmp_path), 2)
+    batches = {step.name: run_.v_batches(index, step) for index, step in enumerate(DOOM_FULL.steps)
+               if isinstance(step, TrainV)}
+    assert batches == {"v0": (0, 24), "v1": (75, 84), "v2": (75, 94), "v3": (75, 104)}
+    with pytest.raises(ValueError, match="v9: since='round9' names no Collect step before it"):
+        dataclasses.replace(DOOM_FULL, steps=DOOM_FULL.steps + (TrainV("v9", 1, 1e-4, 32, since="round9"),))
 
 
 def test_seeds_of_runs_are_disjoint_and_below_2_31():
@@ -197,7 +228,7 @@ def test_doom_tiny_preset_runs_to_a_packed_agent(tmp_path):
     assert not glob.glob(os.path.join(folder, "phases", "*", "controller", "*.es.pk"))
     assert sorted(os.listdir(os.path.join(folder, "scratch", "ended"))) == ["d0.0", "d1.0"]
     for candidate in summary["selection"]["candidates"]:
-        assert (candidate["phase"], candidate["vae"], candidate["rnn"]) == ("d1", "v0", "m1")
+        assert (candidate["phase"], candidate["vae"], candidate["rnn"]) == ("d1", "v1", "m1")  # V went on too
     score = summary["scores"]["seeds 111.."]
     assert score["episodes"] == 100 and score["mean"] == pytest.approx(np.mean(score["scores"]))
     run("pretrained.py", "verify", "doom_take_cover", "--root", os.path.join(folder, "agent"), cwd=root)
