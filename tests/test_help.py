@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow  # a subprocess per script and subcommand: left ou
 COMMANDS = [("01_generate_data.py",), ("02_train_vae.py",), ("03_generate_rnn_data.py",), ("04_train_rnn.py",),
             ("05_train_controller.py",), ("model.py",), ("pretrained.py",), ("pretrained.py", "pack"),
             ("pretrained.py", "verify"), ("pretrained.py", "card"), ("pretrained.py", "play"), ("reproduce.py",),
-            ("sweep_temperature.py",), ("plots.py",), ("examples/play_car_racing.py",)]
+            ("sweep_temperature.py",), ("plots.py",), ("examples/play_car_racing.py",), ("examples/v_error_by_tic.py",)]
 
 # Runs a script with --help after wrapping argparse's print_help: what it prints goes on as before, and the parser's
 # flags (option strings, default, help) go to stderr as one JSON line.

@@ -149,3 +149,17 @@ def test_the_example_plays_the_shipped_agent_to_model_pys_score(tmp_path):
     printed = run("examples/play_car_racing.py", "--seed", seed, "--max_length", steps, cwd=tmp_path).stdout
     assert printed.splitlines()[-1] == f"seed {seed}: score {score}"
     assert score == verify("car_racing")["check"]["scores"][1]
+
+
+@pytest.mark.slow
+def test_the_v_error_example_tables_the_agents_frames_by_tic(tmp_path):
+    """examples/v_error_by_tic.py plays the shipped agent and puts every frame V encoded into its span of tics."""
+    printed = run("examples/v_error_by_tic.py", "car_racing", "--episodes", 2, "--first_seed", 5, "--max_length", 50,
+                  "--span", 20, cwd=tmp_path).stdout.splitlines()
+    assert [line.split(":")[0] for line in printed] == ["seed 5", "seed 6", "tics 0-19", "tics 20-39", "tics 40-59"]
+    assert [line.split(" over ")[1] for line in printed[2:]] == ["40 frames", "40 frames", "20 frames"]
+    errors = [float(line.split("mean error ")[1].split()[0]) for line in printed[2:]]
+    assert all(0 < error < 64 * 64 * 3 for error in errors)  # a sum of squares of 12,288 pixel errors in [0, 1]
+    refused = run("examples/v_error_by_tic.py", "car_racing", "--episodes", 0, cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and "--episodes must be 1 or more" in refused.stderr
+    assert "Traceback" not in refused.stderr
