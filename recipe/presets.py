@@ -272,6 +272,8 @@ DOOM_TINY = Recipe(
 
 RECIPES = {(recipe.env, recipe.preset): recipe for recipe in (CAR_RACING_FULL, CAR_RACING_TINY, DOOM_FULL, DOOM_TINY)}
 RETIRED = (DOOM_FULL_1,)  # recipes replaced while runs of them exist: those runs go on with their own
+ENVS = ("car_racing", "doom_take_cover")
+PRESETS = ("full", "tiny")
 
 
 def recipe_for(env: str, preset: str, key: str | None = None) -> Recipe:
@@ -282,5 +284,3 @@ def recipe_for(env: str, preset: str, key: str | None = None) -> Recipe:
         if (recipe.env, recipe.preset) == (env, preset) and key == recipe_key(recipe):
             return recipe
     return RECIPES[(env, preset)]
-ENVS = ("car_racing", "doom_take_cover")
-PRESETS = ("full", "tiny")
