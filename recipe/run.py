@@ -266,7 +266,9 @@ class Run:
             self.recipe.env, "--total_episodes", str(step.episodes), "--start_batch", str(self.batches_before(index)),
             "--time_steps", str(step.time_steps), "--batch_size", str(step.batch_size),
             "--num_workers", str(self.workers), "--seed", str(seeding.collect_seed(self.seed, collect_index)),
-            "--data_dir", self.data_dir]
+            "--data_dir", self.data_dir, "--overwrite"]  # batch files already there are this step's, from a stopped
+        # try (same seeds): 01 writes each file whole, so a stop leaves some of them, and refusing them would wedge
+        # the run
         if step.player:
             vae, rnn = self.phase_world_model(step.player)
             command += ["--controller", self.chosen_path(step.player), "--vae_dir", self.model_dir(vae, "vae"),

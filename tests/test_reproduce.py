@@ -200,6 +200,11 @@ def test_a_stopped_and_resumed_run_ends_with_the_same_agent(unstopped, tmp_path)
     import shutil
 
     shutil.rmtree(os.path.join(folder, "scratch"))  # 01's and 03's data are made again from their seeds
+    # ... over what a stopped 01 leaves: round 1's batch (random play wrote batches 0 and 1) half there, a stale file
+    # (before: "already exists", and the run could not go on)
+    os.makedirs(os.path.join(folder, "scratch", "data"))
+    with open(os.path.join(folder, "scratch", "data", "obs_data_car_racing_2.npy"), "wb") as handle:
+        handle.write(b"left by a stopped 01")
     run("reproduce.py", *TINY, "--root", root, cwd=root, timeout=900)  # the run keeps its --jit (state.json)
     mine, theirs = read(os.path.join(folder, "summary.json")), read(os.path.join(reference, "summary.json"))
     assert mine["scores"] == theirs["scores"]
