@@ -2,6 +2,7 @@
 reconstruction error (the sum of squared errors of a frame, as V's loss counts it, pixels in [0, 1]) per span of tics.
 
     python examples/v_error_by_tic.py doom_take_cover --episodes 12 --first_seed 900000
+    python examples/v_error_by_tic.py doom_take_cover --root runs/reproduce/doom_take_cover/seed1/agent   (a run's)
 
 V learnt from stage 01's random play; an agent that lives longer sees what random play never reached (in
 DoomTakeCover, the room filling with imps), and the error there says how much of it V can draw, and so pass on in z
@@ -18,6 +19,7 @@ import numpy as np  # noqa: E402
 from cli import ArgumentParser  # noqa: E402  (argparse's, refusing abbreviated flags in one line)
 from envs import get_spec  # noqa: E402
 from pretrained import load_agent  # noqa: E402
+from shipping.manifest import PRETRAINED_DIR  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -28,6 +30,9 @@ def parse_args(argv=None):
                         help="the first episode's seed (default 900000, apart from the seeds scores are played on)")
     parser.add_argument("--span", type=int, default=300, help="tics per row of the table (default 300)")
     parser.add_argument("--max_length", type=int, default=0, help="steps per episode at most (default: the env's)")
+    parser.add_argument("--root", default=PRETRAINED_DIR,
+                        help="where the packed agent lives, <root>/<env>/ (default: pretrained/; a reproduce.py run's "
+                             "agent/ folder plays that run's)")
     args = parser.parse_args(argv)
     for name in ("episodes", "span"):
         if getattr(args, name) < 1:
@@ -48,7 +53,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     spec = get_spec(args.env_name)
     env = gym.make(f"envs:{spec.gym_id}", **({"max_episode_steps": args.max_length} if args.max_length else {}))
-    player = load_agent(args.env_name)
+    player = load_agent(args.env_name, root=args.root)
     by_span: dict[int, list[float]] = {}
     for seed in range(args.first_seed, args.first_seed + args.episodes):
         observation, _ = env.reset(seed=seed)

@@ -155,7 +155,7 @@ def test_the_example_plays_the_shipped_agent_to_model_pys_score(tmp_path):
 def test_the_v_error_example_tables_the_agents_frames_by_tic(tmp_path):
     """examples/v_error_by_tic.py plays the shipped agent and puts every frame V encoded into its span of tics."""
     printed = run("examples/v_error_by_tic.py", "car_racing", "--episodes", 2, "--first_seed", 5, "--max_length", 50,
-                  "--span", 20, cwd=tmp_path).stdout.splitlines()
+                  "--span", 20, "--root", os.path.join(ROOT, "pretrained"), cwd=tmp_path).stdout.splitlines()
     assert [line.split(":")[0] for line in printed] == ["seed 5", "seed 6", "tics 0-19", "tics 20-39", "tics 40-59"]
     assert [line.split(" over ")[1] for line in printed[2:]] == ["40 frames", "40 frames", "20 frames"]
     errors = [float(line.split("mean error ")[1].split()[0]) for line in printed[2:]]
