@@ -32,15 +32,19 @@ def _is_count(value: object, least: int) -> bool:
     return type(value) is int and value >= least
 
 
+def _score_fields_ok(record: dict) -> bool:
+    """A score record's mean and std are finite, its episodes, first seed and (optional) max_length counts."""
+    return (finite_number(record.get("mean")) is not None and finite_number(record.get("std")) is not None
+            and _is_count(record.get("episodes"), 1) and _is_count(record.get("first_seed"), 0)
+            and _is_count(record.get("max_length", 1), 1))
+
+
 def _manifest_problem(manifest: object, env_name: str) -> bool:
     """True unless `manifest` has every field model.py --pretrained and the tests read, of the right types."""
     return (not isinstance(manifest, dict) or manifest.get("env") != env_name
             or not isinstance(manifest.get("sha256"), dict)
             or not all(isinstance(value, str) for value in manifest["sha256"].values())
-            or finite_number(manifest.get("mean")) is None or finite_number(manifest.get("std")) is None
-            or not _is_count(manifest.get("episodes"), 1) or not _is_count(manifest.get("first_seed"), 0)
-            or not _is_count(manifest.get("max_length", 1), 1)
-            or not isinstance(manifest.get("run", ""), str))
+            or not _score_fields_ok(manifest) or not isinstance(manifest.get("run", ""), str))
 
 
 def seed_range(score: dict) -> str:
@@ -66,10 +70,8 @@ def _untouched_problem(manifest: dict, limit: int) -> str | None:
     other = manifest.get("untouched")
     if other is None:
         return None
-    if (not isinstance(other, dict) or set(other) != set(SCORE_FIELDS)
-            or finite_number(other.get("mean")) is None or finite_number(other.get("std")) is None
-            or not _is_count(other.get("episodes"), 1) or not _is_count(other.get("first_seed"), 0)
-            or not _is_count(other.get("max_length"), 1) or other["max_length"] > limit):
+    if (not isinstance(other, dict) or set(other) != set(SCORE_FIELDS) or not _score_fields_ok(other)
+            or other["max_length"] > limit):
         return f"its untouched score is not {', '.join(SCORE_FIELDS)} of episodes of at most {limit} steps"
     problem = score_contradiction(other, other["max_length"])
     if problem is not None:
