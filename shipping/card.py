@@ -36,6 +36,7 @@ def model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
     length = manifest.get("max_length", config.max_episode_length)
     kernel = manifest.get("blas_kernel")
     in_the_dream = any(_trains_only_in_the_dream(command) for command in manifest["commands"])
+    where_option, where_argument = _root_words(root)
     widths = {"z": config.z_size, "c": config.rnn_size, "h": config.rnn_size}
     inputs = " + ".join(f"{part} ({widths[part]})" for part in shape.parts)
     lines = [
@@ -78,7 +79,7 @@ def model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
         f"{length} steps each; median {np.median(scores):.2f}, lowest {scores.min():.2f}, highest "
         f"{scores.max():.2f}), played with OpenBLAS's {kernel or 'unrecorded'} kernels; packed on "
         f"{manifest['date']}.",
-        *_untouched_lines(manifest),
+        *_untouched_lines(manifest, where_option),
         "",
         "## Use it",
         "",
@@ -90,7 +91,7 @@ def model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
         "from pretrained import load_agent",
         "",
         f'env = gym.make("envs:{spec.gym_id}")',
-        f'agent = load_agent("{env_name}")',
+        f'agent = load_agent("{env_name}"{where_argument})',
         f"observation, _ = env.reset(seed={first})",
         f"agent.reset(seed={first})",
         "done = False",
@@ -102,17 +103,17 @@ def model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
         "## Check its score",
         "",
         "```",
-        f"python model.py {env_name} --pretrained --final_mode      # the {episodes} episodes above",
+        f"python model.py {env_name} --pretrained{where_option} --final_mode      # the {episodes} episodes above",
         "```",
         "",
         "## Watch it",
         "",
-        f"![the agent, a frame a third into its episode of seed {first}](../../docs/pretrained.{env_name}.png)",
-        "",
+        *_still_lines(env_name, folder, manifest, first),
         "```",
-        f"python model.py {env_name} --pretrained --record_video --max_length 300     # a short replay: "
-        f"./video/pretrained.{env_name}.seed{first}.mp4",
-        f"python model.py {env_name} --pretrained --record_video --dream_mode          # the agent in its dream",
+        f"python model.py {env_name} --pretrained{where_option} --record_video --max_length 300     # a short "
+        f"replay: ./video/pretrained.{env_name}.seed{first}.mp4",
+        f"python model.py {env_name} --pretrained{where_option} --record_video --dream_mode          # the agent in "
+        f"its dream",
         "```",
         "",
         "## How it was trained",
@@ -165,8 +166,42 @@ def _trains_only_in_the_dream(command: str) -> bool:
     return bool(phases) and all(phase.dream for phase in phases)
 
 
-def _untouched_lines(manifest: dict) -> list[str]:
-    """The card's line for the manifest's untouched score (pack --untouched), if it has one."""
+def _root_words(root: str) -> tuple[str, str]:
+    """What model.py's command line and load_agent's call add to play the agent of root/<env>/: nothing for the
+    repository's pretrained/, else --pretrained_dir and root= naming root (relative to the repository inside it)."""
+    if os.path.realpath(root) == os.path.realpath(PRETRAINED_DIR):
+        return "", ""
+    import json
+    import shlex
+
+    from shipping.manifest import repo_relative
+
+    named = repo_relative(root)
+    return f" --pretrained_dir {shlex.quote(named)}", f", root={json.dumps(named)}"
+
+
+def _still_lines(env_name: str, folder: str, manifest: dict, first: int) -> list[str]:
+    """The card's picture: the repository's still of the shipped agent (docs/pretrained.<env>.png, drawn by
+    pretrained.py play --stills), linked from the card's folder, where this agent's V, M and C are the shipped
+    ones; else a line saying that the commands below draw this agent."""
+    from cli import UserError
+    from files import repo_root
+
+    shipped = os.path.join(PRETRAINED_DIR, env_name, MANIFEST)
+    try:
+        same = read_json(shipped, SMALL_JSON_BYTES, "a manifest", "")["sha256"] == manifest["sha256"]
+    except (UserError, KeyError, TypeError):  # no shipped agent, or one unreadable: no still to show
+        same = False
+    if not same:
+        return ["No still of this agent is in the repository (that of `docs/` is the shipped agent's); these commands "
+                "record it:", ""]
+    target = os.path.relpath(os.path.join(repo_root(), "docs", f"pretrained.{env_name}.png"), os.path.abspath(folder))
+    return [f"![the agent, a frame a third into its episode of seed {first}]({target})", ""]
+
+
+def _untouched_lines(manifest: dict, where_option: str) -> list[str]:
+    """The card's line for the manifest's untouched score (pack --untouched), if it has one; where_option is what
+    model.py's command line adds to play this agent (_root_words)."""
     import numpy as np
 
     other = manifest.get("untouched")
@@ -177,7 +212,8 @@ def _untouched_lines(manifest: dict) -> list[str]:
     return ["", f"On {episodes} episodes that nothing trained or chose on (seeds {first} to {first + episodes - 1}, "
                 f"at most {other['max_length']} steps each): **{other['mean']:.2f} ± {other['std']:.2f}** (median "
                 f"{np.median(scores):.2f}, lowest {scores.min():.2f}, highest {scores.max():.2f}); "
-                f"`python model.py {manifest['env']} --pretrained --final_mode --seed {first}` plays them again."]
+                f"`python model.py {manifest['env']} --pretrained{where_option} --final_mode --seed {first}` plays "
+                f"them again."]
 
 
 def _run_lines(manifest: dict, folder: str) -> list[str]:

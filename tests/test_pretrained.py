@@ -104,6 +104,9 @@ def test_the_pack_keeps_the_untouched_score_and_the_run(packed, tmp_path):
             f"**{untouched['mean']:.2f} ± {untouched['std']:.2f}**") in card
     assert f"[`{folder}`]({os.path.relpath(folder, root / 'car_racing')})" in card
     assert "C trained only inside M's dream" not in card  # CarRacing's recipe trains C in the game
+    # packed outside pretrained/: its commands play this folder, and docs/'s still (the shipped agent's) is not shown
+    assert f"--pretrained --pretrained_dir {root} --final_mode --seed 10000000` plays them again" in card
+    assert f'load_agent("car_racing", root="{root}")' in card and "No still of this agent" in card
 
 
 @pytest.mark.parametrize("change, message", [

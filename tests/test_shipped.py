@@ -5,13 +5,16 @@ manifest makes.
 
 In-process and a few seconds an agent: part of make test-fast."""
 
+import glob
 import os
+import re
 
 import numpy as np
 import pytest
 
+from files import repo_root
 from shipping.card import CARD, model_card
-from shipping.manifest import PRETRAINED_DIR, shipped, shipped_files, verify, walk_files
+from shipping.manifest import MANIFEST, PRETRAINED_DIR, shipped, shipped_files, verify, walk_files
 from shipping.pack import MAX_TOTAL_BYTES, play_check
 
 SHIPPED = shipped()
@@ -53,6 +56,41 @@ def test_each_model_card_is_the_one_its_manifest_makes(env_name, env_id, metric)
                                 f"- {env_name}", f"- {env_id}"]
     assert f"      name: {env_id}" in front_matter and f'      value: "{metric}"' in front_matter
     assert f"python model.py {env_name} --pretrained --final_mode" in card
+
+
+# Every agent folder in the repository with a card: the shipped ones, an agent shipped before, a run's packed agent.
+CARD_ROOTS = sorted({os.path.dirname(os.path.dirname(path)) for path in
+                     glob.glob(os.path.join(repo_root(), "**", MANIFEST), recursive=True)
+                     if os.sep + "tests" + os.sep not in path and os.sep + ".venv" + os.sep not in path})
+
+
+def test_the_cards_found_are_those_committed():
+    names = [os.path.relpath(root, repo_root()) for root in CARD_ROOTS]
+    assert {"pretrained", "runs/doom_take_cover/shipped_2026-11-30", "runs/reproduce/doom_take_cover/seed1/agent"} \
+        <= set(names)
+
+
+@pytest.mark.parametrize("root", CARD_ROOTS, ids=lambda root: os.path.relpath(root, repo_root()))
+def test_every_card_is_its_manifests_and_its_links_and_commands_reach_its_agent(root):
+    """Each card anywhere in the repository is the one its manifest makes; every relative link in it reaches a
+    file; its commands play the agent of its own folder (--pretrained_dir, load_agent's root=) unless that folder is
+    pretrained/; it shows docs/'s still only for the files that still was drawn from (the shipped ones)."""
+    for env_name in sorted(os.listdir(root)):
+        folder = os.path.join(root, env_name)
+        if not os.path.isfile(os.path.join(folder, MANIFEST)):
+            continue
+        with open(os.path.join(folder, CARD), encoding="utf-8") as handle:
+            card = handle.read()
+        assert card == model_card(env_name, root)
+        for target in re.findall(r"\]\(([^)]+)\)", card):
+            if "://" not in target:
+                assert os.path.exists(os.path.join(folder, target)), target
+        named = os.path.relpath(root, repo_root())
+        plays = f"python model.py {env_name} --pretrained --final_mode" if named == "pretrained" else \
+            f"python model.py {env_name} --pretrained --pretrained_dir {named} --final_mode"
+        assert plays in card and (named == "pretrained") == ("root=" not in card)
+        same_as_shipped = verify(env_name)["sha256"] == verify(env_name, root)["sha256"]
+        assert (f"docs/pretrained.{env_name}.png)" in card) == same_as_shipped
 
 
 @pytest.mark.parametrize("command, dream_only", [
