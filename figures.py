@@ -100,6 +100,14 @@ def read_evaluations(path: str) -> tuple[list[float], list[float]]:
             [_number(path, i, row[1]) for i, row in enumerate(rows)])
 
 
+def read_real_scores(path: str) -> tuple[list[float], list[float]]:
+    """(generations, real-game means) of a dream run's .log.json: the rows whose fourth entry is the real game's
+    score of that generation's new best (05 --dream_mode 1 plays each in the game); none in a real-game run."""
+    rows = _read_rows(path, "a controller run's evaluations", "./log/<base>.log.json")
+    scored = [(i, row) for i, row in enumerate(rows) if len(row) >= 4 and row[3] is not None]
+    return ([_number(path, i, row[0]) for i, row in scored], [_number(path, i, row[3]) for i, row in scored])
+
+
 class Run(NamedTuple):
     """A controller run to draw: its label, its .hist.json, and the generations before its first (a restart's)."""
 
@@ -123,18 +131,24 @@ def parse_run(text: str) -> Run:
     return Run(label, path, int(after))
 
 
-def read_run(history: str, after: int = 0) -> tuple[tuple[list[float], list[float]], tuple[list[float], list[float]]]:
-    """((generations, averages), (generations, evaluated means)) of a run's .hist.json and the .log.json beside it
-    (none: no points), its generations counted on from `after`."""
+Points = tuple[list[float], list[float]]
+
+
+def read_run(history: str, after: int = 0) -> tuple[Points, Points, Points]:
+    """((generations, averages), (generations, evaluated means), (generations, real-game means)) of a run's
+    .hist.json and the .log.json beside it (none: no points), its generations counted on from `after`."""
     evaluations = history.removesuffix(".hist.json") + ".log.json"
     generations, averages = read_history(history)
     evaluated, scores = read_evaluations(evaluations) if os.path.exists(evaluations) else ([], [])
-    return ([after + g for g in generations], averages), ([after + g for g in evaluated], scores)
+    checked, real = read_real_scores(evaluations) if os.path.exists(evaluations) else ([], [])
+    return (([after + g for g in generations], averages), ([after + g for g in evaluated], scores),
+            ([after + g for g in checked], real))
 
 
 def save_runs(path: str, runs: Sequence[Run], official: bool = False, title: str = "") -> str:
-    """One PNG at `path` of each (label, .hist.json, generations before) run's population average and evaluated
-    means; returns `path`. Every file is read and checked before anything is drawn."""
+    """One PNG at `path` of each (label, .hist.json, generations before) run's population average, evaluated means
+    and (a dream run's) real-game means of its new bests; returns `path`. Every file is read and checked before
+    anything is drawn."""
     curves = [(label, *read_run(history, after)) for label, history, after in runs]
     import matplotlib
 
@@ -142,12 +156,18 @@ def save_runs(path: str, runs: Sequence[Run], official: bool = False, title: str
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(8, 4.5), dpi=100)
-    last = max(max(generations) for _, (generations, _), _ in curves)
-    for index, (label, (generations, averages), (evaluated, scores)) in enumerate(curves):
+    last = max(max(generations) for _, (generations, _), _, _ in curves)
+    for index, (label, (generations, averages), (evaluated, scores), (checked, real)) in enumerate(curves):
         color = f"C{index}"
-        axes.plot(generations, averages, color=color, label=f"{label}: population average")
-        if evaluated:
-            axes.plot(evaluated, scores, "o", color=color, label=f"{label}: mean evaluated")
+        axes.plot(generations, averages, color=color, label=label)
+        axes.plot(evaluated, scores, "o", color=color)
+        axes.plot(checked, real, "x", color=color, markersize=8, markeredgewidth=2)
+    # one legend entry a run (its colour), then one a kind of mark, in grey
+    kinds = [("-", "population average"), ("o", "mean evaluated")]
+    if any(checked for *_, (checked, _) in curves):
+        kinds.append(("x", "new best, in the real game"))
+    for style, text in kinds:
+        axes.plot([], [], style, color="0.45", markeredgewidth=2 if style == "x" else None, label=text)
     if official:
         beyond = next(i for i, (generation, _) in enumerate(OFFICIAL_CAR_RACING + ((math.inf, 0),))
                       if generation > last)
@@ -158,7 +178,7 @@ def save_runs(path: str, runs: Sequence[Run], official: bool = False, title: str
     axes.set_ylabel("reward per episode")
     axes.set_title(title or "controller training")
     axes.grid(alpha=0.3)
-    axes.legend(loc="best", fontsize="small")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     figure.tight_layout()
     with atomic_path(path, suffix=".png") as temporary:
         figure.savefig(temporary, format="png")

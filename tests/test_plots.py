@@ -55,10 +55,27 @@ def test_plots_py_draws_a_restart_after_the_generation_it_went_on_from(tmp_path)
     (tmp_path / "r.hist.json").write_text("[[1, 300.0, 790.25], [2, 560.0, 841.64], [3, 830.0, 788.7]]")
     (tmp_path / "r.log.json").write_text("[[2, 774.48, [0.5]]]")
     assert read_run(str(tmp_path / "r.hist.json"), 182) == (([183, 184, 185], [790.25, 841.64, 788.7]),
-                                                           ([184], [774.48]))
-    assert read_run(str(tmp_path / "r.hist.json")) == (([1, 2, 3], [790.25, 841.64, 788.7]), ([2], [774.48]))
+                                                           ([184], [774.48]), ([], []))
+    assert read_run(str(tmp_path / "r.hist.json")) == (([1, 2, 3], [790.25, 841.64, 788.7]), ([2], [774.48]),
+                                                       ([], []))
     result = run("plots.py", "restart=r.hist.json+182", "--out", "r.png", "--official", cwd=tmp_path)
     assert result.stdout.strip() == "r.png" and (tmp_path / "r.png").stat().st_size > 0
+
+
+def test_plots_py_draws_a_dream_run_s_real_game_checks(tmp_path):
+    """A dream run's .log.json rows carry a fourth entry, the real game's mean of that generation's new best (None
+    where it was not a new best): drawn as crosses at their generations, the dream's means as dots."""
+    from figures import read_run
+    from tests.scripts import run
+
+    (tmp_path / "d.hist.json").write_text("[[1, 3.0, 310.5], [2, 6.0, 402.0], [3, 9.0, 455.25]]")
+    (tmp_path / "d.log.json").write_text(
+        "[[1, 520.0, [0.1], 388.5], [2, 505.0, [0.2], null], [3, 610.0, [0.3], 640.75]]")
+    assert read_run(str(tmp_path / "d.hist.json"), 10) == (([11, 12, 13], [310.5, 402.0, 455.25]),
+                                                          ([11, 12, 13], [520.0, 505.0, 610.0]),
+                                                          ([11, 13], [388.5, 640.75]))
+    result = run("plots.py", "dream=d.hist.json+10", "--out", "d.png", cwd=tmp_path)
+    assert result.stdout.strip() == "d.png" and (tmp_path / "d.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("content, beside, message", [
@@ -73,6 +90,7 @@ def test_plots_py_draws_a_restart_after_the_generation_it_went_on_from(tmp_path)
     (f"[[1, 2.0, 1{'0' * 400}]]", None, "row 1: 10000000000000000... is not a finite number"),
     ("[[1, 2.0, 5]]", "[[1, Infinity, []]]", "b.log.json, row 1: inf is not a finite number"),
     ("[[1, 2.0, 5]]", "[3]", "is not a controller run's evaluations"),
+    ("[[1, 2.0, 5]]", '[[1, 4.0, [], "high"]]', "b.log.json, row 1: 'high' is not a finite number"),
 ])
 def test_plots_py_refuses_a_malformed_run_in_one_line_and_writes_nothing(tmp_path, content, beside, message):
     from tests.scripts import run
