@@ -93,19 +93,23 @@ def read_history(path: str) -> tuple[list[float], list[float]]:
             [_number(path, i, row[2]) for i, row in enumerate(rows)])
 
 
-def read_evaluations(path: str) -> tuple[list[float], list[float]]:
-    """(generations, scores) of 05's .log.json, whose rows are [generation, score, params(, real score)]."""
-    rows = _read_rows(path, "a controller run's evaluations", "./log/<base>.log.json")
-    return ([_number(path, i, row[0]) for i, row in enumerate(rows)],
-            [_number(path, i, row[1]) for i, row in enumerate(rows)])
+Points = tuple[list[float], list[float]]
 
 
-def read_real_scores(path: str) -> tuple[list[float], list[float]]:
-    """(generations, real-game means) of a dream run's .log.json: the rows whose fourth entry is the real game's
-    score of that generation's new best (05 --dream_mode 1 plays each in the game); none in a real-game run."""
+def _read_log(path: str) -> tuple[Points, Points]:
+    """((generations, scores), (generations, real-game means)) of 05's .log.json, read once: rows are [generation,
+    score, params(, real score)], the fourth entry a dream run's real-game score of that generation's new best (05
+    --dream_mode 1 plays each in the game); none in a real-game run."""
     rows = _read_rows(path, "a controller run's evaluations", "./log/<base>.log.json")
     scored = [(i, row) for i, row in enumerate(rows) if len(row) >= 4 and row[3] is not None]
-    return ([_number(path, i, row[0]) for i, row in scored], [_number(path, i, row[3]) for i, row in scored])
+    return (([_number(path, i, row[0]) for i, row in enumerate(rows)],
+             [_number(path, i, row[1]) for i, row in enumerate(rows)]),
+            ([_number(path, i, row[0]) for i, row in scored], [_number(path, i, row[3]) for i, row in scored]))
+
+
+def read_evaluations(path: str) -> Points:
+    """(generations, scores) of 05's .log.json."""
+    return _read_log(path)[0]
 
 
 class Run(NamedTuple):
@@ -131,16 +135,13 @@ def parse_run(text: str) -> Run:
     return Run(label, path, int(after))
 
 
-Points = tuple[list[float], list[float]]
-
-
 def read_run(history: str, after: int = 0) -> tuple[Points, Points, Points]:
     """((generations, averages), (generations, evaluated means), (generations, real-game means)) of a run's
     .hist.json and the .log.json beside it (none: no points), its generations counted on from `after`."""
     evaluations = history.removesuffix(".hist.json") + ".log.json"
     generations, averages = read_history(history)
-    evaluated, scores = read_evaluations(evaluations) if os.path.exists(evaluations) else ([], [])
-    checked, real = read_real_scores(evaluations) if os.path.exists(evaluations) else ([], [])
+    (evaluated, scores), (checked, real) = _read_log(evaluations) if os.path.exists(evaluations) else (([], []),
+                                                                                                      ([], []))
     return (([after + g for g in generations], averages), ([after + g for g in evaluated], scores),
             ([after + g for g in checked], real))
 
