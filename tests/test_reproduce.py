@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from recipe import seeds
-from recipe.presets import (CAR_RACING_FULL, CAR_RACING_TINY, DOOM_FULL, DOOM_FULL_1, RECIPES, ControllerPhase, Restart,
-                            TrainV, recipe_for, recipe_key)
+from recipe.presets import (CAR_RACING_FULL, CAR_RACING_TINY, DOOM_FULL, DOOM_FULL_1, DOOM_FULL_2, RECIPES,
+                            ControllerPhase, Restart, TrainV, recipe_for, recipe_key)
 from recipe.run import Run, recipe_of
 from shipping.manifest import SCORE_FIELDS
 from tests.scripts import ROOT, end_group, run, start, wait_for
@@ -60,7 +60,9 @@ def test_every_committed_run_follows_a_recipe_of_its_own_key():
         recipe = recipe_of(os.path.join(ROOT, "runs", "reproduce"), state["env"], state["seed"], state["preset"])
         assert recipe_key(recipe) == state["recipe_key"], path
     assert recipe_key(DOOM_FULL_1) == "43af3e5261c7c4de" != recipe_key(DOOM_FULL)
+    assert recipe_key(DOOM_FULL_2) == "3c4e391b4470a46e" != recipe_key(DOOM_FULL)
     assert recipe_for("doom_take_cover", "full", "43af3e5261c7c4de") is DOOM_FULL_1
+    assert recipe_for("doom_take_cover", "full", "3c4e391b4470a46e") is DOOM_FULL_2
     assert recipe_for("doom_take_cover", "full", "0123456789abcdef") is DOOM_FULL is recipe_for("doom_take_cover", "full")
 
 
@@ -71,13 +73,13 @@ def test_a_finished_run_of_a_retired_recipe_reports_with_it():
 
 
 def test_v_goes_on_over_the_rounds_batches_in_dooms_recipe(tmp_path):
-    """DOOM_FULL's V after each round trains on every round's batches so far (the random play's 75 are before)."""
-    run_ = Run(DOOM_FULL, 5, str(tmp_path), 2)
-    batches = {step.name: run_.v_batches(index, step) for index, step in enumerate(DOOM_FULL.steps)
+    """DOOM_FULL_2's V after each round trains on every round's batches so far (the random play's 75 are before)."""
+    run_ = Run(DOOM_FULL_2, 5, str(tmp_path), 2)
+    batches = {step.name: run_.v_batches(index, step) for index, step in enumerate(DOOM_FULL_2.steps)
                if isinstance(step, TrainV)}
     assert batches == {"v0": (0, 24), "v1": (75, 84), "v2": (75, 94), "v3": (75, 104)}
     with pytest.raises(ValueError, match="v9: since='round9' names no Collect step before it"):
-        dataclasses.replace(DOOM_FULL, steps=DOOM_FULL.steps + (TrainV("v9", 1, 1e-4, 32, since="round9"),))
+        dataclasses.replace(DOOM_FULL_2, steps=DOOM_FULL_2.steps + (TrainV("v9", 1, 1e-4, 32, since="round9"),))
 
 
 def test_seeds_of_runs_are_disjoint_and_below_2_31():
