@@ -16,8 +16,9 @@ Files of one run, ROOT/<env>/seed<N>/:
     scratch/                what stages rebuild exactly from seeds (01's and 03's batch files, 02's and 04's working
                             folders) and ended runs' checkpoints: git-ignored; lost, it is made again from state.json
 
-A step counts as done only once state.json says so; a step stopped mid-way is redone from its start (05 from its
-last checkpoint, which continues exactly). Stages see only files of this folder, so a resumed run replays what an
+A step counts as done only once state.json says so; a step stopped mid-way is redone from its start, except 05,
+which goes on from its last checkpoint, and 02 and 04, which go on from their last saved batch file or epoch in
+scratch/ (both continue exactly). Stages see only files of this folder, so a resumed run replays what an
 unstopped run did.
 """
 
@@ -36,7 +37,7 @@ from typing import Callable, Sequence
 from cli import UserError
 from files import repo_root, save_json
 from processes import python_command
-from reading import SMALL_JSON_BYTES, read_json
+from reading import LOG_JSON_BYTES, SMALL_JSON_BYTES, read_json
 from recipe import seeds as seeding
 from recipe.presets import (Collect, ControllerPhase, Encode, Recipe, TrainM, TrainV, recipe_for, recipe_key)
 
@@ -301,20 +302,58 @@ class Run:
 
     def _train_v(self, index: int, step: TrainV) -> None:
         work = os.path.join(self.scratch, "vae")
-        shutil.rmtree(work, ignore_errors=True)  # a stopped 02 starts again from its start
         first, last = self.v_batches(index, step)
         command = script("02_train_vae.py") + [
             "--env_name", self.recipe.env, "--start_batch", str(first), "--max_batch", str(last),
-            "--epochs", str(step.epochs), "--batch_size", str(step.batch_size),
-            "--learning_rate", repr(step.learning_rate), "--seed", str(self.seed), "--data_dir", self.data_dir,
-            "--vae_dir", work, "--verbose", "2", "--jit", self.jit]
+            "--batch_size", str(step.batch_size), "--learning_rate", repr(step.learning_rate), "--seed", str(self.seed),
+            "--data_dir", self.data_dir, "--vae_dir", work, "--verbose", "2"]
         if step.steps_per_file:
             command += ["--steps_per_file", str(step.steps_per_file)]
         previous, _ = self.world_model_before(index)
-        command += ["--new_model"] if step.new or previous is None else ["--init_from", self.model_dir(previous, "vae")]
-        self._stage("02", command, f"02 ({step.name})")
+        start = ["--new_model"] if step.new or previous is None else ["--init_from", self.model_dir(previous, "vae")]
+        fresh = command + ["--epochs", str(step.epochs), "--jit", self.jit] + start
+        history = self._stopped_try("vae", step.name, fresh)
+        left = step.epochs
+        if history is None:
+            command = fresh
+        else:  # 02 finishes a stopped epoch first, and counts it as one of --epochs
+            last_row = history[-1]
+            ended = last_row["position"] + 1 >= last_row["files"]
+            left = step.epochs - last_row["epoch"] + (0 if ended else 1)
+            jit = self.jit if self.state.jit is not None else ("on" if history[0]["xla"] else "off")
+            command += ["--epochs", str(left), "--jit", jit]
+            print(f"02 ({step.name}) goes on from its stopped try: epoch {last_row['epoch']}"
+                  f"{'' if ended else ' (part-way)'} of {step.epochs} done", flush=True)
+        if left > 0:
+            self._stage("02", command, f"02 ({step.name})")
         self._keep_step(work)
         self._keep_model(work, step.name, "vae")
+
+    def _stopped_try(self, kind: str, step_name: str, fresh: list[str]) -> list | None:
+        """The training history of a stopped try of this 02 or 04 step in scratch/<kind>/, which the stage goes on
+        from exactly (its weights, Adam's state and its epoch count are saved together; the shuffles and draws of an
+        epoch are seeded by its number): a try whose marker (scratch/<kind>.step.json) names this step and this
+        command, with weights and at least one epoch's (02: one batch file's) row saved. Else None, and the folder
+        is emptied and marked for this step's fresh start."""
+        from config import rnn_weights_path, vae_weights_path
+
+        work = os.path.join(self.scratch, kind)
+        marker = os.path.join(self.scratch, f"{kind}.step.json")
+        mark = {"step": step_name, "command": [os.path.basename(fresh[1])] + fresh[2:]}  # no interpreter, no root
+        weights = (vae_weights_path if kind == "vae" else rnn_weights_path)(self.recipe.env, **{f"{kind}_dir": work})
+        history_path = os.path.join(work, f"{self.recipe.env}.history.json")
+        if all(os.path.exists(path) for path in (marker, weights, history_path)):
+            try:
+                same = read_json(marker, SMALL_JSON_BYTES, "a stopped step's marker", "") == mark
+                history = read_json(history_path, LOG_JSON_BYTES, "a training history", "")
+            except UserError:
+                same = False
+            if same and isinstance(history, list) and history and all(isinstance(row, dict) for row in history):
+                return history
+        shutil.rmtree(work, ignore_errors=True)  # another step's folder, or nothing saved yet: start afresh
+        os.makedirs(self.scratch, exist_ok=True)
+        save_json(marker, mark)
+        return None
 
     def _keep_step(self, work: str) -> None:
         """The training step the run's first 02 chose (--jit auto times the two), kept in state.json for every
@@ -329,14 +368,20 @@ class Run:
 
     def _train_m(self, index: int, step: TrainM) -> None:
         work = os.path.join(self.scratch, "rnn")
-        shutil.rmtree(work, ignore_errors=True)
         command = script("04_train_rnn.py") + [
             "--env_name", self.recipe.env, "--start_batch", "0", "--max_batch", str(self.batches_before(index) - 1),
-            "--epochs", str(step.epochs), "--batch_size", str(step.batch_size), "--seed", str(self.seed),
-            "--data_dir", self.data_dir, "--rnn_dir", work, "--verbose", "2"]
+            "--batch_size", str(step.batch_size), "--seed", str(self.seed), "--data_dir", self.data_dir,
+            "--rnn_dir", work, "--verbose", "2"]
         _, previous = self.world_model_before(index)
-        command += ["--new_model"] if step.new or previous is None else ["--init_from", self.model_dir(previous, "rnn")]
-        self._stage("04", command, f"04 ({step.name})")
+        start = ["--new_model"] if step.new or previous is None else ["--init_from", self.model_dir(previous, "rnn")]
+        fresh = command + ["--epochs", str(step.epochs)] + start
+        history = self._stopped_try("rnn", step.name, fresh)
+        left = step.epochs - (0 if history is None else len(history))  # 04 saves after every epoch
+        if history is not None:
+            print(f"04 ({step.name}) goes on from its stopped try: {len(history)} of {step.epochs} epochs done",
+                  flush=True)
+        if left > 0:
+            self._stage("04", fresh if history is None else command + ["--epochs", str(left)], f"04 ({step.name})")
         self._keep_model(work, step.name, "rnn")
 
     def _keep_model(self, work: str, step_name: str, kind: str) -> None:

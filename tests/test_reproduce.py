@@ -173,27 +173,61 @@ def test_tiny_preset_runs_to_a_packed_agent_and_a_consistent_summary(unstopped):
     assert "13 of 13 steps done" in status.stdout and "finished" in status.stdout
 
 
+def frozen_04_part_way(process, folder):
+    """Once 04 has saved the first epoch of `m0` (the tiny preset's M: 3 epochs), its process frozen (SIGSTOP) and
+    returned, so that a stop sent now lands part-way through the step however loaded the machine; else None."""
+    import psutil
+
+    history = os.path.join(folder, "scratch", "rnn", "car_racing.history.json")
+    if not os.path.exists(history) or not read(history):
+        return None
+    for child in psutil.Process(process.pid).children(recursive=True):
+        try:
+            if any("04_train_rnn.py" in part for part in child.cmdline()):
+                child.suspend()
+                return child
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
 @pytest.mark.slow
 def test_a_stopped_and_resumed_run_ends_with_the_same_agent(unstopped, tmp_path):
-    """SIGINT in the middle of the first controller phase, SIGTERM in round 1's V training, the scratch folder and the
-    ended phase's optimizer checkpoint lost (a new machine given what a pause carries), and the same command each
-    time: the same V, M, controller, curves and scores as the unstopped run."""
+    """SIGTERM part-way through M's training (04 goes on from its last epoch), SIGINT in the middle of the first
+    controller phase, SIGTERM in round 1's V training, the scratch folder and the ended phase's optimizer checkpoint
+    lost (a new machine given what a pause carries), and the same command each time: the same V, M, controller,
+    curves and scores as the unstopped run."""
     reference = folder_of(unstopped[0])
     jit = read(os.path.join(reference, "state.json"))["jit"]  # the step the unstopped run's 02 chose, by timing
     assert jit in ("on", "off")
     root = str(tmp_path)
     folder = folder_of(root)
-    stops = ((signal.SIGINT, 130, lambda: glob.glob(os.path.join(folder, "phases", "c1.0", "controller", "*.es.pk"))),
+    m_history = os.path.join(folder, "scratch", "rnn", "car_racing.history.json")
+    stops = ((signal.SIGTERM, 143, "m0"),
+             (signal.SIGINT, 130, lambda: glob.glob(os.path.join(folder, "phases", "c1.0", "controller", "*.es.pk"))),
              (signal.SIGTERM, 143, lambda: os.path.isdir(os.path.join(folder, "scratch", "vae"))
               and "round1" in read(os.path.join(folder, "state.json"))["done"]))
+    outputs = []
     for signum, status, condition in stops:
-        process = start("reproduce.py", *TINY, "--root", root, "--jit", jit, cwd=root, stdout=subprocess.DEVNULL)
-        wait_for(condition, timeout=600, what=f"the point to send {signal.Signals(signum).name}")
+        process = start("reproduce.py", *TINY, "--root", root, "--jit", jit, cwd=root)
+        frozen = None
+        if condition == "m0":
+            frozen = wait_for(lambda: frozen_04_part_way(process, folder), timeout=600, what="m0's first epoch")
+        else:
+            wait_for(condition, timeout=600, what=f"the point to send {signal.Signals(signum).name}")
         process.send_signal(signum)
-        _, stderr = process.communicate(timeout=300)
+        if frozen is not None:
+            frozen.resume()  # the stage takes the stop reproduce.py passed on
+        stdout, stderr = process.communicate(timeout=300)
+        outputs.append(stdout)
         assert process.returncode == status, stderr
         assert (f"resume with: {shlex.quote(sys.executable)} reproduce.py car_racing --seed 0 --preset tiny "
                 f"--root {root}") in stderr
+        if frozen is not None:  # stopped part-way: 1 or 2 of its 3 epochs saved, the step not done
+            epochs_saved = len(read(m_history))
+            assert 1 <= epochs_saved < 3 and "m0" not in read(os.path.join(folder, "state.json"))["done"]
+    # the next try of m0 went on from the epochs saved, not from the start
+    assert f"04 (m0) goes on from its stopped try: {epochs_saved} of 3 epochs done" in outputs[1]
     # c1 has ended: its optimizer checkpoint went to scratch/ended/ (lost below with scratch/), its logs stay
     assert not glob.glob(os.path.join(folder, "phases", "*", "controller", "*.es.pk"))
     assert len(glob.glob(os.path.join(folder, "scratch", "ended", "c1.0", "*.es.pk"))) == 1
