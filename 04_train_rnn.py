@@ -5,8 +5,9 @@
 Reads the rnn_mu / rnn_logvar / rnn_input / rnn_length / rnn_done files of stage 03 for batches start..max (files of
 different episode lengths train together: random play recorded for 300 steps beside a controller's 1000). Every
 epoch draws a fresh z = mu + exp(logvar / 2) * eps for every frame (as the paper does), so M never fits one noisy
-encoding. Minibatches group episodes of similar length, each cut to its longest (rnn.train.length_buckets): Doom
-episodes last 50 to 2100 steps, and the LSTM need not run over padding. Every step of the epoch weighs the same in
+encoding, minibatch by minibatch. Minibatches group episodes of similar length, each cut to its longest
+(rnn.train.length_buckets): Doom episodes last 50 to 2100 steps, and the LSTM need not run over padding; in memory
+each episode keeps only its recorded steps (10,000 random Doom episodes: about 2 GB, not 20 padded). Every step of the epoch weighs the same in
 training whatever the grouping (each minibatch's loss is its sum over steps over a constant for the epoch, MDNRNN's
 norms), and the losses printed are per step. After every epoch it writes
 ./rnn/<env>.weights.h5 and ./rnn/<env>.npz whole, ./rnn/<env>.history.json and a loss curve ./rnn/<env>.loss.png.
@@ -74,10 +75,6 @@ def main(argv=None):
     last_trained = args.max_batch - args.holdout_batches
     data = load_sequences(config, args.start_batch, last_trained, args.data_dir)
     held_out = load_sequences(config, last_trained + 1, args.max_batch, args.data_dir) if args.holdout_batches else None
-    # Steps after the longest episode are padding in every sequence: leave them out (a Doom file is padded to 2100
-    # steps while random play survives about 300, so this skips most of the LSTM's work and changes no loss).
-    longest = max(int(part.lengths.max()) for part in (data, held_out) if part is not None)
-    data, held_out = data.cut(longest), held_out.cut(longest) if held_out is not None else None
 
     quiet_tensorflow()  # TensorFlow's start-up log hidden unless --tf_log
     import keras
@@ -93,9 +90,9 @@ def main(argv=None):
     check_room_for_model(rnn, args.rnn_dir)  # a full disk is named now, not after the first epoch
     schedule = learning_rate_schedule(rnn, config, history, args.learning_rate, history_path)
     batch_size = args.batch_size or config.rnn_batch_size
-    episodes, time_steps = data.mu.shape[:2]
     print(f"MDN-RNN for {args.env_name}: LSTM {config.rnn_size}, {config.num_mixtures} Gaussians per latent, "
-          f"{rnn.count_params():,} parameters; {episodes} sequences of {time_steps} steps, {args.epochs} epochs, "
+          f"{rnn.count_params():,} parameters; {len(data.lengths)} sequences of up to {data.longest} steps "
+          f"({int(data.lengths.sum()):,} in all), {args.epochs} epochs, "
           f"minibatch {batch_size}" + (f"; {len(held_out.lengths)} held-out sequences (batches "
                                        f"{last_trained + 1}..{args.max_batch})" if held_out is not None else ""))
     held_out_losses = held_out_evaluator(rnn, held_out, config, batch_size, args.seed) if held_out is not None else None

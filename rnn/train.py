@@ -155,38 +155,43 @@ def load_rnn(config, rnn_dir: str, learning_rate: float | None = None):
 
 # --- stage 04's steps ------------------------------------------------------------------------------------------------
 class Sequences(NamedTuple):
-    """Stage 03's encodings of a range of batches: mu, logvar (N, T, z), actions (N, T, A), lengths (N,) and
-    dones (N, T)."""
+    """Stage 03's encodings of a range of batches, each episode's recorded steps only: mu, logvar (N arrays of
+    (length, z)), actions (N of (length, A)), lengths (N,), dones (N of (length,)). A Doom file is padded to 2100
+    steps while random play lives about 300: 10,000 random episodes kept padded would take over 10 GB for mu and
+    logvar alone, and an epoch's draw of z as much again."""
 
-    mu: np.ndarray
-    logvar: np.ndarray
-    actions: np.ndarray
+    mu: list
+    logvar: list
+    actions: list
     lengths: np.ndarray
-    dones: np.ndarray
+    dones: list
 
-    def cut(self, time_steps: int) -> Sequences:
-        """The same sequences with exactly `time_steps` steps (pad_steps)."""
-        return Sequences(*(pad_steps(array, time_steps) for array in self))
+    @property
+    def longest(self) -> int:
+        return int(self.lengths.max())
 
+    def padded(self, rows, steps: int) -> tuple:
+        """(mu, logvar, actions, dones) of the episodes `rows`, each zero-padded or cut to `steps` steps: (B, steps,
+        ...) arrays, as one stage-03 file holds them."""
+        def pad(arrays):
+            out = np.zeros((len(rows), steps) + arrays[rows[0]].shape[1:], dtype=np.float32)
+            for slot, row in enumerate(rows):
+                part = arrays[row][:steps]
+                out[slot, :len(part)] = part
+            return out
 
-def pad_steps(array, time_steps: int):
-    """array (N, T, ...) with exactly `time_steps` steps on axis 1: cut, or zero-padded; (N,) arrays (lengths) are
-    returned as they are."""
-    if array.ndim < 2 or array.shape[1] >= time_steps:
-        return array if array.ndim < 2 else array[:, :time_steps]
-    widths = [(0, 0), (0, time_steps - array.shape[1])] + [(0, 0)] * (array.ndim - 2)
-    return np.pad(array, widths)
+        return pad(self.mu), pad(self.logvar), pad(self.actions), pad(self.dones)
 
 
 def load_sequences(config, start_batch: int, max_batch: int, data_dir: str) -> Sequences:
-    """The stage-03 files of batches start..max, checked and concatenated. Files of different episode lengths (random
-    play recorded for 300 steps, a controller's episodes for 1000) are padded to the longest: the steps past an
-    episode's length are padding in every file already."""
+    """The stage-03 files of batches start..max, checked, each episode kept to its recorded steps (the steps past an
+    episode's length are padding in every file), so files of different lengths (random play recorded for 300 steps,
+    a controller's episodes for 1000) go together."""
     from config import MAKES_RNN_DATA, data_file
     from npyio import batch_range_files, check_lengths, load_npy
 
     made_by = MAKES_RNN_DATA.format(env=config.name)
-    parts = []
+    mus, logvars, actions_of, dones_of, all_lengths = [], [], [], [], []
     for batch, _ in batch_range_files("rnn_mu", config.name, start_batch, max_batch, made_by, data_dir):
         def load(kind, **checks):
             return load_npy(data_file(kind, config.name, batch, data_dir), made_by, mmap=False, **checks)
@@ -200,9 +205,13 @@ def load_sequences(config, start_batch: int, max_batch: int, data_dir: str) -> S
             raise UserError(f"the rnn_* files of batch {batch} disagree in shape; remake them with: {made_by}")
         check_lengths(lengths, mu.shape[1], data_file("rnn_length", config.name, batch, data_dir), made_by)
         actions = rnn_input[..., config.z_size:config.z_size + config.action_size]
-        parts.append(Sequences(mu, logvar, actions, lengths, dones))
-    time_steps = max(part.mu.shape[1] for part in parts)
-    return Sequences(*(np.concatenate([pad_steps(value, time_steps) for value in values]) for values in zip(*parts)))
+        for episode, length in enumerate(int(n) for n in lengths):  # copies: the padded file is let go
+            mus.append(mu[episode, :length].copy())
+            logvars.append(logvar[episode, :length].copy())
+            actions_of.append(actions[episode, :length].copy())
+            dones_of.append(dones[episode, :length].astype(np.float32))
+        all_lengths.append(np.asarray(lengths))
+    return Sequences(mus, logvars, actions_of, np.concatenate(all_lengths), dones_of)
 
 
 def learning_rate_schedule(rnn, config, history: list, given: float | None, history_path: str) -> dict:
@@ -248,20 +257,14 @@ def new_rnn(config, learning_rate: float | None, init_from: str | None = None):
     return rnn_from_numpy_copy(config, path, learning_rate)
 
 
-class Targets(NamedTuple):
-    """What M is trained towards on sequences (E, T): the next z, where it counts, the done flags, where they count,
-    and each episode's share of a minibatch's normalisers (step_norms)."""
-
-    z_next: np.ndarray
-    z_mask: np.ndarray
-    done: np.ndarray
-    done_mask: np.ndarray
-    z_norm: np.ndarray
-    done_norm: np.ndarray
-
-    @classmethod
-    def of(cls, z_next: np.ndarray, lengths: np.ndarray, dones: np.ndarray) -> Targets:
-        return cls(z_next, *training_masks(lengths, dones, z_next.shape[1]), *step_norms(lengths))
+def minibatch(data: Sequences, rows, steps: int, use_done: bool, rng, norms: tuple) -> tuple:
+    """(inputs, targets) of the episodes `rows` of `data`, `steps` steps long, z drawn from `rng`: what M is trained
+    towards, the next z, where it counts, the done flags, where they count, and each episode's share of a
+    minibatch's normalisers (`norms`: step_norms of the whole epoch's lengths, so that every step weighs the same)."""
+    mu, logvar, actions, dones = data.padded(rows, steps)
+    lengths = data.lengths[rows]
+    inputs, z_next = rnn_arrays(mu, logvar, actions, lengths, use_done, rng)
+    return inputs, (z_next, *training_masks(lengths, dones, steps), norms[0][rows], norms[1][rows])
 
 
 class NonFiniteLoss(Exception):
@@ -272,19 +275,21 @@ class NonFiniteLoss(Exception):
         self.index, self.loss = index, loss
 
 
-def run_minibatches(step, groups, inputs, targets: Targets, after_each=None) -> dict:
-    """step(x, y, return_dict=True) (train_on_batch or test_on_batch) on every minibatch (rows, steps) of `groups`;
-    returns the losses per step of the epoch: each minibatch's loss is its sum over steps divided by its rows' norms,
-    so the norms weigh it back into the sum. A loss that is not finite raises NonFiniteLoss at once (every later step
-    would train on NaN weights)."""
+def run_minibatches(step, groups, batch, after_each=None) -> dict:
+    """step(x, y, return_dict=True) (train_on_batch or test_on_batch) on every minibatch (rows, steps) of `groups`,
+    each made by batch(rows, steps) -> (inputs, targets) (minibatch: the z draws of an epoch, made as it goes);
+    returns the losses per step of the epoch: each minibatch's loss is its sum over steps divided by its rows'
+    norms (the last two targets), so the norms weigh it back into the sum. A loss that is not finite raises
+    NonFiniteLoss at once (every later step would train on NaN weights)."""
     sums, norms = {}, {}
     for index, (rows, steps) in enumerate(groups):
-        logs = step(inputs[rows, :steps], tuple(target[rows, :steps] for target in targets), return_dict=True)
+        inputs, targets = batch(rows, steps)
+        logs = step(inputs, targets, return_dict=True)
         if not math.isfinite(float(logs["loss"])):
             raise NonFiniteLoss(index, float(logs["loss"]))
-        for name, norm in (("z_loss", targets.z_norm), ("done_loss", targets.done_norm)):
+        for name, norm in (("z_loss", targets[4]), ("done_loss", targets[5])):
             if name in logs:
-                weight = float(norm[rows].sum())
+                weight = float(norm.sum())
                 sums[name] = sums.get(name, 0.0) + weight * float(logs[name])
                 norms[name] = norms.get(name, 0.0) + weight
         if after_each is not None:
@@ -296,32 +301,38 @@ def run_minibatches(step, groups, inputs, targets: Targets, after_each=None) -> 
 def held_out_evaluator(rnn, held_out: Sequences, config, batch_size: int, seed: int):
     """A function giving M's losses on the held-out sequences, averaged over their recorded steps.
 
-    z is drawn once from the stored Gaussians (seed + 1), so the numbers of successive epochs are comparable.
+    Its minibatches and its z draws are the same at every call (seed + 1), so the numbers of successive epochs are
+    comparable.
     """
-    rng = np.random.default_rng(seed + 1)
-    inputs, z_next = rnn_arrays(held_out.mu, held_out.logvar, held_out.actions, held_out.lengths, config.use_done,
-                                rng)
-    groups = length_buckets(held_out.lengths, batch_size, rng, max_steps=inputs.shape[1])
-    targets = Targets.of(z_next, held_out.lengths, held_out.dones)
-    return lambda: run_minibatches(rnn.test_on_batch, groups, inputs, targets)
+    norms = step_norms(held_out.lengths)
+    groups = length_buckets(held_out.lengths, batch_size, np.random.default_rng(seed + 1),
+                            max_steps=held_out.longest)
+
+    def losses() -> dict:
+        rng = np.random.default_rng(seed + 1)
+        return run_minibatches(rnn.test_on_batch, groups,
+                               lambda rows, steps: minibatch(held_out, rows, steps, config.use_done, rng, norms))
+
+    return losses
 
 
 def train_epoch(rnn, data: Sequences, config, settings, batch_size: int, epoch: int,
                 held_out_losses=None) -> tuple[int, dict]:
-    """One epoch of M on `data`: a fresh z draw (epoch_rng(settings.seed, epoch): a resumed run's epochs 21.. do not
-    replay the draws of its epochs 1..), minibatches of similar-length episodes each cut to its longest (the LSTM
-    skips most of the padding), then the held-out losses as val_* if asked for; returns (minibatches, losses). A loss
-    that is not finite is a UserError: nothing of this epoch may be saved. `settings`: 04's (seed, verbose,
-    env_name, rnn_dir)."""
+    """One epoch of M on `data`: minibatches of similar-length episodes each cut to its longest (the LSTM skips most
+    of the padding), with a fresh z draw made minibatch by minibatch (both from epoch_rng(settings.seed, epoch): a
+    resumed run's epochs 21.. do not replay the draws of its epochs 1..), then the held-out losses as val_* if asked
+    for; returns (minibatches, losses). A loss that is not finite is a UserError: nothing of this epoch may be saved.
+    `settings`: 04's (seed, verbose, env_name, rnn_dir)."""
     from tqdm import tqdm
 
     rng = epoch_rng(settings.seed, epoch)
-    inputs, z_next = rnn_arrays(data.mu, data.logvar, data.actions, data.lengths, config.use_done, rng)
-    groups = length_buckets(data.lengths, batch_size, rng, max_steps=data.mu.shape[1])
+    groups = length_buckets(data.lengths, batch_size, rng, max_steps=data.longest)
+    norms = step_norms(data.lengths)
     progress = tqdm(groups, desc=f"epoch {epoch} (fresh z draw)", unit="minibatch", disable=settings.verbose != 1)
     where = f"minibatch {{}} of {len(groups)}"
     try:
-        result = run_minibatches(rnn.train_on_batch, progress, inputs, Targets.of(z_next, data.lengths, data.dones),
+        result = run_minibatches(rnn.train_on_batch, progress,
+                                 lambda rows, steps: minibatch(data, rows, steps, config.use_done, rng, norms),
                                  lambda logs: progress.set_postfix(loss=f"{float(logs['loss']):.4f}"))
         where = "held-out minibatch {}"
         if held_out_losses is not None:

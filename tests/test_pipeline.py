@@ -227,6 +227,29 @@ def test_04_trains_files_of_different_episode_lengths_as_if_padded(pipeline, tmp
     assert original == mixed and np.isfinite(original[0]["loss"])
 
 
+def test_04_holds_each_episodes_recorded_steps_only(pipeline, tmp_path):
+    """04 keeps each episode to its length, not its file's padding (10,000 Doom episodes padded to 2100 steps, as
+    03 stores them, would not fit in memory), and a minibatch rebuilt from them is the stored file's, padding as
+    zeros: here batch 1's second episode said to have 12 recorded steps of its 30."""
+    from config import get_config
+    from rnn.train import load_sequences
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in (pipeline / "data").glob("rnn_*_car_racing_*.npy"):
+        np.save(data / path.name, np.load(path))
+    np.save(data / "rnn_length_car_racing_1.npy", np.array([STEPS, 12]))
+    sequences = load_sequences(get_config("car_racing"), 0, 1, str(data))
+    assert [len(part) for part in sequences.mu] == [STEPS, STEPS, STEPS, 12] == list(sequences.lengths)
+    assert [len(part) for part in sequences.dones] == [STEPS, STEPS, STEPS, 12]
+    stored = {kind: np.load(data / f"rnn_{kind}_car_racing_1.npy") for kind in ("mu", "logvar", "input")}
+    mu, logvar, actions, _ = sequences.padded(np.array([2, 3]), STEPS + 5)
+    for mine, theirs in ((mu, stored["mu"]), (logvar, stored["logvar"]), (actions, stored["input"][..., 32:])):
+        np.testing.assert_array_equal(mine[0, :STEPS], theirs[0])
+        np.testing.assert_array_equal(mine[1, :12], theirs[1, :12])
+        assert not mine[1, 12:].any() and not mine[:, STEPS:].any()
+
+
 def test_03_encodes_with_vs_numpy_copy_as_with_its_keras_file(pipeline, tmp_path):
     """The shipped pretrained/<env>/vae holds only V's NumPy copy: 03 encodes with it where no Keras file is, as the
     Keras V does (both from the pipeline's V as it is now: earlier tests may have trained it on)."""
