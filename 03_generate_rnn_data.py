@@ -8,7 +8,8 @@ For each batch file of stage 01 it writes, whole, into ./data (E episodes, T ste
                                                    z every epoch as the paper does
   rnn_initial_<env>_<b>.npy  (E, 2, z)            mu and logvar of each episode's first frame (dreams start there)
   rnn_length_<env>_<b>.npy (E,) and rnn_done_<env>_<b>.npy (E, T): copies of stage 01's lengths and done flags.
-z here is one draw z = mu + exp(logvar / 2) * eps; padding after an episode's end is zero.
+z here is one draw z = mu + exp(logvar / 2) * eps, each batch's from (--seed, batch number), so a range encoded in
+parts writes what one run does; padding after an episode's end is zero.
 No z_{t+1} targets are written: stage 04 draws z afresh from the encoder's Gaussian (rnn_mu, rnn_logvar) every epoch
 and builds its targets from that draw (rnn.train.rnn_arrays), so a stored draw would be stale and nothing reads it.
 """
@@ -66,10 +67,9 @@ def main(argv=None):
     import numpy as np
 
     vae = load_encoder(config, args.vae_dir, encoder)
-    rng = np.random.default_rng(args.seed)
     started = time.time()
-    for batch in batches:
-        outputs = encode_batch(vae, config, batch, rng)
+    for batch in batches:  # each batch's draw from (seed, batch): a range encoded in parts writes what one run does
+        outputs = encode_batch(vae, config, batch, np.random.default_rng([args.seed, batch.batch]))
         assert set(outputs) == set(KINDS)  # the stale temporary files removed above are those of these files
         # the batch's six files as a set: a Ctrl-C, SIGTERM or full disk never leaves some new beside some old
         save_npy_set({data_file(kind, args.env_name, batch.batch, args.data_dir): array

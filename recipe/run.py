@@ -17,8 +17,8 @@ Files of one run, ROOT/<env>/seed<N>/:
                             folders) and ended runs' checkpoints: git-ignored; lost, it is made again from state.json
 
 A step counts as done only once state.json says so; a step stopped mid-way is redone from its start, except 05,
-which goes on from its last checkpoint, and 02 and 04, which go on from their last saved batch file or epoch in
-scratch/ (both continue exactly). Stages see only files of this folder, so a resumed run replays what an
+which goes on from its last checkpoint, 02 and 04, which go on from their last saved batch file or epoch in
+scratch/, and 03, from the batches it wrote (all continue exactly). Stages see only files of this folder, so a resumed run replays what an
 unstopped run did.
 """
 
@@ -279,7 +279,7 @@ class Run:
     def _encode(self, index: int, step: Encode) -> None:
         vae, _ = self.world_model_before(index)
         # every batch when V changed since the last Encode, else only the new ones (the same z as before)
-        first = 0
+        first, last = 0, self.batches_before(index) - 1
         for earlier in range(index - 1, -1, -1):
             previous = self.recipe.steps[earlier]
             if isinstance(previous, TrainV):
@@ -288,10 +288,39 @@ class Run:
                 first = self.batches_before(earlier)
                 break
         command = script("03_generate_rnn_data.py") + [
-            "--env_name", self.recipe.env, "--start_batch", str(first), "--max_batch",
-            str(self.batches_before(index) - 1), "--seed", str(self.seed), "--data_dir", self.data_dir,
-            "--vae_dir", self.model_dir(vae, "vae")]
-        self._stage("03", command, f"03 ({step.name})")
+            "--env_name", self.recipe.env, "--max_batch", str(last), "--seed", str(self.seed), "--data_dir",
+            self.data_dir, "--vae_dir", self.model_dir(vae, "vae")]
+        start = self._encoded_before(step.name, command + ["--start_batch", str(first)], first, last)
+        if start > first:
+            print(f"03 ({step.name}) goes on from its stopped try: batches {first}..{start - 1} encoded", flush=True)
+        if start <= last:
+            self._stage("03", command + ["--start_batch", str(start)], f"03 ({step.name})")
+
+    def _encoded_before(self, step_name: str, fresh: list[str], first: int, last: int) -> int:
+        """The first batch of first..last that a stopped try of this Encode step left to do: 03 writes a batch's
+        files whole, in order, each batch's z from (seed, batch), so the batches written since the try's marker
+        (scratch/encode.step.json, naming this step and command), their six files all there, are what an unstopped
+        try writes. Without such a
+        marker, `first`, and the marker is written now."""
+        from config import data_file
+        from rnn.encoding import KINDS
+
+        marker = os.path.join(self.scratch, "encode.step.json")
+        mark = {"step": step_name, "command": [os.path.basename(fresh[1])] + fresh[2:]}
+        try:
+            same = os.path.exists(marker) and read_json(marker, SMALL_JSON_BYTES, "a stopped step's marker", "") == mark
+        except UserError:
+            same = False
+        if not same:
+            os.makedirs(self.scratch, exist_ok=True)
+            save_json(marker, mark)
+            return first
+        since = os.stat(marker).st_mtime_ns
+        for batch in range(first, last + 1):
+            paths = [data_file(kind, self.recipe.env, batch, self.data_dir) for kind in KINDS]
+            if not all(os.path.exists(path) and os.stat(path).st_mtime_ns >= since for path in paths):
+                return batch
+        return last + 1
 
     def v_batches(self, index: int, step: TrainV) -> tuple[int, int]:
         """The first and last batch file the TrainV step `index` trains on."""

@@ -273,6 +273,26 @@ def test_03_encodes_with_vs_numpy_copy_as_with_its_keras_file(pipeline, tmp_path
         np.testing.assert_allclose(encoded["numpy"][key], keras_value, atol=1e-4)
 
 
+def test_03_in_parts_writes_what_one_run_writes(pipeline, tmp_path):
+    """Each batch's z draw comes from (seed, batch): batches 0..1 encoded in one run, or 0 and then 1 (a stopped
+    Encode step of reproduce.py goes on so), give the same files, the drawn rnn_input included."""
+    written = {}
+    for name, ranges in (("one run", [(0, 1)]), ("in parts", [(0, 0), (1, 1)])):
+        data = tmp_path / name
+        data.mkdir()
+        for kind in ("obs_data", "action_data", "length_data", "done_data"):
+            for batch in (0, 1):
+                file_name = f"{kind}_car_racing_{batch}.npy"
+                (data / file_name).symlink_to(pipeline / "data" / file_name)
+        for first, last in ranges:
+            run("03_generate_rnn_data.py", "--start_batch", first, "--max_batch", last, "--seed", 7, "--data_dir", data,
+                "--vae_dir", pipeline / "vae", cwd=tmp_path)
+        written[name] = {path.name: np.load(path) for path in data.glob("rnn_*.npy")}
+    assert len(written["one run"]) == 12 and written["one run"].keys() == written["in parts"].keys()
+    for file_name, array in written["one run"].items():
+        np.testing.assert_array_equal(written["in parts"][file_name], array, err_msg=file_name)
+
+
 @pytest.mark.parametrize("script, folder, model, epochs", [("02_train_vae.py", "vae", "V", [1, 1]),
                                                           ("04_train_rnn.py", "rnn", "M", [1])])
 def test_init_from_starts_a_new_model_from_a_numpy_copy(pipeline, tmp_path, script, folder, model, epochs):

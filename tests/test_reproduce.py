@@ -72,6 +72,31 @@ def test_a_finished_run_of_a_retired_recipe_reports_with_it():
     assert "is finished" in result.stdout and "seeds 111..: 813.51 +- 485.53 over 100 episodes" in result.stdout
 
 
+def test_a_stopped_encode_goes_on_after_the_batches_it_wrote(tmp_path):
+    """An Encode step's batches written whole since its marker (this step, this command) are not encoded again; a
+    batch with a file from before the marker (an earlier V's), another step's marker or a changed command start
+    from the first batch."""
+    run_ = Run(CAR_RACING_TINY, 0, str(tmp_path), 2)
+    fresh = ["python", "03_generate_rnn_data.py", "--start_batch", "0", "--max_batch", "2"]
+    os.makedirs(run_.data_dir)
+    stale = os.path.join(run_.data_dir, "rnn_mu_car_racing_1.npy")
+    np.save(stale, np.zeros(1))  # an earlier Encode's file, a minute older than this step's marker
+    assert run_._encoded_before("z0", fresh, 0, 2) == 0  # no marker yet: written now
+    minute_before = os.stat(os.path.join(run_.scratch, "encode.step.json")).st_mtime_ns - 60 * 10**9
+    os.utime(stale, ns=(minute_before, minute_before))
+    for batch in (0, 1):
+        for kind in ("rnn_input", "rnn_mu", "rnn_logvar", "rnn_initial", "rnn_length", "rnn_done"):
+            path = os.path.join(run_.data_dir, f"{kind}_car_racing_{batch}.npy")
+            if path != stale:
+                np.save(path, np.zeros(1))
+    assert run_._encoded_before("z0", fresh, 0, 2) == 1  # batch 1 still has the earlier V's rnn_mu
+    np.save(stale, np.zeros(1))
+    assert run_._encoded_before("z0", fresh, 0, 2) == 2
+    assert run_._encoded_before("z0", fresh, 0, 1) == 2  # every batch written: nothing left to run
+    assert run_._encoded_before("z1", fresh, 0, 2) == 0  # another step: a fresh start, and its marker
+    assert run_._encoded_before("z1", fresh[:-1] + ["3"], 0, 3) == 0  # another command
+
+
 def test_v_goes_on_over_the_rounds_batches_in_dooms_recipe(tmp_path):
     """DOOM_FULL_2's V after each round trains on every round's batches so far (the random play's 75 are before)."""
     run_ = Run(DOOM_FULL_2, 5, str(tmp_path), 2)
