@@ -18,8 +18,8 @@ Files of one run, ROOT/<env>/seed<N>/:
 
 A step counts as done only once state.json says so; a step stopped mid-way is redone from its start, except 05,
 which goes on from its last checkpoint, 02 and 04, which go on from their last saved batch file or epoch in
-scratch/, and 03, from the batches it wrote (all continue exactly). Stages see only files of this folder, so a resumed run replays what an
-unstopped run did.
+scratch/, and 03, from the batches it wrote (all continue exactly). Stages see only files of this folder, so a
+resumed run replays what an unstopped run did.
 """
 
 from __future__ import annotations
@@ -300,8 +300,7 @@ class Run:
         """The first batch of first..last that a stopped try of this Encode step left to do: 03 writes a batch's
         files whole, in order, each batch's z from (seed, batch), so the batches written since the try's marker
         (scratch/encode.step.json, naming this step and command), their six files all there, are what an unstopped
-        try writes. Without such a
-        marker, `first`, and the marker is written now."""
+        try writes. Without such a marker, `first`, and the marker is written now."""
         from config import data_file
         from rnn.encoding import KINDS
 
