@@ -7,9 +7,9 @@ different episode lengths train together: random play recorded for 300 steps bes
 epoch draws a fresh z = mu + exp(logvar / 2) * eps for every frame (as the paper does), so M never fits one noisy
 encoding, minibatch by minibatch. Minibatches group episodes of similar length, each cut to its longest
 (rnn.train.length_buckets): Doom episodes last 50 to 2100 steps, and the LSTM need not run over padding; in memory
-each episode keeps only its recorded steps (10,000 random Doom episodes: about 2 GB, not 20 padded). Every step of the epoch weighs the same in
-training whatever the grouping (each minibatch's loss is its sum over steps over a constant for the epoch, MDNRNN's
-norms), and the losses printed are per step. After every epoch it writes
+each episode keeps only its recorded steps (10,000 random Doom episodes: about 2 GB, not 20 padded). Every step of
+the epoch weighs the same in training whatever the grouping (each minibatch's loss is its sum over steps over a
+constant for the epoch, MDNRNN's norms), and the losses printed are per step. After every epoch it writes
 ./rnn/<env>.weights.h5 and ./rnn/<env>.npz whole, ./rnn/<env>.history.json and a loss curve ./rnn/<env>.loss.png.
 Without --new_model it resumes from the saved weights.
 
