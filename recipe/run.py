@@ -304,17 +304,10 @@ class Run:
         from config import data_file
         from rnn.encoding import KINDS
 
-        marker = os.path.join(self.scratch, "encode.step.json")
-        mark = {"step": step_name, "command": [os.path.basename(fresh[1])] + fresh[2:]}
-        try:
-            same = os.path.exists(marker) and read_json(marker, SMALL_JSON_BYTES, "a stopped step's marker", "") == mark
-        except UserError:
-            same = False
-        if not same:
-            os.makedirs(self.scratch, exist_ok=True)
-            save_json(marker, mark)
+        if not self._same_try("encode", step_name, fresh):
+            self._mark_try("encode", step_name, fresh)
             return first
-        since = os.stat(marker).st_mtime_ns
+        since = os.stat(os.path.join(self.scratch, "encode.step.json")).st_mtime_ns
         for batch in range(first, last + 1):
             paths = [data_file(kind, self.recipe.env, batch, self.data_dir) for kind in KINDS]
             if not all(os.path.exists(path) and os.stat(path).st_mtime_ns >= since for path in paths):
@@ -366,22 +359,38 @@ class Run:
         from config import rnn_weights_path, vae_weights_path
 
         work = os.path.join(self.scratch, kind)
-        marker = os.path.join(self.scratch, f"{kind}.step.json")
-        mark = {"step": step_name, "command": [os.path.basename(fresh[1])] + fresh[2:]}  # no interpreter, no root
         weights = (vae_weights_path if kind == "vae" else rnn_weights_path)(self.recipe.env, **{f"{kind}_dir": work})
         history_path = os.path.join(work, f"{self.recipe.env}.history.json")
-        if all(os.path.exists(path) for path in (marker, weights, history_path)):
+        if os.path.exists(weights) and os.path.exists(history_path) and self._same_try(kind, step_name, fresh):
             try:
-                same = read_json(marker, SMALL_JSON_BYTES, "a stopped step's marker", "") == mark
                 history = read_json(history_path, LOG_JSON_BYTES, "a training history", "")
             except UserError:
-                same = False
-            if same and isinstance(history, list) and history and all(isinstance(row, dict) for row in history):
+                history = None
+            if isinstance(history, list) and history and all(isinstance(row, dict) for row in history):
                 return history
         shutil.rmtree(work, ignore_errors=True)  # another step's folder, or nothing saved yet: start afresh
-        os.makedirs(self.scratch, exist_ok=True)
-        save_json(marker, mark)
+        self._mark_try(kind, step_name, fresh)
         return None
+
+    @staticmethod
+    def _try_mark(step_name: str, fresh: list[str]) -> dict:
+        return {"step": step_name, "command": [os.path.basename(fresh[1])] + fresh[2:]}  # no interpreter, no root
+
+    def _same_try(self, name: str, step_name: str, fresh: list[str]) -> bool:
+        """Whether the marker scratch/<name>.step.json names this step and its fresh command: the files there are
+        a stopped try of it (else the caller starts afresh and marks its try, _mark_try)."""
+        marker = os.path.join(self.scratch, f"{name}.step.json")
+        if not os.path.exists(marker):
+            return False
+        try:
+            marked = read_json(marker, SMALL_JSON_BYTES, "a stopped step's marker", "")
+        except UserError:
+            return False
+        return marked == self._try_mark(step_name, fresh)
+
+    def _mark_try(self, name: str, step_name: str, fresh: list[str]) -> None:
+        os.makedirs(self.scratch, exist_ok=True)
+        save_json(os.path.join(self.scratch, f"{name}.step.json"), self._try_mark(step_name, fresh))
 
     def _keep_step(self, work: str) -> None:
         """The training step the run's first 02 chose (--jit auto times the two), kept in state.json for every
