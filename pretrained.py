@@ -27,7 +27,7 @@ import os
 from blas import prepare_blas
 from cli import ArgumentParser, add_settings, option, run_cli, settings_from
 from config import CONFIGS, folder_option
-from shipping.manifest import MANIFEST, PRETRAINED_DIR
+from shipping.manifest import MANIFEST, PRETRAINED_DIR, TRAINED_IN
 
 prepare_blas()  # the check episodes are played here, with the BLAS settings of model.py's workers
 
@@ -51,6 +51,9 @@ class PackSettings:
                                          "on (reproduce.py's 10,000,000..): the manifest keeps it beside --final's")
     run: str | None = option(None, "the folder of the run that made the agent (reproduce.py's "
                                    "runs/reproduce/<env>/seed<N>): the manifest names it")
+    trained_in: str | None = option(None, "where C was trained: dream (only inside M's dream) or game; the manifest "
+                                          "and model card say it (default: dream if a --command trains C with "
+                                          "--dream_mode 1, else game)", choices=TRAINED_IN)
     root: str = option(PRETRAINED_DIR, ROOT_HELP)
     vae_dir: str = folder_option("vae")
     rnn_dir: str = folder_option("rnn")
@@ -115,7 +118,7 @@ def main(argv=None) -> None:
 
         path = pack(settings.env_name, settings.filename, settings.final, list(settings.command or []),
                     settings.vae_dir, settings.rnn_dir, settings.data_dir, settings.root, settings.untouched,
-                    settings.run)
+                    settings.run, settings.trained_in)
         print(f"packed {settings.env_name} into {os.path.dirname(path)}")
     else:
         from shipping.manifest import verify

@@ -651,6 +651,7 @@ class Run:
             "pack", self.recipe.env, "--filename", os.path.join(self.folder, chosen["file"]), "--final",
             self.final_file(), "--untouched", self.final_file("untouched"), "--command", self.command_line(),
             "--run", self.folder, "--root", os.path.join(self.folder, "agent"),
+            "--trained_in", "dream" if self.recipe.phase(chosen["phase"]).dream else "game",
             "--vae_dir", self.model_dir(chosen["vae"], "vae"), "--rnn_dir", self.model_dir(chosen["rnn"], "rnn"),
             "--data_dir", self.data_dir]
         self._stage("pack", command, "pretrained.py pack")

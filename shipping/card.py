@@ -35,7 +35,8 @@ def model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
     mean, std, episodes, first = manifest["mean"], manifest["std"], manifest["episodes"], manifest["first_seed"]
     length = manifest.get("max_length", config.max_episode_length)
     kernel = manifest.get("blas_kernel")
-    in_the_dream = any(_trains_only_in_the_dream(command) for command in manifest["commands"])
+    in_the_dream = (manifest["trained_in"] == "dream" if "trained_in" in manifest  # an older pack wrote none
+                    else any(trains_only_in_the_dream(command) for command in manifest["commands"]))
     where_option, where_argument = _root_words(root)
     widths = {"z": config.z_size, "c": config.rnn_size, "h": config.rnn_size}
     inputs = " + ".join(f"{part} ({widths[part]})" for part in shape.parts)
@@ -144,9 +145,10 @@ def model_card(env_name: str, root: str = PRETRAINED_DIR) -> str:
     return "\n".join(lines)
 
 
-def _trains_only_in_the_dream(command: str) -> bool:
+def trains_only_in_the_dream(command: str) -> bool:
     """True for a command whose controller training is all in M's dream: 05 with --dream_mode 1, or reproduce.py
-    with a recipe whose controller phases are all dream phases (Doom's)."""
+    with a recipe whose controller phases are all dream phases (Doom's; the env's recipe of today: a manifest packed
+    by reproduce.py records its own "trained_in")."""
     import shlex
 
     from recipe.presets import RECIPES, ControllerPhase

@@ -24,6 +24,7 @@ def shipped_files(env_name: str) -> dict[str, str]:
 
 
 sha256 = file_sha256
+TRAINED_IN = ("dream", "game")  # a manifest's "trained_in": C trained only inside M's dream, or in the game
 SCORE_FIELDS = ("first_seed", "episodes", "max_length", "mean", "std", "scores", "lengths")  # a manifest's "untouched"
 ROLES = {"vae": "V", "rnn": "M", "controller": "controller"}  # the files model.py's .final.json records a sha256 of
 
@@ -44,7 +45,8 @@ def _manifest_problem(manifest: object, env_name: str) -> bool:
     return (not isinstance(manifest, dict) or manifest.get("env") != env_name
             or not isinstance(manifest.get("sha256"), dict)
             or not all(isinstance(value, str) for value in manifest["sha256"].values())
-            or not _score_fields_ok(manifest) or not isinstance(manifest.get("run", ""), str))
+            or not _score_fields_ok(manifest) or not isinstance(manifest.get("run", ""), str)
+            or manifest.get("trained_in", "game") not in TRAINED_IN)  # an older pack wrote no trained_in
 
 
 def seed_range(score: dict) -> str:

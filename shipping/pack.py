@@ -15,10 +15,10 @@ from blas import blas_kernel
 from cli import UserError
 from files import save_json
 from processes import python_command
-from shipping.card import write_model_card
+from shipping.card import trains_only_in_the_dream, write_model_card
 from shipping.manifest import (CHECK_EPISODES, CHECK_STEPS, MANIFEST, PRETRAINED_DIR, ROLES, SCORE_FIELDS,
-                               read_final, repo_relative, seed_range, seeds_apart, sha256, shipped_files, verify,
-                               walk_files)
+                               TRAINED_IN, read_final, repo_relative, seed_range, seeds_apart, sha256, shipped_files,
+                               verify, walk_files)
 
 if TYPE_CHECKING:
     from scoring import EpisodeScore
@@ -67,7 +67,8 @@ def play_folder(env_name: str, folder: str, seeds: list[int], max_length: int = 
 
 
 def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir: str, rnn_dir: str, data_dir: str,
-         root: str = PRETRAINED_DIR, untouched: str | None = None, run: str | None = None) -> str:
+         root: str = PRETRAINED_DIR, untouched: str | None = None, run: str | None = None,
+         trained_in: str | None = None) -> str:
     """Copy a trained agent into root/<env>/ and write its manifest; returns the manifest's path.
 
     `final` is model.py --final_mode's ./log/<name>.final.json of this very controller with these V and M (the
@@ -75,7 +76,9 @@ def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir:
     the manifest, and it must be of the real game over at least 100 episodes. `untouched`, if given, is another such
     score of the same files on seeds nothing trained or chose on (reproduce.py's 10,000,000..), none of them
     `final`'s: the manifest keeps it as "untouched". `run`: the folder of the run that made the agent (reproduce.py's
-    runs/reproduce/<env>/seed<N>), kept as "run", relative to the repository when inside it.
+    runs/reproduce/<env>/seed<N>), kept as "run", relative to the repository when inside it. `trained_in`: where
+    C was trained, "dream" (inside M's dream only) or "game", kept as "trained_in" (the model card says it); when
+    not given, "dream" if a command trains C only in the dream (05 with --dream_mode 1), else "game".
     """
     import numpy as np
 
@@ -86,6 +89,10 @@ def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir:
     from npyio import load_npy
     from processes import signals_deferred
 
+    if trained_in is None:
+        trained_in = "dream" if any(trains_only_in_the_dream(command) for command in commands) else "game"
+    if trained_in not in TRAINED_IN:
+        raise UserError(f"trained_in must be one of {', '.join(TRAINED_IN)}, not {trained_in!r}")
     config = get_config(env_name)
     score = read_final(final, env_name)
     other = read_final(untouched, env_name) if untouched is not None else None
@@ -154,7 +161,7 @@ def pack(env_name: str, filename: str, final: str, commands: list[str], vae_dir:
         manifest = {"env": env_name, "mean": score["mean"], "std": score["std"], "first_seed": score["first_seed"],
                     "episodes": score["episodes"], "max_length": score["max_length"], "scores": score["scores"],
                     "lengths": score["lengths"], "commands": commands, "date": datetime.date.today().isoformat(),
-                    "sha256": hashes, "check": check, "blas_kernel": kernel}
+                    "sha256": hashes, "check": check, "blas_kernel": kernel, "trained_in": trained_in}
         if other is not None:
             manifest["untouched"] = {key: other[key] for key in SCORE_FIELDS}
         if run is not None:

@@ -59,6 +59,7 @@ def test_the_pack_holds_every_file_with_its_sha256_and_the_score(packed):
     assert (shipped["mean"], shipped["std"], shipped["first_seed"], shipped["episodes"]) == \
         (final["mean"], final["std"], 111, 100)
     assert shipped["commands"] == ["python 01_generate_data.py car_racing"]
+    assert shipped["trained_in"] == "game"  # no command trains C with --dream_mode 1
     assert shipped["scores"] == final["scores"] and shipped["lengths"] == final["lengths"]
     assert shipped["check"]["seeds"] == [111, 112, 113] and shipped["check"]["max_length"] == 300
     assert shipped["blas_kernel"] == final["blas_kernel"] == "Haswell"  # OpenBLAS's kernels where both were played
@@ -77,6 +78,26 @@ def test_the_pack_writes_the_model_card_from_its_manifest(packed):
     shipped = manifest(root)
     assert f'      value: "{shipped["mean"]:.2f} +/- {shipped["std"]:.2f}"\n' in card
     assert "```\npython 01_generate_data.py car_racing\n```" in card  # how it was trained: the manifest's commands
+
+
+def test_the_manifest_and_card_say_where_c_was_trained(packed, tmp_path):
+    """pack --trained_in dream (as reproduce.py passes for a controller of a dream phase) goes into the manifest and
+    the card whatever the commands say; a manifest whose trained_in is neither dream nor game is refused."""
+    folder, _ = packed
+    root = tmp_path / "root"
+    run("pretrained.py", "pack", "car_racing", "--filename", "./controller/car_racing.cma.1.4.best.json", "--final",
+        "./log/car_racing.cma.1.4.best.final.json", "--command", "python reproduce.py car_racing --seed 3",
+        "--trained_in", "dream", "--root", str(root), cwd=folder)
+    assert manifest(root)["trained_in"] == "dream"
+    with open(root / "car_racing" / "README.md", encoding="utf-8") as handle:
+        assert "C trained only inside M's dream, never in the game." in handle.read()
+    shipped = manifest(root)
+    shipped["trained_in"] = "moon"
+    with open(root / "car_racing" / "manifest.json", "w") as handle:
+        json.dump(shipped, handle)
+    result = run("pretrained.py", "verify", "car_racing", "--root", str(root), cwd=folder, check=False)
+    assert result.returncode != 0 and "is not a manifest of a pretrained car_racing agent" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_the_pack_keeps_the_untouched_score_and_the_run(packed, tmp_path):
@@ -103,7 +124,7 @@ def test_the_pack_keeps_the_untouched_score_and_the_run(packed, tmp_path):
     assert (f"On 100 episodes that nothing trained or chose on (seeds 10000000 to 10000099, at most 3 steps each): "
             f"**{untouched['mean']:.2f} ± {untouched['std']:.2f}**") in card
     assert f"[`{folder}`]({os.path.relpath(folder, root / 'car_racing')})" in card
-    assert "C trained only inside M's dream" not in card  # CarRacing's recipe trains C in the game
+    assert "C trained only inside M's dream" not in card and shipped["trained_in"] == "game"  # CarRacing's recipe
     # packed outside pretrained/: its commands play this folder, and docs/'s still (the shipped agent's) is not shown
     assert f"--pretrained --pretrained_dir {root} --final_mode --seed 10000000` plays them again" in card
     assert f'load_agent("car_racing", root="{root}")' in card and "No still of this agent" in card

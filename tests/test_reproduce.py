@@ -187,6 +187,7 @@ def test_tiny_preset_runs_to_a_packed_agent_and_a_consistent_summary(unstopped):
     # ... beside the score on the untouched seeds, and the run that made it
     assert manifest["untouched"] == {key: summary["scores"]["seeds 10,000,000.."][key] for key in SCORE_FIELDS}
     assert manifest["run"] == folder  # absolute: outside the repository
+    assert manifest["trained_in"] == "game"  # the chosen controller's phase plays the game
     # plots.py draws the runs of an env side by side
     picture = os.path.join(root, "runs.png")
     run("plots.py", "--reproduce", "car_racing", "--reproduce_root", root, "--out", picture, cwd=root)
@@ -299,7 +300,8 @@ def test_doom_tiny_preset_runs_to_a_packed_agent(tmp_path):
     assert score["episodes"] == 100 and score["mean"] == pytest.approx(np.mean(score["scores"]))
     run("pretrained.py", "verify", "doom_take_cover", "--root", os.path.join(folder, "agent"), cwd=root)
     with open(os.path.join(folder, "agent", "doom_take_cover", "README.md"), encoding="utf-8") as handle:
-        assert "C trained only inside M's dream, never in the game." in handle.read()  # its recipe's phases say so
+        assert "C trained only inside M's dream, never in the game." in handle.read()  # d1 is a dream phase
+    assert read(os.path.join(folder, "agent", "doom_take_cover", "manifest.json"))["trained_in"] == "dream"
 
 
 # --- bad input ---------------------------------------------------------------------------------------------------

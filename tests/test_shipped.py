@@ -102,9 +102,9 @@ def test_every_card_is_its_manifests_and_its_links_and_commands_reach_its_agent(
     ("python reproduce.py", False), ("python reproduce.py doom_take_cover --preset huge", False),
     ("python 'unclosed", False)])
 def test_the_card_says_c_trained_only_in_the_dream_from_the_command(command, dream_only):
-    from shipping.card import _trains_only_in_the_dream
+    from shipping.card import trains_only_in_the_dream
 
-    assert _trains_only_in_the_dream(command) is dream_only
+    assert trains_only_in_the_dream(command) is dream_only
 
 
 def test_everything_in_pretrained_fits_the_60_mb_budget():
