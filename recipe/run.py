@@ -307,7 +307,7 @@ class Run:
         if not self._same_try("encode", step_name, fresh):
             self._mark_try("encode", step_name, fresh)
             return first
-        since = os.stat(os.path.join(self.scratch, "encode.step.json")).st_mtime_ns
+        since = os.stat(self._marker("encode")).st_mtime_ns
         for batch in range(first, last + 1):
             paths = [data_file(kind, self.recipe.env, batch, self.data_dir) for kind in KINDS]
             if not all(os.path.exists(path) and os.stat(path).st_mtime_ns >= since for path in paths):
@@ -379,7 +379,7 @@ class Run:
     def _same_try(self, name: str, step_name: str, fresh: list[str]) -> bool:
         """Whether the marker scratch/<name>.step.json names this step and its fresh command: the files there are
         a stopped try of it (else the caller starts afresh and marks its try, _mark_try)."""
-        marker = os.path.join(self.scratch, f"{name}.step.json")
+        marker = self._marker(name)
         if not os.path.exists(marker):
             return False
         try:
@@ -390,7 +390,12 @@ class Run:
 
     def _mark_try(self, name: str, step_name: str, fresh: list[str]) -> None:
         os.makedirs(self.scratch, exist_ok=True)
-        save_json(os.path.join(self.scratch, f"{name}.step.json"), self._try_mark(step_name, fresh))
+        save_json(self._marker(name), self._try_mark(step_name, fresh))
+
+    def _marker(self, name: str) -> str:
+        """scratch/<name>.step.json: which step and command the files of scratch/<name> (or 03's batches) are a
+        try of."""
+        return os.path.join(self.scratch, f"{name}.step.json")
 
     def _keep_step(self, work: str) -> None:
         """The training step the run's first 02 chose (--jit auto times the two), kept in state.json for every
