@@ -19,7 +19,7 @@ from recipe.presets import (CAR_RACING_FULL, CAR_RACING_TINY, DOOM_FULL, DOOM_FU
                             ControllerPhase, Restart, TrainV, recipe_for, recipe_key)
 from recipe.run import Run, recipe_of
 from shipping.manifest import SCORE_FIELDS
-from tests.scripts import ROOT, end_group, run, start, wait_for
+from tests.scripts import ROOT, alive, end_group, run, start, wait_for
 
 TINY = ("car_racing", "--preset", "tiny")
 
@@ -199,22 +199,35 @@ def test_tiny_preset_runs_to_a_packed_agent_and_a_consistent_summary(unstopped):
     assert "13 of 13 steps done" in status.stdout and "finished" in status.stdout
 
 
-def frozen_04_part_way(process, folder):
-    """Once 04 has saved the first epoch of `m0` (the tiny preset's M: 3 epochs), its process frozen (SIGSTOP) and
-    returned, so that a stop sent now lands part-way through the step however loaded the machine; else None."""
+def frozen_04_part_way(process, folder, timeout=600.0):
+    """04 training `m0` (the tiny preset's M: 3 epochs), frozen (SIGSTOP) with 1 or 2 epochs saved, so that a stop sent
+    now lands part-way through the step however loaded the machine. 04 is frozen as soon as it is seen, then let run
+    in slices of 20 ms of wall time (so at most 40 ms of CPU on 2 cores, less than one epoch with its saves and
+    curve) until its history holds an epoch: it cannot reach its last epoch between two looks."""
+    import time
+
     import psutil
 
     history = os.path.join(folder, "scratch", "rnn", "car_racing.history.json")
-    if not os.path.exists(history) or not read(history):
+
+    def stage_frozen():
+        for child in psutil.Process(process.pid).children(recursive=True):
+            try:
+                if any("04_train_rnn.py" in part for part in child.cmdline()):
+                    child.suspend()
+                    return child
+            except psutil.NoSuchProcess:
+                continue
         return None
-    for child in psutil.Process(process.pid).children(recursive=True):
-        try:
-            if any("04_train_rnn.py" in part for part in child.cmdline()):
-                child.suspend()
-                return child
-        except psutil.NoSuchProcess:
-            continue
-    return None
+
+    stage = wait_for(stage_frozen, timeout=timeout, what="04 training m0")
+    deadline = time.time() + timeout
+    while not (os.path.exists(history) and read(history)):  # written whole, so never read half-way
+        assert time.time() < deadline and alive(stage), "04 saved no epoch of m0"
+        stage.resume()
+        time.sleep(0.02)
+        stage.suspend()
+    return stage
 
 
 @pytest.mark.slow
@@ -238,7 +251,7 @@ def test_a_stopped_and_resumed_run_ends_with_the_same_agent(unstopped, tmp_path)
         process = start("reproduce.py", *TINY, "--root", root, "--jit", jit, cwd=root)
         frozen = None
         if condition == "m0":
-            frozen = wait_for(lambda: frozen_04_part_way(process, folder), timeout=600, what="m0's first epoch")
+            frozen = frozen_04_part_way(process, folder)
         else:
             wait_for(condition, timeout=600, what=f"the point to send {signal.Signals(signum).name}")
         process.send_signal(signum)
