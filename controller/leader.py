@@ -161,8 +161,9 @@ def write_best(run: TrainingRun) -> None:
 
 def evaluate_mean(run: TrainingRun, pool, workers: int, generation: int) -> tuple[str, bool]:
     """Score the optimizer's current mean on fresh seeds; make it the state's best when it beats every earlier score
-    (the caller writes .best.json once the checkpoint holds it). In dream mode a new best is also scored in the real
-    game. Returns the text for the progress line and whether there is a new best."""
+    (the caller writes .best.json once the checkpoint holds it). In dream mode a new best (with --real_every 1, every
+    evaluated mean) is also scored in the real game. Returns the text for the progress line and whether there is a
+    new best."""
     import numpy as np
 
     from controller.training import Evaluation, best_score_on_disk, rounded, take_seeds
@@ -183,16 +184,21 @@ def evaluate_mean(run: TrainingRun, pool, workers: int, generation: int) -> tupl
     new_best = not earlier or score > max(earlier)
     if new_best:
         text += " (new best)"
-        if flags.dream_mode:  # scored in the real game (minutes) before anything is written: a run stopped meanwhile
-            count = flags.real_episodes  # replays this generation on resume and finds the same new best
-            seeds = take_seeds(state, count).reshape(count, 1)
-            real, _ = evaluate(pool, np.repeat(params[None], count, axis=0), seeds, run.settings.max_length, real=True)
-            if not np.isfinite(real.mean()):
-                raise UserError(f"generation {generation}: the new best scored {real.mean()} in the real game "
-                                f"(not finite)")
-            state.best_real_score = float(real.mean())
-            record.real_score = round(float(real.mean()), 2)
-            text += f", real game {real.mean():.2f} +- {real.std():.2f} over {count}"
+    real_mean = None
+    if flags.dream_mode and (new_best or run.settings.real_every):
+        # scored in the real game (minutes) before anything is written: a run stopped meanwhile replays this
+        # generation on resume and plays the same episodes
+        count = flags.real_episodes
+        seeds = take_seeds(state, count).reshape(count, 1)
+        real, _ = evaluate(pool, np.repeat(params[None], count, axis=0), seeds, run.settings.max_length, real=True)
+        if not np.isfinite(real.mean()):
+            raise UserError(f"generation {generation}: the evaluated mean scored {real.mean()} in the real game "
+                            f"(not finite)")
+        real_mean = float(real.mean())
+        record.real_score = round(real_mean, 2)
+        text += f", real game {real.mean():.2f} +- {real.std():.2f} over {count}"
+    if new_best:
+        state.best_real_score = real_mean
         state.best_score, state.best_params = score, params.tolist()
     elif flags.retrain and state.best_params is not None:
         run.optimizer.set_mean(np.asarray(state.best_params, dtype=np.float64))

@@ -82,8 +82,8 @@ class TrainingRun:
         (episode length, evaluations, --cap_time, --retrain, --common_seeds) is taken with a note; one that makes it
         another run (the dream and its temperature, the seeds, the optimizer's own settings, held in the checkpoint)
         is refused. Returns the flags with the kept settings."""
-        asked, kept, refused = RunSettings.of(flags).to_json(), {}, []
-        for key, value in stored.to_json().items():
+        asked, kept, refused = RunSettings.of(flags).values(), {}, []
+        for key, value in stored.values().items():
             if key not in given or asked[key] == value:
                 kept[key] = value
             elif RunSettings.changeable(key):

@@ -61,6 +61,8 @@ class TrainingFlags:
     dream_mode: int = dream_mode_option("1: evaluate the population inside the world model's dream (doom_take_cover)")
     temperature: float | None = option(None, "dream temperature tau (default: the paper's 1.15 for Doom)")
     real_episodes: int = option(32, "dream mode: real-game episodes scoring each new best")
+    real_every: int = option(0, "dream mode, 1: score every evaluated mean in the real game (--real_episodes "
+                             "episodes), not only each new best in the dream", choices=(0, 1))
     phase_times: str | None = option(None, "write where each generation's time went (episodes, waiting for the last "
                                      "one, messages, the leader's update and save) to FILE as JSON, rewritten every "
                                      "generation (benchmarks.bench_controller reads it)", metavar="FILE")
@@ -102,11 +104,14 @@ def command_line_parser() -> SettingsParser:
     return SettingsParser(TrainingFlags, description=DESCRIPTION)
 
 
-def setting(test, changeable: bool = False, older=dataclasses.MISSING):
+def setting(test, changeable: bool = False, older=dataclasses.MISSING, written_if_set: bool = False):
     """A RunSettings field: `test` of a stored value, whether a resume that gives the flag with another value may
     change it (how the run goes on) or is refused (another run), and its value in checkpoints written before it was
-    kept (their run's behaviour; none: a checkpoint without it is damaged)."""
-    return dataclasses.field(metadata={"test": test, "changeable": changeable, "older": older})
+    kept (their run's behaviour; none: a checkpoint without it is damaged). `written_if_set`: the checkpoint holds
+    it only when it is not `older`, so that the checkpoints of runs that do not use it stay as they were."""
+    return dataclasses.field(default=older if written_if_set else dataclasses.MISSING,
+                             metadata={"test": test, "changeable": changeable, "older": older,
+                                       "written_if_set": written_if_set})
 
 
 def _zero_or_one(value) -> bool:
@@ -132,6 +137,7 @@ class RunSettings:
     sigma_decay: float = setting(lambda v: 0 < v <= 1)
     weight_decay: float = setting(lambda v: v >= 0)
     common_seeds: int = setting(_zero_or_one, changeable=True, older=0)  # before it was kept: the old behaviour
+    real_every: int = setting(_zero_or_one, changeable=True, older=0, written_if_set=True)
 
     @classmethod
     def of(cls, flags: TrainingFlags) -> RunSettings:
@@ -147,10 +153,15 @@ class RunSettings:
     @staticmethod
     def changeable(name: str) -> bool:
         """Whether a resume may give the setting `name` another value."""
-        return next(field for field in dataclasses.fields(RunSettings) if field.name == name).metadata["changeable"]
+        return _field(name).metadata["changeable"]
+
+    def values(self) -> dict:
+        """Every setting by name."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
     def to_json(self) -> dict:
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        return {name: value for name, value in self.values().items()
+                if not (_field(name).metadata["written_if_set"] and value == _field(name).metadata["older"])}
 
     @classmethod
     def from_json(cls, data: object, path: str) -> RunSettings:
@@ -164,6 +175,10 @@ class RunSettings:
                 _stored_ok(data[field.name], field) for field in fields):
             raise UserError(f"{path} holds damaged run settings ({short_repr(data)}); resume from another file")
         return cls(**data)
+
+
+def _field(name: str) -> dataclasses.Field:
+    return next(field for field in dataclasses.fields(RunSettings) if field.name == name)
 
 
 def _stored_ok(value, field: dataclasses.Field) -> bool:

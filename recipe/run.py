@@ -557,7 +557,7 @@ class Run:
                 command += ["--init_params", run["init"]]
             if phase.dream:
                 command += ["--dream_mode", "1", "--temperature", repr(phase.temperature),
-                            "--real_episodes", str(phase.real_episodes)]
+                            "--real_episodes", str(phase.real_episodes), "--real_every", str(int(phase.real_every))]
         self._stage("05", command, f"05 ({phase.name})")
 
     def candidates(self, phase: ControllerPhase) -> list[dict]:
@@ -751,4 +751,5 @@ def describe(step) -> str:
     where = f"in the dream at tau {step.temperature}" if step.dream else "in the game"
     shared = ", shared tracks" if step.common_seeds else ""
     return (f"controller {step.population} x {step.episodes} {where}{shared}, {step.generations} generations"
-            + (f", restart rule ({step.restart.min_gain:g} in {step.restart.span})" if step.restart else ""))
+            + (f", restart rule ({step.restart.min_gain:g} in {step.restart.span})" if step.restart else "")
+            + (", every evaluated mean played in the game" if step.real_every else ""))

@@ -59,6 +59,7 @@ def test_training_in_the_dream_logs_dream_and_real_scores(dreamed):
     params, score, _ = json.loads((folder / "controller" / f"{BASE}.best.json").read_text())
     assert len(params) == 1088 and score == pytest.approx(max(row[1] for row in evaluations), abs=0.005)
     _, state = load_optimizer(str(folder / "controller" / f"{BASE}.es.pk"))
+    assert "real_every" not in state["settings"]
     real_rows = [row for row in evaluations if len(row) == 4]  # the new bests
     assert state["best_real_score"] == pytest.approx(real_rows[-1][3], abs=0.005)
     points = evaluation_points([Evaluation.from_json(row) for row in evaluations])  # the curve shows the real scores of the new bests beside the dream's
@@ -71,6 +72,22 @@ def test_dream_training_resumes(dreamed):
     run("05_train_controller.py", *DREAM, "--generations", 1, "--init_opt", f"./controller/{BASE}.es.pk", cwd=folder)
     rows = json.loads((folder / "log" / f"{BASE}.hist.json").read_text())
     assert [row[0] for row in rows] == [1, 2, 3]
+
+
+def test_real_every_scores_each_evaluated_mean_in_the_game_and_a_resume_keeps_it(tmp_path):
+    """--real_every 1: every evaluated mean plays --real_episodes real episodes, a new best in the dream or not (the
+    candidates of a long dream phase, whose later means seldom beat an early lucky dream score); a resume that
+    leaves the flag out keeps it, and the checkpoint of a run without it holds no such setting."""
+    doom_world_model(tmp_path)
+    run("05_train_controller.py", *DREAM, "--real_every", 1, "--generations", 2, cwd=tmp_path)
+    run("05_train_controller.py", *DREAM, "--generations", 2, "--init_opt", f"./controller/{BASE}.es.pk", cwd=tmp_path)
+    evaluations = json.loads((tmp_path / "log" / f"{BASE}.log.json").read_text())
+    assert [row[0] for row in evaluations] == [1, 2, 3, 4]
+    assert all(len(row) == 4 and 100 < row[3] < 2100 for row in evaluations)
+    beaten = [row for i, row in enumerate(evaluations) if i and row[1] <= max(r[1] for r in evaluations[:i])]
+    assert beaten  # means that were no new best, scored in the game all the same
+    _, state = load_optimizer(str(tmp_path / "controller" / f"{BASE}.es.pk"))
+    assert state["settings"]["real_every"] == 1
 
 
 def test_dream_mode_needs_the_first_frames(tmp_path):

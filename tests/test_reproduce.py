@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from recipe import seeds
-from recipe.presets import (CAR_RACING_FULL, CAR_RACING_TINY, DOOM_FULL, DOOM_FULL_1, DOOM_FULL_2, RECIPES,
+from recipe.presets import (CAR_RACING_FULL, CAR_RACING_TINY, DOOM_FULL, DOOM_FULL_1, DOOM_FULL_2, DOOM_FULL_3, RECIPES,
                             ControllerPhase, Restart, TrainV, recipe_for, recipe_key)
 from recipe.run import Run, recipe_of
 from shipping.manifest import SCORE_FIELDS
@@ -63,6 +63,8 @@ def test_every_committed_run_follows_a_recipe_of_its_own_key():
     assert recipe_key(DOOM_FULL_2) == "3c4e391b4470a46e" != recipe_key(DOOM_FULL)
     assert recipe_for("doom_take_cover", "full", "43af3e5261c7c4de") is DOOM_FULL_1
     assert recipe_for("doom_take_cover", "full", "3c4e391b4470a46e") is DOOM_FULL_2
+    assert recipe_key(DOOM_FULL_3) == "eb1182272efc9581" != recipe_key(DOOM_FULL)  # seed 3's, and real_every kept
+    assert recipe_for("doom_take_cover", "full", "eb1182272efc9581") is DOOM_FULL_3  # out of its JSON while unset
     assert recipe_for("doom_take_cover", "full", "0123456789abcdef") is DOOM_FULL is recipe_for("doom_take_cover", "full")
 
 

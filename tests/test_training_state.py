@@ -216,7 +216,9 @@ def test_settings_from_before_common_seeds_read_as_its_old_behaviour_and_each_fi
     assert RunSettings.from_json(older, "run.es.pk").to_json() == SETTINGS  # written back with it, in its place
     changeable = [field.name for field in dataclasses.fields(RunSettings) if RunSettings.changeable(field.name)]
     assert changeable == ["cap_time", "retrain", "max_length", "eval_steps", "eval_episodes", "real_episodes",
-                          "common_seeds"]
+                          "common_seeds", "real_every"]
+    assert "real_every" not in RunSettings(**SETTINGS, real_every=0).to_json()  # written only when set
+    assert RunSettings.from_json({**SETTINGS, "real_every": 1}, "run.es.pk").to_json() == {**SETTINGS, "real_every": 1}
     with pytest.raises(UserError, match="holds damaged run settings"):
         RunSettings.from_json([SETTINGS], "run.es.pk")
     with pytest.raises(UserError, match="holds damaged run settings"):
