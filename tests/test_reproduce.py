@@ -311,6 +311,7 @@ def test_doom_tiny_preset_runs_to_a_packed_agent(tmp_path):
     assert sorted(os.listdir(os.path.join(folder, "scratch", "ended"))) == ["d0.0", "d1.0"]
     for candidate in summary["selection"]["candidates"]:
         assert (candidate["phase"], candidate["vae"], candidate["rnn"]) == ("d1", "v1", "m1")  # V went on too
+    assert [len(row) for row in summary["phases"]["d1"][0]["evaluations"]] == [3, 3]  # d1 plays every mean: real_every
     score = summary["scores"]["seeds 111.."]
     assert score["episodes"] == 100 and score["mean"] == pytest.approx(np.mean(score["scores"]))
     run("pretrained.py", "verify", "doom_take_cover", "--root", os.path.join(folder, "agent"), cwd=root)
