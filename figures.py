@@ -148,8 +148,8 @@ def read_run(history: str, after: int = 0) -> tuple[Points, Points, Points]:
 
 def save_runs(path: str, runs: Sequence[Run], official: bool = False, title: str = "") -> str:
     """One PNG at `path` of each (label, .hist.json, generations before) run's population average, evaluated means
-    and (a dream run's) real-game means of its new bests; returns `path`. Every file is read and checked before
-    anything is drawn."""
+    and (a dream run's) real-game scores of the means it played there; returns `path`. Every file is read and
+    checked before anything is drawn."""
     curves = [(label, *read_run(history, after)) for label, history, after in runs]
     import matplotlib
 
@@ -166,7 +166,7 @@ def save_runs(path: str, runs: Sequence[Run], official: bool = False, title: str
     # one legend entry a run (its colour), then one a kind of mark, in grey
     kinds = [("-", "population average"), ("o", "mean evaluated")]
     if any(checked for *_, (checked, _) in curves):
-        kinds.append(("x", "new best, in the real game"))
+        kinds.append(("x", "mean in the real game"))
     for style, text in kinds:
         axes.plot([], [], style, color="0.45", markeredgewidth=2 if style == "x" else None, label=text)
     if official:

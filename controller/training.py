@@ -354,10 +354,10 @@ def write_logs(files: TrainingFiles, state: TrainingState, current_params: np.nd
 
 
 def evaluation_points(evaluations: list[Evaluation]) -> dict[str, np.ndarray]:
-    """The plotted points, (generation, score) rows: every evaluated mean and, for the new bests of a dream run,
-    their score in the real game."""
+    """The plotted points, (generation, score) rows: every evaluated mean and, for the means of a dream run played in
+    the real game (its new bests, or every one with --real_every 1), their score there."""
     points = {"mean evaluated": [[row.generation, row.score] for row in evaluations],
-              "new best, real game": [[row.generation, row.real_score] for row in evaluations
+              "mean in the real game": [[row.generation, row.real_score] for row in evaluations
                                       if row.real_score is not None]}
     return {label: np.asarray(rows, dtype=np.float64) for label, rows in points.items() if rows}
 

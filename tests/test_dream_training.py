@@ -63,7 +63,7 @@ def test_training_in_the_dream_logs_dream_and_real_scores(dreamed):
     real_rows = [row for row in evaluations if len(row) == 4]  # the new bests
     assert state["best_real_score"] == pytest.approx(real_rows[-1][3], abs=0.005)
     points = evaluation_points([Evaluation.from_json(row) for row in evaluations])  # the curve shows the real scores of the new bests beside the dream's
-    np.testing.assert_array_equal(points["new best, real game"], [[row[0], row[3]] for row in real_rows])
+    np.testing.assert_array_equal(points["mean in the real game"], [[row[0], row[3]] for row in real_rows])
     assert len(points["mean evaluated"]) == len(evaluations)
 
 
