@@ -79,9 +79,9 @@ class TrainingRun:
         """A resumed run plays on as it started: a setting left off the command line is the checkpoint's (before, a
         dream run resumed without --dream_mode 1 went on in the real game, and one without --max_length or
         --eval_episodes shifted every later seed). Given with another value, a setting of how the run goes on
-        (episode length, evaluations, --cap_time, --retrain, --common_seeds) is taken with a note; one that makes it
-        another run (the dream and its temperature, the seeds, the optimizer's own settings, held in the checkpoint)
-        is refused. Returns the flags with the kept settings."""
+        (episode length, evaluations, --cap_time, --retrain, --common_seeds, --real_every) is taken with a note; one
+        that makes it another run (the dream and its temperature, the seeds, the optimizer's own settings, held in the
+        checkpoint) is refused. Returns the flags with the kept settings."""
         asked, kept, refused = RunSettings.of(flags).values(), {}, []
         for key, value in stored.values().items():
             if key not in given or asked[key] == value:

@@ -60,7 +60,8 @@ class TrainingFlags:
     generations: int = option(0, "stop after this many generations of this run (default: run until stopped)")
     dream_mode: int = dream_mode_option("1: evaluate the population inside the world model's dream (doom_take_cover)")
     temperature: float | None = option(None, "dream temperature tau (default: the paper's 1.15 for Doom)")
-    real_episodes: int = option(32, "dream mode: real-game episodes scoring each new best")
+    real_episodes: int = option(32, "dream mode: real-game episodes scoring each new best (with --real_every 1, each "
+                                "evaluated mean)")
     real_every: int = option(0, "dream mode, 1: score every evaluated mean in the real game (--real_episodes "
                              "episodes), not only each new best in the dream", choices=(0, 1))
     phase_times: str | None = option(None, "write where each generation's time went (episodes, waiting for the last "

@@ -358,7 +358,7 @@ def evaluation_points(evaluations: list[Evaluation]) -> dict[str, np.ndarray]:
     the real game (its new bests, or every one with --real_every 1), their score there."""
     points = {"mean evaluated": [[row.generation, row.score] for row in evaluations],
               "mean in the real game": [[row.generation, row.real_score] for row in evaluations
-                                      if row.real_score is not None]}
+                                        if row.real_score is not None]}
     return {label: np.asarray(rows, dtype=np.float64) for label, rows in points.items() if rows}
 
 

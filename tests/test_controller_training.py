@@ -291,7 +291,8 @@ def test_with_common_seeds_every_solution_drives_the_generations_tracks(tmp_path
 
 def test_common_seeds_train_on_and_a_resume_may_switch_them_on(tmp_path, monkeypatch, capsys):
     """05 with --common_seeds 1 uses num_episode seeds a generation and keeps the setting; a run that began without
-    it (or a checkpoint from before the flag, whose settings lack it) may switch it on when resumed, with a note."""
+    it (or a checkpoint from before the flag, whose settings lack it) may switch it on when resumed, with a note;
+    --real_every too, on and off again, though a checkpoint holds it only while it is on."""
     first = Leader(world_model(tmp_path / "run"), monkeypatch, *COMMON)
     first.generation(capsys)
     assert first.state.next_seed == 111 + 4 * 2 and first.checkpoint()[1]["settings"]["common_seeds"] == 0
@@ -308,6 +309,15 @@ def test_common_seeds_train_on_and_a_resume_may_switch_them_on(tmp_path, monkeyp
     assert switched.state.next_seed == 111 + 4 * 2 + 2 and switched.checkpoint()[1]["settings"]["common_seeds"] == 1
     again = Leader(tmp_path / "run", monkeypatch, *COMMON, "--init_opt", checkpoint)  # the switch is kept
     assert again.run.flags.common_seeds == 1
+    assert "real_every" not in switched.checkpoint()[1]["settings"]  # written only when set
+    on = Leader(tmp_path / "run", monkeypatch, *COMMON, "--real_every", 1, "--init_opt", checkpoint)
+    assert "note: --real_every 1 from now on (this run had 0)" in capsys.readouterr().out
+    on.generation(capsys)
+    assert on.checkpoint()[1]["settings"]["real_every"] == 1
+    off = Leader(tmp_path / "run", monkeypatch, *COMMON, "--real_every", 0, "--init_opt", checkpoint)
+    assert "note: --real_every 0 from now on (this run had 1)" in capsys.readouterr().out
+    assert off.run.flags.real_every == 0 and Leader(tmp_path / "run", monkeypatch, *COMMON, "--init_opt",
+                                                    checkpoint).run.flags.real_every == 1
 
 
 
