@@ -196,7 +196,7 @@ def evaluate_mean(run: TrainingRun, pool, workers: int, generation: int) -> tupl
                             f"(not finite)")
         real_mean = float(real.mean())
         record.real_score = round(real_mean, 2)
-        text += f", real game {real.mean():.2f} +- {real.std():.2f} over {count}"
+        text += f", real game {real_mean:.2f} +- {real.std():.2f} over {count}"
     if new_best:
         state.best_real_score = real_mean
         state.best_score, state.best_params = score, params.tolist()

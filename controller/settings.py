@@ -161,8 +161,8 @@ class RunSettings:
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
     def to_json(self) -> dict:
-        return {name: value for name, value in self.values().items()
-                if not (_field(name).metadata["written_if_set"] and value == _field(name).metadata["older"])}
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+                if not (field.metadata["written_if_set"] and getattr(self, field.name) == field.metadata["older"])}
 
     @classmethod
     def from_json(cls, data: object, path: str) -> RunSettings:

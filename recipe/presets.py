@@ -260,12 +260,13 @@ DOOM_FULL_2 = _doom_full(v_rounds=True)
 # round's dream (d1) was exploited (its new bests lived 160 to 183 tics in the game). One round of iterative
 # training stays, as a second pool of candidates: d0's chosen plays 400 episodes, M goes on one epoch over
 # everything (V as it is, so that only the new batches are encoded), a fresh controller learns 100 generations.
+_DOOM_WORLD_MODEL = (Collect("random", episodes=10000, time_steps=2100, batch_size=40),
+                     TrainV("v0", epochs=2, learning_rate=1e-3, batch_size=32, batches=25, steps_per_file=300),
+                     Encode("z0"),
+                     TrainM("m0", epochs=4, batch_size=16))
 DOOM_FULL_3 = Recipe(
     env="doom_take_cover", preset="full",
-    steps=(Collect("random", episodes=10000, time_steps=2100, batch_size=40),
-           TrainV("v0", epochs=2, learning_rate=1e-3, batch_size=32, batches=25, steps_per_file=300),
-           Encode("z0"),
-           TrainM("m0", epochs=4, batch_size=16),
+    steps=(*_DOOM_WORLD_MODEL,
            ControllerPhase("d0", generations=100, **_DOOM_DREAM),
            Collect("round1", episodes=400, time_steps=2100, batch_size=40, player="d0"),
            Encode("z1"),
@@ -281,11 +282,7 @@ DOOM_FULL_3 = Recipe(
 # better trained means never became candidates. The selection's top 8 of the 60 play their 100 episodes.
 DOOM_FULL = Recipe(
     env="doom_take_cover", preset="full",
-    steps=(Collect("random", episodes=10000, time_steps=2100, batch_size=40),
-           TrainV("v0", epochs=2, learning_rate=1e-3, batch_size=32, batches=25, steps_per_file=300),
-           Encode("z0"),
-           TrainM("m0", epochs=4, batch_size=16),
-           ControllerPhase("d0", generations=300, real_every=True, **_DOOM_DREAM)),
+    steps=(*_DOOM_WORLD_MODEL, ControllerPhase("d0", generations=300, real_every=True, **_DOOM_DREAM)),
     selection=Selection(phases=("d0",), top=8, episodes=100), scoring=Scoring(episodes=100))
 
 _DOOM_TINY_DREAM = dict(population=4, episodes=2, eval_every=1, eval_episodes=4, dream=True, temperature=1.15,
