@@ -161,8 +161,9 @@ class RunSettings:
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
     def to_json(self) -> dict:
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
-                if not (field.metadata["written_if_set"] and getattr(self, field.name) == field.metadata["older"])}
+        values = self.values()
+        return {field.name: values[field.name] for field in dataclasses.fields(self)
+                if not (field.metadata["written_if_set"] and values[field.name] == field.metadata["older"])}
 
     @classmethod
     def from_json(cls, data: object, path: str) -> RunSettings:
