@@ -87,6 +87,19 @@ def wait_for(condition, timeout=120.0, what="the condition"):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def signal_pending(pid: int, signum: int) -> bool:
+    """Whether signal `signum` waits, not yet handled, for process `pid` (a stopped process's signals wait until it
+    is let run): its bit in the process-wide or the main thread's pending set of /proc/<pid>/status. False once the
+    process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    bit = 1 << (signum - 1)
+    return any(int(fields[name].strip(), 16) & bit for name in ("ShdPnd", "SigPnd"))
+
+
 def alive(process) -> bool:
     """Whether a psutil.Process still runs (a zombie, dead but not yet reaped, does not)."""
     import psutil

@@ -19,7 +19,7 @@ from recipe.presets import (CAR_RACING_FULL, CAR_RACING_TINY, DOOM_FULL, DOOM_FU
                             ControllerPhase, Restart, TrainV, recipe_for, recipe_key)
 from recipe.run import Run, recipe_of
 from shipping.manifest import SCORE_FIELDS
-from tests.scripts import ROOT, alive, end_group, run, start, wait_for
+from tests.scripts import ROOT, alive, end_group, run, signal_pending, start, wait_for
 
 TINY = ("car_racing", "--preset", "tiny")
 
@@ -257,7 +257,9 @@ def test_a_stopped_and_resumed_run_ends_with_the_same_agent(unstopped, tmp_path)
         else:
             wait_for(condition, timeout=600, what=f"the point to send {signal.Signals(signum).name}")
         process.send_signal(signum)
-        if frozen is not None:
+        if frozen is not None:  # let 04 run only once reproduce.py has passed the stop on (else it may end m0 first)
+            wait_for(lambda: signal_pending(frozen.pid, signum) or not alive(frozen), timeout=300,
+                     what=f"reproduce.py to pass {signal.Signals(signum).name} on to 04")
             frozen.resume()  # the stage takes the stop reproduce.py passed on
         stdout, stderr = process.communicate(timeout=300)
         outputs.append(stdout)
