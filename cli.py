@@ -75,7 +75,10 @@ class StoppedPartWay(KeyboardInterrupt):
 
 
 def exit_line(error: BaseException) -> tuple[str, int] | None:
-    """The one line and exit status with which a script ends on `error`, or None if it is a bug (a traceback)."""
+    """The one line and exit status with which a script ends on `error`, or None if it is a bug (a traceback). A stop
+    that C code wrapped in another exception ends the script as that stop (stop_within)."""
+    if not isinstance(error, (UserError, KeyboardInterrupt)):
+        error = stop_within(error)
     if isinstance(error, StoppedPartWay):
         line, status = exit_line(error.stop)
         return f"{line} {error.done}", status
@@ -88,18 +91,44 @@ def exit_line(error: BaseException) -> tuple[str, int] | None:
     return None
 
 
+def stop_within(error: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM (a KeyboardInterrupt) that `error` is, or that C code turned into it: a signal handled
+    inside a C function that then returned a result (TensorFlow converting a NumPy array) is raised as "SystemError:
+    ... returned a result with an exception set", with the handler's exception as its __cause__. Only causes are
+    followed: an error raised while handling a stop (its __context__) is a bug of its own."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return error
+        seen.add(id(error))
+        error = error.__cause__
+    return None
+
+
+def _quiet_unraisable(unraisable) -> None:
+    """sys.unraisablehook once a script stops on Ctrl-C or SIGTERM: an object the stop cut half-way through building
+    (a Box2D body whose constructor the signal interrupted) fails in its finalizer as the script exits, and Python
+    would print that after the script's last line."""
+
+
 def run_cli(main: Callable[[], object]) -> None:
     """Run a script's main(): a UserError, Ctrl-C or SIGTERM prints one line to stderr and exits non-zero (1, 130,
     143), no traceback. SIGTERM is turned into an exception (Terminated) so that it unwinds like Ctrl-C: a save under
-    way removes its temporary file, and no partial file is left."""
+    way removes its temporary file, and no partial file is left. A stop that C code wrapped in another exception is
+    still a stop (stop_within), and what finalizers say as the stopped script exits is not printed."""
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # leave a handler or an inherited SIG_IGN alone
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         main()
         if _sigterm_received:  # its exception was lost (raised where Python only prints it): still not a success
             raise Terminated()
-    except (UserError, KeyboardInterrupt) as error:
-        line, status = exit_line(error)
+    except (Exception, KeyboardInterrupt) as error:
+        ending = exit_line(error)
+        if ending is None:
+            raise
+        line, status = ending
+        if not isinstance(error, UserError):
+            sys.unraisablehook = _quiet_unraisable
         print(line, file=sys.stderr)
         sys.exit(status)
 

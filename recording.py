@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from cli import UserError
+from cli import UserError, stop_within
 from scoring import EpisodeScore, ModelSettings, Play, Session, stopped_after
 
 
@@ -84,7 +84,9 @@ def watch(play: Play, settings: ModelSettings) -> list[EpisodeScore]:
                 recorder.save(path, get_spec(settings.env_name).video_fps)  # the simulator's own rate
                 line += f"; video {path}"
             print(line, flush=True)
-    except KeyboardInterrupt as stop:
+    except (Exception, KeyboardInterrupt) as error:
+        if (stop := stop_within(error)) is None:
+            raise
         raise (stopped_after(stop, results, len(seeds)) if len(seeds) > 1 else stop) from None
     finally:
         session.close()

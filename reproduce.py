@@ -14,7 +14,7 @@ import dataclasses
 import os
 import sys
 
-from cli import SettingsParser, Terminated, UserError, option, run_cli
+from cli import SettingsParser, Terminated, UserError, option, run_cli, stop_within
 from recipe.presets import ENVS, PRESETS
 from recipe.run import DEFAULT_ROOT
 
@@ -78,7 +78,9 @@ def main(argv=None) -> None:
         from files import storage_error
 
         raise storage_error(error, run.folder) or error from None
-    except KeyboardInterrupt as stop:
+    except (Exception, KeyboardInterrupt) as error:
+        if (stop := stop_within(error)) is None:
+            raise
         terminated = isinstance(stop, Terminated)
         print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: nothing done is lost; resume with: "
               f"{run.resume_line()}", file=sys.stderr)

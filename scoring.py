@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from cli import StoppedPartWay, UserError, check_flags, option
+from cli import StoppedPartWay, UserError, check_flags, option, stop_within
 from config import (CONFIGS, DATA_DIR, EXP_MODES, FINAL_EPISODES, FIRST_SEED, RNN_DIR, VAE_DIR, dream_mode_option,
                     folder_option, get_config)
 from episodes import Episode
@@ -247,7 +247,9 @@ def score_episodes(play: Play, seeds: list[int], workers: int) -> list[EpisodeSc
                     results.append(result)
                     progress.update()
                     progress.set_postfix(last=f"{result.reward:.1f}")
-        except KeyboardInterrupt as stop:  # the pool ends its workers and prints the line
+        except (Exception, KeyboardInterrupt) as error:  # on a stop, the pool ends its workers and prints the line
+            if (stop := stop_within(error)) is None:
+                raise
             raise stopped_after(stop, results, len(seeds)) from None
     return sorted(results)
 

@@ -375,6 +375,59 @@ def test_a_sigterm_whose_exception_python_lost_still_ends_the_script_with_143(tm
     assert result.stderr.strip().splitlines()[-1] == "terminated (SIGTERM)"
 
 
+WRAPPED_STOP_SCRIPT = """
+import os, signal, sys
+sys.path.insert(0, {root!r})
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, even if the tests run in background
+from cli import run_cli
+
+def main():
+    import Box2D
+
+    try:  # the signal handled inside a constructor and a C function, as a Box2D step or a TensorFlow cast meets it
+        body = Box2D.b2BodyDef.__new__(Box2D.b2BodyDef)  # its constructor cut short: finalizing it fails
+        if sys.argv[1] != "none":
+            os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+        sum(range(1000))
+    except KeyboardInterrupt as stop:
+        if sys.argv[2] == "wrapped":  # what CPython raises when a C function returns a result with the error set
+            raise SystemError("<built-in method __array__> returned a result with an exception set") from stop
+        if sys.argv[2] == "cleanup_bug":
+            raise ValueError("a bug in the clean-up")
+        raise
+    raise SystemError("a bug of ours")
+
+run_cli(main)
+"""
+
+
+def wrapped_stop_script(tmp_path, *arguments):
+    script = tmp_path / "wrapped.py"
+    script.write_text(WRAPPED_STOP_SCRIPT.format(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    return run_command([sys.executable, str(script), *arguments], timeout=60)
+
+
+@pytest.mark.parametrize("signal_name, line, status", [("SIGTERM", "terminated (SIGTERM)", 143),
+                                                        ("SIGINT", "interrupted", 130)])
+@pytest.mark.parametrize("how", ["wrapped", "plain"])
+def test_a_stop_that_c_code_wrapped_or_that_left_a_half_built_object_still_ends_in_one_line(
+        tmp_path, signal_name, line, status, how):
+    """Before (CI, under load): SIGTERM in 03 while TensorFlow converted an array gave a SystemError traceback and
+    exit 1; Ctrl-C in model.py inside a Box2D constructor printed the object's failed finalizer after "interrupted"."""
+    result = wrapped_stop_script(tmp_path, signal_name, how)
+    assert result.returncode == status, result.stderr
+    assert_one_line(result.stderr, line)
+    assert "Exception ignored" not in result.stderr
+
+
+@pytest.mark.parametrize("signal_name, how, error", [("none", "plain", "SystemError: a bug of ours"),
+                                                      ("SIGTERM", "cleanup_bug", "ValueError: a bug in the clean-up")])
+def test_an_error_that_no_stop_caused_is_still_a_traceback(tmp_path, signal_name, how, error):
+    """Neither a bug nor one raised while a stop is handled (its __context__, not its __cause__) passes for a stop."""
+    result = wrapped_stop_script(tmp_path, signal_name, how)
+    assert result.returncode == 1 and "Traceback" in result.stderr and error in result.stderr, result.stderr
+
+
 def our_worker_alive(pid, script) -> bool:
     """Whether `pid` is still a live process of `script` (not a later process that was given the same number)."""
     try:
