@@ -77,7 +77,7 @@ class StoppedPartWay(KeyboardInterrupt):
 def exit_line(error: BaseException) -> tuple[str, int] | None:
     """The one line and exit status with which a script ends on `error`, or None if it is a bug (a traceback). A stop
     that C code wrapped in another exception ends the script as that stop (stop_within)."""
-    if not isinstance(error, (UserError, KeyboardInterrupt)):
+    if not isinstance(error, UserError):
         error = stop_within(error)
     if isinstance(error, StoppedPartWay):
         line, status = exit_line(error.stop)
